@@ -1,0 +1,1 @@
+//! `ro-p2p-ffi`: the C ABI of ro-p2p.

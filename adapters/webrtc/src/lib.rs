@@ -1,0 +1,1 @@
+//! `ro-p2p-webrtc`: peer links over WebRTC data channels.

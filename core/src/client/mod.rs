@@ -1,0 +1,1 @@
+//! `client`: see the module of this name in the design (docs/architecture.md).

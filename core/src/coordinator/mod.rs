@@ -1,0 +1,1 @@
+//! `coordinator`: see the module of this name in the design (docs/architecture.md).

@@ -1,0 +1,1 @@
+//! `packet`: see the module of this name in the design (docs/architecture.md).

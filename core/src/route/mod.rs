@@ -1,0 +1,1 @@
+//! `route`: see the module of this name in the design (docs/architecture.md).

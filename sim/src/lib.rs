@@ -1,0 +1,1 @@
+//! `ro-p2p-sim`: deterministic simulation of ro-p2p under turmoil.

@@ -1,0 +1,1 @@
+//! `ro-p2p-tests`: cross-crate tests live in `tests/tests/`.
