@@ -8,12 +8,16 @@
 //! such as `coordinator.max_players_per_session: must be between 1 and 1000, got 0`; unknown
 //! keys are errors so that typos do not pass silently. `docs/configuration.md` lists every key.
 
-// mod client;
+mod client;
 mod coordinator;
 mod tree;
 
 use core::fmt;
 
+pub use client::{
+    COORDINATOR_URLS_MAX, ClientSecurity, ClientSettings, DEFAULT_PACKET_VERSION, TlsVersion,
+    ZoneFilter,
+};
 pub use coordinator::{
     CoordinatorSettings, LogFormat, LoggingSettings, RateLimit, RedisEndpoint, RedisSettings,
     TlsFiles, TurnServer,

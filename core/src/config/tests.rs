@@ -298,3 +298,246 @@ logging: {level: Warning, file: c.log, format: JSON}
         assert!(matches!(yaml(&big), Err(ConfigError::TooLarge { .. })));
     }
 }
+
+mod client_json {
+    use super::*;
+
+    fn json_err(text: &str, key: &str) {
+        let err = ClientSettings::from_json(text).expect_err(text);
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert!(err.to_string().starts_with(key), "{err}");
+    }
+
+    #[test]
+    fn guide_development_file_with_comments_parses() {
+        let s =
+            ClientSettings::from_json(include_str!("fixtures/client_development.json")).unwrap();
+        assert_eq!(s.coordinator_urls, vec!["ws://localhost:8001/api/v1/signaling/ws".to_owned()]);
+        assert_eq!(s.rest_api_url.as_deref(), Some("http://localhost:8001/api/v1"));
+        assert_eq!(s.request_timeout_ms, 30_000);
+        assert!(s.p2p_enabled);
+        assert_eq!(s.max_connections, 10);
+        assert!(!s.security.enable_encryption);
+        assert!(!s.security.enable_authentication);
+        assert_eq!(s.log_level, LogLevel::Debug);
+        assert!(s.log_console);
+        assert_eq!(s.zones, ZoneFilter::All);
+        // Everything the guide does not give keeps its default.
+        assert_eq!((s.connection_timeout_ms, s.reconnect_delay_ms, s.max_retries), (5000, 1000, 3));
+        assert_eq!(s.compression_threshold_bytes, 1024);
+        assert_eq!(s.packet_version, DEFAULT_PACKET_VERSION);
+    }
+
+    #[test]
+    fn guide_production_file_parses_with_zone_list() {
+        let s = ClientSettings::from_json(include_str!("fixtures/client_production.json")).unwrap();
+        assert_eq!(
+            s.coordinator_urls,
+            vec!["wss://your-server.com:8001/api/v1/signaling/ws".to_owned()]
+        );
+        assert_eq!(s.max_connections, 50);
+        assert!(s.security.enable_encryption && s.security.certificate_validation);
+        assert_eq!(s.security.tls_version, TlsVersion::Tls13);
+        assert_eq!(s.log_file.as_deref(), Some("p2p_dll.log"));
+        assert!(!s.log_console);
+        let z = |n: &str| crate::wire::Zone::new(n).unwrap();
+        assert!(s.zones.allows(&z("prontera")) && s.zones.allows(&z("alberta")));
+        assert!(!s.zones.allows(&z("gef_dun00")));
+        assert!(s.fallback_on_failure);
+    }
+
+    #[test]
+    fn guide_zone_snippet_needs_a_coordinator_unless_p2p_is_off() {
+        let zones = include_str!("fixtures/client_zones.json");
+        json_err(zones, "coordinator.websocket_url");
+        let off = zones.replacen('{', "{\"p2p\": {\"enabled\": false},", 1);
+        let s = ClientSettings::from_json(&off).unwrap();
+        assert!(!s.p2p_enabled);
+        assert!(s.coordinator_urls.is_empty());
+    }
+
+    #[test]
+    fn additions_parse_and_backups_follow_the_primary() {
+        let s = ClientSettings::from_json(
+            r#"{
+            coordinator: {
+                websocket_url: "wss://a.example/ws",
+                backup_urls: ["wss://b.example/ws", "wss://a.example/ws", "ws://c.example:8001/ws"],
+                connection_timeout_ms: 2000, reconnect_delay_ms: 250, max_retries: 5,
+            },
+            p2p: { max_latency_ms: 150, compression_threshold: 0, update_interval_ms: 100,
+                   packet_version: 20180620, policy: "chat=server", prefer_hosting: false,
+                   host_requirements: { min_cpu_cores: 2 } },
+            security: { key_rotation_interval_s: 600, tls_version: "TLS1.2" },
+            zones: { p2p_enabled_zones: [] },
+        }"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.coordinator_urls,
+            ["wss://a.example/ws", "wss://b.example/ws", "ws://c.example:8001/ws"]
+        );
+        assert_eq!((s.connection_timeout_ms, s.reconnect_delay_ms, s.max_retries), (2000, 250, 5));
+        assert_eq!(
+            (s.max_latency_ms, s.compression_threshold_bytes, s.update_interval_ms),
+            (150, 0, 100)
+        );
+        assert_eq!(s.packet_version, 20180620);
+        assert_eq!(s.routing_policy.as_deref(), Some("chat=server"));
+        assert!(!s.prefer_p2p_hosting);
+        assert_eq!(s.host_requirements.min_cpu_cores, 2);
+        assert_eq!(s.host_requirements.min_memory_mb, 8192);
+        assert_eq!(s.key_rotation_interval_s, 600);
+        assert_eq!(s.zones, ZoneFilter::Only(Default::default()));
+        assert!(!s.zones.allows(&crate::wire::Zone::new("prontera").unwrap()));
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let base = r#""websocket_url": "ws://x/ws""#;
+        let cases: &[(&str, &str)] = &[
+            (r#"{"coordinator": {"websocket_url": "http://x/ws"}}"#, "coordinator.websocket_url"),
+            (r#"{"coordinator": {"websocket_url": "ws://"}}"#, "coordinator.websocket_url"),
+            (r#"{"coordinator": {BASE, "rest_api_url": "ftp://x"}}"#, "coordinator.rest_api_url"),
+            (r#"{"coordinator": {BASE, "timeout_seconds": 0}}"#, "coordinator.timeout_seconds"),
+            (r#"{"coordinator": {BASE, "timeout_seconds": 1.5}}"#, "coordinator.timeout_seconds"),
+            (r#"{"coordinator": {BASE, "max_retries": -1}}"#, "coordinator.max_retries"),
+            (
+                r#"{"coordinator": {BASE, "backup_urls": ["ws://y", 5, {}]}}"#,
+                "coordinator.backup_urls[2]",
+            ),
+            (r#"{"coordinator": {BASE, "timeout": 3}}"#, "coordinator.timeout"),
+            (r#"{"coordinator": {BASE}, "p2p": {"max_peers": "many"}}"#, "p2p.max_peers"),
+            (r#"{"coordinator": {BASE}, "p2p": {"enabled": 2}}"#, "p2p.enabled"),
+            (r#"{"coordinator": {BASE}, "p2p": {"packet_version": 2021}}"#, "p2p.packet_version"),
+            (
+                r#"{"coordinator": {BASE}, "p2p": {"host_requirements": {"cores": 1}}}"#,
+                "p2p.host_requirements.cores",
+            ),
+            (
+                r#"{"coordinator": {BASE}, "security": {"tls_version": "1.1"}}"#,
+                "security.tls_version",
+            ),
+            (
+                r#"{"coordinator": {BASE}, "security": {"enable_encryptoin": true}}"#,
+                "security.enable_encryptoin",
+            ),
+            (r#"{"coordinator": {BASE}, "logging": {"level": "verbose"}}"#, "logging.level"),
+            (
+                r#"{"coordinator": {BASE}, "zones": {"p2p_enabled_zones": ["prontera", "way_too_long_name"]}}"#,
+                "zones.p2p_enabled_zones[1]",
+            ),
+            (
+                r#"{"coordinator": {BASE}, "zones": {"p2p_enabled_zones": "prontera"}}"#,
+                "zones.p2p_enabled_zones",
+            ),
+            (r#"{"coordinator": {BASE}, "zone": {}}"#, "zone"),
+        ];
+        for (text, key) in cases {
+            json_err(&text.replace("BASE", base), key);
+        }
+        assert!(matches!(
+            ClientSettings::from_json("{"),
+            Err(ConfigError::Syntax { format: "json5", .. })
+        ));
+        assert!(matches!(ClientSettings::from_json("[1]"), Err(ConfigError::WrongType { .. })));
+    }
+}
+
+mod client_ini {
+    use super::*;
+
+    fn ini_err(config: &str, resourceinfo: Option<&str>, key: &str) {
+        let err = ClientSettings::from_ini(config, resourceinfo).expect_err(config);
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert!(err.to_string().starts_with(key), "{err}");
+    }
+
+    #[test]
+    fn guide_config_ini_and_resourceinfo_parse_into_the_same_type() {
+        let s = ClientSettings::from_ini(
+            include_str!("fixtures/client_config.ini"),
+            Some(include_str!("fixtures/client_resourceinfo.ini")),
+        )
+        .unwrap();
+        let expected = ClientSettings {
+            coordinator_urls: vec!["ws://localhost:8001/api/signaling/ws".to_owned()],
+            ..ClientSettings::default()
+        };
+        // Every value the guide writes equals our default, and the one URL is not doubled.
+        assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn keys_are_case_insensitive_and_other_sections_are_ignored() {
+        let s = ClientSettings::from_ini(
+            "[Graphics]\nWidth=800\n[p2p]\nenablep2p=0\nMAXCONNECTIONS=7\nCompressionThreshold = 2048 ; bigger\nMaxLatencyMS=80\nMinCPUCores=2\n",
+            None,
+        )
+        .unwrap();
+        assert!(!s.p2p_enabled);
+        assert_eq!(s.max_connections, 7);
+        assert_eq!(s.compression_threshold_bytes, 2048);
+        assert_eq!(s.max_latency_ms, 80);
+        assert_eq!(s.host_requirements.max_latency_ms, 80);
+        assert_eq!(s.host_requirements.min_cpu_cores, 2);
+    }
+
+    #[test]
+    fn resourceinfo_hosts_are_backups_in_numeric_order() {
+        let s = ClientSettings::from_ini(
+            "[P2P]\nCoordinatorURL=wss://main.example/ws\n",
+            Some("[P2P_HOSTS]\n10=wss://c.example/ws\n1=wss://b.example/ws\n0=wss://main.example/ws\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.coordinator_urls,
+            ["wss://main.example/ws", "wss://b.example/ws", "wss://c.example/ws"]
+        );
+        let s = ClientSettings::from_ini("[P2P]\n", Some("[P2P_HOSTS]\n0=ws://only.example/ws\n"))
+            .unwrap();
+        assert_eq!(s.coordinator_urls, ["ws://only.example/ws"]);
+    }
+
+    #[test]
+    fn coordinator_port_fills_a_url_without_one_and_must_agree_otherwise() {
+        let s = ClientSettings::from_ini(
+            "[P2P]\nCoordinatorURL=ws://host.example/ws\nCoordinatorPort=9000\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.coordinator_urls, ["ws://host.example:9000/ws"]);
+        ini_err(
+            "[P2P]\nCoordinatorURL=ws://h:8001/ws\nCoordinatorPort=9000\n",
+            None,
+            "P2P.CoordinatorPort",
+        );
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let url = "CoordinatorURL=ws://h/ws\n";
+        let cases: &[(&str, &str)] = &[
+            ("EnableP2P=maybe", "P2P.EnableP2P"),
+            ("MaxRetries=-3", "P2P.MaxRetries"),
+            ("ConnectionTimeout=5s", "P2P.ConnectionTimeout"),
+            ("ConnectionTimeout=0", "P2P.ConnectionTimeout"),
+            ("ReconnectDelay=99999999999999999999999", "P2P.ReconnectDelay"),
+            ("MaxConnections=100000", "P2P.MaxConnections"),
+            ("CompressionThreshold=abc", "P2P.CompressionThreshold"),
+            ("KeyRotationInterval=0", "P2P.KeyRotationInterval"),
+            ("CoordinatorPort=0", "P2P.CoordinatorPort"),
+            ("MinCPUFrequency=fast", "P2P.MinCPUFrequency"),
+            ("MaxLatencyMS=0", "P2P.MaxLatencyMS"),
+            ("EnableP2p=1\nENABLEP2P=0", "P2P.ENABLEP2P"),
+            ("EnableP2PX=1", "P2P.EnableP2PX"),
+        ];
+        for (line, key) in cases {
+            ini_err(&format!("[P2P]\n{url}{line}\n"), None, key);
+        }
+        ini_err("[P2P]\nCoordinatorURL=http://h/ws\n", None, "P2P.CoordinatorURL");
+        ini_err("[P2P]\nEnableP2P=1\n", None, "P2P.CoordinatorURL");
+        ini_err("[P2P]\n", Some("[P2P_HOSTS]\nprimary=ws://h/ws\n"), "P2P_HOSTS.primary");
+        ini_err("[P2P]\n", Some("[P2P_HOSTS]\n0=tcp://h\n"), "P2P_HOSTS.0");
+    }
+}

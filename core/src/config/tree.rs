@@ -183,7 +183,6 @@ impl Table {
 
     /// A table whose keys match case-insensitively (INI sections). A key written twice, in
     /// any case, is an error.
-    #[allow(dead_code)] // used by the client settings (INI), next commit
     pub fn case_insensitive(
         path: &str,
         pairs: impl IntoIterator<Item = (String, String)>,
@@ -312,6 +311,11 @@ impl Table {
             .into_iter()
             .map(|(path, v)| parse_string(&path, &v).map(|s| (path, s)))
             .collect()
+    }
+
+    /// All remaining entries: lookup key -> (key as written, value).
+    pub fn into_entries(self) -> BTreeMap<String, (String, Value)> {
+        self.entries
     }
 
     /// Fails with the first key (in sorted order) that nobody read.
