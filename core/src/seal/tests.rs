@@ -326,3 +326,16 @@ proptest! {
         prop_assert_eq!(o.open(t(0), &first), Err(OpenError::TooOld { counter: 0 }));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, rng_seed: proptest::test_runner::RngSeed::Fixed(0xF022), ..ProptestConfig::default() })]
+
+    /// The fuzz entry point, run by the normal test build on arbitrary and near-valid frames.
+    #[test]
+    fn fuzz_entry_never_panics(mut data in proptest::collection::vec(any::<u8>(), 0..200), version in any::<bool>()) {
+        if version && !data.is_empty() {
+            data[0] = SEAL_VERSION;
+        }
+        crate::fuzz::seal_open(&data);
+    }
+}
