@@ -541,3 +541,38 @@ mod client_ini {
         ini_err("[P2P]\n", Some("[P2P_HOSTS]\n0=tcp://h\n"), "P2P_HOSTS.0");
     }
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, rng_seed: proptest::test_runner::RngSeed::Fixed(0xC0F1), ..ProptestConfig::default() })]
+
+        /// Any text gives settings or a typed error, never a panic (invariant 5).
+        #[test]
+        fn arbitrary_text_never_panics(
+            text in prop_oneof![
+                any::<String>(),
+                "[a-z_:\\[\\]{}\"', \\n0-9$-]{0,200}",
+                "coordinator:\n  [a-z_]{1,30}: [a-z0-9\\[\\]{}$\"]{0,20}\n",
+                "\\[P2P\\]\n[A-Za-z]{1,20}=[a-z0-9 ;]{0,10}\n",
+            ],
+        ) {
+            let _ = CoordinatorSettings::from_yaml(&text, &env);
+            let _ = ClientSettings::from_json(&text);
+            let _ = ClientSettings::from_ini(&text, Some(&text));
+        }
+    }
+
+    #[test]
+    fn deeply_nested_input_is_refused_before_parsing() {
+        let deep = "[".repeat(100_000);
+        assert!(matches!(ClientSettings::from_json(&deep), Err(ConfigError::TooDeep { .. })));
+        assert!(matches!(yaml(&deep), Err(ConfigError::TooDeep { .. })));
+        let deep_yaml = (0..1400).map(|i| format!("{}a:\n", " ".repeat(i))).collect::<String>();
+        assert!(yaml(&deep_yaml).is_err());
+        let dashes = format!("{}x\n", "- ".repeat(200_000));
+        assert!(yaml(&dashes).is_err());
+    }
+}
