@@ -1,1 +1,63 @@
-//! `packet`: see the module of this name in the design (docs/architecture.md).
+//! The rAthena client-to-server stream: packet tables per PACKETVER, framing, id obfuscation,
+//! and classification of each packet as server-only or peer-eligible.
+//!
+//! A driver (the game client's hook, the FFI layer, the simulation) owns one [`GameStream`] per
+//! connection to the map server, pushes the bytes the game writes, and gets one [`Verdict`] per
+//! packet: the [`Route`](crate::route::Route) chosen by the [`Policy`](crate::route::Policy) and
+//! the exact bytes to write to the server (ids re-obfuscated with the server's own key sequence
+//! when packets were diverted). Peer-eligible packets carry a [`PeerEvent`] for the peer frame
+//! (see [`crate::seal`]). An unknown id or an impossible length ends classification: from then
+//! on the connection's bytes go to the server untouched. Login and char-server connections
+//! ([`GameStream::login_char`]) are server-only entirely. [`ServerDecoder`] is rAthena's side,
+//! used to prove the server reads exactly the server-bound packets.
+
+pub mod chat;
+mod classify;
+mod event;
+mod obfuscation;
+mod server;
+mod stream;
+mod table;
+
+pub use classify::{Classified, PeerCategory, PeerEligible, ServerOnly, ServerOnlyReason};
+pub use event::{
+    COORD_MAX, DIR_MAX, EMOTE_DICE, EMOTE_END, EMOTE_MUTE, HEAD_DIR_MAX, PEER_EVENT_FORMAT,
+    PeerEvent, PeerEventError, emote_is_peer_eligible,
+};
+pub use obfuscation::{KeySequence, Obfuscation};
+pub use server::{
+    ClientEncoder, SERVER_DECODER_BUFFER_BYTES, ServerDecodeError, ServerDecoder, ServerPacket,
+};
+pub use stream::{DesyncReason, GameStream, PacketVerdict, STREAM_BUFFER_BYTES, Verdict};
+pub use table::{
+    Category, ObfuscationKeys, PacketLen, PacketSpec, PacketTable, PacketVersion, TableError,
+    UnsupportedPacketVersion, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN,
+};
+
+/// Classifies one complete packet whose id is plain (not obfuscated), e.g. from a hook that sees
+/// packets before the client obfuscates them. `None` when the id is unknown at `version` or the
+/// length does not match its table row.
+pub fn classify_packet(version: PacketVersion, packet: &[u8]) -> Option<Classified<'_>> {
+    let &[a, b, ..] = packet else { return None };
+    let spec = version.table().get(u16::from_le_bytes([a, b]))?;
+    let len_ok = match spec.len() {
+        PacketLen::Fixed(n) => n >= 2 && usize::from(n) == packet.len(),
+        PacketLen::Variable => match packet {
+            &[_, _, l0, l1, ..] => {
+                let n = u16::from_le_bytes([l0, l1]);
+                (VARIABLE_LEN_MIN..=VARIABLE_LEN_MAX).contains(&n) && usize::from(n) == packet.len()
+            }
+            _ => false,
+        },
+    };
+    len_ok.then(|| {
+        classify::classify(
+            classify::Dialect::Map { nul_chat: version.chat_nul_terminated() },
+            spec,
+            packet,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;
