@@ -1,1 +1,22 @@
-//! `ro-p2p-webrtc`: peer links over WebRTC data channels.
+//! `ro-p2p-webrtc`: peer links over WebRTC data channels (webrtc-rs 0.21).
+//!
+//! The client core (`ro_p2p_core::client`) makes every protocol decision: who offers, when to
+//! connect or drop a peer, how frames are sealed. This crate only executes: [`PeerLinks`] takes
+//! its commands (`connect`, `apply_remote_sdp`, `apply_remote_candidate`, `send`,
+//! `disconnect`) and reports [`LinkEvent`]s on a tokio channel (local SDP and candidates to
+//! relay, `Connected`, `Failed`, `Closed`, received frames, and periodic `Measured` RTT/loss
+//! for link health). One peer connection per peer, with a `movement` channel (unordered, no
+//! retransmits) and a `chat` channel (reliable, ordered), both created in band by the offerer.
+//! RTT and loss come from a small ping/pong over the movement channel (see [`probe`](crate)
+//! in the docs, `docs/webrtc.md`), not from the stack's ICE statistics.
+
+mod config;
+mod error;
+mod event;
+mod links;
+mod probe;
+
+pub use config::LinksConfig;
+pub use error::LinkError;
+pub use event::{Channel, FailReason, LinkEvent, Role};
+pub use links::PeerLinks;

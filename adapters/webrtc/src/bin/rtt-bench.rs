@@ -1,0 +1,220 @@
+//! `rtt-bench`: round-trip time of a 16-byte frame on loopback, over the `movement` data
+//! channel of two [`PeerLinks`] and over a raw `tokio::net::UdpSocket` pair, in the same run.
+//!
+//! Usage: `cargo run --release -p ro-p2p-webrtc --bin rtt-bench -- [N]` (N defaults to 1000).
+//! Each side echoes what it receives; the measuring side sends one frame at a time and waits
+//! for its echo. A frame not echoed within a second counts as lost (the movement channel does
+//! not retransmit) and is left out of the percentiles.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ro_p2p_core::wire::PeerId;
+use ro_p2p_webrtc::{Channel, LinkEvent, LinksConfig, PeerLinks, Role};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+const FRAME_BYTES: usize = 16;
+const WARMUP: usize = 50;
+const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Round trips in microseconds, plus how many frames were lost.
+struct Sample {
+    rtts_us: Vec<u64>,
+    lost: usize,
+}
+
+impl Sample {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut v = self.rtts_us.clone();
+        v.sort_unstable();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        v[idx.min(v.len() - 1)] as f64
+    }
+
+    fn mean(&self) -> f64 {
+        self.rtts_us.iter().sum::<u64>() as f64 / self.rtts_us.len().max(1) as f64
+    }
+
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   lost {}",
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.mean(),
+            self.lost
+        );
+    }
+}
+
+fn frame(seq: u64) -> [u8; FRAME_BYTES] {
+    let mut f = [0xA5u8; FRAME_BYTES];
+    f[..8].copy_from_slice(&seq.to_le_bytes());
+    f
+}
+
+fn seq_of(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+async fn udp_rtt(n: usize) -> Result<Sample, BoxError> {
+    let a = UdpSocket::bind("127.0.0.1:0").await?;
+    let b = UdpSocket::bind("127.0.0.1:0").await?;
+    a.connect(b.local_addr()?).await?;
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        while let Ok((len, from)) = b.recv_from(&mut buf).await {
+            if b.send_to(&buf[..len], from).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0 };
+    let mut buf = [0u8; 64];
+    for seq in 0..(WARMUP + n) as u64 {
+        let start = Instant::now();
+        a.send(&frame(seq)).await?;
+        let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
+            loop {
+                let len = a.recv(&mut buf).await?;
+                if seq_of(&buf[..len]) == Some(seq) {
+                    return Ok::<_, std::io::Error>(());
+                }
+            }
+        })
+        .await;
+        let rtt_us = start.elapsed().as_micros() as u64;
+        if seq as usize >= WARMUP {
+            match echoed {
+                Ok(r) => {
+                    r?;
+                    sample.rtts_us.push(rtt_us);
+                }
+                Err(_) => sample.lost += 1,
+            }
+        }
+    }
+    echo.abort();
+    Ok(sample)
+}
+
+/// Relays signaling between the two sides until both report `Connected`.
+async fn connect_pair(
+    a: &PeerLinks,
+    a_rx: &mut mpsc::Receiver<LinkEvent>,
+    a_id: &PeerId,
+    b: &PeerLinks,
+    b_rx: &mut mpsc::Receiver<LinkEvent>,
+    b_id: &PeerId,
+) -> Result<(), BoxError> {
+    a.connect(b_id.clone(), Role::Offerer, Vec::new()).await?;
+    b.connect(a_id.clone(), Role::Answerer, Vec::new()).await?;
+    let (mut a_up, mut b_up) = (false, false);
+    while !(a_up && b_up) {
+        let (event, to, from_id) = tokio::select! {
+            Some(e) = a_rx.recv() => (e, b, a_id),
+            Some(e) = b_rx.recv() => (e, a, b_id),
+        };
+        match event {
+            LinkEvent::LocalSdp { sdp, .. } => to.apply_remote_sdp(from_id, sdp).await?,
+            LinkEvent::LocalCandidate { candidate, .. } => {
+                to.apply_remote_candidate(from_id, candidate).await?
+            }
+            LinkEvent::Connected { .. } if from_id == a_id => a_up = true,
+            LinkEvent::Connected { .. } => b_up = true,
+            LinkEvent::Failed { reason, .. } => return Err(format!("link failed: {reason}").into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn data_channel_rtt(n: usize) -> Result<(Sample, Duration), BoxError> {
+    // Probes would add traffic to the channel under test; one an hour is none.
+    let config = LinksConfig { probe_interval_ms: 3_600_000, ..LinksConfig::loopback() };
+    let (a, mut a_rx) = PeerLinks::new(config.clone());
+    let (b, mut b_rx) = PeerLinks::new(config);
+    let (a_id, b_id) = (PeerId::new("bench-a")?, PeerId::new("bench-b")?);
+    let connect_start = Instant::now();
+    connect_pair(&a, &mut a_rx, &a_id, &b, &mut b_rx, &b_id).await?;
+    let connect_time = connect_start.elapsed();
+
+    let b = Arc::new(b);
+    let echo = {
+        let b = b.clone();
+        let a_id = a_id.clone();
+        tokio::spawn(async move {
+            while let Some(event) = b_rx.recv().await {
+                if let LinkEvent::Data { channel: Channel::Movement, bytes, .. } = event {
+                    let _ = b.send(&a_id, Channel::Movement, &bytes).await;
+                }
+            }
+        })
+    };
+
+    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0 };
+    for seq in 0..(WARMUP + n) as u64 {
+        let start = Instant::now();
+        a.send(&b_id, Channel::Movement, &frame(seq)).await?;
+        let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
+            while let Some(event) = a_rx.recv().await {
+                if let LinkEvent::Data { bytes, .. } = event
+                    && seq_of(&bytes) == Some(seq)
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        let rtt_us = start.elapsed().as_micros() as u64;
+        if seq as usize >= WARMUP {
+            match echoed {
+                Ok(true) => sample.rtts_us.push(rtt_us),
+                Ok(false) => return Err("links closed during the benchmark".into()),
+                Err(_) => sample.lost += 1,
+            }
+        }
+    }
+    a.close_all().await;
+    b.close_all().await;
+    echo.abort();
+    Ok((sample, connect_time))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let n: usize = match std::env::args().nth(1) {
+        Some(arg) => {
+            arg.parse().map_err(|_| format!("N must be a positive integer, got {arg:?}"))?
+        }
+        None => 1000,
+    };
+    println!(
+        "rtt-bench: {n} round trips of a {FRAME_BYTES}-byte frame on 127.0.0.1 ({WARMUP} warm-up each)"
+    );
+    let udp = udp_rtt(n).await?;
+    let (dc, connect_time) = data_channel_rtt(n).await?;
+    println!(
+        "data channel connected in {} ms (SDP + trickle ICE in process)",
+        connect_time.as_millis()
+    );
+    udp.print("raw UDP");
+    dc.print("data channel");
+    let ratio = |p: f64| dc.percentile(p) / udp.percentile(p);
+    let mean_ratio = dc.mean() / udp.mean();
+    println!(
+        "ratio (data channel / UDP): p50 {:.2}x   p99 {:.2}x   mean {:.2}x",
+        ratio(50.0),
+        ratio(99.0),
+        mean_ratio
+    );
+    let verdict = if ratio(50.0) <= 2.0 { "met" } else { "NOT met" };
+    println!("target (p50 within 2x of raw UDP): {verdict}");
+    Ok(())
+}

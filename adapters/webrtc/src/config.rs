@@ -1,0 +1,78 @@
+//! How the links bind, time out and probe. Transport tuning only: which peers to link and when
+//! is the client core's decision.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ro_p2p_core::wire::IceServer;
+
+/// Settings for one [`PeerLinks`](crate::PeerLinks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinksConfig {
+    /// Local UDP addresses each peer connection binds (port 0 picks one per connection).
+    /// `0.0.0.0:0` means every non-loopback interface; tests use `127.0.0.1:0`.
+    pub udp_bind_addrs: Vec<SocketAddr>,
+    /// STUN/TURN servers used when `connect` passes none (the coordinator normally sends them).
+    pub ice_servers_default: Vec<IceServer>,
+    /// A link not connected this long after `connect` ends in `Failed(ConnectTimeout)`.
+    pub connect_timeout_ms: u64,
+    /// ICE reports `disconnected` after this long without traffic from the peer.
+    pub ice_disconnected_timeout_ms: u64,
+    /// ICE reports `failed` this long after `disconnected`; the link then ends in
+    /// `Failed(IceFailed)`.
+    pub ice_failed_timeout_ms: u64,
+    /// ICE keepalive interval on an idle link.
+    pub ice_keepalive_interval_ms: u64,
+    /// A probe (ping over the movement channel) is sent this often; `Measured` follows each.
+    pub probe_interval_ms: u64,
+    /// A probe unanswered this long counts as lost.
+    pub probe_timeout_ms: u64,
+    /// How many recent probes `Measured` summarises.
+    pub probe_window: usize,
+    /// Largest frame `send` accepts (a data-channel message).
+    pub frame_bytes_max: usize,
+    /// Per-channel send buffer; `send` fails with `SendBufferFull` beyond it instead of waiting.
+    pub send_buffer_bytes_max: usize,
+    /// Largest remote SDP accepted.
+    pub sdp_bytes_max: usize,
+    /// Remote candidates buffered per peer while its SDP has not arrived.
+    pub pending_candidates_max: usize,
+    /// Most links at once.
+    pub links_max: usize,
+    /// Capacity of the event channel; the links wait (back-pressure) when it is full.
+    pub event_queue_len: usize,
+}
+
+impl Default for LinksConfig {
+    /// Production defaults: every interface, 15 s to connect, failure detected within about
+    /// 8 s of silence, a probe per second over the last 10 probes.
+    fn default() -> Self {
+        LinksConfig {
+            udp_bind_addrs: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)],
+            ice_servers_default: Vec::new(),
+            connect_timeout_ms: 15_000,
+            ice_disconnected_timeout_ms: 3_000,
+            ice_failed_timeout_ms: 5_000,
+            ice_keepalive_interval_ms: 1_000,
+            probe_interval_ms: 1_000,
+            probe_timeout_ms: 2_000,
+            probe_window: 10,
+            frame_bytes_max: 16 * 1024,
+            send_buffer_bytes_max: 1024 * 1024,
+            sdp_bytes_max: 16 * 1024,
+            pending_candidates_max: 64,
+            links_max: 64,
+            event_queue_len: 4096,
+        }
+    }
+}
+
+impl LinksConfig {
+    /// Defaults, but bound to `127.0.0.1` only: host candidates on loopback, for tests and
+    /// benchmarks on one machine.
+    pub fn loopback() -> Self {
+        LinksConfig {
+            udp_bind_addrs: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)],
+            ..LinksConfig::default()
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! [`PeerLinks`]: one WebRTC peer connection per peer, executing the client core's commands
+//! and reporting [`LinkEvent`]s.
+//!
+//! Each link owns an `RTCPeerConnection` with two data channels, `movement` (unordered,
+//! `max_retransmits = 0`) and `chat` (reliable, ordered). The offerer creates both in band
+//! (DCEP) before its offer; the answerer receives them from the stack and recognises them by
+//! label. A link is `Connected` when both are open on that side. Three kinds of task feed the
+//! event channel: the stack's callbacks (candidates, ICE and connection state, incoming
+//! channels), one pump per data channel (open, messages, close), and per link a timeout guard
+//! and a probe loop. A per-link gate serialises their events so that the terminal event is
+//! the link's last, whichever task reports it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ro_p2p_core::wire::{IceCandidate, IceServer, PeerId};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceConnectionState, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+};
+
+use crate::config::LinksConfig;
+use crate::error::LinkError;
+use crate::event::{Channel, FailReason, LinkEvent, Role};
+use crate::probe::{ProbeMessage, Probes};
+
+/// Labels longer than this are truncated in [`FailReason::UnexpectedChannel`].
+const LABEL_BYTES_MAX: usize = 64;
+
+/// The peer links of one local client: one peer connection per remote peer.
+///
+/// Create it with [`PeerLinks::new`], which also returns the receiver of [`LinkEvent`]s; drain
+/// that receiver continuously (the links wait when it is full). Commands take `&self`, so the
+/// links can be shared (e.g. in an `Arc`) between the task that sends frames and the task that
+/// applies signaling. Must be used inside a tokio runtime.
+pub struct PeerLinks {
+    config: Arc<LinksConfig>,
+    events: mpsc::Sender<LinkEvent>,
+    links: Mutex<BTreeMap<PeerId, Link>>,
+}
+
+/// What a command needs of a live link.
+type LiveLink = (Role, Arc<dyn PeerConnection>, Arc<LinkShared>);
+
+/// One peer's link, as the map holds it.
+struct Link {
+    role: Role,
+    pc: Arc<dyn PeerConnection>,
+    shared: Arc<LinkShared>,
+}
+
+impl PeerLinks {
+    /// Links with `config`, and the receiver of their events.
+    pub fn new(config: LinksConfig) -> (PeerLinks, mpsc::Receiver<LinkEvent>) {
+        let (events, rx) = mpsc::channel(config.event_queue_len.max(1));
+        let links =
+            PeerLinks { config: Arc::new(config), events, links: Mutex::new(BTreeMap::new()) };
+        (links, rx)
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &LinksConfig {
+        &self.config
+    }
+
+    /// Peers with a live link (connecting or connected), in order.
+    pub fn peers(&self) -> Vec<PeerId> {
+        let links = lock(&self.links);
+        links.iter().filter(|(_, l)| !l.shared.is_ended()).map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Starts a link to `peer`. The offerer creates the channels and reports its offer as
+    /// [`LinkEvent::LocalSdp`]; the answerer waits for [`apply_remote_sdp`](Self::apply_remote_sdp).
+    /// `ice_servers` empty means `ice_servers_default`. Unless it is disconnected first, the
+    /// link ends in `Failed(ConnectTimeout)` if not connected within `connect_timeout_ms`.
+    pub async fn connect(
+        &self,
+        peer: PeerId,
+        role: Role,
+        ice_servers: Vec<IceServer>,
+    ) -> Result<(), LinkError> {
+        self.check_room(&peer)?;
+        let shared =
+            Arc::new(LinkShared::new(peer.clone(), self.config.clone(), self.events.clone()));
+        let ice_servers = if ice_servers.is_empty() {
+            self.config.ice_servers_default.clone()
+        } else {
+            ice_servers
+        };
+        let rtc_config = RTCConfigurationBuilder::default()
+            .with_ice_servers(ice_servers.into_iter().map(rtc_ice_server).collect())
+            .build();
+        let settings = SettingEngineBuilder::new()
+            .with_ice_timeouts(
+                Some(Duration::from_millis(self.config.ice_disconnected_timeout_ms)),
+                Some(Duration::from_millis(self.config.ice_failed_timeout_ms)),
+                Some(Duration::from_millis(self.config.ice_keepalive_interval_ms)),
+            )
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(rtc_config)
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Handler { shared: shared.clone() }))
+            .with_udp_addrs(self.config.udp_bind_addrs.clone())
+            .with_data_channel_send_buffer_limit(self.config.send_buffer_bytes_max)
+            .build()
+            .await
+            .map_err(stack_error)?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        *lock(&shared.pc) = Some(pc.clone());
+
+        // Checked again: another connect for the same peer may have raced this one.
+        let raced = {
+            let mut links = lock(&self.links);
+            let raced = links.get(&peer).is_some_and(|l| !l.shared.is_ended());
+            if !raced {
+                links.insert(peer.clone(), Link { role, pc: pc.clone(), shared: shared.clone() });
+            }
+            raced
+        };
+        if raced {
+            shared.retire_silently().await;
+            shared.teardown();
+            return Err(LinkError::AlreadyLinked { peer });
+        }
+        tokio::spawn(connect_timeout(shared.clone()));
+
+        if role == Role::Offerer
+            && let Err(e) = offer(&pc, &shared).await
+        {
+            lock(&self.links).remove(&peer);
+            shared.retire_silently().await;
+            shared.teardown();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn check_room(&self, peer: &PeerId) -> Result<(), LinkError> {
+        let mut links = lock(&self.links);
+        links.retain(|_, l| !l.shared.is_ended());
+        if links.contains_key(peer) {
+            return Err(LinkError::AlreadyLinked { peer: peer.clone() });
+        }
+        if links.len() >= self.config.links_max {
+            return Err(LinkError::TooManyLinks { links: self.config.links_max });
+        }
+        Ok(())
+    }
+
+    fn link(&self, peer: &PeerId) -> Result<LiveLink, LinkError> {
+        let links = lock(&self.links);
+        match links.get(peer) {
+            Some(l) if !l.shared.is_ended() => Ok((l.role, l.pc.clone(), l.shared.clone())),
+            _ => Err(LinkError::UnknownPeer { peer: peer.clone() }),
+        }
+    }
+
+    /// Applies the peer's SDP: the answer for an offerer; the offer for an answerer, which then
+    /// reports its answer as [`LinkEvent::LocalSdp`]. Candidates buffered before it are applied.
+    pub async fn apply_remote_sdp(&self, peer: &PeerId, sdp: String) -> Result<(), LinkError> {
+        if sdp.len() > self.config.sdp_bytes_max {
+            return Err(LinkError::SdpTooLarge { len: sdp.len(), max: self.config.sdp_bytes_max });
+        }
+        let (role, pc, shared) = self.link(peer)?;
+        let bad_sdp = |e: webrtc::error::Error| LinkError::BadRemoteSdp {
+            peer: peer.clone(),
+            role,
+            message: e.to_string(),
+        };
+        if shared.remote_sdp_applied() {
+            return Err(LinkError::BadRemoteSdp {
+                peer: peer.clone(),
+                role,
+                message: "remote SDP already applied".into(),
+            });
+        }
+        let desc = match role {
+            Role::Offerer => RTCSessionDescription::answer(sdp),
+            Role::Answerer => RTCSessionDescription::offer(sdp),
+        }
+        .map_err(bad_sdp)?;
+        pc.set_remote_description(desc).await.map_err(bad_sdp)?;
+        if role == Role::Answerer {
+            let answer = pc.create_answer(None).await.map_err(stack_error)?;
+            pc.set_local_description(answer.clone()).await.map_err(stack_error)?;
+            shared.local_sdp(answer.sdp).await;
+        }
+        let pending = {
+            let mut st = lock(&shared.state);
+            st.remote_sdp_applied = true;
+            std::mem::take(&mut st.pending_remote)
+        };
+        let mut first_error = None;
+        for candidate in pending {
+            if let Err(e) = pc.add_ice_candidate(candidate).await {
+                first_error.get_or_insert(LinkError::BadRemoteCandidate {
+                    peer: peer.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Applies one of the peer's ICE candidates; before its SDP has been applied, the candidate
+    /// is buffered (up to `pending_candidates_max`). An empty candidate line
+    /// (end-of-candidates) is accepted and ignored.
+    pub async fn apply_remote_candidate(
+        &self,
+        peer: &PeerId,
+        candidate: IceCandidate,
+    ) -> Result<(), LinkError> {
+        let (_, pc, shared) = self.link(peer)?;
+        if candidate.candidate.is_empty() {
+            return Ok(());
+        }
+        let init = RTCIceCandidateInit {
+            candidate: candidate.candidate,
+            sdp_mid: candidate.sdp_mid,
+            sdp_mline_index: candidate.sdp_mline_index,
+            ..RTCIceCandidateInit::default()
+        };
+        {
+            let mut st = lock(&shared.state);
+            if !st.remote_sdp_applied {
+                if st.pending_remote.len() >= self.config.pending_candidates_max {
+                    return Err(LinkError::TooManyPendingCandidates {
+                        peer: peer.clone(),
+                        max: self.config.pending_candidates_max,
+                    });
+                }
+                st.pending_remote.push(init);
+                return Ok(());
+            }
+        }
+        pc.add_ice_candidate(init).await.map_err(|e| LinkError::BadRemoteCandidate {
+            peer: peer.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Sends one (already sealed) frame to `peer` on `channel`. Never waits for the network:
+    /// a full send buffer drops the frame with [`LinkError::SendBufferFull`].
+    pub async fn send(
+        &self,
+        peer: &PeerId,
+        channel: Channel,
+        bytes: &[u8],
+    ) -> Result<(), LinkError> {
+        if bytes.len() > self.config.frame_bytes_max {
+            return Err(LinkError::FrameTooLarge {
+                len: bytes.len(),
+                max: self.config.frame_bytes_max,
+            });
+        }
+        let (_, _, shared) = self.link(peer)?;
+        let not_open = || LinkError::ChannelNotOpen { peer: peer.clone(), channel };
+        let dc = shared.open_channel(channel).ok_or_else(not_open)?;
+        dc.try_send(BytesMut::from(bytes)).await.map_err(|e| match e {
+            webrtc::error::Error::ErrSendBufferFull => {
+                LinkError::SendBufferFull { peer: peer.clone(), channel }
+            }
+            webrtc::error::Error::ErrDataChannelClosed => not_open(),
+            other => stack_error(other),
+        })
+    }
+
+    /// Closes the link to `peer`: reports [`LinkEvent::Closed`] (unless the link already ended)
+    /// and releases its sockets before returning. The peer sees `Closed` too.
+    pub async fn disconnect(&self, peer: &PeerId) -> Result<(), LinkError> {
+        let link = lock(&self.links).remove(peer);
+        let Some(link) = link else {
+            return Err(LinkError::UnknownPeer { peer: peer.clone() });
+        };
+        link.shared.end(LinkEvent::Closed { peer: peer.clone() }).await;
+        link.shared.close().await;
+        Ok(())
+    }
+
+    /// Closes every link, as [`disconnect`](Self::disconnect) does.
+    pub async fn close_all(&self) {
+        let links = std::mem::take(&mut *lock(&self.links));
+        for (peer, link) in links {
+            link.shared.end(LinkEvent::Closed { peer }).await;
+            link.shared.close().await;
+        }
+    }
+}
+
+impl Drop for PeerLinks {
+    fn drop(&mut self) {
+        // The stack's drivers hold our handlers, which hold the connections: without an
+        // explicit close they would keep each other alive.
+        for link in lock(&self.links).values() {
+            link.shared.teardown();
+        }
+    }
+}
+
+/// Creates the channels and the offer, and reports it.
+async fn offer(pc: &Arc<dyn PeerConnection>, shared: &Arc<LinkShared>) -> Result<(), LinkError> {
+    let movement =
+        RTCDataChannelInit { ordered: false, max_retransmits: Some(0), ..Default::default() };
+    let chat = RTCDataChannelInit::default();
+    for (channel, init) in [(Channel::Movement, movement), (Channel::Chat, chat)] {
+        let dc = pc.create_data_channel(channel.label(), Some(init)).await.map_err(stack_error)?;
+        shared.attach(channel, dc);
+    }
+    let offer = pc.create_offer(None).await.map_err(stack_error)?;
+    pc.set_local_description(offer.clone()).await.map_err(stack_error)?;
+    shared.local_sdp(offer.sdp).await;
+    Ok(())
+}
+
+/// Ends a link that is not connected in time.
+async fn connect_timeout(shared: Arc<LinkShared>) {
+    let timeout_ms = shared.config.connect_timeout_ms;
+    tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
+    if !shared.is_ended() && !lock(&shared.state).connected {
+        shared.fail(FailReason::ConnectTimeout { timeout_ms }).await;
+    }
+}
+
+/// Sends a probe every `probe_interval_ms` and reports the measurement of the previous ones.
+async fn probe_loop(shared: Arc<LinkShared>) {
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(shared.config.probe_interval_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.is_ended() {
+            return;
+        }
+        let now_us = shared.now_us();
+        let (seq, summary, dc) = {
+            let mut st = lock(&shared.state);
+            st.probes.expire(now_us);
+            let summary = st.probes.summary();
+            (st.probes.ping(now_us), summary, st.channel(Channel::Movement))
+        };
+        if let Some((rtt_ms, loss_percent)) = summary {
+            let peer = shared.peer.clone();
+            shared.emit(LinkEvent::Measured { peer, rtt_ms, loss_percent }).await;
+        }
+        if let Some(dc) = dc {
+            // A probe that cannot be sent is simply lost, which is what it measures.
+            let _ = dc.try_send_text(&ProbeMessage::Ping(seq).encode()).await;
+        }
+    }
+}
+
+/// Forwards one data channel's events until it closes.
+async fn pump(shared: Arc<LinkShared>, channel: Channel, dc: Arc<dyn DataChannel>) {
+    while let Some(event) = dc.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => shared.channel_open(channel).await,
+            DataChannelEvent::OnMessage(msg) if msg.is_string && channel == Channel::Movement => {
+                shared.probe_message(&dc, &msg.data).await;
+            }
+            // The core sends binary only; text on chat is nobody's.
+            DataChannelEvent::OnMessage(msg) if msg.is_string => {}
+            DataChannelEvent::OnMessage(msg) => {
+                let peer = shared.peer.clone();
+                shared.emit(LinkEvent::Data { peer, channel, bytes: Vec::from(msg.data) }).await;
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+    shared.closed().await;
+}
+
+/// The part of a link that the stack's callbacks and the link's tasks share.
+struct LinkShared {
+    peer: PeerId,
+    config: Arc<LinksConfig>,
+    events: mpsc::Sender<LinkEvent>,
+    started: Instant,
+    /// Serialises events; `true` once the terminal event went out (nothing follows it).
+    gate: tokio::sync::Mutex<bool>,
+    /// Mirrors the gate's flag for synchronous readers.
+    ended: AtomicBool,
+    state: Mutex<LinkState>,
+    /// Taken on teardown, which breaks the handler -> shared -> connection cycle.
+    pc: Mutex<Option<Arc<dyn PeerConnection>>>,
+}
+
+/// A link's mutable state. Its lock is never held across an `.await`.
+struct LinkState {
+    channels: BTreeMap<Channel, (Arc<dyn DataChannel>, bool)>,
+    connected: bool,
+    /// Local candidates wait here until the local SDP has been reported.
+    local_sdp_reported: bool,
+    pending_local: Vec<IceCandidate>,
+    /// Remote candidates wait here until the remote SDP has been applied.
+    remote_sdp_applied: bool,
+    pending_remote: Vec<RTCIceCandidateInit>,
+    probes: Probes,
+}
+
+impl LinkState {
+    fn channel(&self, channel: Channel) -> Option<Arc<dyn DataChannel>> {
+        self.channels.get(&channel).map(|(dc, _)| dc.clone())
+    }
+}
+
+impl LinkShared {
+    fn new(peer: PeerId, config: Arc<LinksConfig>, events: mpsc::Sender<LinkEvent>) -> Self {
+        let probes = Probes::new(config.probe_window, config.probe_timeout_ms.saturating_mul(1000));
+        LinkShared {
+            peer,
+            config,
+            events,
+            started: Instant::now(),
+            gate: tokio::sync::Mutex::new(false),
+            ended: AtomicBool::new(false),
+            state: Mutex::new(LinkState {
+                channels: BTreeMap::new(),
+                connected: false,
+                local_sdp_reported: false,
+                pending_local: Vec::new(),
+                remote_sdp_applied: false,
+                pending_remote: Vec::new(),
+                probes,
+            }),
+            pc: Mutex::new(None),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    fn remote_sdp_applied(&self) -> bool {
+        lock(&self.state).remote_sdp_applied
+    }
+
+    /// Reports a non-terminal event, unless the link has ended.
+    async fn emit(&self, event: LinkEvent) {
+        let ended = self.gate.lock().await;
+        if !*ended {
+            // A dropped receiver means nobody listens any more; nothing to do.
+            let _ = self.events.send(event).await;
+        }
+    }
+
+    /// Reports the terminal event, unless one was already reported. Returns whether it did.
+    async fn end(&self, event: LinkEvent) -> bool {
+        let mut ended = self.gate.lock().await;
+        if *ended {
+            return false;
+        }
+        *ended = true;
+        self.ended.store(true, Ordering::Release);
+        let _ = self.events.send(event).await;
+        true
+    }
+
+    async fn fail(&self, reason: FailReason) {
+        if self.end(LinkEvent::Failed { peer: self.peer.clone(), reason }).await {
+            self.teardown();
+        }
+    }
+
+    async fn closed(&self) {
+        if self.end(LinkEvent::Closed { peer: self.peer.clone() }).await {
+            self.teardown();
+        }
+    }
+
+    /// Ends the link without an event (a `connect` that returned an error never existed).
+    async fn retire_silently(&self) {
+        *self.gate.lock().await = true;
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// Closes the channels and the connection in the background.
+    fn teardown(&self) {
+        let pc = lock(&self.pc).take();
+        let channels = std::mem::take(&mut lock(&self.state).channels);
+        if pc.is_none() && channels.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(close_link(pc, channels));
+        }
+    }
+
+    /// Closes the channels and the connection, and waits for it.
+    async fn close(&self) {
+        let pc = lock(&self.pc).take();
+        let channels = std::mem::take(&mut lock(&self.state).channels);
+        close_link(pc, channels).await;
+    }
+
+    /// Reports the local SDP, then the candidates gathered meanwhile.
+    async fn local_sdp(&self, sdp: String) {
+        self.emit(LinkEvent::LocalSdp { peer: self.peer.clone(), sdp }).await;
+        let pending = {
+            let mut st = lock(&self.state);
+            st.local_sdp_reported = true;
+            std::mem::take(&mut st.pending_local)
+        };
+        for candidate in pending {
+            self.emit(LinkEvent::LocalCandidate { peer: self.peer.clone(), candidate }).await;
+        }
+    }
+
+    async fn local_candidate(&self, candidate: IceCandidate) {
+        {
+            let mut st = lock(&self.state);
+            if !st.local_sdp_reported {
+                if st.pending_local.len() < self.config.pending_candidates_max {
+                    st.pending_local.push(candidate);
+                }
+                return;
+            }
+        }
+        self.emit(LinkEvent::LocalCandidate { peer: self.peer.clone(), candidate }).await;
+    }
+
+    /// Takes a data channel into the link and starts pumping its events.
+    fn attach(self: &Arc<Self>, channel: Channel, dc: Arc<dyn DataChannel>) {
+        lock(&self.state).channels.insert(channel, (dc.clone(), false));
+        tokio::spawn(pump(self.clone(), channel, dc));
+    }
+
+    fn open_channel(&self, channel: Channel) -> Option<Arc<dyn DataChannel>> {
+        let st = lock(&self.state);
+        match st.channels.get(&channel) {
+            Some((dc, true)) => Some(dc.clone()),
+            _ => None,
+        }
+    }
+
+    async fn channel_open(self: &Arc<Self>, channel: Channel) {
+        let now_connected = {
+            let mut st = lock(&self.state);
+            if let Some((_, open)) = st.channels.get_mut(&channel) {
+                *open = true;
+            }
+            let all_open = st.channels.len() == 2 && st.channels.values().all(|(_, open)| *open);
+            let now_connected = all_open && !st.connected;
+            st.connected |= all_open;
+            now_connected
+        };
+        if now_connected {
+            self.emit(LinkEvent::Connected { peer: self.peer.clone() }).await;
+            tokio::spawn(probe_loop(self.clone()));
+        }
+    }
+
+    async fn probe_message(&self, dc: &Arc<dyn DataChannel>, text: &[u8]) {
+        match ProbeMessage::decode(text) {
+            Some(ProbeMessage::Ping(seq)) => {
+                let _ = dc.try_send_text(&ProbeMessage::Pong(seq).encode()).await;
+            }
+            Some(ProbeMessage::Pong(seq)) => {
+                let now_us = self.now_us();
+                lock(&self.state).probes.pong(seq, now_us);
+            }
+            None => {}
+        }
+    }
+}
+
+async fn close_link(
+    pc: Option<Arc<dyn PeerConnection>>,
+    channels: BTreeMap<Channel, (Arc<dyn DataChannel>, bool)>,
+) {
+    // Closing the channels first resets their SCTP streams, which the peer sees as a close
+    // at once; closing only the connection would leave it to notice by ICE timeout.
+    for (dc, _) in channels.values() {
+        let _ = dc.close().await;
+    }
+    if let Some(pc) = pc {
+        let _ = pc.close().await;
+    }
+}
+
+/// The stack's callbacks for one link.
+struct Handler {
+    shared: Arc<LinkShared>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let candidate = IceCandidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                };
+                self.shared.local_candidate(candidate).await;
+            }
+            Err(e) => tracing::warn!(peer = %self.shared.peer, "unusable local candidate: {e}"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        tracing::debug!(peer = %self.shared.peer, ?state, "ICE state");
+        if state == RTCIceConnectionState::Failed {
+            self.shared.fail(FailReason::IceFailed).await;
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        tracing::debug!(peer = %self.shared.peer, ?state, "connection state");
+        match state {
+            RTCPeerConnectionState::Failed => self.shared.fail(FailReason::ConnectionFailed).await,
+            RTCPeerConnectionState::Closed => self.shared.closed().await,
+            _ => {}
+        }
+    }
+
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let label = dc.label().await.unwrap_or_default();
+        match Channel::from_label(&label) {
+            Some(channel) if lock(&self.shared.state).channel(channel).is_none() => {
+                self.shared.attach(channel, dc);
+            }
+            _ => {
+                let mut label = label;
+                truncate(&mut label, LABEL_BYTES_MAX);
+                let _ = dc.close().await;
+                self.shared.fail(FailReason::UnexpectedChannel { label }).await;
+            }
+        }
+    }
+}
+
+fn rtc_ice_server(s: IceServer) -> RTCIceServer {
+    RTCIceServer {
+        urls: s.urls,
+        username: s.username.unwrap_or_default(),
+        credential: s.credential.unwrap_or_default(),
+    }
+}
+
+fn stack_error(e: webrtc::error::Error) -> LinkError {
+    LinkError::Stack(e.to_string())
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// Locks a std mutex; a panic elsewhere while holding it does not make the state unusable here.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
