@@ -233,7 +233,7 @@ impl State {
                 idle_timeout_ms: self.config.idle_timeout_ms,
             },
         );
-        self.bind_identity(now, conn, peer);
+        self.bind_identity(conn, peer);
     }
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
@@ -324,7 +324,7 @@ impl State {
 
     /// Makes `conn` the one connection of `peer`: an older one is closed with `replaced`, and
     /// `peer`'s seat (live or in grace) is attached to `conn`, silently for the other members.
-    fn bind_identity(&mut self, now: Instant, conn: ConnId, peer: PeerId) {
+    fn bind_identity(&mut self, conn: ConnId, peer: PeerId) {
         if let Some(old) = self.live.insert(peer.clone(), conn)
             && old != conn
             && let Some(old_state) = self.conns.remove(&old)
@@ -349,7 +349,6 @@ impl State {
             seat.grace_until = None;
         }
         self.reelect(&sid, None);
-        let _ = now;
     }
 
     /// Closes `conn` with `code` and puts its seat into grace.
@@ -418,7 +417,7 @@ impl State {
                 if self.live.get(&generated) == Some(&conn) {
                     self.live.remove(&generated);
                 }
-                self.bind_identity(now, conn, chosen);
+                self.bind_identity(conn, chosen);
             }
         }
         let Some(c) = self.conns.get(&conn) else {
