@@ -33,3 +33,137 @@ pub fn seal_open(data: &[u8]) {
         assert_eq!(opened.as_deref(), Ok(data), "a genuine frame does not open");
     }
 }
+
+/// Frames, classifies and routes arbitrary bytes as a map-server stream. The first byte picks the
+/// version, obfuscation and policy, the second the router inputs and how the bytes are split.
+/// Checks: nothing panics; every peer event is valid and re-decodes; the split does not change
+/// the verdicts; the reference server decoder reads exactly the server-routed packets, in order,
+/// up to a desync, after which the input passes untouched.
+pub fn packet_stream(data: &[u8]) {
+    use crate::packet::{
+        GameStream, Obfuscation, PacketVersion, PeerEvent, ServerDecoder, Verdict,
+    };
+    use crate::route::{Choice, Policy, RouteContext};
+
+    let (&[config, router], stream_bytes) = data.split_at(data.len().min(2)) else { return };
+    let version = PacketVersion::ALL[usize::from(config & 3)];
+    let obfuscation = if config & 4 != 0 { Obfuscation::On } else { Obfuscation::Off };
+    let choice = |bits: u8| {
+        [Choice::Mirror, Choice::Peers, Choice::Server, Choice::Mirror][usize::from(bits & 3)]
+    };
+    let policy = Policy {
+        movement: choice(config >> 3),
+        chat: choice(config >> 5),
+        emote: choice(config >> 7),
+    };
+    let ctx = if router & 0x80 != 0 {
+        RouteContext {
+            p2p_enabled: router & 1 != 0,
+            zone_enabled: router & 2 != 0,
+            joined: router & 4 != 0,
+            peers_ready: router & 8 != 0,
+        }
+    } else {
+        RouteContext::ALL_READY
+    };
+    let split = usize::from(router >> 4 & 7) + 1;
+
+    // (offset, id, len, route, encoded event, server bytes); pass-through merged into desync.
+    type Seen = (u64, u16, usize, &'static str, Vec<u8>, Vec<u8>);
+    let collect = |chunk_len: usize| {
+        let mut seen: Vec<Seen> = Vec::new();
+        let mut stream = GameStream::new(version, obfuscation);
+        for chunk in stream_bytes.chunks(chunk_len.max(1)) {
+            stream.feed(chunk, &policy, &ctx, |v| match v {
+                Verdict::Packet(p) => {
+                    let mut event = Vec::new();
+                    if let Some(e) = p.route.to_peers() {
+                        let ev = e.event();
+                        ev.encode(&mut event);
+                        assert_eq!(
+                            PeerEvent::decode(&event),
+                            Ok(ev),
+                            "peer event does not round-trip"
+                        );
+                        assert!(ctx.peers_usable(), "peers used while not usable");
+                        assert_ne!(
+                            policy.choice(e.category()),
+                            Choice::Server,
+                            "policy said server"
+                        );
+                    }
+                    seen.push((
+                        p.offset,
+                        p.spec.id(),
+                        p.len,
+                        p.route.as_str(),
+                        event,
+                        p.server_bytes.to_vec(),
+                    ));
+                }
+                Verdict::Desync { offset, bytes, .. } => {
+                    seen.push((offset, 0, bytes.len(), "desync", Vec::new(), bytes.to_vec()));
+                }
+                Verdict::PassThrough { bytes, .. } => {
+                    if let Some(last) = seen.last_mut() {
+                        last.2 += bytes.len();
+                        last.5.extend_from_slice(bytes);
+                    }
+                }
+            });
+        }
+        seen
+    };
+    let whole = collect(stream_bytes.len());
+    assert_eq!(whole, collect(split), "verdicts depend on the split");
+
+    let mut decoder = ServerDecoder::new(version, obfuscation);
+    let mut expected = Vec::new();
+    for (offset, id, _, route, _, server) in &whole {
+        match *route {
+            "desync" => {
+                let tail = usize::try_from(*offset).ok().and_then(|o| stream_bytes.get(o..));
+                assert_eq!(Some(server.as_slice()), tail, "desync bytes were altered");
+            }
+            "peers" => assert!(server.is_empty(), "peers-only packet sent to the server"),
+            _ => {
+                decoder.push(server);
+                let mut plain = server.clone();
+                if let Some(head) = plain.get_mut(..2) {
+                    head.copy_from_slice(&id.to_le_bytes());
+                }
+                expected.push((*id, plain));
+            }
+        }
+    }
+    let (got, err) = decoder.drain();
+    assert_eq!(err, None, "the server would disconnect");
+    let got: Vec<_> = got.into_iter().map(|p| (p.id, p.bytes)).collect();
+    assert_eq!(got, expected, "the server reads other packets than were routed to it");
+}
+
+/// Parses arbitrary bytes as public chat text and as a peer event. Checks: nothing panics; an
+/// accepted text round-trips through the peer event codec; a decoded event re-encodes to the
+/// same bytes and passes validation.
+pub fn chat_parse(data: &[u8]) {
+    use crate::packet::PeerEvent;
+    use crate::packet::chat::{check_public_text, public_chat_text};
+
+    if check_public_text(data, None).is_ok() {
+        let ev = PeerEvent::Chat { text: data };
+        let mut out = Vec::new();
+        ev.encode(&mut out);
+        assert_eq!(PeerEvent::decode(&out), Ok(ev), "accepted chat does not round-trip");
+    }
+    for nul in [false, true] {
+        if let Ok(text) = public_chat_text(data, nul) {
+            assert_eq!(check_public_text(text, None), Ok(()), "extracted text fails the rules");
+        }
+    }
+    if let Ok(ev) = PeerEvent::decode(data) {
+        let mut out = Vec::new();
+        ev.encode(&mut out);
+        assert_eq!(out, data, "decoded event re-encodes differently");
+        assert_eq!(ev.validate(), Ok(()), "decoded event is invalid");
+    }
+}

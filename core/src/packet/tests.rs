@@ -616,3 +616,11 @@ fn route_type_reaches_peers_only_with_an_eligible_packet() {
         Route::Server
     );
 }
+
+proptest! {
+    #[test]
+    fn fuzz_entry_points_hold_on_arbitrary_input(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+        crate::fuzz::packet_stream(&data);
+        crate::fuzz::chat_parse(&data);
+    }
+}
