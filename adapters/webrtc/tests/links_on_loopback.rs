@@ -268,3 +268,21 @@ async fn refused_commands_say_why() {
     .await
     .expect("within the test's time bound");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_links_closes_the_peer_side() {
+    timeout(TEST_TIME_MAX, async {
+        let (a, mut b) = connected_pair(fast_config()).await;
+        let a_id = a.id.clone();
+        drop(a);
+        loop {
+            let event = b.rx.recv().await.expect("b's links alive");
+            if event.is_terminal() {
+                assert_eq!(event, LinkEvent::Closed { peer: a_id });
+                break;
+            }
+        }
+    })
+    .await
+    .expect("within the test's time bound");
+}
