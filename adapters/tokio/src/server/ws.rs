@@ -158,28 +158,34 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
     }
     tracing::trace!(conn = conn.0, "signaling connection open");
 
+    // The hub drops its handle (and so the kill sender) whenever it is done with this
+    // connection; only a kill actually sent ends the connection at once.
+    let mut kill_open = true;
     loop {
         tokio::select! {
             biased;
-            killed = &mut kill => {
-                if let Ok((code, reason)) = killed {
-                    tracing::debug!(conn = conn.0, %code, "closing connection");
-                    // The client may not read at all: do not wait long for its close.
-                    let _ = timeout(Duration::from_millis(200), socket.send(close_message(code, &reason))).await;
-                }
+            killed = &mut kill, if kill_open => {
+                let Ok((code, reason)) = killed else {
+                    kill_open = false;
+                    continue;
+                };
+                tracing::debug!(conn = conn.0, %code, "closing connection");
+                // The client may not read at all: do not wait long for its close.
+                let _ = timeout(Duration::from_millis(200), socket.send(close_message(code, &reason))).await;
                 break;
             }
             out = outbound.recv() => match out {
                 Some(Outbound::Text(text)) => {
-                    tokio::select! {
+                    let stalled = tokio::select! {
                         biased;
-                        killed = &mut kill => {
-                            if let Ok((code, _)) = killed {
-                                tracing::debug!(conn = conn.0, %code, "dropping stalled connection");
-                            }
-                            break;
+                        Ok((code, _)) = &mut kill, if kill_open => {
+                            tracing::debug!(conn = conn.0, %code, "dropping stalled connection");
+                            true
                         }
-                        sent = socket.send(Message::Text(text)) => if sent.is_err() { break },
+                        sent = socket.send(Message::Text(text)) => sent.is_err(),
+                    };
+                    if stalled {
+                        break;
                     }
                 }
                 Some(Outbound::Close { code, reason }) => {

@@ -73,7 +73,13 @@ impl TestServer {
         }
     }
 
-    pub async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
         http(self.addr, method, path, headers, body).await
     }
 
@@ -125,7 +131,8 @@ pub fn token(sub: &str) -> String {
 
 pub fn token_with(claims: serde_json::Value, secret: &str) -> String {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .unwrap()
 }
 
 pub fn join(peer_id: Option<&str>, zone: &str) -> ClientMessage {
@@ -169,7 +176,9 @@ impl Client {
                 http::HeaderValue::from_str(v).unwrap(),
             );
         }
-        let config = WebSocketConfig::default().max_message_size(Some(8 << 20)).max_frame_size(Some(8 << 20));
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(8 << 20))
+            .max_frame_size(Some(8 << 20));
         let (ws, _) = tokio::time::timeout(
             WAIT,
             tokio_tungstenite::connect_async_with_config(req, Some(config), true),
@@ -181,7 +190,10 @@ impl Client {
     }
 
     /// Connects and waits for `welcome` (or an error/close, returned as `Err`).
-    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, (Vec<ServerMessage>, Closed)> {
+    pub async fn connect(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, (Vec<ServerMessage>, Closed)> {
         let ws = Client::raw(url, headers).await;
         let mut c = Client { ws, welcome: None };
         c.await_welcome().await?;
@@ -213,19 +225,24 @@ impl Client {
     /// The next protocol message, or how the connection ended.
     pub async fn next(&mut self) -> Result<ServerMessage, Closed> {
         loop {
-            let item = tokio::time::timeout(WAIT, self.ws.next()).await.expect("no message in time");
+            let item =
+                tokio::time::timeout(WAIT, self.ws.next()).await.expect("no message in time");
             match item {
                 Some(Ok(Message::Text(t))) => {
                     return Ok(decode_server(t.as_bytes()).expect("server sent an invalid frame"));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(match frame {
-                        Some(f) => Closed { code: Some(f.code.into()), reason: f.reason.to_string() },
+                        Some(f) => {
+                            Closed { code: Some(f.code.into()), reason: f.reason.to_string() }
+                        }
                         None => Closed { code: None, reason: String::new() },
                     });
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(Closed { code: None, reason: format!("transport: {e}") }),
+                Some(Err(e)) => {
+                    return Err(Closed { code: None, reason: format!("transport: {e}") });
+                }
                 None => return Err(Closed { code: None, reason: "eof".into() }),
             }
         }
@@ -287,7 +304,13 @@ impl HttpResponse {
 }
 
 /// A minimal HTTP/1.1 request with `Connection: close`, reading the response to EOF.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.unwrap().unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -319,8 +342,7 @@ pub fn parse_response(raw: &[u8]) -> HttpResponse {
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else { break };
+    while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
