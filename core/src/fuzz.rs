@@ -16,3 +16,20 @@ pub fn wire_decode(data: &[u8]) {
         assert_eq!(again.as_ref(), Ok(&msg), "server message does not round-trip");
     }
 }
+
+/// Opens arbitrary bytes as a sealed peer frame, then seals them as a payload and checks that
+/// the genuine frame opens to the same bytes; must never panic.
+pub fn seal_open(data: &[u8]) {
+    use crate::seal::{Opener, SealConfig, Sealer};
+    use crate::wire::{PeerId, SessionKey};
+    use crate::{Instant, Rng};
+    let Ok(sender) = PeerId::new("fuzz") else { return };
+    let key = SessionKey { epoch: 1, key: [7; 32] };
+    let mut opener = Opener::new(Instant::ZERO, sender.clone(), &key, SealConfig::default());
+    let _ = opener.open(Instant::ZERO, data);
+    let mut sealer = Sealer::new(sender, &key, &mut Rng::from_seed(0), SealConfig::default());
+    if let Ok(frame) = sealer.seal(data) {
+        let opened = opener.open(Instant::from_millis(1), &frame);
+        assert_eq!(opened.as_deref(), Ok(data), "a genuine frame does not open");
+    }
+}
