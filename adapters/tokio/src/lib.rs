@@ -1,1 +1,8 @@
 //! `ro-p2p-tokio`: tokio adapters of ro-p2p (coordinator server, client driver, tools).
+//!
+//! [`server`] puts the sans-IO coordinator core on the network: axum WebSocket signaling, the
+//! REST API, Prometheus metrics, JWT authentication, TURN REST credentials and TLS. The binary
+//! `ro-p2p-coordinator` and the load generator `ro-p2p-loadgen` are thin shells around it; the
+//! simulation runs the same [`server::Service`] on turmoil's listener.
+
+pub mod server;

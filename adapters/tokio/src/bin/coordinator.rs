@@ -1,6 +1,241 @@
 //! `ro-p2p-coordinator`: the signaling coordinator (see docs/operating.md).
+//!
+//! A thin shell around [`ro_p2p_tokio::server`]: parse flags, load `config.yaml` (or the
+//! embedded default), set up logging, bind (TLS if configured), serve until SIGINT/SIGTERM.
 
-fn main() {
-    eprintln!("ro-p2p-coordinator: the server is not built yet (issue 5)");
-    std::process::exit(2);
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt as _;
+use clap::{Parser, ValueEnum};
+use ro_p2p_tokio::server::settings::{Effective, Overrides};
+use ro_p2p_tokio::server::{self, tls};
+
+/// The ro-p2p signaling coordinator: WebSocket signaling, REST discovery and placement,
+/// Prometheus metrics, for rAthena P2P sessions.
+///
+/// Without --config it serves the embedded default: 127.0.0.1:8001, sessions in memory,
+/// authentication OFF (development only; a warning says so). Flags override the file.
+#[derive(Debug, Parser)]
+#[command(name = "ro-p2p-coordinator", version, about, long_about)]
+struct Cli {
+    /// config.yaml in the format of the rAthena integration guide (`coordinator:`, `security:`,
+    /// `logging:` blocks). `${VAR}` in values is replaced from the environment; a missing
+    /// variable or a bad key is an error that names it.
+    #[arg(short, long, value_name = "FILE", env = "RO_P2P_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Address to bind (overrides coordinator.host). Default 127.0.0.1.
+    #[arg(long, value_name = "ADDR")]
+    host: Option<String>,
+
+    /// TCP port to bind (overrides coordinator.port). Default 8001; 0 picks a free port.
+    #[arg(short, long, value_name = "PORT")]
+    port: Option<u16>,
+
+    /// Allow binding a non-loopback address while authentication is off. Without this flag the
+    /// coordinator refuses, so a development setup is never exposed by accident.
+    #[arg(long)]
+    allow_insecure_bind: bool,
+
+    /// Log line format: `human` (default) or `json` (overrides logging.format).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+
+    /// Log level or filter: error, warn, info, debug, trace, or an EnvFilter directive such as
+    /// `info,ro_p2p_tokio=debug` (overrides logging.level; RUST_LOG is used when neither is set).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    /// Append logs to this file instead of stdout (overrides logging.file).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
+    /// PEM certificate chain for TLS (overrides security.ssl_cert); serves wss:// and https://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS (overrides security.ssl_key).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Seconds to wait for clients to acknowledge the shutdown close frames.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    shutdown_grace_s: u64,
+
+    /// Load and validate the configuration, print the effective settings, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+fn init_logging(level: &str, json: bool, file: Option<&PathBuf>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("bad log level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let result = match (file, json) {
+        (Some(path), json) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            let w = std::sync::Mutex::new(f);
+            if json {
+                builder.json().with_writer(w).with_ansi(false).try_init()
+            } else {
+                builder.with_writer(w).with_ansi(false).try_init()
+            }
+        }
+        (None, true) => builder.json().try_init(),
+        (None, false) => builder.try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn is_loopback(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        host: cli.host.clone(),
+        port: cli.port,
+        log_level: cli.log_level.clone(),
+        log_json: cli.log_format.map(|f| f == LogFormat::Json),
+        log_file: cli.log_file.clone(),
+        tls_cert: cli.tls_cert.clone(),
+        tls_key: cli.tls_key.clone(),
+    };
+    let effective =
+        match Effective::load(cli.config.as_deref(), &overrides, |k| std::env::var(k).ok()) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("ro-p2p-coordinator: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    if cli.check_config {
+        println!("{}", effective.summary());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) =
+        init_logging(&effective.log_level, effective.log_json, effective.log_file.as_ref())
+    {
+        eprintln!("ro-p2p-coordinator: {e}");
+        return ExitCode::from(2);
+    }
+    if cli.config.is_none() {
+        tracing::warn!(
+            "no --config given: serving the embedded default on {}:{} with sessions in memory and \
+             authentication OFF (development only)",
+            effective.host,
+            effective.port
+        );
+    } else if !effective.server.require_authentication {
+        tracing::warn!("authentication is OFF (coordinator.require_authentication: false)");
+    }
+    if !effective.server.require_authentication
+        && !is_loopback(&effective.host)
+        && !cli.allow_insecure_bind
+    {
+        tracing::error!(
+            host = %effective.host,
+            "refusing to bind a non-loopback address with authentication off; pass \
+             --allow-insecure-bind to do it anyway"
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(effective, Duration::from_secs(cli.shutdown_grace_s))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "coordinator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(effective: Effective, grace: Duration) -> Result<(), String> {
+    let addr = format!("{}:{}", effective.host, effective.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = listener.tap_io(|tcp| {
+        // Signaling is small messages where latency matters.
+        let _ = tcp.set_nodelay(true);
+    });
+    let mut config = effective.server;
+    let tls = match (&effective.tls_cert, &effective.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tls::load_server_config(cert, key).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    config.tls = tls.is_some();
+    let mut seed = [0u8; 32];
+    {
+        use rand_core::TryRngCore as _;
+        rand_core::OsRng.try_fill_bytes(&mut seed).map_err(|e| e.to_string())?;
+    }
+    let service = server::Service::start(
+        config,
+        ro_p2p_core::Rng::from_entropy_bytes(seed),
+        Arc::new(server::SystemClock),
+    )
+    .map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https/wss" } else { "http/ws" };
+    tracing::info!(%local, scheme, version = env!("CARGO_PKG_VERSION"), "coordinator listening");
+    let result = match tls {
+        Some(tls) => {
+            service.serve(tls::TlsListener::new(listener, tls), shutdown_signal(), grace).await
+        }
+        None => service.serve(listener, shutdown_signal(), grace).await,
+    };
+    result.map_err(|e| e.to_string())?;
+    tracing::info!("coordinator stopped");
+    Ok(())
 }

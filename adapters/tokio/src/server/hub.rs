@@ -1,0 +1,282 @@
+//! The single owner of the coordinator core.
+//!
+//! One task owns the [`Coordinator`] and everything that changes with it (the outbound queue of
+//! each connection, the service's metrics). Connection tasks and REST handlers talk to it only
+//! through [`Event`]s on one bounded channel; REST queries carry a oneshot for the reply. After
+//! every input the hub drains the core's outputs into the per-connection queues with
+//! `try_send`: a full queue closes that client with `slow-consumer` and nobody else waits.
+//! Between inputs it sleeps until the core's `poll_timeout`. No lock exists, so none is held
+//! across an await.
+//!
+//! Time: the hub maps `tokio::time::Instant` (simulated under turmoil) onto the core's
+//! millisecond [`CoreInstant`] relative to the instant the hub started.
+
+use std::collections::BTreeMap;
+
+use axum::extract::ws::Utf8Bytes;
+use ro_p2p_core::coordinator::{
+    ConnId, Coordinator, Identity, Input, Output, Placement, SessionView,
+};
+use ro_p2p_core::wire::{ErrorCode, IceServer, ServerMessage, SessionId, Zone, encode_server};
+use ro_p2p_core::{Instant as CoreInstant, SansIo};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::metrics::{self, ServiceMetrics};
+
+/// What a connection task must do next with its socket.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Send this text frame.
+    Text(Utf8Bytes),
+    /// Send a close frame with this code and reason, then end.
+    Close { code: ErrorCode, reason: String },
+}
+
+/// The hub's handle on one connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    /// Bounded, ordered queue of frames to send.
+    pub(crate) outbound: mpsc::Sender<Outbound>,
+    /// Closes the connection at once, skipping the queue (a slow consumer cannot drain it).
+    pub(crate) kill: oneshot::Sender<(ErrorCode, String)>,
+}
+
+/// Everything the hub can be asked.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// An authenticated connection is ready.
+    Connected { conn: ConnId, identity: Identity, ice_servers: Vec<IceServer>, handle: ConnHandle },
+    /// One text frame from a connection, and when it arrived.
+    Frame { conn: ConnId, bytes: Vec<u8>, arrived: Instant },
+    /// A binary frame (refused: the protocol is JSON text).
+    Binary { conn: ConnId },
+    /// The connection's socket ended.
+    Disconnected { conn: ConnId },
+    /// The service refused something before the core saw it (auth, oversized frame).
+    Rejected { code: ErrorCode },
+    /// A REST query.
+    Query(Query),
+    /// Close everyone with `shutting-down`.
+    Shutdown,
+}
+
+/// What `GET /api/v1/health` reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Health {
+    /// `ok`, or `shutting-down`.
+    pub status: &'static str,
+    /// Seconds since the hub started.
+    pub uptime_s: u64,
+    /// Open signaling connections.
+    pub connections: usize,
+    /// Live sessions.
+    pub sessions: usize,
+    /// The coordinator's version.
+    pub version: &'static str,
+}
+
+/// REST queries, each with its reply channel.
+#[derive(Debug)]
+pub(crate) enum Query {
+    Health(oneshot::Sender<Health>),
+    Sessions(oneshot::Sender<Vec<SessionView>>),
+    Session(SessionId, oneshot::Sender<Option<SessionView>>),
+    Discover(Zone, oneshot::Sender<Vec<SessionView>>),
+    Placement(Zone, oneshot::Sender<Result<Placement, ErrorCode>>),
+    Metrics(oneshot::Sender<String>),
+}
+
+/// The task state that owns the core.
+pub(crate) struct Hub {
+    core: Coordinator,
+    conns: BTreeMap<ConnId, ConnHandle>,
+    metrics: ServiceMetrics,
+    epoch: Instant,
+    shutting_down: bool,
+}
+
+impl Hub {
+    pub(crate) fn new(core: Coordinator) -> Self {
+        Hub {
+            core,
+            conns: BTreeMap::new(),
+            metrics: ServiceMetrics::default(),
+            epoch: Instant::now(),
+            shutting_down: false,
+        }
+    }
+
+    fn now(&self) -> CoreInstant {
+        let ms = Instant::now().saturating_duration_since(self.epoch).as_millis();
+        CoreInstant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn to_tokio(&self, at: CoreInstant) -> Instant {
+        self.epoch + std::time::Duration::from_millis(at.as_millis().min(u64::MAX / 4))
+    }
+
+    /// Runs until every sender of `events` is gone.
+    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        let far = Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+        let sleep = tokio::time::sleep_until(far);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            let wake = self.core.poll_timeout().map(|t| self.to_tokio(t));
+            if wake != armed {
+                sleep.as_mut().reset(wake.unwrap_or(far));
+                armed = wake;
+            }
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.handle(ev),
+                    None => break,
+                },
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                    self.drain(None);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Connected { conn, identity, ice_servers, handle } => {
+                self.metrics.connections_accepted += 1;
+                self.conns.insert(conn, handle);
+                let now = self.now();
+                self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
+                self.drain(None);
+            }
+            Event::Frame { conn, bytes, arrived } => {
+                if !self.conns.contains_key(&conn) {
+                    return; // already closed by us; the socket task has not noticed yet
+                }
+                let now = self.now();
+                self.core.handle_input(now, Input::Frame { conn, bytes });
+                self.drain(Some(arrived));
+            }
+            Event::Binary { conn } => {
+                let msg =
+                    ServerMessage::error(ErrorCode::BadValue, "binary frames are not accepted");
+                self.metrics.reject(ErrorCode::BadValue);
+                self.send(conn, &msg);
+            }
+            Event::Disconnected { conn } => {
+                // Whether we or the client closed it, the core learns once.
+                self.conns.remove(&conn);
+                let now = self.now();
+                self.core.handle_input(now, Input::Disconnected { conn });
+                self.drain(None);
+            }
+            Event::Rejected { code } => self.metrics.reject(code),
+            Event::Query(q) => self.answer(q),
+            Event::Shutdown => {
+                self.shutting_down = true;
+                let now = self.now();
+                self.core.handle_input(now, Input::Shutdown);
+                self.drain(None);
+            }
+        }
+    }
+
+    fn answer(&mut self, q: Query) {
+        // A dropped receiver means the HTTP client went away; nothing to do.
+        match q {
+            Query::Health(tx) => {
+                let _ = tx.send(self.health());
+            }
+            Query::Sessions(tx) => {
+                let _ = tx.send(self.core.sessions());
+            }
+            Query::Session(id, tx) => {
+                let _ = tx.send(self.core.session(&id));
+            }
+            Query::Discover(zone, tx) => {
+                let _ = tx.send(self.core.discover(&zone));
+            }
+            Query::Placement(zone, tx) => {
+                let _ = tx.send(self.core.placement(&zone));
+            }
+            Query::Metrics(tx) => {
+                let stats = self.core.stats();
+                let uptime_s = self.now().as_millis() / 1000;
+                let _ =
+                    tx.send(metrics::render(&stats, &self.metrics, uptime_s, self.shutting_down));
+            }
+        }
+    }
+
+    fn health(&self) -> Health {
+        let stats = self.core.stats();
+        Health {
+            status: if self.shutting_down { "shutting-down" } else { "ok" },
+            uptime_s: self.now().as_millis() / 1000,
+            connections: self.core.connection_count(),
+            sessions: stats.sessions_per_zone.values().sum(),
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// Executes the core's outputs; `arrived` is when the triggering frame arrived, for the
+    /// signaling latency of relays.
+    fn drain(&mut self, arrived: Option<Instant>) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Send { conn, msg } => {
+                    let relay = matches!(
+                        msg,
+                        ServerMessage::Offer { .. }
+                            | ServerMessage::Answer { .. }
+                            | ServerMessage::IceCandidate { .. }
+                    );
+                    if self.send(conn, &msg)
+                        && relay
+                        && let Some(arrived) = arrived
+                    {
+                        self.metrics.signaling_latency.observe(arrived.elapsed());
+                    }
+                }
+                Output::Close { conn, code, reason } => {
+                    if let Some(handle) = self.conns.remove(&conn) {
+                        let close = Outbound::Close { code, reason };
+                        if let Err(mpsc::error::TrySendError::Full(Outbound::Close {
+                            code,
+                            reason,
+                        })) = handle.outbound.try_send(close)
+                        {
+                            let _ = handle.kill.send((code, reason));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `msg` for `conn`; a full queue closes it as a slow consumer. Returns whether the
+    /// message was queued.
+    fn send(&mut self, conn: ConnId, msg: &ServerMessage) -> bool {
+        let Some(handle) = self.conns.get(&conn) else { return false };
+        let text = Utf8Bytes::from(encode_server(msg));
+        match handle.outbound.try_send(Outbound::Text(text)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(handle) = self.conns.remove(&conn) {
+                    let reason = "outbound queue full: the client does not read".to_owned();
+                    let _ = handle.kill.send((ErrorCode::SlowConsumer, reason));
+                }
+                self.metrics.reject(ErrorCode::SlowConsumer);
+                let now = self.now();
+                self.core.handle_input(now, Input::Disconnected { conn });
+                // The core's reaction (peer-left to the others, ...) is drained by the caller's
+                // loop, which is still running.
+                false
+            }
+        }
+    }
+}

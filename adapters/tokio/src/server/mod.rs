@@ -1,0 +1,355 @@
+//! The coordinator service: the sans-IO [`Coordinator`] core on the network, over axum.
+//!
+//! Shape: one [`hub`] task owns the core; one task per WebSocket ([`ws`]) authenticates and
+//! then only moves frames; REST handlers ([`rest`]) query the hub. [`Service::start`] spawns the
+//! hub, [`Service::router`] gives the axum [`Router`], [`Service::serve`] runs it on any
+//! [`Listener`] (a tokio `TcpListener`, a [`tls::TlsListener`], or turmoil's listener in the
+//! simulation) until a shutdown future resolves, then closes every client with
+//! `shutting-down` and waits for them. Nothing on this path reads `std::time` or spawns
+//! blocking work, so it runs unchanged under turmoil's simulated time.
+
+pub mod auth;
+mod hub;
+pub mod metrics;
+pub mod rest;
+pub mod settings;
+pub mod tls;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, Query, State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::Listener;
+use ro_p2p_core::Rng;
+use ro_p2p_core::coordinator::{self, Coordinator};
+use ro_p2p_core::wire::{ErrorCode, limits};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+pub use auth::{
+    AuthError, Authenticator, IceConfig, ManualClock, SystemClock, TurnServer, WallClock,
+};
+pub use hub::Health;
+pub use rest::ApiError;
+
+/// The canonical signaling path.
+pub const WEBSOCKET_PATH: &str = "/api/v1/signaling/ws";
+/// The alias older clients use.
+pub const WEBSOCKET_PATH_ALIAS: &str = "/api/signaling/ws";
+
+/// WebSocket read buffer per connection, in bytes: grows on demand up to the frame limit, so
+/// an idle client costs this much, not the 128 KiB tungstenite defaults to.
+pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Largest HTTP request body the REST API reads, in bytes.
+pub const REST_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Everything the service needs to run, already validated.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The core's settings (sessions, rate limits, timers, host requirements).
+    pub core: coordinator::Config,
+    /// Require a JWT (HS256 with `jwt_secret`) on every connection.
+    pub require_authentication: bool,
+    /// The HS256 secret shared with the rAthena side; required when authentication is on.
+    pub jwt_secret: Option<String>,
+    /// STUN/TURN servers handed to clients.
+    pub ice: IceConfig,
+    /// The configured signaling path (served besides the two built-in ones).
+    pub websocket_path: String,
+    /// How long a client without a token in the upgrade request has to send `auth`.
+    pub auth_deadline: Duration,
+    /// Frames queued per connection before it is closed as a slow consumer.
+    pub outbound_queue_len: usize,
+    /// Events queued towards the hub before connection tasks wait (back-pressure).
+    pub hub_queue_len: usize,
+    /// Whether the listener is TLS (only changes the `websocket_url` login reports).
+    pub tls: bool,
+}
+
+impl Default for ServerConfig {
+    /// The embedded default: core defaults, authentication off, no ICE servers.
+    fn default() -> Self {
+        ServerConfig {
+            core: coordinator::Config::default(),
+            require_authentication: false,
+            jwt_secret: None,
+            ice: IceConfig {
+                stun_servers: Vec::new(),
+                turn_servers: Vec::new(),
+                turn_shared_secret: None,
+                turn_credential_ttl_s: 86_400,
+            },
+            websocket_path: WEBSOCKET_PATH.to_owned(),
+            auth_deadline: Duration::from_secs(5),
+            outbound_queue_len: 256,
+            hub_queue_len: 16_384,
+            tls: false,
+        }
+    }
+}
+
+/// Why a [`ServerConfig`] cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// Authentication is on but no secret is configured.
+    #[error("coordinator.require_authentication is true but coordinator.jwt_secret is empty")]
+    MissingJwtSecret,
+    /// The WebSocket path is not an absolute path.
+    #[error("coordinator.websocket_path must start with '/': {0:?}")]
+    BadWebsocketPath(String),
+    /// A queue length is zero.
+    #[error("{0} must be at least 1")]
+    ZeroQueue(&'static str),
+}
+
+/// Counts live connection tasks, so shutdown can wait for their close frames.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by each connection task; dropping it tells the tracker.
+#[derive(Debug)]
+pub(crate) struct Alive(Arc<Tracker>);
+
+impl Tracker {
+    fn enter(self: &Arc<Self>) -> Alive {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        Alive(Arc::clone(self))
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// What every handler shares; immutable after start.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) auth: Authenticator,
+    pub(crate) ice: IceConfig,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) outbound_queue_len: usize,
+    pub(crate) auth_deadline: Duration,
+    pub(crate) websocket_path: String,
+    pub(crate) heartbeat_interval_ms: u64,
+    pub(crate) tls: bool,
+    pub(crate) tracker: Arc<Tracker>,
+}
+
+/// The axum state: the hub's channel and the shared settings.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub(crate) hub: mpsc::Sender<hub::Event>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A started coordinator service: the hub task is running; serve it on a listener.
+#[derive(Debug)]
+pub struct Service {
+    state: AppState,
+    hub: JoinHandle<()>,
+}
+
+impl Service {
+    /// Validates `config`, builds the core with `rng` and spawns the hub task. `clock` is the
+    /// wall clock for token expiry and TURN credentials ([`SystemClock`] in production). Must be
+    /// called inside a tokio runtime.
+    pub fn start(
+        config: ServerConfig,
+        rng: Rng,
+        clock: Arc<dyn WallClock>,
+    ) -> Result<Service, ServiceError> {
+        if !config.websocket_path.starts_with('/') {
+            return Err(ServiceError::BadWebsocketPath(config.websocket_path));
+        }
+        if config.outbound_queue_len == 0 {
+            return Err(ServiceError::ZeroQueue("outbound_queue_len"));
+        }
+        if config.hub_queue_len == 0 {
+            return Err(ServiceError::ZeroQueue("hub_queue_len"));
+        }
+        let auth = if config.require_authentication {
+            match config.jwt_secret.as_deref() {
+                Some(secret) if !secret.is_empty() => {
+                    Authenticator::hs256(secret.as_bytes(), clock)
+                }
+                _ => return Err(ServiceError::MissingJwtSecret),
+            }
+        } else {
+            Authenticator::off(clock)
+        };
+        let heartbeat_interval_ms = config.core.heartbeat_interval_ms;
+        let core = Coordinator::new(config.core, rng);
+        let (tx, rx) = mpsc::channel(config.hub_queue_len);
+        let hub = tokio::spawn(hub::Hub::new(core).run(rx));
+        let shared = Arc::new(Shared {
+            auth,
+            ice: config.ice,
+            next_conn: AtomicU64::new(1),
+            outbound_queue_len: config.outbound_queue_len,
+            auth_deadline: config.auth_deadline,
+            websocket_path: config.websocket_path,
+            heartbeat_interval_ms,
+            tls: config.tls,
+            tracker: Arc::default(),
+        });
+        Ok(Service { state: AppState { hub: tx, shared }, hub })
+    }
+
+    /// The axum router of every endpoint.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then closes every WebSocket with
+    /// `shutting-down` and waits (at most `drain`) for their close handshakes.
+    pub async fn serve<L>(
+        self,
+        listener: L,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> std::io::Result<()>
+    where
+        L: Listener,
+        L::Addr: std::fmt::Debug,
+    {
+        let hub = self.state.hub.clone();
+        let tracker = Arc::clone(&self.state.shared.tracker);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing every signaling connection");
+            let _ = hub.send(hub::Event::Shutdown).await;
+        };
+        axum::serve(listener, self.router()).with_graceful_shutdown(signal).await?;
+        if tokio::time::timeout(drain, tracker.wait_idle()).await.is_err() {
+            tracing::warn!("some connections did not finish closing in time");
+        }
+        drop(self.state);
+        self.hub.abort();
+        Ok(())
+    }
+}
+
+/// Starts a service with the OS's entropy and clock and serves it until `shutdown`.
+pub async fn serve<L>(
+    listener: L,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let mut seed = [0u8; 32];
+    rand_core::OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?;
+    let service = Service::start(config, Rng::from_entropy_bytes(seed), Arc::new(SystemClock))?;
+    service.serve(listener, shutdown, Duration::from_secs(5)).await?;
+    Ok(())
+}
+
+/// Why [`serve`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration cannot be served.
+    #[error(transparent)]
+    Config(#[from] ServiceError),
+    /// The listener failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+use rand_core::TryRngCore as _;
+
+/// The router over `state`: signaling WebSocket, REST and metrics.
+fn router(state: AppState) -> Router {
+    let mut r = Router::new()
+        .route(WEBSOCKET_PATH, get(ws_upgrade))
+        .route(WEBSOCKET_PATH_ALIAS, get(ws_upgrade));
+    let custom = state.shared.websocket_path.clone();
+    if custom != WEBSOCKET_PATH && custom != WEBSOCKET_PATH_ALIAS && !custom.starts_with("/api/v1/")
+    {
+        r = r.route(&custom, get(ws_upgrade));
+    }
+    r.route("/api/v1/auth/login", post(rest::login))
+        .route("/api/v1/sessions/discover", get(rest::discover))
+        .route("/api/v1/sessions/join", post(rest::join))
+        .route("/api/v1/sessions/list", get(rest::list))
+        .route("/api/v1/sessions/{id}", get(rest::session))
+        .route("/api/v1/health", get(rest::health))
+        .route("/metrics", get(rest::metrics))
+        .fallback(rest::not_found)
+        .layer(DefaultBodyLimit::max(REST_BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+async fn ws_upgrade(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    headers: HeaderMap,
+    query: Result<Query<WsQuery>, QueryRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            return ApiError::new(
+                ErrorCode::BadValue,
+                format!("expected a WebSocket upgrade: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let query_token = query.ok().and_then(|Query(q)| q.token);
+    let token = rest::bearer(&headers).map(str::to_owned).or(query_token);
+    let pre = match (state.shared.auth.required(), token) {
+        (true, None) => ws::PreAuth::AwaitAuthFrame,
+        (_, token) => ws::PreAuth::Settled(state.shared.auth.identify(token.as_deref())),
+    };
+    let alive = state.shared.tracker.enter();
+    upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        // Write each frame at once: the outbound queue is the buffer.
+        .write_buffer_size(0)
+        .max_write_buffer_size(2 * limits::FRAME_BYTES_MAX + 1024)
+        .max_message_size(limits::FRAME_BYTES_MAX)
+        .max_frame_size(limits::FRAME_BYTES_MAX)
+        .on_upgrade(move |socket| async move {
+            ws::run(socket, state, pre).await;
+            drop(alive);
+        })
+}

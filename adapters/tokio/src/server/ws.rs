@@ -1,0 +1,219 @@
+//! One task per WebSocket connection: authenticate, then only move frames.
+//!
+//! The task reads frames from the socket and forwards them to the hub, and writes what the hub
+//! queued for it. It decides nothing about the protocol; the two things it handles itself are
+//! the ones the core cannot see: authentication before the connection exists for the core
+//! (bearer header, `?token=`, or a first `auth` frame within a deadline), and frames the
+//! WebSocket layer refuses (over 64 KiB). A close always carries a reason
+//! `"<code>: <text>"` whose first word is the machine-readable [`ErrorCode`].
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use ro_p2p_core::coordinator::{ConnId, Identity};
+use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_client, encode_server};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+
+use super::AppState;
+use super::auth::AuthError;
+use super::hub::{ConnHandle, Event, Outbound};
+
+/// How long a close handshake may take before the socket is dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Longest close reason WebSocket allows, in bytes.
+const CLOSE_REASON_BYTES_MAX: usize = 123;
+
+/// What the upgrade request already established about the client.
+#[derive(Debug)]
+pub(crate) enum PreAuth {
+    /// Authentication is settled (off, or a token came with the upgrade request).
+    Settled(Result<Identity, AuthError>),
+    /// No token yet: the first frame must be `auth`.
+    AwaitAuthFrame,
+}
+
+/// The WebSocket close code for a protocol error code.
+pub fn close_code(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::ShuttingDown => 1001,    // going away
+        ErrorCode::TooLarge => 1009,        // message too big
+        ErrorCode::Internal => 1011,        // internal error
+        ErrorCode::ZoneUnavailable => 1013, // try again later
+        _ => 1008,                          // policy violation
+    }
+}
+
+/// The close reason text: `"<code>: <reason>"`, cut to WebSocket's 123-byte limit.
+pub fn close_reason(code: ErrorCode, reason: &str) -> String {
+    let mut text = if reason.is_empty() {
+        code.as_str().to_owned()
+    } else {
+        format!("{}: {reason}", code.as_str())
+    };
+    if text.len() > CLOSE_REASON_BYTES_MAX {
+        let mut cut = CLOSE_REASON_BYTES_MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+fn close_message(code: ErrorCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close_code(code),
+        reason: Utf8Bytes::from(close_reason(code, reason)),
+    }))
+}
+
+/// Sends a close frame and waits (briefly) for the client's, so the frame is not lost to a
+/// reset.
+async fn close_with(socket: &mut WebSocket, code: ErrorCode, reason: &str) {
+    let _ = timeout(CLOSE_LINGER, async {
+        if socket.send(close_message(code, reason)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Sends an `error` frame, then a close with the same code.
+async fn refuse(socket: &mut WebSocket, code: ErrorCode, text: &str) {
+    let err = encode_server(&ServerMessage::error(code, text));
+    let _ = timeout(CLOSE_LINGER, socket.send(Message::Text(err.into()))).await;
+    close_with(socket, code, text).await;
+}
+
+/// Waits for the first frame, which must be `auth`.
+async fn auth_frame(socket: &mut WebSocket, state: &AppState) -> Result<Identity, AuthError> {
+    let deadline = state.shared.auth_deadline;
+    loop {
+        let next = timeout(deadline, socket.recv()).await;
+        let msg = match next {
+            Err(_) => return Err(AuthError::Missing { detail: "no `auth` frame in time" }),
+            Ok(None | Some(Err(_))) => {
+                return Err(AuthError::Missing { detail: "closed before authenticating" });
+            }
+            Ok(Some(Ok(msg))) => msg,
+        };
+        return match msg {
+            Message::Text(text) => match decode_client(text.as_bytes()) {
+                Ok(ClientMessage::Auth { token }) => state.shared.auth.identify(Some(&token)),
+                _ => Err(AuthError::Missing { detail: "the first frame must be `auth`" }),
+            },
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => Err(AuthError::Missing { detail: "the first frame must be `auth`" }),
+        };
+    }
+}
+
+/// Whether a receive error is the WebSocket layer refusing an oversized frame.
+fn is_too_large(err: axum::Error) -> Option<String> {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match err.into_inner().downcast::<WsError>() {
+        Ok(e) => match *e {
+            WsError::Capacity(c) => Some(c.to_string()),
+            _ => None,
+        },
+        Err(_) => None,
+    }
+}
+
+/// Runs one upgraded connection to its end.
+pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
+    let identity = match pre {
+        PreAuth::Settled(r) => r,
+        PreAuth::AwaitAuthFrame => auth_frame(&mut socket, &state).await,
+    };
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::debug!(error = %e, "refusing signaling connection");
+            let _ = state.hub.send(Event::Rejected { code: e.code() }).await;
+            refuse(&mut socket, e.code(), &e.to_string()).await;
+            return;
+        }
+    };
+
+    let conn = ConnId(state.shared.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let account = match &identity {
+        Identity::Account(peer) => peer.to_string(),
+        _ => format!("anon-{}", conn.0),
+    };
+    let now_unix_s = state.shared.auth.clock().unix_now_s();
+    let ice_servers = state.shared.ice.ice_servers(&account, now_unix_s);
+    let (outbound_tx, mut outbound) = mpsc::channel(state.shared.outbound_queue_len);
+    let (kill_tx, mut kill) = oneshot::channel::<(ErrorCode, String)>();
+    let handle = ConnHandle { outbound: outbound_tx, kill: kill_tx };
+    if state.hub.send(Event::Connected { conn, identity, ice_servers, handle }).await.is_err() {
+        close_with(&mut socket, ErrorCode::ShuttingDown, "the coordinator is stopping").await;
+        return;
+    }
+    tracing::trace!(conn = conn.0, "signaling connection open");
+
+    // The hub drops its handle (and so the kill sender) whenever it is done with this
+    // connection; only a kill actually sent ends the connection at once.
+    let mut kill_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            killed = &mut kill, if kill_open => {
+                let Ok((code, reason)) = killed else {
+                    kill_open = false;
+                    continue;
+                };
+                tracing::debug!(conn = conn.0, %code, "closing connection");
+                // The client may not read at all: do not wait long for its close.
+                let _ = timeout(Duration::from_millis(200), socket.send(close_message(code, &reason))).await;
+                break;
+            }
+            out = outbound.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    let stalled = tokio::select! {
+                        biased;
+                        Ok((code, _)) = &mut kill, if kill_open => {
+                            tracing::debug!(conn = conn.0, %code, "dropping stalled connection");
+                            true
+                        }
+                        sent = socket.send(Message::Text(text)) => sent.is_err(),
+                    };
+                    if stalled {
+                        break;
+                    }
+                }
+                Some(Outbound::Close { code, reason }) => {
+                    close_with(&mut socket, code, &reason).await;
+                    break;
+                }
+                None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let ev = Event::Frame { conn, bytes: Vec::from(text.as_bytes()), arrived: Instant::now() };
+                    if state.hub.send(ev).await.is_err() { break }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if state.hub.send(Event::Binary { conn }).await.is_err() { break }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    if let Some(detail) = is_too_large(e) {
+                        let _ = state.hub.send(Event::Rejected { code: ErrorCode::TooLarge }).await;
+                        close_with(&mut socket, ErrorCode::TooLarge, &detail).await;
+                    }
+                    break;
+                }
+            },
+        }
+    }
+    let _ = state.hub.send(Event::Disconnected { conn }).await;
+    tracing::trace!(conn = conn.0, "signaling connection closed");
+}

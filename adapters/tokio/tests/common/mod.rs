@@ -1,0 +1,354 @@
+//! Test harness: a real coordinator on an ephemeral loopback port, real WebSocket clients
+//! (tokio-tungstenite) and a minimal HTTP/1.1 client. Every wait has a timeout; nothing sleeps
+//! to synchronise.
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ro_p2p_core::Rng;
+use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_server, encode_client};
+use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, http};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// The wall clock tests run at (2027-01-15).
+pub const NOW_UNIX_S: u64 = 1_800_000_000;
+/// The JWT secret of authenticated test servers.
+pub const SECRET: &str = "integration-test-secret";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: ServerConfig) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let clock = Arc::new(ManualClock::new(NOW_UNIX_S));
+        let service = Service::start(config, Rng::from_seed(7), clock.clone()).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(service.serve(
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        TestServer { addr, clock, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub async fn open() -> TestServer {
+        TestServer::start(ServerConfig::default()).await
+    }
+
+    pub async fn with_auth() -> TestServer {
+        TestServer::start(auth_config()).await
+    }
+
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    /// Triggers graceful shutdown and waits for `serve` to return.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task).await.unwrap().unwrap().unwrap();
+        }
+    }
+
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
+        http(self.addr, method, path, headers, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        self.http("GET", path, &[], "").await
+    }
+
+    /// A connected client (auth off), already past `welcome`.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.ws_url("/api/v1/signaling/ws"), &[]).await.unwrap()
+    }
+
+    /// A client that joined `zone` as `peer_id` (auth off); returns it and its `session-joined`.
+    pub async fn joined(&self, peer_id: &str, zone: &str) -> (Client, ServerMessage) {
+        let mut c = self.client().await;
+        c.send(&join(Some(peer_id), zone)).await;
+        let joined = c.expect(|m| matches!(m, ServerMessage::SessionJoined { .. })).await;
+        (c, joined)
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn auth_config() -> ServerConfig {
+    ServerConfig {
+        require_authentication: true,
+        jwt_secret: Some(SECRET.to_owned()),
+        auth_deadline: Duration::from_millis(300),
+        ..ServerConfig::default()
+    }
+}
+
+/// An HS256 token for `sub`, valid for an hour from the test clock.
+pub fn token(sub: &str) -> String {
+    token_with(serde_json::json!({"sub": sub, "exp": NOW_UNIX_S + 3600}), SECRET)
+}
+
+pub fn token_with(claims: serde_json::Value, secret: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
+        .unwrap()
+}
+
+pub fn join(peer_id: Option<&str>, zone: &str) -> ClientMessage {
+    serde_json::from_value(serde_json::json!({
+        "type": "join",
+        "peer_id": peer_id,
+        "zone": zone,
+    }))
+    .unwrap()
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug)]
+pub struct Closed {
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
+impl Closed {
+    /// The machine-readable code at the start of the reason.
+    pub fn error_code(&self) -> &str {
+        self.reason.split(':').next().unwrap_or("")
+    }
+}
+
+pub struct Client {
+    pub ws: Ws,
+    /// The `welcome`, when the server sent one on connect.
+    pub welcome: Option<ServerMessage>,
+}
+
+impl Client {
+    /// Connects without waiting for anything.
+    pub async fn raw(url: &str, headers: &[(&str, &str)]) -> Ws {
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(8 << 20))
+            .max_frame_size(Some(8 << 20));
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async_with_config(req, Some(config), true),
+        )
+        .await
+        .expect("connect timed out")
+        .expect("connect failed");
+        ws
+    }
+
+    /// Connects and waits for `welcome` (or an error/close, returned as `Err`).
+    pub async fn connect(
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Client, (Vec<ServerMessage>, Closed)> {
+        let ws = Client::raw(url, headers).await;
+        let mut c = Client { ws, welcome: None };
+        c.await_welcome().await?;
+        Ok(c)
+    }
+
+    pub async fn await_welcome(&mut self) -> Result<(), (Vec<ServerMessage>, Closed)> {
+        let mut seen = Vec::new();
+        loop {
+            match self.next().await {
+                Ok(m @ ServerMessage::Welcome { .. }) => {
+                    self.welcome = Some(m);
+                    return Ok(());
+                }
+                Ok(m) => seen.push(m),
+                Err(closed) => return Err((seen, closed)),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, msg: &ClientMessage) {
+        self.send_text(&encode_client(msg)).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        tokio::time::timeout(WAIT, self.ws.send(Message::text(text))).await.unwrap().unwrap();
+    }
+
+    /// The next protocol message, or how the connection ended.
+    pub async fn next(&mut self) -> Result<ServerMessage, Closed> {
+        loop {
+            let item =
+                tokio::time::timeout(WAIT, self.ws.next()).await.expect("no message in time");
+            match item {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(decode_server(t.as_bytes()).expect("server sent an invalid frame"));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(match frame {
+                        Some(f) => {
+                            Closed { code: Some(f.code.into()), reason: f.reason.to_string() }
+                        }
+                        None => Closed { code: None, reason: String::new() },
+                    });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(Closed { code: None, reason: format!("transport: {e}") });
+                }
+                None => return Err(Closed { code: None, reason: "eof".into() }),
+            }
+        }
+    }
+
+    /// Skips messages until one matches `pred`; panics on close or timeout.
+    pub async fn expect(&mut self, pred: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        loop {
+            match self.next().await {
+                Ok(m) if pred(&m) => return m,
+                Ok(_) => continue,
+                Err(c) => panic!("closed while waiting: {c:?}"),
+            }
+        }
+    }
+
+    /// The next `error` message's code (skipping others).
+    pub async fn expect_error(&mut self) -> (ErrorCode, String) {
+        match self.expect(|m| matches!(m, ServerMessage::Error { .. })).await {
+            ServerMessage::Error { code, message } => (code, message),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Reads until the close frame; returns the messages seen before it.
+    pub async fn expect_close(&mut self) -> (Vec<ServerMessage>, Closed) {
+        let mut seen = Vec::new();
+        loop {
+            match self.next().await {
+                Ok(m) => seen.push(m),
+                Err(c) => return (seen, c),
+            }
+        }
+    }
+
+    /// A ping/pong round trip: proves the connection (and the hub) still serve this client.
+    pub async fn ping(&mut self, nonce: u64) {
+        self.send(&ClientMessage::Ping { nonce: Some(nonce) }).await;
+        let pong = self.expect(|m| matches!(m, ServerMessage::Pong { .. })).await;
+        assert_eq!(pong, ServerMessage::Pong { nonce: Some(nonce) });
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 request with `Connection: close`, reading the response to EOF.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.unwrap().unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}

@@ -1,0 +1,210 @@
+//! Every REST endpoint over real HTTP, with its JSON errors and statuses, and `/metrics` as
+//! valid Prometheus text.
+
+mod common;
+
+use common::*;
+use ro_p2p_tokio::server::ServerConfig;
+
+#[tokio::test]
+async fn health_reports_status_uptime_connections_and_sessions() {
+    let server = TestServer::open().await;
+    let (_a, _) = server.joined("alice", "prontera").await;
+    let r = server.get("/api/v1/health").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["connections"], 1);
+    assert_eq!(v["sessions"], 1);
+    assert!(v["uptime_s"].is_u64());
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn discover_list_and_detail_show_sessions() {
+    let server = TestServer::open().await;
+    let (_a, _) = server.joined("alice", "prontera").await;
+    let (_b, _) = server.joined("bob", "prontera").await;
+    let (_c, _) = server.joined("carol", "geffen").await;
+
+    let r = server.get("/api/v1/sessions/discover?zone=prontera").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["zone"], "prontera");
+    let sessions = v["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["members"], serde_json::json!(["alice", "bob"]));
+    let sid = sessions[0]["session_id"].as_str().unwrap().to_owned();
+
+    let r = server.get("/api/v1/sessions/list").await;
+    let all = r.json()["sessions"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["zone"], "geffen", "by zone then id");
+
+    let r = server.get(&format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["connected"], serde_json::json!(["alice", "bob"]));
+
+    let r = server.get("/api/v1/sessions/no-such-session").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("session-not-found")));
+    let r = server.get("/api/v1/sessions/bad%20id").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad-value")));
+}
+
+#[tokio::test]
+async fn discover_rejects_bad_or_missing_zones() {
+    let server = TestServer::open().await;
+    let r = server.get("/api/v1/sessions/discover?zone=not%20a%20zone").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad-value")));
+    let r = server.get("/api/v1/sessions/discover?zone=averyveryverylongzone").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad-value")));
+    let r = server.get("/api/v1/sessions/discover").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("missing-field")));
+    let r = server.get("/api/v1/sessions/discover?zone=payon").await;
+    assert_eq!(r.json()["sessions"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn join_reports_placement_and_zone_full() {
+    let config = ServerConfig {
+        core: ro_p2p_core::coordinator::Config {
+            max_sessions_per_zone: 1,
+            max_players_per_session: 2,
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let post = |body: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .http(
+                    "POST",
+                    "/api/v1/sessions/join",
+                    &[("Content-Type", "application/json")],
+                    body,
+                )
+                .await
+        }
+    };
+    let r = post(r#"{"zone":"prontera"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["placement"], "new");
+
+    let (_a, joined) = server.joined("alice", "prontera").await;
+    let ro_p2p_core::wire::ServerMessage::SessionJoined { session_id, .. } = joined else {
+        unreachable!()
+    };
+    let r = post(r#"{"zone":"prontera"}"#).await;
+    assert_eq!(r.json()["placement"], "existing");
+    assert_eq!(r.json()["session_id"], session_id.as_str());
+
+    let (_b, _) = server.joined("bob", "prontera").await;
+    let r = post(r#"{"zone":"prontera"}"#).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (409, Some("zone-full")), "{}", r.body);
+
+    let r = post("{oops").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("malformed-json")));
+    let r = post(r#"{"zone":"bad zone"}"#).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad-value")));
+    let r = post(r#"{}"#).await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("missing-field")));
+}
+
+#[tokio::test]
+async fn session_endpoints_need_a_token_when_auth_is_on() {
+    let server = TestServer::with_auth().await;
+    for path in
+        ["/api/v1/sessions/list", "/api/v1/sessions/discover?zone=prontera", "/api/v1/sessions/x"]
+    {
+        let r = server.get(path).await;
+        assert_eq!((r.status, r.json()["code"].as_str()), (401, Some("auth-required")), "{path}");
+    }
+    let bearer = format!("Bearer {}", token("2000001"));
+    let r = server.http("GET", "/api/v1/sessions/list", &[("Authorization", &bearer)], "").await;
+    assert_eq!(r.status, 200);
+    // Health and metrics stay open for probes.
+    assert_eq!(server.get("/api/v1/health").await.status, 200);
+    assert_eq!(server.get("/metrics").await.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_404s_and_plain_http_on_the_websocket_path_is_400() {
+    let server = TestServer::open().await;
+    let r = server.get("/nope").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("not-found")));
+    let r = server.get("/api/v1/signaling/ws").await;
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad-value")));
+}
+
+/// Checks the Prometheus text exposition format line by line.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            assert!(kind == "HELP" || kind == "TYPE", "{line}");
+            assert!(name_ok(parts.next().unwrap()), "{line}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap();
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                    "{line}"
+                );
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                for pair in labels.split(',') {
+                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
+                    assert!(name_ok(k), "{line}");
+                    assert!(v.starts_with('"') && v.ends_with('"') && v.len() >= 2, "{line}");
+                }
+                name
+            }
+            None => series,
+        };
+        assert!(name_ok(name), "{line}");
+        samples.push((series.to_owned(), value));
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_cover_the_operators_needs() {
+    let server = TestServer::open().await;
+    let (mut a, _) = server.joined("alice", "prontera").await;
+    let (_b, _) = server.joined("bob", "prontera").await;
+    a.send_text(r#"{"type":"offer","to":"bob","sdp":"v=0"}"#).await;
+    a.send_text(r#"{"type":"offer","to":"nobody","sdp":"v=0"}"#).await;
+    a.expect_error().await;
+    let r = server.get("/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let samples = parse_prometheus(&r.body);
+    let get = |s: &str| samples.iter().find(|(k, _)| k == s).map(|(_, v)| *v);
+    assert_eq!(get("ro_p2p_connections"), Some(2.0));
+    assert_eq!(get("ro_p2p_sessions{zone=\"prontera\"}"), Some(1.0));
+    assert_eq!(get("ro_p2p_players{zone=\"prontera\"}"), Some(2.0));
+    assert_eq!(get("ro_p2p_joins_total"), Some(2.0));
+    assert_eq!(get("ro_p2p_leaves_total"), Some(0.0));
+    assert_eq!(get("ro_p2p_relays_total{type=\"offer\"}"), Some(1.0));
+    assert_eq!(get("ro_p2p_rejects_total{code=\"not-in-session\"}"), Some(1.0));
+    assert_eq!(get("ro_p2p_signaling_latency_seconds_count"), Some(1.0));
+    assert_eq!(get("ro_p2p_signaling_latency_seconds_bucket{le=\"+Inf\"}"), Some(1.0));
+}
