@@ -405,9 +405,6 @@ impl State {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
-        if capabilities.is_some() {
-            c.capabilities = capabilities;
-        }
         if c.identity_open {
             c.identity_open = false;
             if let Some(chosen) = requested
@@ -424,7 +421,8 @@ impl State {
             return Ok(());
         };
         let peer = c.peer.clone();
-        let caps = c.capabilities;
+        // A refused join changes nothing, so its capabilities are stored only on success.
+        let caps = capabilities.or(c.capabilities);
         let current = self.seats.get(&peer).cloned();
 
         // Already seated in this zone (and not asking for another session): idempotent, or a
@@ -434,6 +432,7 @@ impl State {
             && self.sessions.get(cur).is_some_and(|s| s.zone == zone)
         {
             self.deadlines.stop(&Timer::Grace(peer.clone()));
+            self.remember_capabilities(conn, caps);
             if let Some(seat) = self.sessions.get_mut(cur).and_then(|s| s.seat_mut(&peer)) {
                 seat.conn = Some(conn);
                 seat.grace_until = None;
@@ -472,6 +471,7 @@ impl State {
         if current.is_some() {
             self.unseat(&peer, PeerLeftReason::Left);
         }
+        self.remember_capabilities(conn, caps);
         let Some(session) = self.sessions.get_mut(&sid) else {
             return Ok(());
         };
@@ -494,6 +494,14 @@ impl State {
             self.broadcast_host(&sid, host, Some(conn));
         }
         Ok(())
+    }
+
+    fn remember_capabilities(&mut self, conn: ConnId, caps: Option<Capabilities>) {
+        if let Some(c) = self.conns.get_mut(&conn)
+            && caps.is_some()
+        {
+            c.capabilities = caps;
+        }
     }
 
     fn open_session(&mut self, now: Instant, zone: &Zone) -> Result<SessionId, Rejection> {
