@@ -22,7 +22,7 @@ use ro_p2p_core::wire::{
 };
 use ro_p2p_core::{Instant, Rng, SansIo};
 
-const IDENTITIES: usize = 6;
+const IDENTITIES: usize = 8;
 const ZONES: [&str; 2] = ["prontera", "geffen"];
 const STRIKE_WINDOW_MS: u64 = 10_000;
 const RATE_ERROR_GAP_MS: u64 = 1_000;
@@ -31,7 +31,7 @@ fn config() -> Config {
     Config {
         max_sessions_per_zone: 2,
         max_players_per_session: 2,
-        session_timeout_s: 60,
+        session_timeout_s: 20,
         idle_timeout_ms: 45_000,
         key_rotation_interval_s: 100,
         rate_limit: RateLimit { per_s: 5, burst: 8, strikes_max: 6 },
@@ -39,23 +39,29 @@ fn config() -> Config {
     }
 }
 
-/// A few machines: strong, weak, laggy, none.
+/// A few machines: none, qualifying ones that tie on compute and differ in memory, bandwidth or
+/// latency, and two that do not qualify (too weak, too far).
 fn caps_choice(i: u8) -> Option<Capabilities> {
-    let c = |cpu_cores, cpu_mhz, latency_ms| Capabilities {
+    let c = |cpu_cores, cpu_mhz, memory_mb, bandwidth_mbps, latency_ms| Capabilities {
         cpu_cores,
         cpu_mhz,
-        memory_mb: 16_384,
-        bandwidth_mbps: 200,
+        memory_mb,
+        bandwidth_mbps,
         latency_ms,
     };
-    match i % 5 {
+    match i % CAPS_CHOICES {
         0 => None,
-        1 => Some(c(8, 4000, 20)),
-        2 => Some(c(4, 3000, 50)),
-        3 => Some(c(2, 2000, 10)),
-        _ => Some(c(16, 5000, 250)),
+        1 => Some(c(8, 4000, 16_384, 200, 20)),
+        2 => Some(c(4, 3000, 8_192, 100, 50)),
+        3 => Some(c(2, 2000, 16_384, 200, 10)),
+        4 => Some(c(16, 5000, 65_536, 1000, 250)),
+        5 => Some(c(8, 4000, 32_768, 100, 20)),
+        6 => Some(c(8, 4000, 16_384, 300, 90)),
+        _ => Some(c(8, 4000, 16_384, 200, 10)),
     }
 }
+
+const CAPS_CHOICES: u8 = 8;
 
 fn peer(i: usize) -> PeerId {
     PeerId::new(format!("p{i}")).unwrap()
@@ -77,8 +83,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let c = 0..8usize;
     prop_oneof![
-        3 => (0..IDENTITIES).prop_map(|who| Op::Connect { who }),
-        5 => (c.clone(), 0..2usize, proptest::option::weighted(0.25, 0..4usize), 0..5u8)
+        4 => (0..IDENTITIES).prop_map(|who| Op::Connect { who }),
+        5 => (c.clone(), prop_oneof![4 => Just(0usize), 1 => Just(1)], proptest::option::weighted(0.4, 0..4usize), 0..CAPS_CHOICES)
             .prop_map(|(c, zone, named, caps)| Op::Join { c, zone, named, caps }),
         1 => c.clone().prop_map(|c| Op::Leave { c }),
         // `to` below IDENTITIES names an identity; above, a member of the sender's session.
@@ -86,7 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => c.clone().prop_map(|c| Op::Disconnect { c }),
         1 => (c.clone(), 1..20usize).prop_map(|(c, n)| Op::Flood { c, n }),
         1 => c.clone().prop_map(|c| Op::Garbage { c }),
-        1 => (c.clone(), 0..5u8).prop_map(|(c, caps)| Op::UpdateCaps { c, caps }),
+        1 => (c.clone(), 0..CAPS_CHOICES).prop_map(|(c, caps)| Op::UpdateCaps { c, caps }),
         3 => prop_oneof![
                 3 => Just(10u64),
                 3 => Just(1_000),
@@ -455,12 +461,18 @@ impl World {
             }
             Op::Join { c, zone, named, caps } => {
                 let Some(conn) = self.pick(c) else { return Ok(()) };
+                // Mostly a session of the zone joined; sometimes any session, or none at all.
                 let named_id = named.map(|i| {
-                    let ids: Vec<SessionId> =
-                        self.model.sessions.iter().map(|s| s.id.clone()).collect();
-                    ids.get(i)
-                        .cloned()
-                        .unwrap_or_else(|| SessionId::new("nowhere-00000000").unwrap())
+                    let same_zone = self.model.sessions.iter().filter(|s| s.zone == zone);
+                    let ids: Vec<SessionId> = if i < 3 {
+                        same_zone.map(|s| s.id.clone()).collect()
+                    } else {
+                        self.model.sessions.iter().map(|s| s.id.clone()).collect()
+                    };
+                    match ids.len() {
+                        0 => SessionId::new("nowhere-00000000").unwrap(),
+                        n => ids[i % n].clone(),
+                    }
                 });
                 let caps = caps_choice(caps);
                 let msg = ClientMessage::Join {

@@ -149,4 +149,23 @@ mod tests {
         assert_eq!(elect(&seats, Some(&gone), &req), Some(PeerId::new("b").unwrap()));
         assert_eq!(elect(&seats[..1], None, &req), None);
     }
+
+    #[test]
+    fn election_ties_on_compute_and_memory_break_on_bandwidth_then_latency() {
+        let req = HostRequirements::default();
+        let seats = vec![
+            seat("slow-link", Some(1), Some((8, 4000, 16384, 100, 10))),
+            seat("far", Some(2), Some((8, 4000, 16384, 300, 90))),
+            seat("near", Some(3), Some((8, 4000, 16384, 300, 30))),
+            seat("near-too", Some(4), Some((8, 4000, 16384, 300, 30))),
+        ];
+        assert_eq!(elect(&seats, None, &req), Some(PeerId::new("near").unwrap()));
+        assert_eq!(elect(&seats[..2], None, &req), Some(PeerId::new("far").unwrap()));
+        // 4 x 8000 beats 8 x 3500 on compute even with less of everything else.
+        let compute = vec![
+            seat("many-cores", Some(1), Some((8, 3500, 65536, 1000, 1))),
+            seat("fast-cores", Some(2), Some((4, 8000, 8192, 100, 99))),
+        ];
+        assert_eq!(elect(&compute, None, &req), Some(PeerId::new("fast-cores").unwrap()));
+    }
 }
