@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::config::Config;
 use super::deadlines::Deadlines;
 use super::rate::{Limiter, Strike};
-use super::session::{Seat, Session};
+use super::session::{Seat, SeatState, Session};
 use super::{ConnId, Identity, Input, Output, Placement, SessionView, Stats};
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -345,8 +345,7 @@ impl State {
         if let Some(session) = self.sessions.get_mut(&sid)
             && let Some(seat) = session.seat_mut(&peer)
         {
-            seat.conn = Some(conn);
-            seat.grace_until = None;
+            seat.state = SeatState::Live(conn);
         }
         self.reelect(&sid, None);
     }
@@ -379,10 +378,9 @@ impl State {
         let mut detached = false;
         if let Some(session) = self.sessions.get_mut(&sid)
             && let Some(seat) = session.seat_mut(&c.peer)
-            && seat.conn == Some(conn)
+            && seat.state == SeatState::Live(conn)
         {
-            seat.conn = None;
-            seat.grace_until = Some(until);
+            seat.state = SeatState::AwaitingReconnect { until };
             detached = true;
         }
         if detached {
@@ -434,8 +432,7 @@ impl State {
             self.deadlines.stop(&Timer::Grace(peer.clone()));
             self.remember_capabilities(conn, caps);
             if let Some(seat) = self.sessions.get_mut(cur).and_then(|s| s.seat_mut(&peer)) {
-                seat.conn = Some(conn);
-                seat.grace_until = None;
+                seat.state = SeatState::Live(conn);
                 if caps.is_some() {
                     seat.capabilities = caps;
                 }
@@ -477,9 +474,8 @@ impl State {
         };
         session.seats.push(Seat {
             peer: peer.clone(),
-            conn: Some(conn),
+            state: SeatState::Live(conn),
             announced_to: None,
-            grace_until: None,
             capabilities: caps,
         });
         self.seats.insert(peer.clone(), sid.clone());
@@ -575,7 +571,7 @@ impl State {
             .get(&peer)
             .and_then(|sid| self.sessions.get(sid))
             .and_then(|s| s.seat(&peer))
-            .is_some_and(|seat| seat.conn.is_none());
+            .is_some_and(|seat| seat.conn().is_none());
         if in_grace {
             self.unseat(&peer, PeerLeftReason::Timeout);
         }
@@ -643,10 +639,10 @@ impl State {
         let from = self.conns.get(&conn).map(|c| c.peer.clone()).ok_or(Rejection::NotSeated)?;
         let sid = self.seats.get(&from).ok_or(Rejection::NotSeated)?;
         let session = self.sessions.get(sid).ok_or(Rejection::NotSeated)?;
-        if session.seat(&from).and_then(|s| s.conn) != Some(conn) {
+        if session.seat(&from).and_then(Seat::conn) != Some(conn) {
             return Err(Rejection::NotSeated);
         }
-        let target = session.seat(&to).and_then(|s| s.conn);
+        let target = session.seat(&to).and_then(Seat::conn);
         let target = target.ok_or_else(|| Rejection::RelayOutsideSession { to: to.clone() })?;
         *self.counters.relays.entry(kind.to_owned()).or_default() += 1;
         self.send(target, build(from));
@@ -748,7 +744,7 @@ impl State {
             connected: s
                 .seats
                 .iter()
-                .filter(|m| m.conn.is_some())
+                .filter(|m| m.conn().is_some())
                 .map(|m| m.peer.clone())
                 .collect(),
             host: s.host.clone(),
@@ -792,7 +788,7 @@ impl State {
         for s in self.sessions.values() {
             *stats.sessions_per_zone.entry(s.zone.clone()).or_default() += 1;
             *stats.players_per_zone.entry(s.zone.clone()).or_default() += s.seats.len();
-            stats.seats_in_grace += s.seats.iter().filter(|m| m.conn.is_none()).count();
+            stats.seats_in_grace += s.seats.iter().filter(|m| m.conn().is_none()).count();
         }
         stats
     }
