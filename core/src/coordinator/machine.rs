@@ -129,8 +129,7 @@ struct Counters {
 /// Tries at drawing an unused session id before giving up.
 const SESSION_ID_ATTEMPTS: usize = 16;
 
-/// Everything the coordinator knows.
-#[derive(Debug)]
+/// Everything the coordinator knows. Not `Debug`: it holds the key generator.
 pub(crate) struct State {
     pub(crate) config: Config,
     rng: Rng,
@@ -715,6 +714,10 @@ impl State {
     }
 
     // ---- views --------------------------------------------------------------------------
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
 
     pub(crate) fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
         let max_players = self.config.max_players_per_session;

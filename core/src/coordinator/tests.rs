@@ -701,3 +701,49 @@ fn fuzz_entry_survives_scripted_and_random_scripts() {
         crate::fuzz::coordinator_frames(&lines.join(&b'\n'));
     }
 }
+
+#[test]
+fn debug_output_shows_counts_not_keys() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.join(1, "prontera");
+    assert_eq!(format!("{:?}", h.c), "Coordinator { connections: 1, sessions: 1, .. }");
+}
+
+#[test]
+fn capabilities_reported_before_joining_or_on_a_replaced_connection_count_for_election() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.msg(1, &ClientMessage::UpdateCapabilities { capabilities: caps(8, 4000) });
+    let (sid, _, host, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    assert_eq!(host, Some(peer("a")));
+    // The account reconnects; the seat keeps its capabilities, so `a` stays host.
+    let out = h.connect(2, "a");
+    assert_eq!(closes(&out), vec![(1, ErrorCode::Replaced)]);
+    assert!(sends(&out, 2).iter().all(|m| matches!(m, ServerMessage::Welcome { .. })));
+    let (_, _, host, _, resumed) = joined(&sends(&h.join(2, "prontera"), 2));
+    assert_eq!((host, resumed), (Some(peer("a")), true));
+    assert_eq!(h.c.session(&sid).unwrap().host, Some(peer("a")));
+}
+
+#[test]
+fn a_refused_join_keeps_the_old_seat_and_ignores_its_capabilities() {
+    let config =
+        Config { max_sessions_per_zone: 1, max_players_per_session: 1, ..Config::default() };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "geffen");
+    let join = ClientMessage::Join {
+        peer_id: None,
+        session_id: None,
+        zone: zone("geffen"),
+        capabilities: Some(caps(8, 4000)),
+    };
+    let out = h.msg(1, &join);
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::ZoneFull]);
+    assert_eq!(out.len(), 1);
+    let view = h.c.session(&sid).unwrap();
+    assert_eq!((view.members, view.host), (vec![peer("a")], None));
+}
