@@ -747,3 +747,124 @@ fn a_refused_join_keeps_the_old_seat_and_ignores_its_capabilities() {
     let view = h.c.session(&sid).unwrap();
     assert_eq!((view.members, view.host), (vec![peer("a")], None));
 }
+
+/// What member `a` (conn 1) and `b` (conn 2, or conn 3 after reconnecting) see, one line per
+/// output, without ids and keys.
+fn summarize(out: &[Output]) -> String {
+    let name = |c: &ConnId| match c.0 {
+        1 => "a",
+        2 => "b",
+        _ => "b'",
+    };
+    let lines: Vec<String> = out
+        .iter()
+        .map(|o| match o {
+            Output::Close { conn, code, .. } => format!("{}: close {code}", name(conn)),
+            Output::Send { conn, msg } => {
+                let what = match msg {
+                    ServerMessage::Welcome { .. } => "welcome".to_owned(),
+                    ServerMessage::SessionJoined { zone, peers, resumed, .. } => {
+                        let peers: Vec<&str> = peers.iter().map(PeerId::as_str).collect();
+                        format!("session-joined {zone} peers={peers:?} resumed={resumed}")
+                    }
+                    ServerMessage::SessionLeft { .. } => "session-left".to_owned(),
+                    ServerMessage::PeerJoined { peer_id } => format!("peer-joined {peer_id}"),
+                    ServerMessage::PeerLeft { peer_id, reason } => {
+                        format!("peer-left {peer_id} {reason:?}")
+                    }
+                    ServerMessage::HostChanged { host, .. } => format!("host-changed {host:?}"),
+                    ServerMessage::Offer { from, .. } => format!("offer from {from}"),
+                    ServerMessage::Error { code, .. } => format!("error {code}"),
+                    other => other.type_name().to_owned(),
+                };
+                format!("{}: {what}", name(conn))
+            }
+        })
+        .collect();
+    if lines.is_empty() { "(nothing)".to_owned() } else { lines.join(", ") }
+}
+
+#[test]
+fn seat_transition_table() {
+    #[derive(Clone, Copy, Debug)]
+    enum Start {
+        NotSeated,
+        Live,
+        AwaitingReconnect,
+    }
+    #[derive(Clone, Copy, Debug)]
+    enum Event {
+        JoinSameZone,
+        JoinOtherZone,
+        Leave,
+        Relay,
+        Disconnect,
+        Reconnect,
+        GraceEnds,
+    }
+    let starts = [Start::NotSeated, Start::Live, Start::AwaitingReconnect];
+    let events = [
+        Event::JoinSameZone,
+        Event::JoinOtherZone,
+        Event::Leave,
+        Event::Relay,
+        Event::Disconnect,
+        Event::Reconnect,
+        Event::GraceEnds,
+    ];
+    let mut table = Vec::new();
+    for start in starts {
+        for event in events {
+            let config = Config { idle_timeout_ms: 10_000_000, ..Config::default() };
+            let mut h = H::new(config);
+            h.connect(1, "a");
+            h.join(1, "prontera");
+            h.connect(2, "b");
+            match start {
+                Start::NotSeated => {}
+                Start::Live => {
+                    h.join(2, "prontera");
+                }
+                Start::AwaitingReconnect => {
+                    h.join(2, "prontera");
+                    h.disconnect(2);
+                }
+            }
+            // While `b` is away, its actions come from its next connection.
+            let b = if matches!(start, Start::AwaitingReconnect) { 3 } else { 2 };
+            let out = match event {
+                Event::JoinSameZone | Event::JoinOtherZone | Event::Leave | Event::Relay
+                    if b == 3 =>
+                {
+                    let mut out = h.connect(3, "b");
+                    out.retain(|o| {
+                        !matches!(o, Output::Send { msg: ServerMessage::Welcome { .. }, .. })
+                    });
+                    out.extend(match event {
+                        Event::JoinSameZone => h.join(3, "prontera"),
+                        Event::JoinOtherZone => h.join(3, "geffen"),
+                        Event::Leave => h.msg(3, &ClientMessage::Leave),
+                        _ => h.msg(3, &offer_to("a")),
+                    });
+                    out
+                }
+                Event::JoinSameZone => h.join(b, "prontera"),
+                Event::JoinOtherZone => h.join(b, "geffen"),
+                Event::Leave => h.msg(b, &ClientMessage::Leave),
+                Event::Relay => h.msg(b, &offer_to("a")),
+                Event::Disconnect => h.disconnect(2),
+                Event::Reconnect => h.connect(3, "b"),
+                Event::GraceEnds => h.advance(300_000),
+            };
+            let prefix = if b == 3
+                && !matches!(event, Event::Disconnect | Event::Reconnect | Event::GraceEnds)
+            {
+                "(reconnects, then) "
+            } else {
+                ""
+            };
+            table.push(format!("{start:?} x {event:?} -> {prefix}{}", summarize(&out)));
+        }
+    }
+    insta::assert_snapshot!(table.join("\n"));
+}
