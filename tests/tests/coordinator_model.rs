@@ -442,6 +442,7 @@ struct View {
     /// The other members, in the order the messages gave them.
     members: Vec<PeerId>,
     host: Option<PeerId>,
+    key_epoch: u32,
 }
 
 struct World {
@@ -485,11 +486,13 @@ impl World {
             let view = self.views.entry(conn.0).or_default();
             match msg {
                 ServerMessage::Welcome { .. } => *view = View::default(),
-                ServerMessage::SessionJoined { session_id, peers, host, .. } => {
+                ServerMessage::SessionJoined { session_id, peers, host, key, .. } => {
                     view.session = Some(session_id.clone());
                     view.members = peers.clone();
                     view.host = host.clone();
+                    view.key_epoch = key.epoch;
                 }
+                ServerMessage::KeyRotated { key, .. } => view.key_epoch = key.epoch,
                 ServerMessage::PeerJoined { peer_id } => view.members.push(peer_id.clone()),
                 ServerMessage::PeerLeft { peer_id, .. } => view.members.retain(|p| p != peer_id),
                 ServerMessage::SessionLeft { .. } => view.session = None,
@@ -889,6 +892,12 @@ impl World {
                 prop_assert_eq!(&view.members, &others, "conn {} view", conn);
                 let host = s.host.map(|h| self.model.name(h));
                 prop_assert_eq!(view.host, host, "conn {} host", conn);
+                // Keys: the view has the current epoch, which counts whole rotation periods.
+                let real = self.machine.session(&s.id).map(|v| v.key_epoch);
+                prop_assert_eq!(Some(view.key_epoch), real, "conn {} key epoch", conn);
+                let periods =
+                    (self.model.now - s.created_at) / (cfg.key_rotation_interval_s * 1000);
+                prop_assert_eq!(u64::from(view.key_epoch), 1 + periods, "conn {} epoch", conn);
             }
         }
         Ok(())
