@@ -210,6 +210,9 @@ impl Default for CoordinatorSettings {
     }
 }
 
+/// The top-level sections of `config.yaml` the coordinator owns.
+const OWN_SECTIONS: &[&str] = &["coordinator", "security", "logging"];
+
 impl CoordinatorSettings {
     /// Parses and validates `config.yaml`. `${NAME}` in any string value is replaced by
     /// `env(NAME)` (`$${` is a literal `${`); an unset variable is an error naming it.
@@ -220,6 +223,14 @@ impl CoordinatorSettings {
         tree::check_text(text, "yaml")?;
         let mut root: Value = serde_norway::from_str(text)
             .map_err(|e| ConfigError::Syntax { format: "yaml", message: e.to_string() })?;
+        // The guide's integrated setup shares this file with the AI service: only our own
+        // sections are read, substituted and checked for unknown keys; others are left alone.
+        if let Value::Object(sections) = &mut root {
+            if !sections.contains_key("coordinator") {
+                return Err(ConfigError::Missing { key: "coordinator".into() });
+            }
+            sections.retain(|name, _| OWN_SECTIONS.contains(&name.as_str()));
+        }
         tree::substitute_env(&mut root, "", env)?;
         let mut root = Table::from_value("", root)?;
         let mut c = root.table("coordinator")?;

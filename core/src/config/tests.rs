@@ -246,7 +246,6 @@ logging: {level: Warning, file: c.log, format: JSON}
         );
         yaml_err("coordinator: {jwt_secret: x}\nlogging: {level: loud}\n", "logging.level");
         yaml_err("coordinator: {jwt_secret: x}\nlogging: {format: xml}\n", "logging.format");
-        yaml_err("coordinator: {jwt_secret: x}\ncordinator: {}\n", "cordinator");
         yaml_err("coordinator: 5\n", "coordinator");
     }
 
@@ -575,4 +574,23 @@ mod robustness {
         let dashes = format!("{}x\n", "- ".repeat(200_000));
         assert!(yaml(&dashes).is_err());
     }
+}
+
+#[test]
+fn sections_of_other_services_sharing_the_file_are_left_alone() {
+    // The guide's integrated setup: the AI service keeps its own blocks (and its own
+    // variables, unset in the coordinator's environment) in the same config.yaml.
+    let s = CoordinatorSettings::from_yaml(
+        "ai_service:\n  api_key: \"${OPENAI_API_KEY}\"\n  model: x\n\
+         coordinator:\n  port: 8002\n  require_authentication: false\n",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(s.port, 8002);
+}
+
+#[test]
+fn a_file_without_a_coordinator_section_is_refused() {
+    let err = CoordinatorSettings::from_yaml("cordinator:\n  port: 8002\n", &no_env).unwrap_err();
+    assert_eq!(err, ConfigError::Missing { key: "coordinator".into() });
 }
