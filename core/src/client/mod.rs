@@ -144,6 +144,7 @@ pub enum StopReason {
 
 /// What the coordinator did that it should not have; counted and reported, never fatal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum CoordinatorMisbehaved {
     /// A frame that does not decode as a [`ServerMessage`].
@@ -488,7 +489,7 @@ impl Client {
         self.fallback
     }
 
-    /// Our identity, from the latest `welcome`.
+    /// Our identity: the welcomed one, or the configured `peer_id` when there is no token.
     pub fn peer_id(&self) -> Option<&PeerId> {
         self.peer_id.as_ref()
     }
@@ -847,7 +848,8 @@ impl Client {
     }
 
     fn on_frame(&mut self, now: Instant, state: State, bytes: &[u8]) -> State {
-        if !state.has_transport() {
+        if !matches!(state, State::ExpectWelcome { .. }) && state.conn().is_none() {
+            // No open transport: a frame of a connection already given up.
             self.stats.messages_ignored += 1;
             return state;
         }
@@ -879,11 +881,17 @@ impl Client {
                     heartbeat_interval_ms
                 }
                 .max(HEARTBEAT_INTERVAL_MIN_MS);
-                if self.peer_id.as_ref() != Some(&peer_id) {
+                // With authentication off (no token) the coordinator adopts the `peer_id` of
+                // our `join`; otherwise the identity is the token's subject, as welcomed.
+                let me = match (&self.config.token, &self.config.peer_id) {
+                    (None, Some(own)) => own.clone(),
+                    _ => peer_id.clone(),
+                };
+                if self.peer_id.as_ref() != Some(&me) {
                     // A new identity: links and seat of the old one are meaningless.
                     self.drop_session();
                 }
-                self.peer_id = Some(peer_id.clone());
+                self.peer_id = Some(me);
                 self.timers.set(Timer::Ping, now.add_millis(heartbeat_ms));
                 let liveness_ms = heartbeat_ms.saturating_mul(LIVENESS_INTERVALS);
                 self.timers.set(Timer::Liveness, now.add_millis(liveness_ms));
