@@ -1,1 +1,226 @@
-//! `coordinator`: see the module of this name in the design (docs/architecture.md).
+//! The coordinator: sessions per zone, signaling relay, seats with reconnect grace, host
+//! election, session keys and flood control, as one sans-IO state machine.
+//!
+//! The tokio adapter authenticates each WebSocket (JWT) and then feeds [`Input::Connected`],
+//! every text frame as [`Input::Frame`], and [`Input::Disconnected`]; it executes each
+//! [`Output`] in order (encoding [`Output::Send`] with [`crate::wire::encode_server`]) and calls
+//! [`SansIo::handle_timeout`] at [`SansIo::poll_timeout`]. The REST views (discover, list,
+//! detail) and the metrics read [`Coordinator::sessions`], [`Coordinator::discover`] and
+//! [`Coordinator::stats`]. The protocol it speaks is documented in `docs/protocol.md`.
+
+mod config;
+mod deadlines;
+mod machine;
+mod rate;
+mod session;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use config::{Config, HostRequirements, RateLimit};
+pub use machine::Rejection;
+pub use rate::{RATE_ERROR_GAP_MS, STRIKE_WINDOW_MS};
+
+use crate::rng::Rng;
+use crate::sansio::SansIo;
+use crate::time::Instant;
+use crate::wire::{ErrorCode, IceServer, PeerId, ServerMessage, SessionId, Zone};
+
+/// A WebSocket connection, numbered by the adapter; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+/// Who is on a connection, as the adapter established it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// A verified JWT subject (the rAthena account id).
+    Account(PeerId),
+    /// Authentication is off: the first `join`'s `peer_id` becomes the identity.
+    Anonymous,
+}
+
+/// What the adapter feeds in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A WebSocket was accepted and authenticated.
+    Connected {
+        /// Its number.
+        conn: ConnId,
+        /// Its identity.
+        identity: Identity,
+        /// STUN/TURN servers for this connection (with its own TURN credentials).
+        ice_servers: Vec<IceServer>,
+    },
+    /// One text frame, as received.
+    Frame {
+        /// The connection it came on.
+        conn: ConnId,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// The WebSocket closed (or broke).
+    Disconnected {
+        /// Which one.
+        conn: ConnId,
+    },
+    /// The coordinator stops: every connection is closed with `shutting-down`.
+    Shutdown,
+}
+
+/// What the adapter must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Send one message on a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        msg: ServerMessage,
+    },
+    /// Send a close frame with this code and reason, then drop the connection. The core has
+    /// already forgotten it; a later `Disconnected` for it is ignored.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why, machine-readable.
+        code: ErrorCode,
+        /// Why, for humans.
+        reason: String,
+    },
+}
+
+/// Where a `join` without a session id would be placed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Placement {
+    /// This session: the fullest of the zone that has room.
+    Existing(SessionId),
+    /// A new session (every existing one is full).
+    New,
+}
+
+/// A read-only view of one session, for discovery, the REST API and tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionView {
+    /// Its id.
+    pub session_id: SessionId,
+    /// Its zone.
+    pub zone: Zone,
+    /// Seated members in join order (including seats in grace).
+    pub members: Vec<PeerId>,
+    /// The members with a live connection.
+    pub connected: Vec<PeerId>,
+    /// The elected host.
+    pub host: Option<PeerId>,
+    /// Its seat limit.
+    pub max_players: usize,
+    /// When it was opened.
+    pub created_at: Instant,
+    /// The epoch of its current key.
+    pub key_epoch: u32,
+}
+
+/// Counters and gauges for metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Live connections.
+    pub connections: usize,
+    /// Open sessions per zone.
+    pub sessions_per_zone: BTreeMap<Zone, usize>,
+    /// Seats (live or in grace) per zone.
+    pub players_per_zone: BTreeMap<Zone, usize>,
+    /// Seats whose connection is gone and that wait for it to come back.
+    pub seats_in_grace: usize,
+    /// Seats taken (not counting resumes).
+    pub joins: u64,
+    /// Seats given up (leave, switch, grace ended).
+    pub leaves: u64,
+    /// Relayed signaling messages by type: `offer`, `answer`, `ice-candidate`.
+    pub relays: BTreeMap<String, u64>,
+    /// Every `error` sent and every close, by code.
+    pub rejects: BTreeMap<ErrorCode, u64>,
+    /// Sessions opened.
+    pub sessions_created: u64,
+    /// Sessions removed because no seat was left.
+    pub sessions_expired: u64,
+    /// Host elections that changed the host.
+    pub host_changes: u64,
+    /// Session keys rotated.
+    pub key_rotations: u64,
+}
+
+/// The coordinator's state machine.
+///
+/// Drive it as [`SansIo`] says: feed an [`Input`] with `handle_input` (or call `handle_timeout`
+/// once `poll_timeout` has passed), then drain `poll_output` until `None` and execute each
+/// [`Output`] in order.
+#[derive(Debug)]
+pub struct Coordinator {
+    state: machine::State,
+}
+
+impl Coordinator {
+    /// A coordinator with no connections; ids and keys come from `rng`.
+    pub fn new(config: Config, rng: Rng) -> Self {
+        Coordinator { state: machine::State::new(config, rng) }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// Every session, by zone then id.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        self.state.sessions()
+    }
+
+    /// One session.
+    pub fn session(&self, id: &SessionId) -> Option<SessionView> {
+        self.state.session(id)
+    }
+
+    /// The sessions of one zone, by id.
+    pub fn discover(&self, zone: &Zone) -> Vec<SessionView> {
+        self.state.discover(zone)
+    }
+
+    /// Where a `join` to `zone` without a session id would go; `Err(ZoneFull)` when nowhere.
+    pub fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
+        self.state.placement(zone)
+    }
+
+    /// Live connections.
+    pub fn connection_count(&self) -> usize {
+        self.state.conns.len()
+    }
+}
+
+impl SansIo for Coordinator {
+    type Input = Input;
+    type Output = Output;
+
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        self.state.handle_input(now, input);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.state.handle_timeout(now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.state.outputs.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.state.deadlines.next()
+    }
+}

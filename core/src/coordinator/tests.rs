@@ -1,0 +1,661 @@
+//! Unit tests of the coordinator: one per behaviour of the brief and per reject code.
+
+use super::*;
+use crate::wire::{Capabilities, ClientMessage, PeerLeftReason, encode_client};
+
+const T0: u64 = 1_000;
+
+/// A discrete-event harness: feeds inputs at the current time and jumps time through timers.
+struct H {
+    c: Coordinator,
+    now: Instant,
+}
+
+fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+fn zone(s: &str) -> Zone {
+    Zone::new(s).unwrap()
+}
+
+fn caps(cores: u32, mhz: u32) -> Capabilities {
+    Capabilities {
+        cpu_cores: cores,
+        cpu_mhz: mhz,
+        memory_mb: 16_384,
+        bandwidth_mbps: 200,
+        latency_ms: 20,
+    }
+}
+
+fn join_zone(z: &str) -> ClientMessage {
+    ClientMessage::Join { peer_id: None, session_id: None, zone: zone(z), capabilities: None }
+}
+
+fn sends(out: &[Output], conn: u64) -> Vec<ServerMessage> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: c, msg } if c.0 == conn => Some(msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closes(out: &[Output]) -> Vec<(u64, ErrorCode)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Close { conn, code, .. } => Some((conn.0, *code)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn error_codes(msgs: &[ServerMessage]) -> Vec<ErrorCode> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+fn joined(msgs: &[ServerMessage]) -> (SessionId, Vec<PeerId>, Option<PeerId>, u32, bool) {
+    msgs.iter()
+        .find_map(|m| match m {
+            ServerMessage::SessionJoined { session_id, peers, host, key, resumed, .. } => {
+                Some((session_id.clone(), peers.clone(), host.clone(), key.epoch, *resumed))
+            }
+            _ => None,
+        })
+        .expect("session-joined")
+}
+
+impl H {
+    fn new(config: Config) -> Self {
+        H { c: Coordinator::new(config, Rng::from_seed(7)), now: Instant::from_millis(T0) }
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Output> {
+        self.c.handle_input(self.now, input);
+        self.c.drain_outputs()
+    }
+
+    fn connect(&mut self, conn: u64, account: &str) -> Vec<Output> {
+        let identity = Identity::Account(peer(account));
+        self.input(Input::Connected { conn: ConnId(conn), identity, ice_servers: vec![] })
+    }
+
+    fn connect_anon(&mut self, conn: u64) -> Vec<Output> {
+        let identity = Identity::Anonymous;
+        self.input(Input::Connected { conn: ConnId(conn), identity, ice_servers: vec![] })
+    }
+
+    fn raw(&mut self, conn: u64, bytes: &[u8]) -> Vec<Output> {
+        self.input(Input::Frame { conn: ConnId(conn), bytes: bytes.to_vec() })
+    }
+
+    fn msg(&mut self, conn: u64, msg: &ClientMessage) -> Vec<Output> {
+        self.raw(conn, encode_client(msg).as_bytes())
+    }
+
+    fn join(&mut self, conn: u64, z: &str) -> Vec<Output> {
+        self.msg(conn, &join_zone(z))
+    }
+
+    fn disconnect(&mut self, conn: u64) -> Vec<Output> {
+        self.input(Input::Disconnected { conn: ConnId(conn) })
+    }
+
+    /// Advances time by `ms`, firing every timer due on the way.
+    fn advance(&mut self, ms: u64) -> Vec<Output> {
+        let end = self.now.add_millis(ms);
+        let mut out = Vec::new();
+        while let Some(at) = self.c.poll_timeout().filter(|at| *at <= end) {
+            self.now = self.now.max(at);
+            self.c.handle_timeout(self.now);
+            out.extend(self.c.drain_outputs());
+        }
+        self.now = end;
+        out
+    }
+}
+
+fn offer_to(to: &str) -> ClientMessage {
+    ClientMessage::Offer { to: peer(to), sdp: "v=0\r\n".into() }
+}
+
+#[test]
+fn welcome_announces_identity_protocol_and_timeouts() {
+    let mut h = H::new(Config::default());
+    let out = h.connect(1, "2000001");
+    assert_eq!(
+        sends(&out, 1),
+        vec![ServerMessage::Welcome {
+            peer_id: peer("2000001"),
+            protocol: crate::wire::PROTOCOL_VERSION,
+            server: Config::default().server_name,
+            heartbeat_interval_ms: 15_000,
+            idle_timeout_ms: 45_000,
+        }]
+    );
+    assert_eq!(h.c.connection_count(), 1);
+}
+
+#[test]
+fn anonymous_connections_get_a_generated_id_until_their_first_join_names_one() {
+    let mut h = H::new(Config::default());
+    let out = h.connect_anon(1);
+    let Some(ServerMessage::Welcome { peer_id, .. }) = sends(&out, 1).into_iter().next() else {
+        panic!("no welcome");
+    };
+    assert!(peer_id.as_str().starts_with("anon-"), "{peer_id}");
+    let join = ClientMessage::Join {
+        peer_id: Some(peer("alice")),
+        session_id: None,
+        zone: zone("prontera"),
+        capabilities: None,
+    };
+    h.msg(1, &join);
+    assert_eq!(h.c.sessions()[0].members, vec![peer("alice")]);
+    // A second anonymous connection claiming the same id replaces the first.
+    h.connect_anon(2);
+    let out = h.msg(2, &join);
+    assert_eq!(closes(&out), vec![(1, ErrorCode::Replaced)]);
+    let (_, peers, _, _, resumed) = joined(&sends(&out, 2));
+    assert!(peers.is_empty());
+    assert!(resumed);
+    assert_eq!(h.c.sessions()[0].members, vec![peer("alice")]);
+}
+
+#[test]
+fn account_identity_wins_over_the_peer_id_in_join() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "acc1");
+    let join = ClientMessage::Join {
+        peer_id: Some(peer("someone-else")),
+        session_id: None,
+        zone: zone("prontera"),
+        capabilities: None,
+    };
+    h.msg(1, &join);
+    assert_eq!(h.c.sessions()[0].members, vec![peer("acc1")]);
+}
+
+#[test]
+fn placement_fills_the_fullest_session_then_opens_a_new_one() {
+    let config = Config { max_players_per_session: 2, ..Config::default() };
+    let mut h = H::new(config);
+    for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        h.connect(i as u64 + 1, name);
+        h.join(i as u64 + 1, "prontera");
+    }
+    let sessions = h.c.discover(&zone("prontera"));
+    let mut members: Vec<Vec<PeerId>> = sessions.iter().map(|s| s.members.clone()).collect();
+    members.sort();
+    assert_eq!(
+        members,
+        vec![vec![peer("a"), peer("b")], vec![peer("c"), peer("d")], vec![peer("e")]]
+    );
+    // `b` leaves: two sessions have one seat each; the older one wins the tie.
+    h.msg(2, &ClientMessage::Leave);
+    let first = h
+        .c
+        .session(&h.c.sessions().iter().find(|s| s.members == vec![peer("a")]).unwrap().session_id)
+        .unwrap();
+    assert_eq!(h.c.placement(&zone("prontera")), Ok(Placement::Existing(first.session_id.clone())));
+    assert!(first.session_id.as_str().starts_with("prontera-"));
+    assert_eq!(first.session_id.as_str().len(), "prontera-".len() + 8);
+}
+
+#[test]
+fn zone_full_when_every_session_is_full_and_no_new_one_may_open() {
+    let config =
+        Config { max_players_per_session: 1, max_sessions_per_zone: 2, ..Config::default() };
+    let mut h = H::new(config);
+    for i in 1..=3 {
+        h.connect(i, &format!("p{i}"));
+    }
+    h.join(1, "geffen");
+    h.join(2, "geffen");
+    assert_eq!(h.c.placement(&zone("geffen")), Err(ErrorCode::ZoneFull));
+    let out = h.join(3, "geffen");
+    assert_eq!(error_codes(&sends(&out, 3)), vec![ErrorCode::ZoneFull]);
+    // Another zone is unaffected.
+    assert_eq!(h.c.placement(&zone("payon")), Ok(Placement::New));
+    assert_eq!(h.c.stats().rejects.get(&ErrorCode::ZoneFull), Some(&1));
+}
+
+#[test]
+fn session_full_when_a_named_session_has_no_seat() {
+    let config = Config { max_players_per_session: 1, ..Config::default() };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "geffen"), 1));
+    let named = ClientMessage::Join {
+        peer_id: None,
+        session_id: Some(sid),
+        zone: zone("geffen"),
+        capabilities: None,
+    };
+    let out = h.msg(2, &named);
+    assert_eq!(error_codes(&sends(&out, 2)), vec![ErrorCode::SessionFull]);
+    assert!(sends(&out, 1).is_empty());
+}
+
+#[test]
+fn session_not_found_for_an_unknown_id_or_another_zone() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "geffen"), 1));
+    for (z, s) in [("payon", sid.clone()), ("geffen", SessionId::new("geffen-00000000").unwrap())] {
+        let named = ClientMessage::Join {
+            peer_id: None,
+            session_id: Some(s),
+            zone: zone(z),
+            capabilities: None,
+        };
+        let out = h.msg(2, &named);
+        assert_eq!(error_codes(&sends(&out, 2)), vec![ErrorCode::SessionNotFound]);
+    }
+    // The named session in the right zone works.
+    let named = ClientMessage::Join {
+        peer_id: None,
+        session_id: Some(sid),
+        zone: zone("geffen"),
+        capabilities: None,
+    };
+    let (_, peers, ..) = joined(&sends(&h.msg(2, &named), 2));
+    assert_eq!(peers, vec![peer("a")]);
+}
+
+#[test]
+fn join_tells_the_others_and_lists_them_in_join_order() {
+    let mut h = H::new(Config::default());
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        h.connect(i as u64 + 1, n);
+    }
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    let out = h.join(3, "prontera");
+    let (_, peers, host, epoch, resumed) = joined(&sends(&out, 3));
+    assert_eq!(peers, vec![peer("a"), peer("b")]);
+    assert_eq!((host, epoch, resumed), (None, 1, false));
+    for c in [1, 2] {
+        assert_eq!(sends(&out, c), vec![ServerMessage::PeerJoined { peer_id: peer("c") }]);
+    }
+    // Joining again is idempotent: same session, no churn for the others.
+    let out = h.join(3, "prontera");
+    assert_eq!(joined(&sends(&out, 3)).1, vec![peer("a"), peer("b")]);
+    assert!(!joined(&sends(&out, 3)).4);
+    assert!(sends(&out, 1).is_empty() && sends(&out, 2).is_empty());
+    assert_eq!(h.c.stats().joins, 3);
+}
+
+#[test]
+fn leave_answers_session_left_and_tells_the_others() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "prontera");
+    let out = h.msg(1, &ClientMessage::Leave);
+    assert_eq!(sends(&out, 1), vec![ServerMessage::SessionLeft { session_id: sid.clone() }]);
+    assert_eq!(
+        sends(&out, 2),
+        vec![ServerMessage::PeerLeft { peer_id: peer("a"), reason: PeerLeftReason::Left }]
+    );
+    // Leaving twice: not in a session.
+    let out = h.msg(1, &ClientMessage::Leave);
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::NotInSession]);
+    // The last one out removes the session.
+    h.msg(2, &ClientMessage::Leave);
+    assert!(h.c.session(&sid).is_none());
+    let stats = h.c.stats();
+    assert_eq!((stats.sessions_created, stats.sessions_expired, stats.leaves), (1, 1, 2));
+}
+
+#[test]
+fn joining_another_zone_leaves_the_old_session_first() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    let out = h.join(1, "geffen");
+    assert_eq!(
+        sends(&out, 2),
+        vec![ServerMessage::PeerLeft { peer_id: peer("a"), reason: PeerLeftReason::Left }]
+    );
+    assert!(joined(&sends(&out, 1)).1.is_empty());
+    assert_eq!(h.c.discover(&zone("prontera"))[0].members, vec![peer("b")]);
+    assert_eq!(h.c.discover(&zone("geffen"))[0].members, vec![peer("a")]);
+}
+
+#[test]
+fn relay_stamps_the_sender_and_reaches_only_the_named_member() {
+    let mut h = H::new(Config::default());
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        h.connect(i as u64 + 1, n);
+    }
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    h.join(3, "geffen");
+    let out = h.msg(1, &offer_to("b"));
+    assert_eq!(
+        out,
+        vec![Output::Send {
+            conn: ConnId(2),
+            msg: ServerMessage::Offer { from: peer("a"), sdp: "v=0\r\n".into() },
+        }]
+    );
+    let answer = ClientMessage::Answer { to: peer("a"), sdp: "v=0\r\n".into() };
+    let cand = ClientMessage::IceCandidate {
+        to: peer("a"),
+        candidate: crate::wire::IceCandidate::from_line("candidate:1 1 UDP 1 192.0.2.1 1 typ host"),
+    };
+    assert_eq!(h.msg(2, &answer).len(), 1);
+    assert_eq!(h.msg(2, &cand).len(), 1);
+    let relays = h.c.stats().relays;
+    assert_eq!(relays.get("offer"), Some(&1));
+    assert_eq!(relays.get("answer"), Some(&1));
+    assert_eq!(relays.get("ice-candidate"), Some(&1));
+}
+
+#[test]
+fn relay_outside_the_session_gets_not_in_session_and_is_not_forwarded() {
+    let mut h = H::new(Config::default());
+    for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
+        h.connect(i as u64 + 1, n);
+    }
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    h.join(3, "geffen");
+    // To a member of another session, to nobody, and from a connection without a seat.
+    for (from, to) in [(1, "c"), (1, "nobody"), (4, "a")] {
+        let out = h.msg(from, &offer_to(to));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(error_codes(&sends(&out, from)), vec![ErrorCode::NotInSession]);
+    }
+    // To a member whose seat is in grace.
+    h.disconnect(2);
+    let out = h.msg(1, &offer_to("b"));
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::NotInSession]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(h.c.stats().relays.get("offer"), None);
+}
+
+#[test]
+fn reconnect_within_grace_resumes_the_seat_without_churn() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "prontera");
+    let out = h.disconnect(2);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(h.c.stats().seats_in_grace, 1);
+    assert_eq!(h.c.session(&sid).unwrap().connected, vec![peer("a")]);
+    h.advance(299_000);
+    let out = h.connect(3, "b");
+    assert!(sends(&out, 1).is_empty());
+    let out = h.join(3, "prontera");
+    let (sid2, peers, _, _, resumed) = joined(&sends(&out, 3));
+    assert_eq!((sid2, peers, resumed), (sid.clone(), vec![peer("a")], true));
+    assert!(sends(&out, 1).is_empty());
+    assert_eq!(h.c.session(&sid).unwrap().members, vec![peer("a"), peer("b")]);
+    // The grace timer was cancelled.
+    assert!(
+        h.advance(600_000)
+            .iter()
+            .all(|o| !matches!(o, Output::Send { msg: ServerMessage::PeerLeft { .. }, .. }))
+    );
+    assert_eq!(h.c.stats().joins, 2);
+}
+
+#[test]
+fn grace_end_sends_peer_left_timeout_and_empty_sessions_go() {
+    let mut h = H::new(Config { idle_timeout_ms: 3_600_000, ..Config::default() });
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "prontera");
+    h.disconnect(2);
+    assert!(h.advance(299_999).is_empty());
+    let out = h.advance(1);
+    assert_eq!(
+        sends(&out, 1),
+        vec![ServerMessage::PeerLeft { peer_id: peer("b"), reason: PeerLeftReason::Timeout }]
+    );
+    h.disconnect(1);
+    assert!(h.c.session(&sid).is_some());
+    h.advance(300_000);
+    assert!(h.c.session(&sid).is_none());
+    assert_eq!(h.c.stats().sessions_expired, 1);
+}
+
+#[test]
+fn newest_connection_of_an_identity_replaces_the_older_and_inherits_its_seat() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    let out = h.connect(3, "b");
+    assert_eq!(closes(&out), vec![(2, ErrorCode::Replaced)]);
+    assert!(sends(&out, 1).is_empty());
+    // Relays reach the new connection right away.
+    let out = h.msg(1, &offer_to("b"));
+    assert!(matches!(&out[..], [Output::Send { conn: ConnId(3), .. }]));
+    // Frames on the replaced connection are ignored.
+    assert!(h.msg(2, &offer_to("a")).is_empty());
+    assert!(h.disconnect(2).is_empty());
+    assert_eq!(h.c.connection_count(), 2);
+    assert_eq!(h.c.stats().rejects.get(&ErrorCode::Replaced), Some(&1));
+}
+
+#[test]
+fn idle_connections_are_closed_and_their_seat_goes_into_grace() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.join(1, "prontera");
+    h.advance(44_000);
+    h.msg(1, &ClientMessage::Ping { nonce: Some(9) });
+    assert!(h.advance(44_999).is_empty());
+    let out = h.advance(1);
+    assert_eq!(closes(&out), vec![(1, ErrorCode::IdleTimeout)]);
+    assert_eq!(h.c.connection_count(), 0);
+    assert_eq!(h.c.stats().seats_in_grace, 1);
+}
+
+#[test]
+fn ping_is_answered_with_its_nonce() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    let out = h.msg(1, &ClientMessage::Ping { nonce: Some(42) });
+    assert_eq!(sends(&out, 1), vec![ServerMessage::Pong { nonce: Some(42) }]);
+}
+
+#[test]
+fn flooding_gets_one_rate_limited_error_per_second_then_a_close() {
+    let config = Config {
+        rate_limit: RateLimit { per_s: 1, burst: 2, strikes_max: 5 },
+        ..Config::default()
+    };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    let ping = ClientMessage::Ping { nonce: None };
+    let mut all = Vec::new();
+    for _ in 0..6 {
+        all.extend(h.msg(1, &ping));
+    }
+    let msgs = sends(&all, 1);
+    // Two pongs from the burst, one error for the next four rejected frames, then nothing.
+    assert_eq!(msgs.iter().filter(|m| matches!(m, ServerMessage::Pong { .. })).count(), 2);
+    assert_eq!(error_codes(&msgs), vec![ErrorCode::RateLimited]);
+    assert!(closes(&all).is_empty());
+    let out = h.msg(1, &ping);
+    assert_eq!(closes(&out), vec![(1, ErrorCode::RateLimited)]);
+    assert_eq!(h.c.connection_count(), 0);
+}
+
+#[test]
+fn slow_frames_stay_under_the_rate_limit() {
+    let config = Config {
+        rate_limit: RateLimit { per_s: 2, burst: 1, strikes_max: 1 },
+        ..Config::default()
+    };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    for _ in 0..20 {
+        let out = h.msg(1, &ClientMessage::Ping { nonce: None });
+        assert_eq!(sends(&out, 1), vec![ServerMessage::Pong { nonce: None }]);
+        h.advance(500);
+    }
+}
+
+#[test]
+fn every_decode_error_is_answered_without_closing_the_connection() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    let big = format!(r#"{{"type":"offer","to":"b","sdp":"{}"}}"#, "x".repeat(40_000));
+    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (b"{not json".to_vec(), ErrorCode::MalformedJson),
+        (br#"{"type":"teleport"}"#.to_vec(), ErrorCode::UnknownType),
+        (br#"{"type":"join"}"#.to_vec(), ErrorCode::MissingField),
+        (big.into_bytes(), ErrorCode::TooLarge),
+        (br#"{"type":"join","zone":"bad zone!"}"#.to_vec(), ErrorCode::BadValue),
+        (br#"{"type":"auth","token":"t"}"#.to_vec(), ErrorCode::BadValue),
+    ];
+    for (frame, code) in cases {
+        let out = h.raw(1, &frame);
+        assert_eq!(error_codes(&sends(&out, 1)), vec![code]);
+        assert!(closes(&out).is_empty());
+    }
+    assert_eq!(h.c.connection_count(), 1);
+}
+
+#[test]
+fn undecodable_frames_count_as_strikes() {
+    let config = Config {
+        rate_limit: RateLimit { per_s: 100, burst: 100, strikes_max: 3 },
+        ..Config::default()
+    };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.raw(1, b"x");
+    h.raw(1, b"x");
+    let out = h.raw(1, b"x");
+    assert_eq!(closes(&out), vec![(1, ErrorCode::RateLimited)]);
+}
+
+#[test]
+fn shutdown_closes_every_connection_and_refuses_new_ones() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.join(1, "prontera");
+    let out = h.input(Input::Shutdown);
+    assert_eq!(closes(&out), vec![(1, ErrorCode::ShuttingDown), (2, ErrorCode::ShuttingDown)]);
+    assert_eq!(out.len(), 2);
+    let out = h.connect(3, "c");
+    assert_eq!(closes(&out), vec![(3, ErrorCode::ShuttingDown)]);
+    assert_eq!(h.c.connection_count(), 0);
+}
+
+#[test]
+fn frames_for_unknown_connections_are_ignored() {
+    let mut h = H::new(Config::default());
+    assert!(h.raw(99, b"{}").is_empty());
+    assert!(h.disconnect(99).is_empty());
+    assert!(h.msg(99, &ClientMessage::Leave).is_empty());
+}
+
+#[test]
+fn host_is_the_best_qualifying_member_and_migrates_when_it_leaves() {
+    let mut h = H::new(Config::default());
+    for (i, n) in ["a", "b", "c"].iter().enumerate() {
+        h.connect(i as u64 + 1, n);
+    }
+    let with = |c: Capabilities| ClientMessage::Join {
+        peer_id: None,
+        session_id: None,
+        zone: zone("prontera"),
+        capabilities: Some(c),
+    };
+    // `a` does not qualify (2 cores): no host.
+    let (sid, _, host, ..) = joined(&sends(&h.msg(1, &with(caps(2, 4000))), 1));
+    assert_eq!(host, None);
+    // `b` qualifies: it becomes host; `a` hears about it, `b` reads it in session-joined.
+    let out = h.msg(2, &with(caps(4, 3000)));
+    assert_eq!(joined(&sends(&out, 2)).2, Some(peer("b")));
+    assert_eq!(
+        sends(&out, 1),
+        vec![
+            ServerMessage::PeerJoined { peer_id: peer("b") },
+            ServerMessage::HostChanged { session_id: sid.clone(), host: Some(peer("b")) },
+        ]
+    );
+    // `c` is stronger, but the host is sticky.
+    let out = h.msg(3, &with(caps(8, 4000)));
+    assert_eq!(joined(&sends(&out, 3)).2, Some(peer("b")));
+    // `b` stops qualifying: `c` takes over.
+    let out = h.msg(2, &ClientMessage::UpdateCapabilities { capabilities: caps(1, 1000) });
+    let changed = ServerMessage::HostChanged { session_id: sid.clone(), host: Some(peer("c")) };
+    for c in 1..=3 {
+        assert_eq!(sends(&out, c), vec![changed.clone()]);
+    }
+    // `c` leaves: nobody qualifies any more.
+    let out = h.msg(3, &ClientMessage::Leave);
+    let none = ServerMessage::HostChanged { session_id: sid.clone(), host: None };
+    assert_eq!(sends(&out, 1).last(), Some(&none));
+    assert_eq!(h.c.session(&sid).unwrap().host, None);
+    assert_eq!(h.c.stats().host_changes, 3);
+}
+
+#[test]
+fn session_keys_rotate_with_increasing_epochs() {
+    let config =
+        Config { key_rotation_interval_s: 60, idle_timeout_ms: 3_600_000, ..Config::default() };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let out = h.join(1, "prontera");
+    let key1 = match &sends(&out, 1)[0] {
+        ServerMessage::SessionJoined { key, .. } => key.clone(),
+        m => panic!("{m:?}"),
+    };
+    let out = h.advance(60_000);
+    let rotated = sends(&out, 1);
+    let [ServerMessage::KeyRotated { key: key2, .. }] = &rotated[..] else {
+        panic!("{rotated:?}");
+    };
+    assert_eq!(key2.epoch, 2);
+    assert_ne!(key2.key, key1.key);
+    // A newcomer gets the current key.
+    let (_, _, _, epoch, _) = joined(&sends(&h.join(2, "prontera"), 2));
+    assert_eq!(epoch, 2);
+    assert_eq!(h.c.stats().key_rotations, 1);
+}
+
+#[test]
+fn stats_count_sessions_players_and_grace_per_zone() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.connect(3, "c");
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    h.join(3, "geffen");
+    h.disconnect(2);
+    let stats = h.c.stats();
+    assert_eq!(stats.connections, 2);
+    assert_eq!(stats.sessions_per_zone.get(&zone("prontera")), Some(&1));
+    assert_eq!(stats.players_per_zone.get(&zone("prontera")), Some(&2));
+    assert_eq!(stats.players_per_zone.get(&zone("geffen")), Some(&1));
+    assert_eq!(stats.seats_in_grace, 1);
+    let zones: Vec<Zone> = h.c.sessions().into_iter().map(|s| s.zone).collect();
+    assert_eq!(zones, vec![zone("geffen"), zone("prontera")]);
+}
