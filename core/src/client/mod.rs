@@ -321,6 +321,8 @@ pub struct ClientStats {
     pub offers_refused: u64,
     /// Offers that collided with ours (glare), whichever side won.
     pub glares: u64,
+    /// Links dropped because they did not connect within `negotiation_timeout_ms`.
+    pub negotiations_timed_out: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,10 +335,12 @@ enum Timer {
     Ping,
     /// No frame from the coordinator for too long.
     Liveness,
+    /// The earliest deadline of a link that is not connected yet.
+    Negotiation,
 }
 
 impl TimerKind for Timer {
-    const COUNT: usize = 4;
+    const COUNT: usize = 5;
     fn index(self) -> usize {
         self as usize
     }
@@ -345,7 +349,8 @@ impl TimerKind for Timer {
             0 => Timer::Attempt,
             1 => Timer::Retry,
             2 => Timer::Ping,
-            _ => Timer::Liveness,
+            3 => Timer::Liveness,
+            _ => Timer::Negotiation,
         }
     }
 }
@@ -433,6 +438,8 @@ pub struct Client {
     previous_key: Option<SessionKey>,
     ping_nonce: u64,
     stats: ClientStats,
+    /// The time of the call being handled (links take their negotiation deadline from it).
+    now: Instant,
 }
 
 impl Client {
@@ -461,6 +468,7 @@ impl Client {
             previous_key: None,
             ping_nonce: 0,
             stats: ClientStats::default(),
+            now,
         };
         client.state = if !client.config.p2p_enabled {
             client.event(ClientEvent::Stopped { reason: StopReason::Disabled });
@@ -673,7 +681,8 @@ impl Client {
 
     fn connect(&mut self, peer: PeerId, role: Role) {
         let ice_servers = self.session.as_ref().map(|s| s.ice_servers.clone()).unwrap_or_default();
-        self.links.insert(peer.clone(), PeerLink::new(role));
+        let deadline = self.now.add_millis(self.config.negotiation_timeout_ms);
+        self.links.insert(peer.clone(), PeerLink::new(role, deadline));
         self.outputs.push_back(Output::ConnectPeer { peer: peer.clone(), role, ice_servers });
         self.event(ClientEvent::LinkHealthChanged { peer, health: LinkHealth::Connecting });
     }
@@ -736,6 +745,32 @@ impl Client {
                 {
                     self.connect(peer, Role::Offerer);
                 }
+            }
+        }
+    }
+
+    fn arm_negotiation_timer(&mut self) {
+        match self.links.values().filter_map(|l| l.deadline).min() {
+            Some(at) => self.timers.set(Timer::Negotiation, at),
+            None => self.timers.stop(Timer::Negotiation),
+        }
+    }
+
+    /// Drops links that did not connect in time (an offer or answer lost on the way, a peer
+    /// that vanished); when joined, the designated side offers again, so that a lost offer
+    /// after a glare cannot leave both sides waiting for ever.
+    fn expire_negotiations(&mut self, now: Instant, joined: bool) {
+        let expired: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.deadline.is_some_and(|at| at <= now))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in expired {
+            self.stats.negotiations_timed_out += 1;
+            self.disconnect(&peer);
+            if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
+                self.connect(peer, Role::Offerer);
             }
         }
     }
@@ -1156,6 +1191,7 @@ impl Client {
             }
             LinkEvent::Connected => {
                 link.connected = true;
+                link.deadline = None;
                 self.reassess(&peer);
             }
             LinkEvent::Measured { rtt_ms, loss_percent } => {
@@ -1163,7 +1199,13 @@ impl Client {
                 link.loss_percent = loss_percent.min(100);
                 self.reassess(&peer);
             }
-            LinkEvent::Failed | LinkEvent::Closed => self.disconnect(&peer),
+            LinkEvent::Failed | LinkEvent::Closed => {
+                self.disconnect(&peer);
+                // The designated side tries again; the other waits for its offer.
+                if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
+                    self.connect(peer, Role::Offerer);
+                }
+            }
         }
     }
 
@@ -1192,6 +1234,10 @@ impl Client {
                 }
                 state
             }
+            (Timer::Negotiation, state) => {
+                self.expire_negotiations(now, matches!(state, State::Joined { .. }));
+                state
+            }
             (Timer::Liveness, state) if state.conn().is_some() => {
                 self.outputs.push_back(Output::CloseTransport);
                 self.fail_attempt(now)
@@ -1210,11 +1256,14 @@ impl SansIo for Client {
     type Output = Output;
 
     fn handle_input(&mut self, now: Instant, input: Input) {
+        self.now = now;
         let state = core::mem::replace(&mut self.state, State::Closed);
         self.state = self.on_input(now, state, input);
+        self.arm_negotiation_timer();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         for timer in self.timers.expire(now) {
             if self.timers.get(timer).is_some() {
                 // Re-armed by an earlier timer of this batch: not due any more.
@@ -1223,6 +1272,7 @@ impl SansIo for Client {
             let state = core::mem::replace(&mut self.state, State::Closed);
             self.state = self.on_timer(now, state, timer);
         }
+        self.arm_negotiation_timer();
     }
 
     fn poll_output(&mut self) -> Option<Output> {

@@ -601,3 +601,30 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn unconnected_link_times_out_and_the_designated_side_offers_again() {
+    // "a" < "b": a is the designated offerer towards b.
+    let mut h = H::joined("a", &["b"], None);
+    h.input(frame(ServerMessage::Pong { nonce: None }));
+    h.c.timers.stop(Timer::Ping);
+    h.c.timers.stop(Timer::Liveness);
+    let out = h.fire();
+    assert_eq!(h.now, t(15_000));
+    assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
+    assert!(out.iter().any(|o| matches!(o, Output::ConnectPeer { role: Role::Offerer, .. })));
+    assert_eq!(h.c.stats().negotiations_timed_out, 1);
+    // "c" > "b": c only drops its link and waits for b's offer.
+    let mut h = H::joined("c", &["b"], None);
+    h.c.timers.stop(Timer::Ping);
+    h.c.timers.stop(Timer::Liveness);
+    let out = h.fire();
+    assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
+    assert!(!out.iter().any(|o| matches!(o, Output::ConnectPeer { .. })));
+    // A remote close of a connected link: the designated side offers again.
+    let mut h = H::joined("a", &["b"], None);
+    h.input(Input::PeerLinkEvent { peer: pid("b"), event: LinkEvent::Connected });
+    let out = h.input(Input::PeerLinkEvent { peer: pid("b"), event: LinkEvent::Closed });
+    assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
+    assert!(out.iter().any(|o| matches!(o, Output::ConnectPeer { role: Role::Offerer, .. })));
+}
