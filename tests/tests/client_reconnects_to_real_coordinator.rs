@@ -20,7 +20,7 @@ use ro_p2p_core::client::{
     Signal,
 };
 use ro_p2p_core::coordinator::{self, ConnId, Coordinator, Identity};
-use ro_p2p_core::wire::{ErrorCode, IceCandidate, PeerId, Zone, encode_server};
+use ro_p2p_core::wire::{Capabilities, ErrorCode, IceCandidate, PeerId, Zone, encode_server};
 use ro_p2p_core::{Instant, Rng, SansIo};
 
 /// One-way latency of every message, in ms.
@@ -39,8 +39,18 @@ fn zone(i: usize) -> Zone {
     Zone::new(ZONES[i % ZONES.len()]).unwrap()
 }
 
-fn client_config() -> client::Config {
+/// Client `i`'s settings; only client 0 qualifies as a session host.
+fn client_config(i: usize, max_connections: usize) -> client::Config {
+    let host_grade = Capabilities {
+        cpu_cores: 8,
+        cpu_mhz: 4_000,
+        memory_mb: 16_384,
+        bandwidth_mbps: 1_000,
+        latency_ms: 10,
+    };
     client::Config {
+        max_connections,
+        capabilities: (i == 0).then_some(host_grade),
         coordinator_urls: URLS.iter().map(|u| (*u).to_owned()).collect(),
         reconnect_delay_ms: BASE_MS,
         backoff_cap_ms: CAP_MS,
@@ -167,14 +177,14 @@ struct World {
 }
 
 impl World {
-    fn new(seed: u64, clients: usize) -> Self {
+    fn new(seed: u64, clients: usize, max_connections: usize) -> Self {
         let mut rng = Rng::from_seed(seed);
         let coordinator_rng = rng.fork();
         let now = Instant::ZERO;
         let nodes = (0..clients)
             .map(|i| Node {
                 id: PeerId::new(format!("p{i}")).unwrap(),
-                client: Client::new(client_config(), rng.fork(), now),
+                client: Client::new(client_config(i, max_connections), rng.fork(), now),
                 conn: None,
                 model: Model::default(),
                 links: BTreeMap::new(),
@@ -620,7 +630,13 @@ impl World {
                     && a.client.lifecycle() == Lifecycle::Joined
                     && b.client.lifecycle() == Lifecycle::Joined
                     && a.client.session_id() == b.client.session_id();
-                if same_session {
+                // The topology: a full mesh up to max_connections, else a star around the host.
+                let wanted = {
+                    let c = &a.client;
+                    c.members().len() <= c.config().max_connections
+                        || c.host().is_some_and(|h| *h == a.id || *h == b.id)
+                };
+                if same_session && wanted {
                     let healthy = a.client.route_inputs().healthy_peers;
                     if !healthy.contains(&b.id) {
                         unlinked.push(format!("client {i} has no open link to {j}"));
@@ -632,8 +648,8 @@ impl World {
     }
 }
 
-fn run(seed: u64, clients: usize, ops: &[Op]) -> Vec<String> {
-    let mut world = World::new(seed, clients);
+fn run(seed: u64, clients: usize, max_connections: usize, ops: &[Op]) -> Vec<String> {
+    let mut world = World::new(seed, clients, max_connections);
     for op in ops {
         world.trace.push(format!("{} op {op:?}", world.now));
         world.apply(op);
@@ -649,17 +665,18 @@ proptest! {
     #[test]
     fn clients_respect_budget_and_rejoin_after_outages(
         seed in any::<u64>(),
-        clients in 1usize..=3,
+        clients in 1usize..=4,
+        max_connections in 1usize..=3,
         ops in proptest::collection::vec(op(), 0..40),
     ) {
-        run(seed, clients, &ops);
+        run(seed, clients, max_connections, &ops);
     }
 }
 
 #[test]
 fn long_outage_falls_back_then_rejoins_within_one_capped_delay() {
     let ops = [Op::CoordinatorDown, Op::Tick { ms: 60_000 }];
-    let mut world = World::new(5, 3);
+    let mut world = World::new(5, 3, 5);
     world.run_until(Instant::from_millis(1_000));
     for op in &ops {
         world.apply(op);
@@ -678,10 +695,10 @@ fn same_seed_same_trace() {
         Op::ZoneChange { client: 2, zone: 0 },
         Op::Tick { ms: 9_000 },
     ];
-    let a = run(42, 3, &ops);
-    let b = run(42, 3, &ops);
+    let a = run(42, 3, 5, &ops);
+    let b = run(42, 3, 5, &ops);
     assert_eq!(a, b);
-    assert_ne!(a, run(43, 3, &ops), "the seed must matter (jitter)");
+    assert_ne!(a, run(43, 3, 5, &ops), "the seed must matter (jitter)");
 }
 
 /// Prints the trace of one run, e.g. a failing case copied from proptest's output:
@@ -697,7 +714,7 @@ fn print_trace() {
         Op::Tick { ms: 273 },
         Op::Stall { client: 1 },
     ];
-    let mut world = World::new(280958760092460440, 3);
+    let mut world = World::new(280958760092460440, 3, 5);
     for op in &ops {
         world.trace.push(format!("{} op {op:?}", world.now));
         world.apply(op);
@@ -707,4 +724,30 @@ fn print_trace() {
         println!("{line}");
     }
     println!("{unlinked:?}");
+}
+
+#[test]
+fn large_session_forms_a_star_around_the_elected_host() {
+    let ops = [
+        Op::ZoneChange { client: 1, zone: 0 },
+        Op::ZoneChange { client: 3, zone: 0 },
+        Op::Tick { ms: 2_000 },
+    ];
+    let mut world = World::new(9, 4, 1);
+    for op in &ops {
+        world.apply(op);
+    }
+    let p0 = PeerId::new("p0").unwrap();
+    for (i, node) in world.nodes.iter().enumerate() {
+        let c = &node.client;
+        assert_eq!(c.lifecycle(), Lifecycle::Joined);
+        assert_eq!(c.host(), Some(&p0), "client {i}: p0 is the only host-grade machine");
+        let healthy = c.route_inputs().healthy_peers;
+        if i == 0 {
+            assert_eq!(healthy.len(), 3, "the host links to everyone");
+        } else {
+            assert_eq!(healthy, vec![p0.clone()], "client {i} links only to the host");
+        }
+    }
+    assert_eq!(world.heal_and_check_liveness(), Vec::<String>::new());
 }
