@@ -628,3 +628,21 @@ fn unconnected_link_times_out_and_the_designated_side_offers_again() {
     assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
     assert!(out.iter().any(|o| matches!(o, Output::ConnectPeer { role: Role::Offerer, .. })));
 }
+
+#[test]
+fn without_a_token_the_configured_peer_id_is_our_identity() {
+    let mut h = H::new(Config { peer_id: Some(pid("dev1")), ..config() });
+    h.c.drain_outputs();
+    h.input(Input::ZoneChanged(zone("prontera")));
+    h.input(Input::TransportOpened);
+    let out = h.input(welcome("anon-1234"));
+    assert!(
+        matches!(&sent(&out)[..], [ClientMessage::Join { peer_id: Some(p), .. }] if p == &pid("dev1"))
+    );
+    assert_eq!(h.c.peer_id(), Some(&pid("dev1")));
+    // With a token the welcomed identity (the token's subject) wins.
+    let mut h = H::new(Config { peer_id: Some(pid("dev1")), token: Some("t".into()), ..config() });
+    h.input(Input::TransportOpened);
+    h.input(welcome("2000001"));
+    assert_eq!(h.c.peer_id(), Some(&pid("2000001")));
+}
