@@ -27,7 +27,7 @@ use crate::sansio::{SansIo, TimerKind, TimerTable};
 use crate::time::Instant;
 use crate::wire::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage, SessionId,
-    SessionKey, WireError, Zone, decode_server, encode_client,
+    SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
 };
 
 /// Shortest heartbeat interval the client accepts from `welcome`, in ms (a bound against a
@@ -1061,7 +1061,10 @@ impl Client {
         };
         match msg {
             ServerMessage::PeerJoined { peer_id } => {
-                if Some(&peer_id) == self.peer_id.as_ref() || session.members.contains(&peer_id) {
+                if Some(&peer_id) == self.peer_id.as_ref()
+                    || session.members.contains(&peer_id)
+                    || session.members.len() >= PEERS_MAX
+                {
                     self.stats.messages_ignored += 1;
                     return;
                 }
@@ -1118,6 +1121,10 @@ impl Client {
         if let Some(session) = self.session.as_mut()
             && !session.members.contains(&from)
         {
+            if session.members.len() >= PEERS_MAX {
+                self.stats.messages_ignored += 1;
+                return;
+            }
             // The coordinator relays only within the session: the member list is behind.
             session.members.push(from.clone());
             self.event(ClientEvent::PeerJoined { peer: from.clone() });
