@@ -659,3 +659,91 @@ fn stats_count_sessions_players_and_grace_per_zone() {
     let zones: Vec<Zone> = h.c.sessions().into_iter().map(|s| s.zone).collect();
     assert_eq!(zones, vec![zone("geffen"), zone("prontera")]);
 }
+
+#[test]
+fn fuzz_entry_survives_scripted_and_random_scripts() {
+    const FRAMES: &[&[u8]] = &[
+        br#"{"type":"join","zone":"prontera"}"#,
+        br#"{"type":"join","zone":"prontera","peer_id":"p2"}"#,
+        br#"{"type":"join","zone":"geffen","capabilities":{"cpu_cores":8,"cpu_mhz":4000,"memory_mb":9000,"bandwidth_mbps":100}}"#,
+        br#"{"type":"offer","to":"p1","sdp":"v=0"}"#,
+        br#"{"type":"ice-candidate","to":"p0","candidate":"candidate:1"}"#,
+        br#"{"type":"leave"}"#,
+        br#"{"type":"update-capabilities","capabilities":{}}"#,
+        br#"{"type":"ping","nonce":1}"#,
+        br#"{"type":"auth","token":"x"}"#,
+    ];
+    let mut script: Vec<Vec<u8>> = vec![vec![0, 0], vec![0, 1], vec![1, 2]];
+    for (i, frame) in FRAMES.iter().enumerate() {
+        script.push([&[8 + (i as u8 % 3)][..], frame].concat());
+    }
+    script.extend([vec![3, 50], vec![2, 1], vec![3, 255], vec![4]]);
+    crate::fuzz::coordinator_frames(&script.join(&b'\n'));
+
+    let mut rng = Rng::from_seed(99);
+    for _ in 0..300 {
+        let mut lines = Vec::new();
+        for _ in 0..rng.range_inclusive(1, 60) {
+            let line = match rng.below_inclusive(3) {
+                0 => {
+                    let mut bytes = vec![0u8; rng.range_inclusive(0, 12) as usize];
+                    rng.fill_bytes(&mut bytes);
+                    bytes
+                }
+                1 => vec![rng.below_inclusive(4) as u8, rng.below_inclusive(255) as u8],
+                _ => {
+                    let frame = FRAMES[rng.below_inclusive(FRAMES.len() as u64 - 1) as usize];
+                    [&[5 + rng.below_inclusive(3) as u8][..], frame].concat()
+                }
+            };
+            lines.push(line);
+        }
+        crate::fuzz::coordinator_frames(&lines.join(&b'\n'));
+    }
+}
+
+#[test]
+fn debug_output_shows_counts_not_keys() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.join(1, "prontera");
+    assert_eq!(format!("{:?}", h.c), "Coordinator { connections: 1, sessions: 1, .. }");
+}
+
+#[test]
+fn capabilities_reported_before_joining_or_on_a_replaced_connection_count_for_election() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.msg(1, &ClientMessage::UpdateCapabilities { capabilities: caps(8, 4000) });
+    let (sid, _, host, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    assert_eq!(host, Some(peer("a")));
+    // The account reconnects; the seat keeps its capabilities, so `a` stays host.
+    let out = h.connect(2, "a");
+    assert_eq!(closes(&out), vec![(1, ErrorCode::Replaced)]);
+    assert!(sends(&out, 2).iter().all(|m| matches!(m, ServerMessage::Welcome { .. })));
+    let (_, _, host, _, resumed) = joined(&sends(&h.join(2, "prontera"), 2));
+    assert_eq!((host, resumed), (Some(peer("a")), true));
+    assert_eq!(h.c.session(&sid).unwrap().host, Some(peer("a")));
+}
+
+#[test]
+fn a_refused_join_keeps_the_old_seat_and_ignores_its_capabilities() {
+    let config =
+        Config { max_sessions_per_zone: 1, max_players_per_session: 1, ..Config::default() };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "geffen");
+    let join = ClientMessage::Join {
+        peer_id: None,
+        session_id: None,
+        zone: zone("geffen"),
+        capabilities: Some(caps(8, 4000)),
+    };
+    let out = h.msg(1, &join);
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::ZoneFull]);
+    assert_eq!(out.len(), 1);
+    let view = h.c.session(&sid).unwrap();
+    assert_eq!((view.members, view.host), (vec![peer("a")], None));
+}
