@@ -165,9 +165,9 @@ pub enum CoordinatorMisbehaved {
 #[serde(tag = "event", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ClientEvent {
-    /// The coordinator accepted the connection and assigned this identity.
+    /// The coordinator accepted the connection.
     Welcomed {
-        /// Our peer id.
+        /// Our identity (see [`Client::peer_id`]).
         peer_id: PeerId,
         /// Which coordinator.
         url: String,
@@ -926,12 +926,12 @@ impl Client {
                     // A new identity: links and seat of the old one are meaningless.
                     self.drop_session();
                 }
-                self.peer_id = Some(me);
+                self.peer_id = Some(me.clone());
                 self.timers.set(Timer::Ping, now.add_millis(heartbeat_ms));
                 let liveness_ms = heartbeat_ms.saturating_mul(LIVENESS_INTERVALS);
                 self.timers.set(Timer::Liveness, now.add_millis(liveness_ms));
                 let url = self.url(url_index);
-                self.event(ClientEvent::Welcomed { peer_id, url });
+                self.event(ClientEvent::Welcomed { peer_id: me, url });
                 self.join_or_wait(now, Conn { url_index, heartbeat_ms })
             }
             (state, ServerMessage::Welcome { .. }) => {
