@@ -217,3 +217,58 @@ pub fn coordinator_frames(data: &[u8]) {
         }
     }
 }
+
+/// Feeds arbitrary bytes to a joined client as coordinator frames (split at `\n`), interleaved
+/// with timeouts; must never panic, and a client that is not joined never allows peers.
+pub fn client_frames(data: &[u8]) {
+    use crate::client::{Client, Config, Input, Lifecycle};
+    use crate::sansio::SansIo;
+    use crate::wire::{ServerMessage, SessionId, SessionKey, encode_server};
+    let (Ok(zone), Ok(me), Ok(sid)) =
+        (crate::wire::Zone::new("prontera"), crate::wire::PeerId::new("me"), SessionId::new("s"))
+    else {
+        return;
+    };
+    let config = Config { p2p_enabled_zones: vec![zone.clone()], ..Config::default() };
+    let mut now = crate::Instant::ZERO;
+    let mut client = Client::new(config, crate::Rng::from_seed(0), now);
+    let welcome = ServerMessage::Welcome {
+        peer_id: me,
+        protocol: 1,
+        server: String::new(),
+        heartbeat_interval_ms: 1_000,
+        idle_timeout_ms: 3_000,
+    };
+    let joined = ServerMessage::SessionJoined {
+        session_id: sid,
+        zone: zone.clone(),
+        peers: vec![],
+        host: None,
+        ice_servers: vec![],
+        key: SessionKey { epoch: 1, key: [0; 32] },
+        resumed: false,
+    };
+    let script = [
+        Input::ZoneChanged(zone),
+        Input::TransportOpened,
+        Input::Frame(encode_server(&welcome).into_bytes()),
+        Input::Frame(encode_server(&joined).into_bytes()),
+    ];
+    for input in script {
+        client.handle_input(now, input);
+    }
+    for chunk in data.split(|b| *b == b'\n') {
+        client.handle_input(now, Input::Frame(chunk.to_vec()));
+        client.drain_outputs();
+        if chunk.first() == Some(&b'T') {
+            now = now.add_millis(1_000);
+            client.handle_timeout(now);
+            client.drain_outputs();
+        }
+        let inputs = client.route_inputs();
+        assert!(
+            client.lifecycle() == Lifecycle::Joined || !inputs.allows_peers(),
+            "peers allowed while not joined"
+        );
+    }
+}

@@ -48,6 +48,9 @@ pub struct Config {
     pub capabilities: Option<Capabilities>,
     /// Ping interval until `welcome` announces the coordinator's, in ms.
     pub heartbeat_interval_ms: u64,
+    /// How long a peer link may take from `ConnectPeer` to connected before it is dropped
+    /// (and offered again by the designated side), in ms.
+    pub negotiation_timeout_ms: u64,
     /// Remote ICE candidates kept per peer while its remote description is not yet applied;
     /// beyond this they are dropped and counted.
     pub buffered_candidates_max: usize,
@@ -70,6 +73,7 @@ impl Default for Config {
             loss_degraded_percent: 10,
             capabilities: None,
             heartbeat_interval_ms: 15_000,
+            negotiation_timeout_ms: 15_000,
             buffered_candidates_max: 32,
         }
     }

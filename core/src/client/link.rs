@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::time::Instant;
 use crate::wire::IceCandidate;
 
 /// Which side of the SDP exchange this client plays on a link.
@@ -92,10 +93,12 @@ pub(crate) struct PeerLink {
     pub(crate) buffered: Vec<IceCandidate>,
     pub(crate) rtt_ms: u32,
     pub(crate) loss_percent: u8,
+    /// Until connected: when the link is given up.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl PeerLink {
-    pub(crate) fn new(role: Role) -> Self {
+    pub(crate) fn new(role: Role, deadline: Instant) -> Self {
         PeerLink {
             role,
             remote_described: role == Role::Answerer,
@@ -104,6 +107,7 @@ impl PeerLink {
             buffered: Vec::new(),
             rtt_ms: 0,
             loss_percent: 0,
+            deadline: Some(deadline),
         }
     }
 
@@ -125,7 +129,7 @@ mod tests {
 
     #[test]
     fn link_is_degraded_by_loss_or_latency_only_once_connected() {
-        let mut l = PeerLink::new(Role::Offerer);
+        let mut l = PeerLink::new(Role::Offerer, Instant::ZERO);
         l.loss_percent = 50;
         assert_eq!(l.assess(100, 10), LinkHealth::Connecting);
         l.connected = true;

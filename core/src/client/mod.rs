@@ -27,7 +27,7 @@ use crate::sansio::{SansIo, TimerKind, TimerTable};
 use crate::time::Instant;
 use crate::wire::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage, SessionId,
-    SessionKey, WireError, Zone, decode_server, encode_client,
+    SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
 };
 
 /// Shortest heartbeat interval the client accepts from `welcome`, in ms (a bound against a
@@ -144,6 +144,7 @@ pub enum StopReason {
 
 /// What the coordinator did that it should not have; counted and reported, never fatal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum CoordinatorMisbehaved {
     /// A frame that does not decode as a [`ServerMessage`].
@@ -164,9 +165,9 @@ pub enum CoordinatorMisbehaved {
 #[serde(tag = "event", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ClientEvent {
-    /// The coordinator accepted the connection and assigned this identity.
+    /// The coordinator accepted the connection.
     Welcomed {
-        /// Our peer id.
+        /// Our identity (see [`Client::peer_id`]).
         peer_id: PeerId,
         /// Which coordinator.
         url: String,
@@ -320,6 +321,8 @@ pub struct ClientStats {
     pub offers_refused: u64,
     /// Offers that collided with ours (glare), whichever side won.
     pub glares: u64,
+    /// Links dropped because they did not connect within `negotiation_timeout_ms`.
+    pub negotiations_timed_out: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,10 +335,12 @@ enum Timer {
     Ping,
     /// No frame from the coordinator for too long.
     Liveness,
+    /// The earliest deadline of a link that is not connected yet.
+    Negotiation,
 }
 
 impl TimerKind for Timer {
-    const COUNT: usize = 4;
+    const COUNT: usize = 5;
     fn index(self) -> usize {
         self as usize
     }
@@ -344,7 +349,8 @@ impl TimerKind for Timer {
             0 => Timer::Attempt,
             1 => Timer::Retry,
             2 => Timer::Ping,
-            _ => Timer::Liveness,
+            3 => Timer::Liveness,
+            _ => Timer::Negotiation,
         }
     }
 }
@@ -432,6 +438,8 @@ pub struct Client {
     previous_key: Option<SessionKey>,
     ping_nonce: u64,
     stats: ClientStats,
+    /// The time of the call being handled (links take their negotiation deadline from it).
+    now: Instant,
 }
 
 impl Client {
@@ -460,6 +468,7 @@ impl Client {
             previous_key: None,
             ping_nonce: 0,
             stats: ClientStats::default(),
+            now,
         };
         client.state = if !client.config.p2p_enabled {
             client.event(ClientEvent::Stopped { reason: StopReason::Disabled });
@@ -488,7 +497,7 @@ impl Client {
         self.fallback
     }
 
-    /// Our identity, from the latest `welcome`.
+    /// Our identity: the welcomed one, or the configured `peer_id` when there is no token.
     pub fn peer_id(&self) -> Option<&PeerId> {
         self.peer_id.as_ref()
     }
@@ -672,7 +681,8 @@ impl Client {
 
     fn connect(&mut self, peer: PeerId, role: Role) {
         let ice_servers = self.session.as_ref().map(|s| s.ice_servers.clone()).unwrap_or_default();
-        self.links.insert(peer.clone(), PeerLink::new(role));
+        let deadline = self.now.add_millis(self.config.negotiation_timeout_ms);
+        self.links.insert(peer.clone(), PeerLink::new(role, deadline));
         self.outputs.push_back(Output::ConnectPeer { peer: peer.clone(), role, ice_servers });
         self.event(ClientEvent::LinkHealthChanged { peer, health: LinkHealth::Connecting });
     }
@@ -735,6 +745,32 @@ impl Client {
                 {
                     self.connect(peer, Role::Offerer);
                 }
+            }
+        }
+    }
+
+    fn arm_negotiation_timer(&mut self) {
+        match self.links.values().filter_map(|l| l.deadline).min() {
+            Some(at) => self.timers.set(Timer::Negotiation, at),
+            None => self.timers.stop(Timer::Negotiation),
+        }
+    }
+
+    /// Drops links that did not connect in time (an offer or answer lost on the way, a peer
+    /// that vanished); when joined, the designated side offers again, so that a lost offer
+    /// after a glare cannot leave both sides waiting for ever.
+    fn expire_negotiations(&mut self, now: Instant, joined: bool) {
+        let expired: Vec<PeerId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.deadline.is_some_and(|at| at <= now))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for peer in expired {
+            self.stats.negotiations_timed_out += 1;
+            self.disconnect(&peer);
+            if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
+                self.connect(peer, Role::Offerer);
             }
         }
     }
@@ -847,7 +883,8 @@ impl Client {
     }
 
     fn on_frame(&mut self, now: Instant, state: State, bytes: &[u8]) -> State {
-        if !state.has_transport() {
+        if !matches!(state, State::ExpectWelcome { .. }) && state.conn().is_none() {
+            // No open transport: a frame of a connection already given up.
             self.stats.messages_ignored += 1;
             return state;
         }
@@ -879,16 +916,22 @@ impl Client {
                     heartbeat_interval_ms
                 }
                 .max(HEARTBEAT_INTERVAL_MIN_MS);
-                if self.peer_id.as_ref() != Some(&peer_id) {
+                // With authentication off (no token) the coordinator adopts the `peer_id` of
+                // our `join`; otherwise the identity is the token's subject, as welcomed.
+                let me = match (&self.config.token, &self.config.peer_id) {
+                    (None, Some(own)) => own.clone(),
+                    _ => peer_id.clone(),
+                };
+                if self.peer_id.as_ref() != Some(&me) {
                     // A new identity: links and seat of the old one are meaningless.
                     self.drop_session();
                 }
-                self.peer_id = Some(peer_id.clone());
+                self.peer_id = Some(me.clone());
                 self.timers.set(Timer::Ping, now.add_millis(heartbeat_ms));
                 let liveness_ms = heartbeat_ms.saturating_mul(LIVENESS_INTERVALS);
                 self.timers.set(Timer::Liveness, now.add_millis(liveness_ms));
                 let url = self.url(url_index);
-                self.event(ClientEvent::Welcomed { peer_id, url });
+                self.event(ClientEvent::Welcomed { peer_id: me, url });
                 self.join_or_wait(now, Conn { url_index, heartbeat_ms })
             }
             (state, ServerMessage::Welcome { .. }) => {
@@ -1018,7 +1061,10 @@ impl Client {
         };
         match msg {
             ServerMessage::PeerJoined { peer_id } => {
-                if Some(&peer_id) == self.peer_id.as_ref() || session.members.contains(&peer_id) {
+                if Some(&peer_id) == self.peer_id.as_ref()
+                    || session.members.contains(&peer_id)
+                    || session.members.len() >= PEERS_MAX
+                {
                     self.stats.messages_ignored += 1;
                     return;
                 }
@@ -1075,6 +1121,10 @@ impl Client {
         if let Some(session) = self.session.as_mut()
             && !session.members.contains(&from)
         {
+            if session.members.len() >= PEERS_MAX {
+                self.stats.messages_ignored += 1;
+                return;
+            }
             // The coordinator relays only within the session: the member list is behind.
             session.members.push(from.clone());
             self.event(ClientEvent::PeerJoined { peer: from.clone() });
@@ -1148,6 +1198,7 @@ impl Client {
             }
             LinkEvent::Connected => {
                 link.connected = true;
+                link.deadline = None;
                 self.reassess(&peer);
             }
             LinkEvent::Measured { rtt_ms, loss_percent } => {
@@ -1155,7 +1206,13 @@ impl Client {
                 link.loss_percent = loss_percent.min(100);
                 self.reassess(&peer);
             }
-            LinkEvent::Failed | LinkEvent::Closed => self.disconnect(&peer),
+            LinkEvent::Failed | LinkEvent::Closed => {
+                self.disconnect(&peer);
+                // The designated side tries again; the other waits for its offer.
+                if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
+                    self.connect(peer, Role::Offerer);
+                }
+            }
         }
     }
 
@@ -1184,6 +1241,10 @@ impl Client {
                 }
                 state
             }
+            (Timer::Negotiation, state) => {
+                self.expire_negotiations(now, matches!(state, State::Joined { .. }));
+                state
+            }
             (Timer::Liveness, state) if state.conn().is_some() => {
                 self.outputs.push_back(Output::CloseTransport);
                 self.fail_attempt(now)
@@ -1202,11 +1263,14 @@ impl SansIo for Client {
     type Output = Output;
 
     fn handle_input(&mut self, now: Instant, input: Input) {
+        self.now = now;
         let state = core::mem::replace(&mut self.state, State::Closed);
         self.state = self.on_input(now, state, input);
+        self.arm_negotiation_timer();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         for timer in self.timers.expire(now) {
             if self.timers.get(timer).is_some() {
                 // Re-armed by an earlier timer of this batch: not due any more.
@@ -1215,6 +1279,7 @@ impl SansIo for Client {
             let state = core::mem::replace(&mut self.state, State::Closed);
             self.state = self.on_timer(now, state, timer);
         }
+        self.arm_negotiation_timer();
     }
 
     fn poll_output(&mut self) -> Option<Output> {

@@ -465,3 +465,184 @@ fn shutdown_leaves_and_closes_everything() {
     assert_eq!(h.c.lifecycle(), Lifecycle::Closed);
     assert!(h.input(Input::TransportOpened).is_empty());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PEERS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "me"];
+
+    fn peer() -> impl Strategy<Value = PeerId> {
+        proptest::sample::select(&PEERS[..]).prop_map(pid)
+    }
+
+    fn server_message() -> impl Strategy<Value = ServerMessage> {
+        let zones = proptest::sample::select(&["prontera", "geffen", "izlude"][..]).prop_map(zone);
+        prop_oneof![
+            (
+                proptest::collection::vec(peer(), 0..8),
+                proptest::option::of(peer()),
+                zones,
+                any::<bool>(),
+                1u32..4
+            )
+                .prop_map(|(peers, host, zone, resumed, epoch)| {
+                    ServerMessage::SessionJoined {
+                        session_id: sid("s1"),
+                        zone,
+                        peers,
+                        host,
+                        ice_servers: vec![],
+                        key: key(epoch),
+                        resumed,
+                    }
+                }),
+            peer().prop_map(|peer_id| ServerMessage::PeerJoined { peer_id }),
+            peer().prop_map(|peer_id| ServerMessage::PeerLeft {
+                peer_id,
+                reason: PeerLeftReason::Left
+            }),
+            proptest::option::of(peer())
+                .prop_map(|host| ServerMessage::HostChanged { session_id: sid("s1"), host }),
+            (1u32..6)
+                .prop_map(|e| ServerMessage::KeyRotated { session_id: sid("s1"), key: key(e) }),
+            peer().prop_map(|from| ServerMessage::Offer { from, sdp: "o".into() }),
+            peer().prop_map(|from| ServerMessage::Answer { from, sdp: "a".into() }),
+            peer().prop_map(|from| ServerMessage::IceCandidate {
+                from,
+                candidate: IceCandidate::from_line("candidate:x"),
+            }),
+            Just(ServerMessage::error(ErrorCode::ZoneFull, "full")),
+            Just(welcome_msg()),
+        ]
+    }
+
+    fn welcome_msg() -> ServerMessage {
+        ServerMessage::Welcome {
+            peer_id: pid("me"),
+            protocol: 1,
+            server: "t".into(),
+            heartbeat_interval_ms: 1_000,
+            idle_timeout_ms: 3_000,
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Message(ServerMessage),
+        Link(PeerId, LinkEvent),
+        Zone(&'static str),
+        Opened,
+        Closed,
+        Timeout,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let link_event = prop_oneof![
+            Just(LinkEvent::Connected),
+            Just(LinkEvent::Failed),
+            Just(LinkEvent::LocalDescription { sdp: "l".into() }),
+            (0u32..300, 0u8..=100)
+                .prop_map(|(rtt_ms, loss_percent)| LinkEvent::Measured { rtt_ms, loss_percent }),
+        ];
+        prop_oneof![
+            8 => server_message().prop_map(Step::Message),
+            3 => (peer(), link_event).prop_map(|(p, e)| Step::Link(p, e)),
+            1 => proptest::sample::select(&["prontera", "geffen", "izlude"][..]).prop_map(Step::Zone),
+            1 => Just(Step::Opened),
+            1 => Just(Step::Closed),
+            1 => Just(Step::Timeout),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_message_order_keeps_links_within_topology_and_router_safe(
+            steps in proptest::collection::vec(step(), 0..80),
+        ) {
+            let mut h = H::new(config());
+            h.c.drain_outputs();
+            h.input(Input::ZoneChanged(zone("prontera")));
+            h.input(Input::TransportOpened);
+            h.input(frame(welcome_msg()));
+            for s in steps {
+                match s {
+                    Step::Message(m) => { h.input(frame(m)); }
+                    Step::Link(peer, event) => { h.input(Input::PeerLinkEvent { peer, event }); }
+                    Step::Zone(z) => { h.input(Input::ZoneChanged(zone(z))); }
+                    Step::Opened => { h.input(Input::TransportOpened); }
+                    Step::Closed => {
+                        h.input(Input::TransportClosed(CloseReason::Lost { detail: String::new() }));
+                    }
+                    Step::Timeout => { h.fire(); }
+                }
+                let c = &h.c;
+                let ri = c.route_inputs();
+                if c.lifecycle() != Lifecycle::Joined {
+                    prop_assert!(ri.healthy_peers.is_empty());
+                }
+                let me = pid("me");
+                for (p, _, _) in c.links() {
+                    prop_assert!(c.members().contains(&p), "link to non-member {p}");
+                    prop_assert!(p != me, "link to itself");
+                }
+                if c.host() != Some(&me) {
+                    prop_assert!(c.links().len() <= c.config().max_connections);
+                }
+                for link in c.links.values() {
+                    prop_assert!(link.buffered.len() <= c.config().buffered_candidates_max);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            crate::fuzz::client_frames(&data);
+        }
+    }
+}
+
+#[test]
+fn unconnected_link_times_out_and_the_designated_side_offers_again() {
+    // "a" < "b": a is the designated offerer towards b.
+    let mut h = H::joined("a", &["b"], None);
+    h.input(frame(ServerMessage::Pong { nonce: None }));
+    h.c.timers.stop(Timer::Ping);
+    h.c.timers.stop(Timer::Liveness);
+    let out = h.fire();
+    assert_eq!(h.now, t(15_000));
+    assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
+    assert!(out.iter().any(|o| matches!(o, Output::ConnectPeer { role: Role::Offerer, .. })));
+    assert_eq!(h.c.stats().negotiations_timed_out, 1);
+    // "c" > "b": c only drops its link and waits for b's offer.
+    let mut h = H::joined("c", &["b"], None);
+    h.c.timers.stop(Timer::Ping);
+    h.c.timers.stop(Timer::Liveness);
+    let out = h.fire();
+    assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
+    assert!(!out.iter().any(|o| matches!(o, Output::ConnectPeer { .. })));
+    // A remote close of a connected link: the designated side offers again.
+    let mut h = H::joined("a", &["b"], None);
+    h.input(Input::PeerLinkEvent { peer: pid("b"), event: LinkEvent::Connected });
+    let out = h.input(Input::PeerLinkEvent { peer: pid("b"), event: LinkEvent::Closed });
+    assert_eq!(out[0], Output::DisconnectPeer { peer: pid("b") });
+    assert!(out.iter().any(|o| matches!(o, Output::ConnectPeer { role: Role::Offerer, .. })));
+}
+
+#[test]
+fn without_a_token_the_configured_peer_id_is_our_identity() {
+    let mut h = H::new(Config { peer_id: Some(pid("dev1")), ..config() });
+    h.c.drain_outputs();
+    h.input(Input::ZoneChanged(zone("prontera")));
+    h.input(Input::TransportOpened);
+    let out = h.input(welcome("anon-1234"));
+    assert!(
+        matches!(&sent(&out)[..], [ClientMessage::Join { peer_id: Some(p), .. }] if p == &pid("dev1"))
+    );
+    assert_eq!(h.c.peer_id(), Some(&pid("dev1")));
+    // With a token the welcomed identity (the token's subject) wins.
+    let mut h = H::new(Config { peer_id: Some(pid("dev1")), token: Some("t".into()), ..config() });
+    h.input(Input::TransportOpened);
+    h.input(welcome("2000001"));
+    assert_eq!(h.c.peer_id(), Some(&pid("2000001")));
+}
