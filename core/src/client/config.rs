@@ -37,6 +37,9 @@ pub struct Config {
     /// Zones (rAthena map names) where P2P is used, as `p2p_enabled_zones` of
     /// `p2p_config.json` lists them. Empty means no zone: P2P is opt-in per map.
     pub p2p_enabled_zones: Vec<Zone>,
+    /// P2P in every zone, whatever `p2p_enabled_zones` lists: what a `Data/config.ini` without a
+    /// zone list asks for (see `config::ZoneFilter::All`).
+    pub p2p_all_zones: bool,
     /// Most peer links in a full mesh (`MaxConnections`); in larger sessions every member links
     /// only to the session host.
     pub max_connections: usize,
@@ -68,6 +71,7 @@ impl Default for Config {
             connection_timeout_ms: 5_000,
             p2p_enabled: true,
             p2p_enabled_zones: Vec::new(),
+            p2p_all_zones: false,
             max_connections: 5,
             max_latency_ms: 100,
             loss_degraded_percent: 10,
@@ -82,6 +86,6 @@ impl Default for Config {
 impl Config {
     /// Whether P2P may be used in `zone` (master switch on and the zone listed).
     pub fn zone_enabled(&self, zone: &Zone) -> bool {
-        self.p2p_enabled && self.p2p_enabled_zones.contains(zone)
+        self.p2p_enabled && (self.p2p_all_zones || self.p2p_enabled_zones.contains(zone))
     }
 }

@@ -1128,6 +1128,8 @@ impl Client {
             // The coordinator relays only within the session: the member list is behind.
             session.members.push(from.clone());
             self.event(ClientEvent::PeerJoined { peer: from.clone() });
+            // One more member may turn the full mesh into a star: drop what it no longer wants.
+            self.reconcile(false);
         }
         let mut carried = Vec::new();
         match self.links.get(&from) {

@@ -517,7 +517,7 @@ mod properties {
         ]
     }
 
-    fn welcome_msg() -> ServerMessage {
+    pub(super) fn welcome_msg() -> ServerMessage {
         ServerMessage::Welcome {
             peer_id: pid("me"),
             protocol: 1,
@@ -645,4 +645,28 @@ fn without_a_token_the_configured_peer_id_is_our_identity() {
     h.input(Input::TransportOpened);
     h.input(welcome("2000001"));
     assert_eq!(h.c.peer_id(), Some(&pid("2000001")));
+}
+
+#[test]
+fn an_offer_from_an_unlisted_member_that_turns_the_mesh_into_a_star_drops_the_surplus_links() {
+    // Found by the message-order property: five peers fill the mesh, then the host (missing
+    // from our list) offers; the session is now a star around it, so only that link remains.
+    let mut h = H::new(config());
+    h.c.drain_outputs();
+    h.input(Input::ZoneChanged(zone("prontera")));
+    h.input(Input::TransportOpened);
+    h.input(frame(properties::welcome_msg()));
+    h.input(frame(ServerMessage::SessionJoined {
+        session_id: SessionId::new("s1").unwrap(),
+        zone: zone("prontera"),
+        peers: ["e", "f", "c", "d", "a"].into_iter().map(pid).collect(),
+        host: Some(pid("b")),
+        ice_servers: vec![],
+        key: key(1),
+        resumed: false,
+    }));
+    assert_eq!(h.c.links().len(), 5);
+    h.input(frame(ServerMessage::Offer { from: pid("b"), sdp: "o".into() }));
+    let linked: Vec<PeerId> = h.c.links().into_iter().map(|(p, _, _)| p).collect();
+    assert_eq!(linked, vec![pid("b")]);
 }

@@ -110,6 +110,30 @@ pub enum ZoneFilter {
     Only(BTreeSet<Zone>),
 }
 
+impl ClientSettings {
+    /// The client state machine's configuration from these settings. The token (minted by the
+    /// login flow) and the measured host capabilities are the application's to fill in; the
+    /// capabilities are only worth reporting when `prefer_p2p_hosting` is on.
+    pub fn to_client_config(&self) -> crate::client::Config {
+        let (p2p_all_zones, p2p_enabled_zones) = match &self.zones {
+            ZoneFilter::All => (true, Vec::new()),
+            ZoneFilter::Only(zones) => (false, zones.iter().cloned().collect()),
+        };
+        crate::client::Config {
+            coordinator_urls: self.coordinator_urls.clone(),
+            reconnect_delay_ms: self.reconnect_delay_ms,
+            max_retries: self.max_retries,
+            connection_timeout_ms: self.connection_timeout_ms,
+            p2p_enabled: self.p2p_enabled,
+            p2p_enabled_zones,
+            p2p_all_zones,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_latency_ms: self.max_latency_ms,
+            ..crate::client::Config::default()
+        }
+    }
+}
+
 impl ZoneFilter {
     /// Whether P2P may be used in `zone`.
     pub fn allows(&self, zone: &Zone) -> bool {

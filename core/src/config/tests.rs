@@ -594,3 +594,24 @@ fn a_file_without_a_coordinator_section_is_refused() {
     let err = CoordinatorSettings::from_yaml("cordinator:\n  port: 8002\n", &no_env).unwrap_err();
     assert_eq!(err, ConfigError::Missing { key: "coordinator".into() });
 }
+
+#[test]
+fn client_settings_map_onto_the_client_state_machine_config() {
+    let ini = "[P2P]\nEnableP2P=1\nReconnectDelay=1500\nMaxRetries=4\nMaxConnections=7\n\
+               CoordinatorURL=ws://a:8001/api/signaling/ws\n";
+    let settings = ClientSettings::from_ini(ini, None).unwrap();
+    let c = settings.to_client_config();
+    assert_eq!(c.reconnect_delay_ms, 1500);
+    assert_eq!(c.max_retries, 4);
+    assert_eq!(c.max_connections, 7);
+    assert_eq!(c.coordinator_urls, settings.coordinator_urls);
+    // An INI file has no zone list: every zone.
+    let prontera = crate::wire::Zone::new("prontera").unwrap();
+    assert!(c.zone_enabled(&prontera));
+
+    let json = r#"{ "coordinator": { "websocket_url": "ws://a:8001/api/v1/signaling/ws" },
+                   "zones": { "p2p_enabled_zones": ["geffen"] } }"#;
+    let c = ClientSettings::from_json(json).unwrap().to_client_config();
+    assert!(!c.zone_enabled(&prontera));
+    assert!(c.zone_enabled(&crate::wire::Zone::new("geffen").unwrap()));
+}
