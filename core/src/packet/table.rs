@@ -189,9 +189,7 @@ const ID_COUNT: usize = 1 << 16;
 
 fn empty_index() -> Box<[u16; ID_COUNT]> {
     // Built on the heap: 128 KiB is too much for a test thread's stack in debug builds.
-    let mut v = Vec::with_capacity(ID_COUNT);
-    v.resize(ID_COUNT, 0u16);
-    match v.into_boxed_slice().try_into() {
+    match vec![0u16; ID_COUNT].into_boxed_slice().try_into() {
         Ok(index) => index,
         Err(_) => Box::new([0; ID_COUNT]),
     }
