@@ -156,7 +156,7 @@ pub fn chat_parse(data: &[u8]) {
         assert_eq!(PeerEvent::decode(&out), Ok(ev), "accepted chat does not round-trip");
     }
     for nul in [false, true] {
-        if let Ok(text) = public_chat_text(data, nul) {
+        if let Ok(text) = public_chat_text(data, nul, None) {
             assert_eq!(check_public_text(text, None), Ok(()), "extracted text fails the rules");
         }
     }

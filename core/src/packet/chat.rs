@@ -41,8 +41,13 @@ pub enum ChatRejection {
 }
 
 /// The chat text of a public chat packet body (the bytes after the 4-byte header), without its
-/// terminator. `nul_terminated`: the PACKETVER sends a final NUL (before 20151001).
-pub fn public_chat_text(body: &[u8], nul_terminated: bool) -> Result<&[u8], ChatRejection> {
+/// terminator. `nul_terminated`: the PACKETVER sends a final NUL (before 20151001). `own_name`:
+/// the sender's character name, when known (see [`check_public_text`]).
+pub fn public_chat_text<'a>(
+    body: &'a [u8],
+    nul_terminated: bool,
+    own_name: Option<&[u8]>,
+) -> Result<&'a [u8], ChatRejection> {
     let text = if nul_terminated {
         match body.split_last() {
             Some((0, text)) => text,
@@ -51,7 +56,7 @@ pub fn public_chat_text(body: &[u8], nul_terminated: bool) -> Result<&[u8], Chat
     } else {
         body
     };
-    check_public_text(text, None)?;
+    check_public_text(text, own_name)?;
     Ok(text)
 }
 
@@ -151,9 +156,14 @@ mod tests {
 
     #[test]
     fn terminator_rule_follows_the_version() {
-        assert_eq!(public_chat_text(b"Al : hi\0", true), Ok(&b"Al : hi"[..]));
-        assert_eq!(public_chat_text(b"Al : hi", true), Err(ChatRejection::MissingNul));
-        assert_eq!(public_chat_text(b"Al : hi", false), Ok(&b"Al : hi"[..]));
-        assert_eq!(public_chat_text(b"Al : hi\0", false), Err(ChatRejection::EmbeddedNul));
+        assert_eq!(public_chat_text(b"Al : hi\0", true, None), Ok(&b"Al : hi"[..]));
+        assert_eq!(public_chat_text(b"Al : hi", true, None), Err(ChatRejection::MissingNul));
+        assert_eq!(public_chat_text(b"Al : hi", false, None), Ok(&b"Al : hi"[..]));
+        assert_eq!(public_chat_text(b"Al : hi\0", false, None), Err(ChatRejection::EmbeddedNul));
+        assert_eq!(public_chat_text(b"Al : hi", false, Some(b"Al")), Ok(&b"Al : hi"[..]));
+        assert_eq!(
+            public_chat_text(b"Al : hi", false, Some(b"Bo")),
+            Err(ChatRejection::NotOwnName)
+        );
     }
 }

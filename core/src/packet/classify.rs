@@ -179,10 +179,11 @@ impl PacketSpec {
 }
 
 /// Classifies one complete, de-obfuscated packet (`packet` starts with the id; its length has
-/// been checked against `spec` by the framer).
+/// been checked against `spec` by the framer). `own_name`: the sender's character name, if known.
 #[inline]
 pub(crate) fn classify<'a>(
     dialect: Dialect,
+    own_name: Option<&[u8]>,
     spec: &'static PacketSpec,
     packet: &'a [u8],
 ) -> Classified<'a> {
@@ -232,7 +233,7 @@ pub(crate) fn classify<'a>(
             let Some(body) = packet.get(4..) else {
                 return only(ServerOnlyReason::UnexpectedLayout);
             };
-            match chat::public_chat_text(body, nul_chat) {
+            match chat::public_chat_text(body, nul_chat, own_name) {
                 Ok(text) => PeerEvent::Chat { text },
                 Err(rejection) => return only(ServerOnlyReason::Chat(rejection)),
             }

@@ -28,7 +28,9 @@ pub use obfuscation::{KeySequence, Obfuscation};
 pub use server::{
     ClientEncoder, SERVER_DECODER_BUFFER_BYTES, ServerDecodeError, ServerDecoder, ServerPacket,
 };
-pub use stream::{DesyncReason, GameStream, PacketVerdict, STREAM_BUFFER_BYTES, Verdict};
+pub use stream::{
+    DesyncReason, GameStream, OwnNameError, PacketVerdict, STREAM_BUFFER_BYTES, Verdict,
+};
 pub use table::{
     Category, ObfuscationKeys, PacketLen, PacketSpec, PacketTable, PacketVersion, TableError,
     UnsupportedPacketVersion, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN,
@@ -53,6 +55,7 @@ pub fn classify_packet(version: PacketVersion, packet: &[u8]) -> Option<Classifi
     len_ok.then(|| {
         classify::classify(
             classify::Dialect::Map { nul_chat: version.chat_nul_terminated() },
+            None,
             spec,
             packet,
         )

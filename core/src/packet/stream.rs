@@ -3,6 +3,7 @@
 //! exact bytes to forward to the server. The decision path does not allocate: the connection's
 //! buffer is allocated once, and verdicts borrow from it.
 
+use super::chat::NAME_MAX_BYTES;
 use super::classify::{Dialect, classify};
 use super::obfuscation::{KeySequence, Obfuscation};
 use super::table::{
@@ -116,6 +117,33 @@ pub struct GameStream {
     /// Stream offset of `buf[0]`.
     base_offset: u64,
     state: State,
+    /// The sender's character name (length-prefixed, no allocation), once known.
+    own_name: ([u8; NAME_MAX_BYTES], u8),
+}
+
+/// A character name that cannot be one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnNameError {
+    /// Empty.
+    #[error("character name is empty")]
+    Empty,
+    /// Longer than 23 bytes.
+    #[error("character name is {len} bytes, more than 23")]
+    TooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// Contains a NUL byte.
+    #[error("character name contains a NUL byte")]
+    ContainsNul,
+}
+
+fn own_name(stored: &([u8; NAME_MAX_BYTES], u8)) -> Option<&[u8]> {
+    match stored.1 {
+        0 => None,
+        len => stored.0.get(..usize::from(len)),
+    }
 }
 
 impl GameStream {
@@ -153,7 +181,27 @@ impl GameStream {
             start: 0,
             base_offset: 0,
             state: State::Framing,
+            own_name: ([0; NAME_MAX_BYTES], 0),
         }
+    }
+
+    /// Sets the sender's character name once known (e.g. from the server's greeting): public
+    /// chat must then start with exactly `"<name> : "` to be peer-eligible, as rAthena requires.
+    /// Until then a stricter rule applies (no `" : "` that could end a name may start a command).
+    pub fn set_own_name(&mut self, name: &[u8]) -> Result<(), OwnNameError> {
+        if name.is_empty() {
+            return Err(OwnNameError::Empty);
+        }
+        if name.contains(&0) {
+            return Err(OwnNameError::ContainsNul);
+        }
+        let len = u8::try_from(name.len()).ok().filter(|&l| usize::from(l) <= NAME_MAX_BYTES);
+        let (Some(len), Some(slot)) = (len, self.own_name.0.get_mut(..name.len())) else {
+            return Err(OwnNameError::TooLong { len: name.len() });
+        };
+        slot.copy_from_slice(name);
+        self.own_name.1 = len;
+        Ok(())
     }
 
     /// Buffers bytes the game sent; returns how many it took. It takes all of them unless the
@@ -247,7 +295,8 @@ impl GameStream {
             // The server's key equals the client's (always, without obfuscation): the wire id is
             // already what the server expects.
             let packet = self.buf.get(start..end)?;
-            let route = policy.route(classify(self.dialect, spec, packet), ctx);
+            let route =
+                policy.route(classify(self.dialect, own_name(&self.own_name), spec, packet), ctx);
             let server_bytes: &[u8] = if route.to_server() {
                 self.server_key.advance();
                 packet
@@ -262,7 +311,9 @@ impl GameStream {
         // (the classifier reads only the de-obfuscated id, so the verdict is the same).
         let to_server = {
             let packet = self.buf.get(start..end)?;
-            policy.route(classify(self.dialect, spec, packet), ctx).to_server()
+            policy
+                .route(classify(self.dialect, own_name(&self.own_name), spec, packet), ctx)
+                .to_server()
         };
         if to_server {
             let wire = (id ^ self.server_key.mask()).to_le_bytes();
@@ -272,7 +323,8 @@ impl GameStream {
             }
         }
         let packet = self.buf.get(start..end)?;
-        let route = policy.route(classify(self.dialect, spec, packet), ctx);
+        let route =
+            policy.route(classify(self.dialect, own_name(&self.own_name), spec, packet), ctx);
         let server_bytes: &[u8] = if to_server { packet } else { &[] };
         Some(Verdict::Packet(PacketVerdict { offset, spec, len, route, server_bytes }))
     }

@@ -181,7 +181,18 @@ impl PacketSpec {
 pub struct PacketTable {
     specs: Vec<PacketSpec>,
     /// `index[id]` is 0 for an unknown id, else 1 + the position in `specs`.
-    index: Vec<u16>,
+    index: Box<[u16; ID_COUNT]>,
+}
+
+/// Number of possible packet ids.
+const ID_COUNT: usize = 1 << 16;
+
+fn empty_index() -> Box<[u16; ID_COUNT]> {
+    // Built on the heap: 128 KiB is too much for a test thread's stack in debug builds.
+    match vec![0u16; ID_COUNT].into_boxed_slice().try_into() {
+        Ok(index) => index,
+        Err(_) => Box::new([0; ID_COUNT]),
+    }
 }
 
 /// Why an embedded table failed to parse (checked by a unit test; at run time a table that fails
@@ -225,7 +236,7 @@ impl PacketTable {
     /// Parses `id_hex,length,handler,category[,...]` with a header line.
     pub(crate) fn parse(csv: &'static str) -> Result<PacketTable, TableError> {
         let mut specs = Vec::new();
-        let mut index = vec![0u16; 1 << 16];
+        let mut index = empty_index();
         for (n, line) in csv.lines().enumerate().skip(1) {
             let line_no = n + 1;
             if line.trim().is_empty() {
@@ -274,13 +285,13 @@ impl PacketTable {
 
     fn parse_or_empty(csv: &'static str) -> PacketTable {
         PacketTable::parse(csv)
-            .unwrap_or_else(|_| PacketTable { specs: Vec::new(), index: vec![0u16; 1 << 16] })
+            .unwrap_or_else(|_| PacketTable { specs: Vec::new(), index: empty_index() })
     }
 
     /// The row of `id`, if the table has it.
     #[inline]
     pub fn get(&self, id: u16) -> Option<&PacketSpec> {
-        let pos = *self.index.get(usize::from(id))?;
+        let pos = self.index[usize::from(id)];
         self.specs.get(usize::from(pos).wrapping_sub(1))
     }
 

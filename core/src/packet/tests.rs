@@ -624,3 +624,23 @@ proptest! {
         crate::fuzz::chat_parse(&data);
     }
 }
+
+#[test]
+fn known_own_name_requires_the_exact_chat_prefix() {
+    let mut stream = GameStream::new(PacketVersion::V20211103, Obfuscation::Off);
+    assert_eq!(stream.set_own_name(b""), Err(OwnNameError::Empty));
+    assert_eq!(stream.set_own_name(&[b'n'; 24]), Err(OwnNameError::TooLong { len: 24 }));
+    assert_eq!(stream.set_own_name(b"Al\0"), Err(OwnNameError::ContainsNul));
+    stream.set_own_name(b"Alice").unwrap();
+    let mut bytes = chat_00f3(b"Alice : hi");
+    bytes.extend(chat_00f3(b"Bob : hi"));
+    let out = run(&mut stream, &[&bytes], &Policy::default(), &RouteContext::ALL_READY);
+    let routes: Vec<_> = out
+        .iter()
+        .map(|o| match o {
+            Owned::Packet { route, .. } => *route,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(routes, ["server+peers", "server"]);
+}

@@ -1,6 +1,192 @@
-//! `ro-p2p`: operator tools (`classify`).
+//! `ro-p2p`: operator and integrator tools.
+//!
+//! `ro-p2p classify` reads a raw client-to-map-server byte stream (a capture of what the game
+//! client sent) and prints, one JSON object per line, how ro-p2p frames, classifies and routes
+//! each packet under a given PACKETVER, obfuscation and policy. See docs/packets.md.
 
-fn main() {
-    eprintln!("ro-p2p: no subcommands yet (issue 3)");
-    std::process::exit(2);
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, Verdict};
+use ro_p2p_core::route::{Policy, RouteContext};
+use serde::Serialize;
+
+/// ro-p2p operator tools.
+#[derive(Debug, Parser)]
+#[command(name = "ro-p2p", version, about = "ro-p2p operator and integrator tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Frame, classify and route a raw client-to-map-server byte stream; one JSON line per packet.
+    Classify(ClassifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ClassifyArgs {
+    /// Client PACKETVER: 20211103 (rAthena's default), 20180620, 20151104 or 20120410.
+    #[arg(long, default_value = "20211103", value_parser = parse_version)]
+    packetver: PacketVersion,
+    /// Packet-id obfuscation; default: on for 20151104 and 20120410, off otherwise.
+    #[arg(long, value_enum)]
+    obfuscation: Option<OnOff>,
+    /// The zone (map) the capture was taken in; needs --p2p-zones.
+    #[arg(long, requires = "p2p_zones")]
+    zone: Option<String>,
+    /// Comma-separated zones where P2P is enabled (`p2p_enabled_zones`); needs --zone.
+    #[arg(long, requires = "zone", value_delimiter = ',')]
+    p2p_zones: Option<Vec<String>>,
+    /// Routing policy, e.g. `movement=mirror,chat=peers,emote=server` (default: all mirror).
+    #[arg(long, default_value = "", value_parser = parse_policy)]
+    policy: Policy,
+    /// Treat the capture as a login- or char-server connection (every packet server-only).
+    #[arg(long)]
+    login_char: bool,
+    /// The capture to read; `-` or nothing for standard input.
+    file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+fn parse_version(s: &str) -> Result<PacketVersion, String> {
+    s.parse().map_err(|e: ro_p2p_core::packet::UnsupportedPacketVersion| e.to_string())
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse().map_err(|e: ro_p2p_core::route::PolicyError| e.to_string())
+}
+
+/// One output line. Field order is the documented one.
+#[derive(Serialize)]
+struct Line<'a> {
+    offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    desync: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incomplete: Option<bool>,
+    len: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handler: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'a str>,
+    route: &'a str,
+}
+
+impl<'a> Line<'a> {
+    fn tail(offset: u64, len: u64, desync: bool) -> Line<'a> {
+        Line {
+            offset,
+            id: None,
+            desync: desync.then_some(true),
+            incomplete: (!desync).then_some(true),
+            len,
+            handler: None,
+            category: None,
+            route: "server",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Classify(args) => match classify(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ro-p2p classify: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn open_input(file: Option<&PathBuf>) -> io::Result<Box<dyn Read>> {
+    match file {
+        None => Ok(Box::new(io::stdin().lock())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin().lock())),
+        Some(p) => File::open(p)
+            .map(|f| Box::new(f) as Box<dyn Read>)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", p.display()))),
+    }
+}
+
+fn classify(args: &ClassifyArgs) -> io::Result<()> {
+    let mut input = open_input(args.file.as_ref())?;
+    let mut stream = if args.login_char {
+        GameStream::login_char()
+    } else {
+        match args.obfuscation {
+            None => GameStream::with_default_obfuscation(args.packetver),
+            Some(OnOff::On) => GameStream::new(args.packetver, Obfuscation::On),
+            Some(OnOff::Off) => GameStream::new(args.packetver, Obfuscation::Off),
+        }
+    };
+    let zone_enabled = match (&args.zone, &args.p2p_zones) {
+        (Some(zone), Some(zones)) => zones.iter().any(|z| z.trim() == zone),
+        _ => true,
+    };
+    let ctx = RouteContext { zone_enabled, ..RouteContext::ALL_READY };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut desync: Option<(u64, u64)> = None;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut write_err: Option<io::Error> = None;
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read input: {e}"))),
+        };
+        stream.feed(chunk.get(..n).unwrap_or_default(), &args.policy, &ctx, |v| match v {
+            Verdict::Packet(p) => {
+                let spec = p.spec;
+                let line = Line {
+                    offset: p.offset,
+                    id: Some(format!("0x{:04X}", spec.id())),
+                    desync: None,
+                    incomplete: None,
+                    len: p.len as u64,
+                    handler: Some(spec.handler_name()),
+                    category: Some(spec.category().as_str()),
+                    route: p.route.as_str(),
+                };
+                if write_err.is_none() {
+                    write_err = write_line(&mut out, &line).err();
+                }
+            }
+            Verdict::Desync { offset, bytes, .. } => desync = Some((offset, bytes.len() as u64)),
+            Verdict::PassThrough { bytes, .. } => {
+                if let Some((_, len)) = desync.as_mut() {
+                    *len += bytes.len() as u64;
+                }
+            }
+        });
+        if let Some(e) = write_err.take() {
+            return Err(e);
+        }
+    }
+    if let Some((offset, len)) = desync {
+        write_line(&mut out, &Line::tail(offset, len, true))?;
+    } else if !stream.pending().is_empty() {
+        write_line(&mut out, &Line::tail(stream.offset(), stream.pending().len() as u64, false))?;
+    }
+    out.flush()
+}
+
+fn write_line(out: &mut impl Write, line: &Line<'_>) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")
 }
