@@ -397,6 +397,8 @@ struct LinkShared {
 struct LinkState {
     channels: BTreeMap<Channel, (Arc<dyn DataChannel>, bool)>,
     connected: bool,
+    /// ICE last reported `disconnected` or `failed`.
+    ice_lost: bool,
     /// Local candidates wait here until the local SDP has been reported.
     local_sdp_reported: bool,
     pending_local: Vec<IceCandidate>,
@@ -425,6 +427,7 @@ impl LinkShared {
             state: Mutex::new(LinkState {
                 channels: BTreeMap::new(),
                 connected: false,
+                ice_lost: false,
                 local_sdp_reported: false,
                 pending_local: Vec::new(),
                 remote_sdp_applied: false,
@@ -613,6 +616,8 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
         tracing::debug!(peer = %self.shared.peer, ?state, "ICE state");
+        lock(&self.shared.state).ice_lost =
+            matches!(state, RTCIceConnectionState::Disconnected | RTCIceConnectionState::Failed);
         if state == RTCIceConnectionState::Failed {
             self.shared.fail(FailReason::IceFailed).await;
         }
@@ -621,7 +626,14 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(peer = %self.shared.peer, ?state, "connection state");
         match state {
-            RTCPeerConnectionState::Failed => self.shared.fail(FailReason::ConnectionFailed).await,
+            RTCPeerConnectionState::Failed => {
+                // The stack may report the connection failed before ICE does; when ICE had
+                // already lost the peer, that is the cause.
+                let ice_lost = lock(&self.shared.state).ice_lost;
+                let reason =
+                    if ice_lost { FailReason::IceFailed } else { FailReason::ConnectionFailed };
+                self.shared.fail(reason).await;
+            }
             RTCPeerConnectionState::Closed => self.shared.closed().await,
             _ => {}
         }

@@ -339,3 +339,54 @@ async fn buffered_candidates_are_bounded() {
     .await
     .expect("within the test's time bound");
 }
+
+/// Bob runs on his own runtime, which is then shut down without closing anything: his links
+/// vanish as if the process was killed. Alice must notice through ICE.
+#[test]
+fn a_peer_that_vanishes_ends_in_ice_failure() {
+    let runtime =
+        || tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let rt_alice = runtime().unwrap();
+    let rt_bob = runtime().unwrap();
+    let config = LinksConfig {
+        ice_disconnected_timeout_ms: 1_000,
+        ice_failed_timeout_ms: 2_000,
+        ice_keepalive_interval_ms: 200,
+        ..fast_config()
+    };
+    let mut a = rt_alice.block_on(async { Side::new("alice", config.clone()) });
+    let mut b = rt_bob.block_on(async { Side::new("bob", config) });
+    // Bob's peer connection, its driver and its tasks are spawned on his runtime.
+    let (a_id, b_links) = (a.id.clone(), &b.links);
+    rt_bob.block_on(b_links.connect(a_id, Role::Answerer, Vec::new())).unwrap();
+
+    rt_alice.block_on(async {
+        timeout(TEST_TIME_MAX, async {
+            a.links.connect(b.id.clone(), Role::Offerer, Vec::new()).await.unwrap();
+            run_until(&mut a, &mut b, |a, b| connected(a) && connected(b)).await;
+        })
+        .await
+        .expect("connects in time");
+    });
+
+    rt_bob.shutdown_background();
+
+    rt_alice.block_on(async {
+        timeout(TEST_TIME_MAX, async {
+            loop {
+                let event = a.rx.recv().await.expect("alice's links alive");
+                if event.is_terminal() {
+                    assert_eq!(
+                        event,
+                        LinkEvent::Failed { peer: b.id.clone(), reason: FailReason::IceFailed }
+                    );
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the vanished peer is noticed in time");
+        a.links.close_all().await;
+    });
+    drop(b);
+}
