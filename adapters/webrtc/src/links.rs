@@ -116,26 +116,36 @@ impl PeerLinks {
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         *lock(&shared.pc) = Some(pc.clone());
 
-        // Checked again: another connect for the same peer may have raced this one.
-        let raced = {
+        // Checked again: another connect may have raced this one while the stack built.
+        let refused = {
             let mut links = lock(&self.links);
-            let raced = links.get(&peer).is_some_and(|l| !l.shared.is_ended());
-            if !raced {
+            links.retain(|_, l| !l.shared.is_ended());
+            if links.contains_key(&peer) {
+                Some(LinkError::AlreadyLinked { peer: peer.clone() })
+            } else if links.len() >= self.config.links_max {
+                Some(LinkError::TooManyLinks { links: self.config.links_max })
+            } else {
                 links.insert(peer.clone(), Link { role, pc: pc.clone(), shared: shared.clone() });
+                None
             }
-            raced
         };
-        if raced {
+        if let Some(e) = refused {
             shared.retire_silently().await;
             shared.teardown();
-            return Err(LinkError::AlreadyLinked { peer });
+            return Err(e);
         }
         tokio::spawn(connect_timeout(shared.clone()));
 
         if role == Role::Offerer
             && let Err(e) = offer(&pc, &shared).await
         {
-            lock(&self.links).remove(&peer);
+            {
+                // Only this link: a disconnect and a new connect may have replaced it meanwhile.
+                let mut links = lock(&self.links);
+                if links.get(&peer).is_some_and(|l| Arc::ptr_eq(&l.shared, &shared)) {
+                    links.remove(&peer);
+                }
+            }
             shared.retire_silently().await;
             shared.teardown();
             return Err(e);
