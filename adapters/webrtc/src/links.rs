@@ -691,3 +691,37 @@ fn truncate(s: &mut String, max: usize) {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_credentials_from_the_coordinator_reach_the_stack() {
+        let server = IceServer {
+            urls: vec!["turn:turn.example:3478?transport=udp".into()],
+            username: Some("1763700000:2000001".into()),
+            credential: Some("c2VjcmV0".into()),
+        };
+        let rtc = rtc_ice_server(server);
+        assert_eq!(rtc.urls, vec!["turn:turn.example:3478?transport=udp".to_string()]);
+        assert_eq!(rtc.username, "1763700000:2000001");
+        assert_eq!(rtc.credential, "c2VjcmV0");
+        let stun = rtc_ice_server(IceServer {
+            urls: vec!["stun:stun.example:3478".into()],
+            username: None,
+            credential: None,
+        });
+        assert!(stun.username.is_empty() && stun.credential.is_empty());
+    }
+
+    #[test]
+    fn long_labels_are_cut_on_a_char_boundary() {
+        let mut s = "é".repeat(40);
+        truncate(&mut s, 63);
+        assert_eq!(s.len(), 62);
+        let mut short = String::from("chat");
+        truncate(&mut short, 64);
+        assert_eq!(short, "chat");
+    }
+}
