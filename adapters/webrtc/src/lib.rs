@@ -7,8 +7,9 @@
 //! relay, `Connected`, `Failed`, `Closed`, received frames, and periodic `Measured` RTT/loss
 //! for link health). One peer connection per peer, with a `movement` channel (unordered, no
 //! retransmits) and a `chat` channel (reliable, ordered), both created in band by the offerer.
-//! RTT and loss come from a small ping/pong over the movement channel (see [`probe`](crate)
-//! in the docs, `docs/webrtc.md`), not from the stack's ICE statistics.
+//! RTT and loss come from a small ping/pong over the movement channel (text messages, which
+//! never mix with the core's binary frames), not from the stack's ICE statistics; see
+//! `docs/webrtc.md`.
 
 mod config;
 mod error;

@@ -116,26 +116,36 @@ impl PeerLinks {
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         *lock(&shared.pc) = Some(pc.clone());
 
-        // Checked again: another connect for the same peer may have raced this one.
-        let raced = {
+        // Checked again: another connect may have raced this one while the stack built.
+        let refused = {
             let mut links = lock(&self.links);
-            let raced = links.get(&peer).is_some_and(|l| !l.shared.is_ended());
-            if !raced {
+            links.retain(|_, l| !l.shared.is_ended());
+            if links.contains_key(&peer) {
+                Some(LinkError::AlreadyLinked { peer: peer.clone() })
+            } else if links.len() >= self.config.links_max {
+                Some(LinkError::TooManyLinks { links: self.config.links_max })
+            } else {
                 links.insert(peer.clone(), Link { role, pc: pc.clone(), shared: shared.clone() });
+                None
             }
-            raced
         };
-        if raced {
+        if let Some(e) = refused {
             shared.retire_silently().await;
             shared.teardown();
-            return Err(LinkError::AlreadyLinked { peer });
+            return Err(e);
         }
         tokio::spawn(connect_timeout(shared.clone()));
 
         if role == Role::Offerer
             && let Err(e) = offer(&pc, &shared).await
         {
-            lock(&self.links).remove(&peer);
+            {
+                // Only this link: a disconnect and a new connect may have replaced it meanwhile.
+                let mut links = lock(&self.links);
+                if links.get(&peer).is_some_and(|l| Arc::ptr_eq(&l.shared, &shared)) {
+                    links.remove(&peer);
+                }
+            }
             shared.retire_silently().await;
             shared.teardown();
             return Err(e);
@@ -397,6 +407,8 @@ struct LinkShared {
 struct LinkState {
     channels: BTreeMap<Channel, (Arc<dyn DataChannel>, bool)>,
     connected: bool,
+    /// ICE last reported `disconnected` or `failed`.
+    ice_lost: bool,
     /// Local candidates wait here until the local SDP has been reported.
     local_sdp_reported: bool,
     pending_local: Vec<IceCandidate>,
@@ -425,6 +437,7 @@ impl LinkShared {
             state: Mutex::new(LinkState {
                 channels: BTreeMap::new(),
                 connected: false,
+                ice_lost: false,
                 local_sdp_reported: false,
                 pending_local: Vec::new(),
                 remote_sdp_applied: false,
@@ -613,6 +626,8 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
         tracing::debug!(peer = %self.shared.peer, ?state, "ICE state");
+        lock(&self.shared.state).ice_lost =
+            matches!(state, RTCIceConnectionState::Disconnected | RTCIceConnectionState::Failed);
         if state == RTCIceConnectionState::Failed {
             self.shared.fail(FailReason::IceFailed).await;
         }
@@ -621,7 +636,14 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         tracing::debug!(peer = %self.shared.peer, ?state, "connection state");
         match state {
-            RTCPeerConnectionState::Failed => self.shared.fail(FailReason::ConnectionFailed).await,
+            RTCPeerConnectionState::Failed => {
+                // The stack may report the connection failed before ICE does; when ICE had
+                // already lost the peer, that is the cause.
+                let ice_lost = lock(&self.shared.state).ice_lost;
+                let reason =
+                    if ice_lost { FailReason::IceFailed } else { FailReason::ConnectionFailed };
+                self.shared.fail(reason).await;
+            }
             RTCPeerConnectionState::Closed => self.shared.closed().await,
             _ => {}
         }
@@ -668,4 +690,38 @@ fn truncate(s: &mut String, max: usize) {
 /// Locks a std mutex; a panic elsewhere while holding it does not make the state unusable here.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_credentials_from_the_coordinator_reach_the_stack() {
+        let server = IceServer {
+            urls: vec!["turn:turn.example:3478?transport=udp".into()],
+            username: Some("1763700000:2000001".into()),
+            credential: Some("c2VjcmV0".into()),
+        };
+        let rtc = rtc_ice_server(server);
+        assert_eq!(rtc.urls, vec!["turn:turn.example:3478?transport=udp".to_string()]);
+        assert_eq!(rtc.username, "1763700000:2000001");
+        assert_eq!(rtc.credential, "c2VjcmV0");
+        let stun = rtc_ice_server(IceServer {
+            urls: vec!["stun:stun.example:3478".into()],
+            username: None,
+            credential: None,
+        });
+        assert!(stun.username.is_empty() && stun.credential.is_empty());
+    }
+
+    #[test]
+    fn long_labels_are_cut_on_a_char_boundary() {
+        let mut s = "é".repeat(40);
+        truncate(&mut s, 63);
+        assert_eq!(s.len(), 62);
+        let mut short = String::from("chat");
+        truncate(&mut short, 64);
+        assert_eq!(short, "chat");
+    }
 }

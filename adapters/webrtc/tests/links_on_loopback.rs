@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ro_p2p_core::wire::PeerId;
+use ro_p2p_core::wire::{IceCandidate, PeerId};
 use ro_p2p_webrtc::{Channel, FailReason, LinkError, LinkEvent, LinksConfig, PeerLinks, Role};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -285,4 +285,108 @@ async fn dropping_the_links_closes_the_peer_side() {
     })
     .await
     .expect("within the test's time bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_that_overtake_the_offer_are_buffered_until_it_arrives() {
+    timeout(TEST_TIME_MAX, async {
+        let mut a = Side::new("alice", fast_config());
+        let mut b = Side::new("bob", fast_config());
+        a.links.connect(b.id.clone(), Role::Offerer, Vec::new()).await.unwrap();
+        b.links.connect(a.id.clone(), Role::Answerer, Vec::new()).await.unwrap();
+
+        // Hold alice's offer back until her first candidate has been delivered to bob.
+        let mut offer = None;
+        loop {
+            match a.rx.recv().await.expect("alice's links alive") {
+                LinkEvent::LocalSdp { sdp, .. } => offer = Some(sdp),
+                LinkEvent::LocalCandidate { candidate, .. } => {
+                    assert!(offer.is_some(), "the offer is reported before any candidate");
+                    b.links.apply_remote_candidate(&a.id, candidate).await.expect("buffered");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let offer = offer.expect("offer reported");
+        b.links
+            .apply_remote_sdp(&a.id, offer)
+            .await
+            .expect("offer applies with buffered candidate");
+        run_until(&mut a, &mut b, |a, b| connected(a) && connected(b)).await;
+    })
+    .await
+    .expect("within the test's time bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_candidates_are_bounded() {
+    timeout(TEST_TIME_MAX, async {
+        let config = LinksConfig { pending_candidates_max: 2, ..LinksConfig::loopback() };
+        let (links, _rx) = PeerLinks::new(config);
+        let alice = PeerId::new("alice").unwrap();
+        links.connect(alice.clone(), Role::Answerer, Vec::new()).await.unwrap();
+        let line = "candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host";
+        for _ in 0..2 {
+            links.apply_remote_candidate(&alice, IceCandidate::from_line(line)).await.unwrap();
+        }
+        assert!(matches!(
+            links.apply_remote_candidate(&alice, IceCandidate::from_line(line)).await,
+            Err(LinkError::TooManyPendingCandidates { max: 2, .. })
+        ));
+        links.close_all().await;
+    })
+    .await
+    .expect("within the test's time bound");
+}
+
+/// Bob runs on his own runtime, which is then shut down without closing anything: his links
+/// vanish as if the process was killed. Alice must notice through ICE.
+#[test]
+fn a_peer_that_vanishes_ends_in_ice_failure() {
+    let runtime =
+        || tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let rt_alice = runtime().unwrap();
+    let rt_bob = runtime().unwrap();
+    let config = LinksConfig {
+        ice_disconnected_timeout_ms: 1_000,
+        ice_failed_timeout_ms: 2_000,
+        ice_keepalive_interval_ms: 200,
+        ..fast_config()
+    };
+    let mut a = rt_alice.block_on(async { Side::new("alice", config.clone()) });
+    let mut b = rt_bob.block_on(async { Side::new("bob", config) });
+    // Bob's peer connection, its driver and its tasks are spawned on his runtime.
+    let (a_id, b_links) = (a.id.clone(), &b.links);
+    rt_bob.block_on(b_links.connect(a_id, Role::Answerer, Vec::new())).unwrap();
+
+    rt_alice.block_on(async {
+        timeout(TEST_TIME_MAX, async {
+            a.links.connect(b.id.clone(), Role::Offerer, Vec::new()).await.unwrap();
+            run_until(&mut a, &mut b, |a, b| connected(a) && connected(b)).await;
+        })
+        .await
+        .expect("connects in time");
+    });
+
+    rt_bob.shutdown_background();
+
+    rt_alice.block_on(async {
+        timeout(TEST_TIME_MAX, async {
+            loop {
+                let event = a.rx.recv().await.expect("alice's links alive");
+                if event.is_terminal() {
+                    assert_eq!(
+                        event,
+                        LinkEvent::Failed { peer: b.id.clone(), reason: FailReason::IceFailed }
+                    );
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the vanished peer is noticed in time");
+        a.links.close_all().await;
+    });
+    drop(b);
 }

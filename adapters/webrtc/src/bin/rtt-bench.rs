@@ -1,7 +1,10 @@
 //! `rtt-bench`: round-trip time of a 16-byte frame on loopback, over the `movement` data
 //! channel of two [`PeerLinks`] and over a raw `tokio::net::UdpSocket` pair, in the same run.
 //!
-//! Usage: `cargo run --release -p ro-p2p-webrtc --bin rtt-bench -- [N]` (N defaults to 1000).
+//! Usage: `cargo run --release -p ro-p2p-webrtc --bin rtt-bench -- [--current-thread] [--chat]
+//! [--dump-slow] [N]`. N defaults to 1000; the runtime to a 2-worker multi-thread tokio
+//! (`--current-thread` for one thread); `--chat` also measures the chat channel; `--dump-slow`
+//! lists every round trip over 1 ms with its index.
 //! Each side echoes what it receives; the measuring side sends one frame at a time and waits
 //! for its echo. A frame not echoed within a second counts as lost (the movement channel does
 //! not retransmit) and is left out of the percentiles.
@@ -24,6 +27,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Sample {
     rtts_us: Vec<u64>,
     lost: usize,
+    /// Print the round trips over 1 ms, with their index.
+    dump_slow: bool,
 }
 
 impl Sample {
@@ -42,6 +47,11 @@ impl Sample {
     }
 
     fn print(&self, name: &str) {
+        if self.dump_slow {
+            let slow: Vec<(usize, u64)> =
+                self.rtts_us.iter().copied().enumerate().filter(|&(_, r)| r > 1000).collect();
+            println!("{name}: {} over 1 ms: {slow:?}", slow.len());
+        }
         println!(
             "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   lost {}",
             self.percentile(50.0),
@@ -62,7 +72,8 @@ fn seq_of(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-async fn udp_rtt(n: usize) -> Result<Sample, BoxError> {
+async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
+    let n = opts.n;
     let a = UdpSocket::bind("127.0.0.1:0").await?;
     let b = UdpSocket::bind("127.0.0.1:0").await?;
     a.connect(b.local_addr()?).await?;
@@ -74,7 +85,7 @@ async fn udp_rtt(n: usize) -> Result<Sample, BoxError> {
             }
         }
     });
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0 };
+    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, dump_slow: opts.dump_slow };
     let mut buf = [0u8; 64];
     for seq in 0..(WARMUP + n) as u64 {
         let start = Instant::now();
@@ -134,7 +145,8 @@ async fn connect_pair(
     Ok(())
 }
 
-async fn data_channel_rtt(n: usize) -> Result<(Sample, Duration), BoxError> {
+async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Duration), BoxError> {
+    let n = opts.n;
     // Probes would add traffic to the channel under test; one an hour is none.
     let config = LinksConfig { probe_interval_ms: 3_600_000, ..LinksConfig::loopback() };
     let (a, mut a_rx) = PeerLinks::new(config.clone());
@@ -150,17 +162,17 @@ async fn data_channel_rtt(n: usize) -> Result<(Sample, Duration), BoxError> {
         let a_id = a_id.clone();
         tokio::spawn(async move {
             while let Some(event) = b_rx.recv().await {
-                if let LinkEvent::Data { channel: Channel::Movement, bytes, .. } = event {
-                    let _ = b.send(&a_id, Channel::Movement, &bytes).await;
+                if let LinkEvent::Data { channel, bytes, .. } = event {
+                    let _ = b.send(&a_id, channel, &bytes).await;
                 }
             }
         })
     };
 
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0 };
+    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, dump_slow: opts.dump_slow };
     for seq in 0..(WARMUP + n) as u64 {
         let start = Instant::now();
-        a.send(&b_id, Channel::Movement, &frame(seq)).await?;
+        a.send(&b_id, channel, &frame(seq)).await?;
         let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
             while let Some(event) = a_rx.recv().await {
                 if let LinkEvent::Data { bytes, .. } = event
@@ -187,25 +199,52 @@ async fn data_channel_rtt(n: usize) -> Result<(Sample, Duration), BoxError> {
     Ok((sample, connect_time))
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), BoxError> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(arg) => {
-            arg.parse().map_err(|_| format!("N must be a positive integer, got {arg:?}"))?
+/// Command-line options.
+struct Opts {
+    n: usize,
+    current_thread: bool,
+    chat: bool,
+    dump_slow: bool,
+}
+
+const USAGE: &str = "usage: rtt-bench [--current-thread] [--chat] [--dump-slow] [N]";
+
+fn main() -> Result<(), BoxError> {
+    let mut opts = Opts { n: 1000, current_thread: false, chat: false, dump_slow: false };
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--current-thread" => opts.current_thread = true,
+            "--chat" => opts.chat = true,
+            "--dump-slow" => opts.dump_slow = true,
+            _ => opts.n = arg.parse().map_err(|_| format!("{USAGE}; got {arg:?}"))?,
         }
-        None => 1000,
+    }
+    let runtime = if opts.current_thread {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?
     };
+    runtime.block_on(run(&opts))
+}
+
+async fn run(opts: &Opts) -> Result<(), BoxError> {
+    let flavor = if opts.current_thread { "current-thread" } else { "multi-thread, 2 workers" };
     println!(
-        "rtt-bench: {n} round trips of a {FRAME_BYTES}-byte frame on 127.0.0.1 ({WARMUP} warm-up each)"
+        "rtt-bench: {} round trips of a {FRAME_BYTES}-byte frame on 127.0.0.1, \
+         {WARMUP} warm-up each, tokio {flavor}",
+        opts.n
     );
-    let udp = udp_rtt(n).await?;
-    let (dc, connect_time) = data_channel_rtt(n).await?;
+    let udp = udp_rtt(opts).await?;
+    let (dc, connect_time) = data_channel_rtt(opts, Channel::Movement).await?;
     println!(
         "data channel connected in {} ms (SDP + trickle ICE in process)",
         connect_time.as_millis()
     );
     udp.print("raw UDP");
     dc.print("data channel");
+    if opts.chat {
+        data_channel_rtt(opts, Channel::Chat).await?.0.print("chat channel");
+    }
     let ratio = |p: f64| dc.percentile(p) / udp.percentile(p);
     let mean_ratio = dc.mean() / udp.mean();
     println!(
@@ -213,6 +252,10 @@ async fn main() -> Result<(), BoxError> {
         ratio(50.0),
         ratio(99.0),
         mean_ratio
+    );
+    println!(
+        "added by the data channel: p50 {:+.1} us per round trip",
+        dc.percentile(50.0) - udp.percentile(50.0)
     );
     let verdict = if ratio(50.0) <= 2.0 { "met" } else { "NOT met" };
     println!("target (p50 within 2x of raw UDP): {verdict}");
