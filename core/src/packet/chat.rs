@@ -13,6 +13,33 @@ pub const TEXT_MAX_BYTES: usize = NAME_MAX_BYTES + SEPARATOR.len() + MESSAGE_MAX
 
 const SEPARATOR: &[u8] = b" : ";
 
+/// A character name held without allocation (empty = unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OwnName {
+    bytes: [u8; NAME_MAX_BYTES],
+    len: u8,
+}
+
+impl OwnName {
+    /// No name known.
+    pub(crate) const UNKNOWN: OwnName = OwnName { bytes: [0; NAME_MAX_BYTES], len: 0 };
+
+    /// A name of 1..=23 bytes; `None` otherwise.
+    pub(crate) fn new(name: &[u8]) -> Option<OwnName> {
+        let mut bytes = [0; NAME_MAX_BYTES];
+        bytes.get_mut(..name.len())?.copy_from_slice(name);
+        Some(OwnName { bytes, len: u8::try_from(name.len()).ok()? })
+    }
+
+    /// The name, if known.
+    pub(crate) fn get(&self) -> Option<&[u8]> {
+        match self.len {
+            0 => None,
+            len => self.bytes.get(..usize::from(len)),
+        }
+    }
+}
+
 /// Why a public chat message is kept away from peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -55,7 +55,7 @@ pub fn classify_packet(version: PacketVersion, packet: &[u8]) -> Option<Classifi
     len_ok.then(|| {
         classify::classify(
             classify::Dialect::Map { nul_chat: version.chat_nul_terminated() },
-            None,
+            &chat::OwnName::UNKNOWN,
             spec,
             packet,
         )

@@ -3,7 +3,7 @@
 //! exact bytes to forward to the server. The decision path does not allocate: the connection's
 //! buffer is allocated once, and verdicts borrow from it.
 
-use super::chat::NAME_MAX_BYTES;
+use super::chat::OwnName;
 use super::classify::{Dialect, classify};
 use super::obfuscation::{KeySequence, Obfuscation};
 use super::table::{
@@ -117,8 +117,8 @@ pub struct GameStream {
     /// Stream offset of `buf[0]`.
     base_offset: u64,
     state: State,
-    /// The sender's character name (length-prefixed, no allocation), once known.
-    own_name: ([u8; NAME_MAX_BYTES], u8),
+    /// The sender's character name, once known.
+    own_name: OwnName,
 }
 
 /// A character name that cannot be one.
@@ -137,13 +137,6 @@ pub enum OwnNameError {
     /// Contains a NUL byte.
     #[error("character name contains a NUL byte")]
     ContainsNul,
-}
-
-fn own_name(stored: &([u8; NAME_MAX_BYTES], u8)) -> Option<&[u8]> {
-    match stored.1 {
-        0 => None,
-        len => stored.0.get(..usize::from(len)),
-    }
 }
 
 impl GameStream {
@@ -181,7 +174,7 @@ impl GameStream {
             start: 0,
             base_offset: 0,
             state: State::Framing,
-            own_name: ([0; NAME_MAX_BYTES], 0),
+            own_name: OwnName::UNKNOWN,
         }
     }
 
@@ -195,12 +188,7 @@ impl GameStream {
         if name.contains(&0) {
             return Err(OwnNameError::ContainsNul);
         }
-        let len = u8::try_from(name.len()).ok().filter(|&l| usize::from(l) <= NAME_MAX_BYTES);
-        let (Some(len), Some(slot)) = (len, self.own_name.0.get_mut(..name.len())) else {
-            return Err(OwnNameError::TooLong { len: name.len() });
-        };
-        slot.copy_from_slice(name);
-        self.own_name.1 = len;
+        self.own_name = OwnName::new(name).ok_or(OwnNameError::TooLong { len: name.len() })?;
         Ok(())
     }
 
@@ -295,8 +283,7 @@ impl GameStream {
             // The server's key equals the client's (always, without obfuscation): the wire id is
             // already what the server expects.
             let packet = self.buf.get(start..end)?;
-            let route =
-                policy.route(classify(self.dialect, own_name(&self.own_name), spec, packet), ctx);
+            let route = policy.route(classify(self.dialect, &self.own_name, spec, packet), ctx);
             let server_bytes: &[u8] = if route.to_server() {
                 self.server_key.advance();
                 packet
@@ -311,9 +298,7 @@ impl GameStream {
         // (the classifier reads only the de-obfuscated id, so the verdict is the same).
         let to_server = {
             let packet = self.buf.get(start..end)?;
-            policy
-                .route(classify(self.dialect, own_name(&self.own_name), spec, packet), ctx)
-                .to_server()
+            policy.route(classify(self.dialect, &self.own_name, spec, packet), ctx).to_server()
         };
         if to_server {
             let wire = (id ^ self.server_key.mask()).to_le_bytes();
@@ -323,8 +308,7 @@ impl GameStream {
             }
         }
         let packet = self.buf.get(start..end)?;
-        let route =
-            policy.route(classify(self.dialect, own_name(&self.own_name), spec, packet), ctx);
+        let route = policy.route(classify(self.dialect, &self.own_name, spec, packet), ctx);
         let server_bytes: &[u8] = if to_server { packet } else { &[] };
         Some(Verdict::Packet(PacketVerdict { offset, spec, len, route, server_bytes }))
     }

@@ -438,6 +438,7 @@ fn check_stream(
     cuts: &[usize],
     policy: &Policy,
     ctx: &RouteContext,
+    own_name: bool,
 ) -> Result<(), TestCaseError> {
     let mut wire = Vec::new();
     let mut plain_prefix: Vec<Vec<u8>> = Vec::new();
@@ -455,7 +456,14 @@ fn check_stream(
             wire.extend_from_slice(&bytes);
         }
     }
-    let mut stream = GameStream::new(version, obfuscation);
+    let new_stream = || {
+        let mut stream = GameStream::new(version, obfuscation);
+        if own_name {
+            stream.set_own_name(b"Alice").unwrap();
+        }
+        stream
+    };
+    let mut stream = new_stream();
     let whole = run(&mut stream, &[&wire], policy, ctx);
     let complete = wire.len() - stream.pending().len();
 
@@ -468,7 +476,7 @@ fn check_stream(
         rest = b;
     }
     chunks.push(rest);
-    let split = run(&mut GameStream::new(version, obfuscation), &chunks, policy, ctx);
+    let split = run(&mut new_stream(), &chunks, policy, ctx);
     prop_assert_eq!(&whole, &split);
 
     // Framing follows the packets the client wrote, up to the first garbage.
@@ -564,9 +572,10 @@ proptest! {
         cuts in proptest::collection::vec(0usize..64, 0..12),
         policy in policy(),
         ctx in ctx(),
+        own_name in any::<bool>(),
     ) {
         let obfuscation = if obfuscated { Obfuscation::On } else { Obfuscation::Off };
-        check_stream(version, obfuscation, &pieces, &cuts, &policy, &ctx)?;
+        check_stream(version, obfuscation, &pieces, &cuts, &policy, &ctx, own_name)?;
     }
 
     #[test]
