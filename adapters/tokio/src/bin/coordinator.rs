@@ -151,6 +151,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    if !effective.enabled {
+        eprintln!(
+            "ro-p2p-coordinator: coordinator.enabled is false in the configuration; not starting"
+        );
+        return ExitCode::SUCCESS;
+    }
     if cli.check_config {
         println!("{}", effective.summary());
         return ExitCode::SUCCESS;
