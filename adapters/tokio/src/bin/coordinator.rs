@@ -46,7 +46,7 @@ struct Cli {
     log_format: Option<LogFormat>,
 
     /// Log level or filter: error, warn, info, debug, trace, or an EnvFilter directive such as
-    /// `info,ro_p2p_tokio=debug` (overrides logging.level; RUST_LOG is used when neither is set).
+    /// `info,ro_p2p_tokio=debug` (overrides logging.level).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
 
