@@ -177,6 +177,12 @@ fn main() -> ExitCode {
     } else if !effective.server.require_authentication {
         tracing::warn!("authentication is OFF (coordinator.require_authentication: false)");
     }
+    if effective.redis_configured {
+        tracing::warn!(
+            "coordinator.redis is configured, but this build keeps session state in memory: run \
+             one coordinator per world"
+        );
+    }
     if !effective.server.require_authentication
         && !is_loopback(&effective.host)
         && !cli.allow_insecure_bind

@@ -127,6 +127,8 @@ pub struct Effective {
     pub tls_key: Option<PathBuf>,
     /// `coordinator.enabled`.
     pub enabled: bool,
+    /// Whether `coordinator.redis` is configured (this build keeps sessions in memory).
+    pub redis_configured: bool,
     /// Log filter.
     pub log_level: String,
     /// JSON log lines.
@@ -154,6 +156,7 @@ impl Effective {
             tls_cert,
             tls_key,
             enabled: s.enabled,
+            redis_configured: s.redis.is_some(),
             log_level: s.logging.level.as_str().to_owned(),
             log_json: s.logging.format == LogFormat::Json,
             log_file: s.logging.file.as_ref().map(PathBuf::from),
@@ -210,6 +213,7 @@ impl Effective {
         let s = &self.server;
         let c = &s.core;
         let mut out = String::new();
+        let _ = writeln!(out, "enabled: {}", self.enabled);
         let _ = writeln!(
             out,
             "listen: {}:{} ({})",
