@@ -84,6 +84,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User plus system CPU time of a process, in seconds (from `/proc/<pid>/stat`, 100 ticks/s).
+fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn token(secret: &str, sub: &str) -> String {
     use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
     let exp = std::time::SystemTime::now()
@@ -306,6 +317,9 @@ async fn main() {
 
     // Phase 3: relay.
     if cli.relay_rate > 0 && cli.duration_s > 0 {
+        let coord_pid = cli.pid.map(|p| p.to_string());
+        let coord_cpu0 = coord_pid.as_deref().and_then(cpu_s);
+        let self_cpu0 = cpu_s("self");
         let phase = Instant::now();
         let end = phase + Duration::from_secs(cli.duration_s);
         let mut rng = XorShift(0xDEAD_BEEF_CAFE_F00D);
@@ -335,6 +349,17 @@ async fn main() {
         }
         let received = counters.relays_received.load(Ordering::Relaxed);
         let secs = cli.duration_s as f64;
+        let coord_cpu = coord_pid.as_deref().and_then(cpu_s).zip(coord_cpu0).map(|(b, a)| b - a);
+        let self_cpu = cpu_s("self").zip(self_cpu0).map(|(b, a)| b - a);
+        if let Some(c) = coord_cpu {
+            println!(
+                "coordinator CPU during the relay phase: {c:.2} s ({:.1} us per relayed signal)",
+                c * 1e6 / received.max(1) as f64
+            );
+        }
+        if let Some(c) = self_cpu {
+            println!("loadgen CPU during the relay phase: {c:.2} s");
+        }
         println!(
             "relay phase {secs:.0} s: sent {sent_at_end} ({:.0}/s), received {received} ({:.0}/s), \
              not sent (client busy) {local_drops}",

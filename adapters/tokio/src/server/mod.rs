@@ -49,6 +49,9 @@ pub const WEBSOCKET_PATH_ALIAS: &str = "/api/signaling/ws";
 /// WebSocket read buffer per connection, in bytes: grows on demand up to the frame limit, so
 /// an idle client costs this much, not the 128 KiB tungstenite defaults to.
 pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes of outgoing frames gathered before tungstenite writes to the socket (a flush writes
+/// whatever is gathered anyway).
+pub const WS_WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Largest HTTP request body the REST API reads, in bytes.
 pub const REST_BODY_BYTES_MAX: usize = 64 * 1024;
 
@@ -354,8 +357,9 @@ async fn ws_upgrade(
     let alive = state.shared.tracker.enter();
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
-        // Write each frame at once: the outbound queue is the buffer.
-        .write_buffer_size(0)
+        // Frames queued together are written with one flush (see `ws::write_batch`); the
+        // buffer is not preallocated, so an idle client does not pay for it.
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(2 * limits::FRAME_BYTES_MAX + 1024)
         .max_message_size(limits::FRAME_BYTES_MAX)
         .max_frame_size(limits::FRAME_BYTES_MAX)
