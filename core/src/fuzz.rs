@@ -33,3 +33,54 @@ pub fn seal_open(data: &[u8]) {
         assert_eq!(opened.as_deref(), Ok(data), "a genuine frame does not open");
     }
 }
+
+/// Drives a coordinator with a script of connections, frames and time jumps taken from `data`
+/// (one step per `\n`-separated line); must never panic, and the caps and the one-seat-per-
+/// identity rule must hold after every step.
+pub fn coordinator_frames(data: &[u8]) {
+    use crate::SansIo;
+    use crate::coordinator::{Config, ConnId, Coordinator, Identity, Input};
+    use crate::wire::PeerId;
+
+    let config =
+        Config { max_sessions_per_zone: 2, max_players_per_session: 3, ..Config::default() };
+    let (max_sessions, max_players) =
+        (config.max_sessions_per_zone, config.max_players_per_session);
+    let mut c = Coordinator::new(config, crate::Rng::from_seed(data.len() as u64));
+    let mut now = crate::Instant::ZERO;
+    for line in data.split(|b| *b == b'\n').take(256) {
+        let (op, rest) = line.split_first().map_or((0, &[][..]), |(op, rest)| (*op, rest));
+        let conn = ConnId(u64::from(rest.first().copied().unwrap_or(0) % 4));
+        let input = match op {
+            0 => Input::Connected {
+                conn,
+                identity: match PeerId::new(format!("p{}", conn.0)) {
+                    Ok(p) => Identity::Account(p),
+                    Err(_) => Identity::Anonymous,
+                },
+                ice_servers: Vec::new(),
+            },
+            1 => Input::Connected { conn, identity: Identity::Anonymous, ice_servers: Vec::new() },
+            2 => Input::Disconnected { conn },
+            3 => {
+                now = now.add_millis(u64::from(rest.first().copied().unwrap_or(0)) * 1_000);
+                c.handle_timeout(now);
+                c.drain_outputs();
+                continue;
+            }
+            4 => Input::Shutdown,
+            _ => Input::Frame { conn: ConnId(u64::from(op % 4)), bytes: rest.to_vec() },
+        };
+        c.handle_input(now, input);
+        c.drain_outputs();
+        let sessions = c.sessions();
+        let mut seated = std::collections::BTreeSet::new();
+        for s in &sessions {
+            assert!(!s.members.is_empty() && s.members.len() <= max_players, "{s:?}");
+            assert!(s.members.iter().all(|m| seated.insert(m.clone())), "a peer seated twice");
+        }
+        for (_, n) in c.stats().sessions_per_zone {
+            assert!(n <= max_sessions);
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::config::Config;
 use super::deadlines::Deadlines;
 use super::rate::{Limiter, Strike};
-use super::session::{Seat, Session};
+use super::session::{Seat, SeatState, Session};
 use super::{ConnId, Identity, Input, Output, Placement, SessionView, Stats};
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -129,8 +129,7 @@ struct Counters {
 /// Tries at drawing an unused session id before giving up.
 const SESSION_ID_ATTEMPTS: usize = 16;
 
-/// Everything the coordinator knows.
-#[derive(Debug)]
+/// Everything the coordinator knows. Not `Debug`: it holds the key generator.
 pub(crate) struct State {
     pub(crate) config: Config,
     rng: Rng,
@@ -345,8 +344,7 @@ impl State {
         if let Some(session) = self.sessions.get_mut(&sid)
             && let Some(seat) = session.seat_mut(&peer)
         {
-            seat.conn = Some(conn);
-            seat.grace_until = None;
+            seat.state = SeatState::Live(conn);
         }
         self.reelect(&sid, None);
     }
@@ -379,10 +377,9 @@ impl State {
         let mut detached = false;
         if let Some(session) = self.sessions.get_mut(&sid)
             && let Some(seat) = session.seat_mut(&c.peer)
-            && seat.conn == Some(conn)
+            && seat.state == SeatState::Live(conn)
         {
-            seat.conn = None;
-            seat.grace_until = Some(until);
+            seat.state = SeatState::AwaitingReconnect { until };
             detached = true;
         }
         if detached {
@@ -405,9 +402,6 @@ impl State {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
-        if capabilities.is_some() {
-            c.capabilities = capabilities;
-        }
         if c.identity_open {
             c.identity_open = false;
             if let Some(chosen) = requested
@@ -424,7 +418,8 @@ impl State {
             return Ok(());
         };
         let peer = c.peer.clone();
-        let caps = c.capabilities;
+        // A refused join changes nothing, so its capabilities are stored only on success.
+        let caps = capabilities.or(c.capabilities);
         let current = self.seats.get(&peer).cloned();
 
         // Already seated in this zone (and not asking for another session): idempotent, or a
@@ -434,9 +429,9 @@ impl State {
             && self.sessions.get(cur).is_some_and(|s| s.zone == zone)
         {
             self.deadlines.stop(&Timer::Grace(peer.clone()));
+            self.remember_capabilities(conn, caps);
             if let Some(seat) = self.sessions.get_mut(cur).and_then(|s| s.seat_mut(&peer)) {
-                seat.conn = Some(conn);
-                seat.grace_until = None;
+                seat.state = SeatState::Live(conn);
                 if caps.is_some() {
                     seat.capabilities = caps;
                 }
@@ -472,14 +467,14 @@ impl State {
         if current.is_some() {
             self.unseat(&peer, PeerLeftReason::Left);
         }
+        self.remember_capabilities(conn, caps);
         let Some(session) = self.sessions.get_mut(&sid) else {
             return Ok(());
         };
         session.seats.push(Seat {
             peer: peer.clone(),
-            conn: Some(conn),
+            state: SeatState::Live(conn),
             announced_to: None,
-            grace_until: None,
             capabilities: caps,
         });
         self.seats.insert(peer.clone(), sid.clone());
@@ -494,6 +489,14 @@ impl State {
             self.broadcast_host(&sid, host, Some(conn));
         }
         Ok(())
+    }
+
+    fn remember_capabilities(&mut self, conn: ConnId, caps: Option<Capabilities>) {
+        if let Some(c) = self.conns.get_mut(&conn)
+            && caps.is_some()
+        {
+            c.capabilities = caps;
+        }
     }
 
     fn open_session(&mut self, now: Instant, zone: &Zone) -> Result<SessionId, Rejection> {
@@ -567,7 +570,7 @@ impl State {
             .get(&peer)
             .and_then(|sid| self.sessions.get(sid))
             .and_then(|s| s.seat(&peer))
-            .is_some_and(|seat| seat.conn.is_none());
+            .is_some_and(|seat| seat.conn().is_none());
         if in_grace {
             self.unseat(&peer, PeerLeftReason::Timeout);
         }
@@ -635,10 +638,10 @@ impl State {
         let from = self.conns.get(&conn).map(|c| c.peer.clone()).ok_or(Rejection::NotSeated)?;
         let sid = self.seats.get(&from).ok_or(Rejection::NotSeated)?;
         let session = self.sessions.get(sid).ok_or(Rejection::NotSeated)?;
-        if session.seat(&from).and_then(|s| s.conn) != Some(conn) {
+        if session.seat(&from).and_then(Seat::conn) != Some(conn) {
             return Err(Rejection::NotSeated);
         }
-        let target = session.seat(&to).and_then(|s| s.conn);
+        let target = session.seat(&to).and_then(Seat::conn);
         let target = target.ok_or_else(|| Rejection::RelayOutsideSession { to: to.clone() })?;
         *self.counters.relays.entry(kind.to_owned()).or_default() += 1;
         self.send(target, build(from));
@@ -712,6 +715,10 @@ impl State {
 
     // ---- views --------------------------------------------------------------------------
 
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub(crate) fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
         let max_players = self.config.max_players_per_session;
         let ids = self.by_zone.get(zone);
@@ -740,7 +747,7 @@ impl State {
             connected: s
                 .seats
                 .iter()
-                .filter(|m| m.conn.is_some())
+                .filter(|m| m.conn().is_some())
                 .map(|m| m.peer.clone())
                 .collect(),
             host: s.host.clone(),
@@ -784,7 +791,7 @@ impl State {
         for s in self.sessions.values() {
             *stats.sessions_per_zone.entry(s.zone.clone()).or_default() += 1;
             *stats.players_per_zone.entry(s.zone.clone()).or_default() += s.seats.len();
-            stats.seats_in_grace += s.seats.iter().filter(|m| m.conn.is_none()).count();
+            stats.seats_in_grace += s.seats.iter().filter(|m| m.conn().is_none()).count();
         }
         stats
     }

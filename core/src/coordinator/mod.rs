@@ -157,9 +157,18 @@ pub struct Stats {
 /// Drive it as [`SansIo`] says: feed an [`Input`] with `handle_input` (or call `handle_timeout`
 /// once `poll_timeout` has passed), then drain `poll_output` until `None` and execute each
 /// [`Output`] in order.
-#[derive(Debug)]
 pub struct Coordinator {
     state: machine::State,
+}
+
+impl core::fmt::Debug for Coordinator {
+    /// Counts only: the generator's state would reveal future session keys.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("connections", &self.state.conns.len())
+            .field("sessions", &self.state.session_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Coordinator {

@@ -16,15 +16,35 @@ use super::config::HostRequirements;
 pub(crate) struct Seat {
     /// Whose seat.
     pub(crate) peer: PeerId,
-    /// The live connection, or `None` while the seat is in grace.
-    pub(crate) conn: Option<ConnId>,
+    /// Whether a connection holds it or it waits for its identity to come back.
+    pub(crate) state: SeatState,
     /// The connection that last received `session-joined` for this seat; a join on any other
     /// connection is a resume.
     pub(crate) announced_to: Option<ConnId>,
-    /// When the grace ends, while in grace.
-    pub(crate) grace_until: Option<Instant>,
     /// The machine reported for host election.
     pub(crate) capabilities: Option<Capabilities>,
+}
+
+/// A seat's state, named for what it waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SeatState {
+    /// A live connection holds the seat.
+    Live(ConnId),
+    /// The connection went away; the seat waits for the identity to return until `until`.
+    AwaitingReconnect {
+        /// When the grace ends.
+        until: Instant,
+    },
+}
+
+impl Seat {
+    /// The live connection, if any.
+    pub(crate) fn conn(&self) -> Option<ConnId> {
+        match self.state {
+            SeatState::Live(conn) => Some(conn),
+            SeatState::AwaitingReconnect { .. } => None,
+        }
+    }
 }
 
 /// One session of a zone.
@@ -52,7 +72,7 @@ impl Session {
 
     /// Live connections of the session, in join order, except `except`.
     pub(crate) fn live_conns_except(&self, except: Option<ConnId>) -> Vec<ConnId> {
-        self.seats.iter().filter_map(|s| s.conn).filter(|c| Some(*c) != except).collect()
+        self.seats.iter().filter_map(Seat::conn).filter(|c| Some(*c) != except).collect()
     }
 
     /// Re-runs the election; returns the new host when it changed.
@@ -85,7 +105,7 @@ pub(crate) fn elect(
     req: &HostRequirements,
 ) -> Option<PeerId> {
     let eligible =
-        |s: &&Seat| s.conn.is_some() && s.capabilities.is_some_and(|c| qualifies(&c, req));
+        |s: &&Seat| s.conn().is_some() && s.capabilities.is_some_and(|c| qualifies(&c, req));
     if let Some(cur) = current
         && seats.iter().filter(eligible).any(|s| &s.peer == cur)
     {
@@ -116,9 +136,11 @@ mod tests {
     fn seat(name: &str, conn: Option<u64>, caps: Option<(u32, u32, u32, u32, u32)>) -> Seat {
         Seat {
             peer: PeerId::new(name).unwrap(),
-            conn: conn.map(ConnId),
+            state: match conn {
+                Some(c) => SeatState::Live(ConnId(c)),
+                None => SeatState::AwaitingReconnect { until: Instant::ZERO },
+            },
             announced_to: None,
-            grace_until: None,
             capabilities: caps.map(|(a, b, c, d, e)| Capabilities {
                 cpu_cores: a,
                 cpu_mhz: b,
@@ -148,5 +170,24 @@ mod tests {
         let gone = PeerId::new("gone").unwrap();
         assert_eq!(elect(&seats, Some(&gone), &req), Some(PeerId::new("b").unwrap()));
         assert_eq!(elect(&seats[..1], None, &req), None);
+    }
+
+    #[test]
+    fn election_ties_on_compute_and_memory_break_on_bandwidth_then_latency() {
+        let req = HostRequirements::default();
+        let seats = vec![
+            seat("slow-link", Some(1), Some((8, 4000, 16384, 100, 10))),
+            seat("far", Some(2), Some((8, 4000, 16384, 300, 90))),
+            seat("near", Some(3), Some((8, 4000, 16384, 300, 30))),
+            seat("near-too", Some(4), Some((8, 4000, 16384, 300, 30))),
+        ];
+        assert_eq!(elect(&seats, None, &req), Some(PeerId::new("near").unwrap()));
+        assert_eq!(elect(&seats[..2], None, &req), Some(PeerId::new("far").unwrap()));
+        // 4 x 8000 beats 8 x 3500 on compute even with less of everything else.
+        let compute = vec![
+            seat("many-cores", Some(1), Some((8, 3500, 65536, 1000, 1))),
+            seat("fast-cores", Some(2), Some((4, 8000, 8192, 100, 99))),
+        ];
+        assert_eq!(elect(&compute, None, &req), Some(PeerId::new("fast-cores").unwrap()));
     }
 }

@@ -659,3 +659,212 @@ fn stats_count_sessions_players_and_grace_per_zone() {
     let zones: Vec<Zone> = h.c.sessions().into_iter().map(|s| s.zone).collect();
     assert_eq!(zones, vec![zone("geffen"), zone("prontera")]);
 }
+
+#[test]
+fn fuzz_entry_survives_scripted_and_random_scripts() {
+    const FRAMES: &[&[u8]] = &[
+        br#"{"type":"join","zone":"prontera"}"#,
+        br#"{"type":"join","zone":"prontera","peer_id":"p2"}"#,
+        br#"{"type":"join","zone":"geffen","capabilities":{"cpu_cores":8,"cpu_mhz":4000,"memory_mb":9000,"bandwidth_mbps":100}}"#,
+        br#"{"type":"offer","to":"p1","sdp":"v=0"}"#,
+        br#"{"type":"ice-candidate","to":"p0","candidate":"candidate:1"}"#,
+        br#"{"type":"leave"}"#,
+        br#"{"type":"update-capabilities","capabilities":{}}"#,
+        br#"{"type":"ping","nonce":1}"#,
+        br#"{"type":"auth","token":"x"}"#,
+    ];
+    let mut script: Vec<Vec<u8>> = vec![vec![0, 0], vec![0, 1], vec![1, 2]];
+    for (i, frame) in FRAMES.iter().enumerate() {
+        script.push([&[8 + (i as u8 % 3)][..], frame].concat());
+    }
+    script.extend([vec![3, 50], vec![2, 1], vec![3, 255], vec![4]]);
+    crate::fuzz::coordinator_frames(&script.join(&b'\n'));
+
+    let mut rng = Rng::from_seed(99);
+    for _ in 0..300 {
+        let mut lines = Vec::new();
+        for _ in 0..rng.range_inclusive(1, 60) {
+            let line = match rng.below_inclusive(3) {
+                0 => {
+                    let mut bytes = vec![0u8; rng.range_inclusive(0, 12) as usize];
+                    rng.fill_bytes(&mut bytes);
+                    bytes
+                }
+                1 => vec![rng.below_inclusive(4) as u8, rng.below_inclusive(255) as u8],
+                _ => {
+                    let frame = FRAMES[rng.below_inclusive(FRAMES.len() as u64 - 1) as usize];
+                    [&[5 + rng.below_inclusive(3) as u8][..], frame].concat()
+                }
+            };
+            lines.push(line);
+        }
+        crate::fuzz::coordinator_frames(&lines.join(&b'\n'));
+    }
+}
+
+#[test]
+fn debug_output_shows_counts_not_keys() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.join(1, "prontera");
+    assert_eq!(format!("{:?}", h.c), "Coordinator { connections: 1, sessions: 1, .. }");
+}
+
+#[test]
+fn capabilities_reported_before_joining_or_on_a_replaced_connection_count_for_election() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.msg(1, &ClientMessage::UpdateCapabilities { capabilities: caps(8, 4000) });
+    let (sid, _, host, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    assert_eq!(host, Some(peer("a")));
+    // The account reconnects; the seat keeps its capabilities, so `a` stays host.
+    let out = h.connect(2, "a");
+    assert_eq!(closes(&out), vec![(1, ErrorCode::Replaced)]);
+    assert!(sends(&out, 2).iter().all(|m| matches!(m, ServerMessage::Welcome { .. })));
+    let (_, _, host, _, resumed) = joined(&sends(&h.join(2, "prontera"), 2));
+    assert_eq!((host, resumed), (Some(peer("a")), true));
+    assert_eq!(h.c.session(&sid).unwrap().host, Some(peer("a")));
+}
+
+#[test]
+fn a_refused_join_keeps_the_old_seat_and_ignores_its_capabilities() {
+    let config =
+        Config { max_sessions_per_zone: 1, max_players_per_session: 1, ..Config::default() };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "geffen");
+    let join = ClientMessage::Join {
+        peer_id: None,
+        session_id: None,
+        zone: zone("geffen"),
+        capabilities: Some(caps(8, 4000)),
+    };
+    let out = h.msg(1, &join);
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::ZoneFull]);
+    assert_eq!(out.len(), 1);
+    let view = h.c.session(&sid).unwrap();
+    assert_eq!((view.members, view.host), (vec![peer("a")], None));
+}
+
+/// What member `a` (conn 1) and `b` (conn 2, or conn 3 after reconnecting) see, one line per
+/// output, without ids and keys.
+fn summarize(out: &[Output]) -> String {
+    let name = |c: &ConnId| match c.0 {
+        1 => "a",
+        2 => "b",
+        _ => "b'",
+    };
+    let lines: Vec<String> = out
+        .iter()
+        .map(|o| match o {
+            Output::Close { conn, code, .. } => format!("{}: close {code}", name(conn)),
+            Output::Send { conn, msg } => {
+                let what = match msg {
+                    ServerMessage::Welcome { .. } => "welcome".to_owned(),
+                    ServerMessage::SessionJoined { zone, peers, resumed, .. } => {
+                        let peers: Vec<&str> = peers.iter().map(PeerId::as_str).collect();
+                        format!("session-joined {zone} peers={peers:?} resumed={resumed}")
+                    }
+                    ServerMessage::SessionLeft { .. } => "session-left".to_owned(),
+                    ServerMessage::PeerJoined { peer_id } => format!("peer-joined {peer_id}"),
+                    ServerMessage::PeerLeft { peer_id, reason } => {
+                        format!("peer-left {peer_id} {reason:?}")
+                    }
+                    ServerMessage::HostChanged { host, .. } => format!("host-changed {host:?}"),
+                    ServerMessage::Offer { from, .. } => format!("offer from {from}"),
+                    ServerMessage::Error { code, .. } => format!("error {code}"),
+                    other => other.type_name().to_owned(),
+                };
+                format!("{}: {what}", name(conn))
+            }
+        })
+        .collect();
+    if lines.is_empty() { "(nothing)".to_owned() } else { lines.join(", ") }
+}
+
+#[test]
+fn seat_transition_table() {
+    #[derive(Clone, Copy, Debug)]
+    enum Start {
+        NotSeated,
+        Live,
+        AwaitingReconnect,
+    }
+    #[derive(Clone, Copy, Debug)]
+    enum Event {
+        JoinSameZone,
+        JoinOtherZone,
+        Leave,
+        Relay,
+        Disconnect,
+        Reconnect,
+        GraceEnds,
+    }
+    let starts = [Start::NotSeated, Start::Live, Start::AwaitingReconnect];
+    let events = [
+        Event::JoinSameZone,
+        Event::JoinOtherZone,
+        Event::Leave,
+        Event::Relay,
+        Event::Disconnect,
+        Event::Reconnect,
+        Event::GraceEnds,
+    ];
+    let mut table = Vec::new();
+    for start in starts {
+        for event in events {
+            let config = Config { idle_timeout_ms: 10_000_000, ..Config::default() };
+            let mut h = H::new(config);
+            h.connect(1, "a");
+            h.join(1, "prontera");
+            h.connect(2, "b");
+            match start {
+                Start::NotSeated => {}
+                Start::Live => {
+                    h.join(2, "prontera");
+                }
+                Start::AwaitingReconnect => {
+                    h.join(2, "prontera");
+                    h.disconnect(2);
+                }
+            }
+            // While `b` is away, its actions come from its next connection.
+            let b = if matches!(start, Start::AwaitingReconnect) { 3 } else { 2 };
+            let out = match event {
+                Event::JoinSameZone | Event::JoinOtherZone | Event::Leave | Event::Relay
+                    if b == 3 =>
+                {
+                    let mut out = h.connect(3, "b");
+                    out.retain(|o| {
+                        !matches!(o, Output::Send { msg: ServerMessage::Welcome { .. }, .. })
+                    });
+                    out.extend(match event {
+                        Event::JoinSameZone => h.join(3, "prontera"),
+                        Event::JoinOtherZone => h.join(3, "geffen"),
+                        Event::Leave => h.msg(3, &ClientMessage::Leave),
+                        _ => h.msg(3, &offer_to("a")),
+                    });
+                    out
+                }
+                Event::JoinSameZone => h.join(b, "prontera"),
+                Event::JoinOtherZone => h.join(b, "geffen"),
+                Event::Leave => h.msg(b, &ClientMessage::Leave),
+                Event::Relay => h.msg(b, &offer_to("a")),
+                Event::Disconnect => h.disconnect(2),
+                Event::Reconnect => h.connect(3, "b"),
+                Event::GraceEnds => h.advance(300_000),
+            };
+            let prefix = if b == 3
+                && !matches!(event, Event::Disconnect | Event::Reconnect | Event::GraceEnds)
+            {
+                "(reconnects, then) "
+            } else {
+                ""
+            };
+            table.push(format!("{start:?} x {event:?} -> {prefix}{}", summarize(&out)));
+        }
+    }
+    insta::assert_snapshot!(table.join("\n"));
+}
