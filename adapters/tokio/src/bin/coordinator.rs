@@ -46,7 +46,7 @@ struct Cli {
     log_format: Option<LogFormat>,
 
     /// Log level or filter: error, warn, info, debug, trace, or an EnvFilter directive such as
-    /// `info,ro_p2p_tokio=debug` (overrides logging.level; RUST_LOG is used when neither is set).
+    /// `info,ro_p2p_tokio=debug` (overrides logging.level).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
 
@@ -151,6 +151,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    if !effective.enabled {
+        eprintln!(
+            "ro-p2p-coordinator: coordinator.enabled is false in the configuration; not starting"
+        );
+        return ExitCode::SUCCESS;
+    }
     if cli.check_config {
         println!("{}", effective.summary());
         return ExitCode::SUCCESS;
@@ -170,6 +176,12 @@ fn main() -> ExitCode {
         );
     } else if !effective.server.require_authentication {
         tracing::warn!("authentication is OFF (coordinator.require_authentication: false)");
+    }
+    if effective.redis_configured {
+        tracing::warn!(
+            "coordinator.redis is configured, but this build keeps session state in memory: run \
+             one coordinator per world"
+        );
     }
     if !effective.server.require_authentication
         && !is_loopback(&effective.host)

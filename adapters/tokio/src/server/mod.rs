@@ -48,7 +48,10 @@ pub const WEBSOCKET_PATH_ALIAS: &str = "/api/signaling/ws";
 
 /// WebSocket read buffer per connection, in bytes: grows on demand up to the frame limit, so
 /// an idle client costs this much, not the 128 KiB tungstenite defaults to.
-pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const WS_READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Bytes of outgoing frames gathered before tungstenite writes to the socket (a flush writes
+/// whatever is gathered anyway).
+pub const WS_WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// Largest HTTP request body the REST API reads, in bytes.
 pub const REST_BODY_BYTES_MAX: usize = 64 * 1024;
 
@@ -76,8 +79,15 @@ pub struct ServerConfig {
 }
 
 impl Default for ServerConfig {
-    /// The embedded default: core defaults, authentication off, no ICE servers.
+    /// The embedded default (`CoordinatorSettings::default()`): authentication off, in memory.
     fn default() -> Self {
+        ServerConfig::from_settings(&ro_p2p_core::config::CoordinatorSettings::default())
+    }
+}
+
+impl ServerConfig {
+    /// The service-only knobs with their defaults, around the core's default config.
+    pub(crate) fn base() -> Self {
         ServerConfig {
             core: coordinator::Config::default(),
             require_authentication: false,
@@ -104,8 +114,10 @@ pub enum ServiceError {
     /// Authentication is on but no secret is configured.
     #[error("coordinator.require_authentication is true but coordinator.jwt_secret is empty")]
     MissingJwtSecret,
-    /// The WebSocket path is not an absolute path.
-    #[error("coordinator.websocket_path must start with '/': {0:?}")]
+    /// The WebSocket path is not a plain absolute path, or is taken by the REST API.
+    #[error(
+        "coordinator.websocket_path must be a plain path starting with '/', not a REST path: {0:?}"
+    )]
     BadWebsocketPath(String),
     /// A queue length is zero.
     #[error("{0} must be at least 1")]
@@ -187,7 +199,10 @@ impl Service {
         rng: Rng,
         clock: Arc<dyn WallClock>,
     ) -> Result<Service, ServiceError> {
-        if !config.websocket_path.starts_with('/') {
+        let path = &config.websocket_path;
+        let taken = path.starts_with("/api/v1/sessions/")
+            || ["/api/v1/auth/login", "/api/v1/health", "/metrics"].contains(&path.as_str());
+        if !path.starts_with('/') || path.contains(['{', '}', '*', '?', '#']) || taken {
             return Err(ServiceError::BadWebsocketPath(config.websocket_path));
         }
         if config.outbound_queue_len == 0 {
@@ -297,8 +312,7 @@ fn router(state: AppState) -> Router {
         .route(WEBSOCKET_PATH, get(ws_upgrade))
         .route(WEBSOCKET_PATH_ALIAS, get(ws_upgrade));
     let custom = state.shared.websocket_path.clone();
-    if custom != WEBSOCKET_PATH && custom != WEBSOCKET_PATH_ALIAS && !custom.starts_with("/api/v1/")
-    {
+    if custom != WEBSOCKET_PATH && custom != WEBSOCKET_PATH_ALIAS {
         r = r.route(&custom, get(ws_upgrade));
     }
     r.route("/api/v1/auth/login", post(rest::login))
@@ -343,8 +357,9 @@ async fn ws_upgrade(
     let alive = state.shared.tracker.enter();
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
-        // Write each frame at once: the outbound queue is the buffer.
-        .write_buffer_size(0)
+        // Frames queued together are written with one flush (see `ws::write_batch`); the
+        // buffer is not preallocated, so an idle client does not pay for it.
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .max_write_buffer_size(2 * limits::FRAME_BYTES_MAX + 1024)
         .max_message_size(limits::FRAME_BYTES_MAX)
         .max_frame_size(limits::FRAME_BYTES_MAX)

@@ -8,12 +8,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::ServerConfig;
+use ro_p2p_core::config::{CoordinatorSettings, LogFormat};
+use ro_p2p_core::coordinator::{self, HostRequirements, RateLimit};
 
-/// Default bind address of the embedded configuration.
-pub const DEFAULT_HOST: &str = "127.0.0.1";
-/// Default port (the guide's `coordinator.port`).
-pub const DEFAULT_PORT: u16 = 8001;
+use super::auth::{IceConfig, TurnServer};
+use super::{ServerConfig, WEBSOCKET_PATH};
 
 /// Command-line values that override the file.
 #[derive(Clone, Debug, Default)]
@@ -59,6 +58,60 @@ pub enum SettingsError {
     HalfTls,
 }
 
+impl ServerConfig {
+    /// The service configuration for parsed `config.yaml` settings.
+    pub fn from_settings(s: &CoordinatorSettings) -> ServerConfig {
+        let h = s.host_requirements;
+        let core = coordinator::Config {
+            max_sessions_per_zone: s.max_sessions_per_zone as usize,
+            max_players_per_session: s.max_players_per_session as usize,
+            session_timeout_s: s.session_timeout_s,
+            heartbeat_interval_ms: s.heartbeat_interval_ms,
+            idle_timeout_ms: s.idle_timeout_s.saturating_mul(1000),
+            key_rotation_interval_s: s.key_rotation_interval_s,
+            host_requirements: HostRequirements {
+                min_cpu_cores: h.min_cpu_cores,
+                min_cpu_mhz: h.min_cpu_mhz,
+                min_memory_mb: h.min_memory_mb,
+                min_bandwidth_mbps: h.min_bandwidth_mbps,
+                max_latency_ms: h.max_latency_ms,
+            },
+            rate_limit: RateLimit {
+                per_s: s.rate_limit.per_second,
+                burst: s.rate_limit.burst,
+                ..RateLimit::default()
+            },
+            ..coordinator::Config::default()
+        };
+        let ice = IceConfig {
+            stun_servers: s.stun_servers.clone(),
+            turn_servers: s
+                .turn_servers
+                .iter()
+                .map(|t| TurnServer {
+                    url: t.url.clone(),
+                    username: t.username.clone(),
+                    credential: t.credential.as_ref().map(|c| c.expose().to_owned()),
+                })
+                .collect(),
+            turn_shared_secret: s.turn_shared_secret.as_ref().map(|c| c.expose().to_owned()),
+            turn_credential_ttl_s: s.turn_credential_ttl_s,
+        };
+        ServerConfig {
+            core,
+            require_authentication: s.require_authentication,
+            jwt_secret: s.jwt_secret.as_ref().map(|c| c.expose().to_owned()),
+            ice,
+            websocket_path: if s.websocket_path.is_empty() {
+                WEBSOCKET_PATH.to_owned()
+            } else {
+                s.websocket_path.clone()
+            },
+            ..ServerConfig::base()
+        }
+    }
+}
+
 /// Everything the binary needs: the service config plus bind address, TLS files and logging.
 #[derive(Clone, Debug)]
 pub struct Effective {
@@ -72,6 +125,10 @@ pub struct Effective {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key, when TLS is on.
     pub tls_key: Option<PathBuf>,
+    /// `coordinator.enabled`.
+    pub enabled: bool,
+    /// Whether `coordinator.redis` is configured (this build keeps sessions in memory).
+    pub redis_configured: bool,
     /// Log filter.
     pub log_level: String,
     /// JSON log lines.
@@ -83,15 +140,26 @@ pub struct Effective {
 impl Effective {
     /// The embedded default: 127.0.0.1:8001, in memory, authentication off, `info` logs.
     pub fn embedded() -> Self {
+        Effective::from_settings(&CoordinatorSettings::default())
+    }
+
+    /// The effective settings for parsed `config.yaml` settings (before overrides).
+    pub fn from_settings(s: &CoordinatorSettings) -> Self {
+        let (tls_cert, tls_key) = match &s.tls {
+            Some(t) => (Some(PathBuf::from(&t.cert_path)), Some(PathBuf::from(&t.key_path))),
+            None => (None, None),
+        };
         Effective {
-            server: ServerConfig::default(),
-            host: DEFAULT_HOST.to_owned(),
-            port: DEFAULT_PORT,
-            tls_cert: None,
-            tls_key: None,
-            log_level: "info".to_owned(),
-            log_json: false,
-            log_file: None,
+            server: ServerConfig::from_settings(s),
+            host: s.host.clone(),
+            port: s.port,
+            tls_cert,
+            tls_key,
+            enabled: s.enabled,
+            redis_configured: s.redis.is_some(),
+            log_level: s.logging.level.as_str().to_owned(),
+            log_json: s.logging.format == LogFormat::Json,
+            log_file: s.logging.file.as_ref().map(PathBuf::from),
         }
     }
 
@@ -145,6 +213,7 @@ impl Effective {
         let s = &self.server;
         let c = &s.core;
         let mut out = String::new();
+        let _ = writeln!(out, "enabled: {}", self.enabled);
         let _ = writeln!(
             out,
             "listen: {}:{} ({})",
@@ -184,7 +253,50 @@ impl Effective {
         out
     }
 
-    fn from_yaml(_text: &str, _env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        Err("config files are not supported by this build yet".to_owned())
+    fn from_yaml(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        CoordinatorSettings::from_yaml(text, &env)
+            .map(|s| Effective::from_settings(&s))
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_loopback_8001_without_auth() {
+        let e = Effective::embedded();
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 8001));
+        assert!(!e.server.require_authentication);
+        assert!(e.tls_cert.is_none());
+        assert_eq!(e.server.websocket_path, "/api/v1/signaling/ws");
+    }
+
+    #[test]
+    fn the_guides_file_maps_onto_the_service_and_flags_win() {
+        let yaml = "coordinator:\n  port: 9000\n  require_authentication: true\n  jwt_secret: \"${JWT_SECRET}\"\n  max_sessions_per_zone: 20\n  turn_servers:\n    - url: \"turn:t.example.org:3478\"\n      username: \"u\"\n      credential: \"c\"\nlogging:\n  level: DEBUG\n";
+        let dir = std::env::temp_dir().join(format!("ro-p2p-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let env = |k: &str| (k == "JWT_SECRET").then(|| "s3cret".to_owned());
+        let o = Overrides { port: Some(9100), ..Overrides::default() };
+        let e = Effective::load(Some(&path), &o, env).unwrap();
+        assert_eq!(e.port, 9100);
+        assert!(e.server.require_authentication);
+        assert_eq!(e.server.jwt_secret.as_deref(), Some("s3cret"));
+        assert_eq!(e.server.core.max_sessions_per_zone, 20);
+        assert_eq!(e.server.ice.turn_servers[0].credential.as_deref(), Some("c"));
+        assert_eq!(e.log_level, "debug");
+        assert!(!e.summary().contains("s3cret"));
+
+        let err = Effective::load(Some(&path), &Overrides::default(), |_| None).unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("jwt_secret"), "{err}");
+        std::fs::write(&path, "coordinator:\n  require_authentication: false\n  prot: 1\n")
+            .unwrap();
+        let err = Effective::load(Some(&path), &Overrides::default(), |_| None).unwrap_err();
+        assert!(err.to_string().contains("coordinator.prot"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt as _;
 use ro_p2p_core::coordinator::{ConnId, Identity};
 use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_client, encode_server};
 use tokio::sync::{mpsc, oneshot};
@@ -126,6 +127,31 @@ fn is_too_large(err: axum::Error) -> Option<String> {
     }
 }
 
+/// Most queued frames written with one flush (one `write` system call when they fit).
+const WRITE_BATCH_MAX: usize = 64;
+
+/// Writes `first` and whatever else is already queued (up to [`WRITE_BATCH_MAX`]), then
+/// flushes once. A queued close stops the batch and is handed back in `then_close`.
+async fn write_batch(
+    socket: &mut WebSocket,
+    first: Utf8Bytes,
+    outbound: &mut mpsc::Receiver<Outbound>,
+    then_close: &mut Option<(ErrorCode, String)>,
+) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH_MAX {
+        match outbound.try_recv() {
+            Ok(Outbound::Text(text)) => socket.feed(Message::Text(text)).await?,
+            Ok(Outbound::Close { code, reason }) => {
+                *then_close = Some((code, reason));
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    socket.flush().await
+}
+
 /// Runs one upgraded connection to its end.
 pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
     let identity = match pre {
@@ -176,15 +202,22 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
             }
             out = outbound.recv() => match out {
                 Some(Outbound::Text(text)) => {
+                    let mut then_close = None;
                     let stalled = tokio::select! {
                         biased;
                         Ok((code, _)) = &mut kill, if kill_open => {
                             tracing::debug!(conn = conn.0, %code, "dropping stalled connection");
                             true
                         }
-                        sent = socket.send(Message::Text(text)) => sent.is_err(),
+                        sent = write_batch(&mut socket, text, &mut outbound, &mut then_close) => {
+                            sent.is_err()
+                        }
                     };
                     if stalled {
+                        break;
+                    }
+                    if let Some((code, reason)) = then_close {
+                        close_with(&mut socket, code, &reason).await;
                         break;
                     }
                 }
