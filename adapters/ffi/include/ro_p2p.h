@@ -98,17 +98,24 @@ typedef uint32_t RoP2pEventKind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// What the router must know about the world; all four must hold for peers to be used.
-typedef struct RoP2pRouteContext {
-  // P2P is enabled and the coordinator reachable.
-  bool p2p_enabled;
-  // The current map is in `p2p_enabled_zones`.
-  bool zone_enabled;
-  // The client has joined a session.
-  bool joined;
-  // At least one peer link is healthy and keyed.
-  bool peers_ready;
-} RoP2pRouteContext;
+// Which configuration format `rop2p_start` is given.
+enum RoP2pConfigFormat
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // `p2p_config.json` (JSON with comments).
+  RO_P2P_CONFIG_FORMAT_JSON = 1,
+  // The game's `Data/config.ini` (its `[P2P]` section).
+  RO_P2P_CONFIG_FORMAT_INI = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum RoP2pConfigFormat RoP2pConfigFormat;
+#else
+typedef uint32_t RoP2pConfigFormat;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 // One event, by value; `text` is NUL-terminated UTF-8.
 typedef struct RoP2pEvent {
@@ -121,6 +128,10 @@ typedef struct RoP2pEvent {
   // A peer id, session id or message, by kind.
   char text[ROP2P_EVENT_TEXT_BYTES];
 } RoP2pEvent;
+
+// Called with each event; `event` is valid only during the call. May be called from a thread
+// other than the game's once the background runtime exists: keep it short and thread-safe.
+typedef void (*RoP2pEventCallback)(const struct RoP2pEvent *event, void *user_data);
 
 // Counters of a router.
 typedef struct RoP2pRouterStats {
@@ -146,6 +157,30 @@ typedef struct RoP2pRouterStats {
   uint64_t local_echoes;
 } RoP2pRouterStats;
 
+// Counters of a started instance.
+typedef struct RoP2pStats {
+  // The router's counters (send and receive paths).
+  struct RoP2pRouterStats router;
+  // Whether peers are in use right now (1) or everything goes to the server (0).
+  uint32_t p2p_active;
+  // Peer links open.
+  uint32_t peers_connected;
+  // Events dropped because nobody polled them and no callback was set.
+  uint64_t events_dropped;
+} RoP2pStats;
+
+// What the router must know about the world; all four must hold for peers to be used.
+typedef struct RoP2pRouteContext {
+  // P2P is enabled and the coordinator reachable.
+  bool p2p_enabled;
+  // The current map is in `p2p_enabled_zones`.
+  bool zone_enabled;
+  // The client has joined a session.
+  bool joined;
+  // At least one peer link is healthy and keyed.
+  bool peers_ready;
+} RoP2pRouteContext;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -167,6 +202,74 @@ RoP2pStatus rop2p_last_error(char *buf, size_t cap, size_t *out_len);
 // Deliberately panics inside the guard: lets C tests check that no panic crosses the
 // boundary (returns `RO_P2P_STATUS_ERR_PANIC`).
 RoP2pStatus rop2p_test_panic(void);
+
+// Starts an instance from the player's configuration.
+//
+// `format`: 1 for `p2p_config.json` text, 2 for `Data/config.ini` text (its `[P2P]` section).
+// `log_path`: the log file, or NULL for the configuration's `logging.file`, else
+// `p2p_dll.log` in the working directory. A configuration error returns `RO_P2P_STATUS_ERR_CONFIG`
+// and `rop2p_last_error` names the key.
+//
+// # Safety
+// `config_text` is a NUL-terminated string; `log_path` NULL or one; `out_handle` writable.
+RoP2pStatus rop2p_start(const char *config_text,
+                        uint32_t format,
+                        const char *log_path,
+                        uint64_t *out_handle);
+
+// Registers the event callback (NULL removes it); events queued so far are delivered at once.
+//
+// # Safety
+// `callback` must stay callable, with `user_data`, from any thread until `rop2p_stop`.
+RoP2pStatus rop2p_set_event_callback(uint64_t handle, RoP2pEventCallback callback, void *user_data);
+
+// Takes the next event when no callback is set; `RO_P2P_STATUS_NO_DATA` when there is none.
+//
+// # Safety
+// `out` valid for a write.
+RoP2pStatus rop2p_poll_event(uint64_t handle, struct RoP2pEvent *out);
+
+// Tells the instance which map the player is on (e.g. `"prontera"`), for
+// `zones.p2p_enabled_zones`.
+//
+// # Safety
+// `map_name` is a NUL-terminated string.
+RoP2pStatus rop2p_set_zone(uint64_t handle, const char *map_name);
+
+// The send hook: bytes the game writes to the map server in, bytes to really send out. Same
+// contract as `rop2p_router_on_game_send` (all or nothing, size needed when `cap` is small).
+//
+// # Safety
+// As `rop2p_router_on_game_send`.
+RoP2pStatus rop2p_on_game_send(uint64_t handle,
+                               const uint8_t *data,
+                               size_t len,
+                               uint8_t *out,
+                               size_t cap,
+                               size_t *out_len);
+
+// The receive hook: bytes the map server sent in (NULL/0 to just read on), bytes for the game
+// out, with peer events drawn in. Same contract as `rop2p_router_on_server_recv` (partial
+// reads are normal).
+//
+// # Safety
+// As `rop2p_router_on_server_recv`.
+RoP2pStatus rop2p_on_server_recv(uint64_t handle,
+                                 const uint8_t *data,
+                                 size_t len,
+                                 uint8_t *out,
+                                 size_t cap,
+                                 size_t *out_len);
+
+// Reads the counters.
+//
+// # Safety
+// `out` valid for a write.
+RoP2pStatus rop2p_stats(uint64_t handle, struct RoP2pStats *out);
+
+// Stops the instance: logs the final counters and closes the log. Every later call with the
+// handle (stop included) returns `RO_P2P_STATUS_ERR_CLOSED`.
+RoP2pStatus rop2p_stop(uint64_t handle);
 
 // Creates a router for one map-server connection.
 //

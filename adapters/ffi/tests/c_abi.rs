@@ -23,7 +23,7 @@ fn build_cdylib() -> PathBuf {
     dir
 }
 
-fn compile_and_run(source: &str) -> String {
+fn compile_and_run(source: &str, args: &[&Path]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib_dir = build_cdylib();
     let out_dir = lib_dir.join("c-tests");
@@ -48,7 +48,7 @@ fn compile_and_run(source: &str) -> String {
         "{cc} failed on {source}:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let run = Command::new(&exe).output().expect("the C test runs");
+    let run = Command::new(&exe).args(args).output().expect("the C test runs");
     let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(
         run.status.success(),
@@ -61,7 +61,15 @@ fn compile_and_run(source: &str) -> String {
 
 #[test]
 fn c_core_layer_routes_renders_and_survives_misuse() {
-    let out = compile_and_run("core_layer.c");
+    let out = compile_and_run("core_layer.c", &[]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c_batteries_layer_starts_from_both_configs_hooks_logs_and_stops() {
+    let scratch = profile_dir().join("c-tests").join("batteries-scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = compile_and_run("batteries_layer.c", &[&scratch]);
     assert!(out.contains("all checks passed"), "{out}");
 }
 
