@@ -25,6 +25,12 @@ fn build_cdylib() -> PathBuf {
 
 fn compile_and_run(source: &str, args: &[&Path]) -> String {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    compile_and_run_at(&crate_dir.join("tests/c").join(source), args)
+}
+
+fn compile_and_run_at(source_path: &Path, args: &[&Path]) -> String {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = source_path.file_name().unwrap().to_str().unwrap();
     let lib_dir = build_cdylib();
     let out_dir = lib_dir.join("c-tests");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -34,7 +40,7 @@ fn compile_and_run(source: &str, args: &[&Path]) -> String {
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function"])
         .arg("-I")
         .arg(crate_dir.join("include"))
-        .arg(crate_dir.join("tests/c").join(source))
+        .arg(source_path)
         .arg("-o")
         .arg(&exe)
         .arg("-L")
@@ -71,6 +77,14 @@ fn c_batteries_layer_starts_from_both_configs_hooks_logs_and_stops() {
     std::fs::create_dir_all(&scratch).unwrap();
     let out = compile_and_run("batteries_layer.c", &[&scratch]);
     assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn replay_example_prints_the_routing_of_its_demo_capture() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c/replay.c");
+    let out = compile_and_run_at(&example, &[]);
+    assert!(out.contains("55 bytes to the server; to peers: move to (150, 200)"), "{out}");
+    assert!(out.contains("packets 6: 6 to the server, 4 to peers"), "{out}");
 }
 
 #[test]
