@@ -641,3 +641,23 @@ proptest! {
         prop_assert_eq!(shown, sent);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The fuzz entry point holds on arbitrary input (and on input shaped like its records).
+    #[test]
+    fn render_fuzz_entry_point_holds(
+        data in prop::collection::vec(any::<u8>(), 0..512),
+        records in prop::collection::vec((0u8..=255, prop::collection::vec(any::<u8>(), 0..40)), 0..30),
+    ) {
+        crate::fuzz::render_stream(&data);
+        let mut shaped = vec![data.first().copied().unwrap_or(0)];
+        for (op, bytes) in &records {
+            shaped.push(*op);
+            shaped.push(bytes.len() as u8);
+            shaped.extend_from_slice(bytes);
+        }
+        crate::fuzz::render_stream(&shaped);
+    }
+}
