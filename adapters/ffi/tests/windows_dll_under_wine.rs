@@ -21,9 +21,16 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// `wine64`, `wine`, or Debian's `wine64` package binary, which is not on PATH.
 fn wine() -> &'static str {
     let has = |bin: &str| Command::new("which").arg(bin).output().is_ok_and(|o| o.status.success());
-    if has("wine64") { "wine64" } else { "wine" }
+    if has("wine64") {
+        "wine64"
+    } else if has("wine") {
+        "wine"
+    } else {
+        "/usr/lib/wine/wine64"
+    }
 }
 
 #[test]
