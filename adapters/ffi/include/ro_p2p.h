@@ -261,6 +261,12 @@ RoP2pStatus rop2p_on_server_recv(uint64_t handle,
                                  size_t cap,
                                  size_t *out_len);
 
+// How many bytes for the game wait to be read by the receive hook.
+//
+// # Safety
+// `out` valid for a write.
+RoP2pStatus rop2p_pending_game_bytes(uint64_t handle, size_t *out);
+
 // Reads the counters.
 //
 // # Safety

@@ -393,6 +393,24 @@ pub unsafe extern "C" fn rop2p_on_server_recv(
     })
 }
 
+/// How many bytes for the game wait to be read by the receive hook.
+///
+/// # Safety
+/// `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_pending_game_bytes(handle: u64, out: *mut usize) -> RoP2pStatus {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        with_dll(handle, |d| {
+            // SAFETY: checked non-null; the caller promises it is writable.
+            unsafe { out.write(d.router.recv.output().len()) };
+            Ok(RoP2pStatus::Ok)
+        })
+    })
+}
+
 /// Reads the counters.
 ///
 /// # Safety

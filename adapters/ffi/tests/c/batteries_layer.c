@@ -116,6 +116,15 @@ int main(int argc, char **argv) {
     const uint8_t time_packet[] = {0x7F, 0x00, 1, 2, 3, 4};
     CHECK_STATUS(rop2p_on_server_recv(h, time_packet, sizeof time_packet, out, sizeof out, &len), RO_P2P_STATUS_OK);
     CHECK(len == sizeof time_packet && memcmp(out, time_packet, len) == 0);
+    /* Partial reads: the rest waits. */
+    size_t pending = 99;
+    CHECK_STATUS(rop2p_on_server_recv(h, time_packet, sizeof time_packet, out, 2, &len), RO_P2P_STATUS_OK);
+    CHECK(len == 2);
+    CHECK_STATUS(rop2p_pending_game_bytes(h, &pending), RO_P2P_STATUS_OK);
+    CHECK(pending == sizeof time_packet - 2);
+    CHECK_STATUS(rop2p_on_server_recv(h, NULL, 0, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof time_packet - 2);
+    CHECK_STATUS(rop2p_pending_game_bytes(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
     /* Garbage from the server: passed untouched, a desync event reaches the callback. */
     const uint8_t garbage[] = {0xFF, 0xFF, 0xFF};
     CHECK_STATUS(rop2p_on_server_recv(h, garbage, sizeof garbage, out, sizeof out, &len), RO_P2P_STATUS_OK);
