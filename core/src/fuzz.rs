@@ -272,3 +272,56 @@ pub fn client_frames(data: &[u8]) {
         );
     }
 }
+
+/// Drives the receive path with arbitrary server bytes, peer events and local echoes. The first
+/// byte picks the version and walk form; then records of `[op, len, bytes..]`: op & 3 = 0 server
+/// bytes, 1 a peer event from account `op >> 2` (if it decodes), 2 a local echo, 3 time passes.
+/// Checks: nothing panics; until the server stream desyncs, what the game receives frames into
+/// whole packets of the version's ZC table (every rendered packet is well-formed).
+pub fn render_stream(data: &[u8]) {
+    use crate::packet::{PacketVersion, PeerEvent};
+    use crate::render::{ReceiveStream, RenderConfig, WalkForm, ZcFrame, ZcFramer};
+
+    let Some((&config, mut rest)) = data.split_first() else { return };
+    let version = PacketVersion::ALL[usize::from(config & 3)];
+    let mut settings = RenderConfig::new(version);
+    if config & 4 != 0 {
+        settings.walk_form = WalkForm::Minimal;
+    }
+    settings.require_known_unit = config & 8 == 0;
+    let mut stream = ReceiveStream::with_config(settings);
+    let mut now = 0u64;
+    let mut game = Vec::new();
+    while let [op, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (bytes, next) = tail.split_at(n);
+        rest = next;
+        let at = crate::Instant::from_millis(now);
+        match op & 3 {
+            0 => stream.push_server(at, bytes),
+            1 => {
+                if let Ok(event) = PeerEvent::decode(bytes) {
+                    let _ = stream.push_peer_event(at, u32::from(op >> 2), &event);
+                }
+            }
+            2 => {
+                if let Ok(event) = PeerEvent::decode(bytes) {
+                    let _ = stream.push_local_echo(at, &event);
+                }
+            }
+            _ => now += u64::from(*len) * 100,
+        }
+        stream.drain_into(&mut game);
+    }
+    if stream.desync_reason().is_none() {
+        let mut framer = ZcFramer::new(version);
+        framer.push(&game);
+        while let Some(frame) = framer.next_frame() {
+            assert!(
+                matches!(frame, ZcFrame::Packet { .. }),
+                "the game received an unframeable stream"
+            );
+        }
+        assert!(framer.at_boundary(), "the game received a partial packet");
+    }
+}

@@ -6,8 +6,9 @@
 //! decision and no I/O: the signaling [`wire`] format, the [`coordinator`] and [`client`] state
 //! machines, the rAthena [`packet`] framer and classifier with its [`route`] policy, sealed peer
 //! frames ([`seal`]) and [`config`] parsing; [`node`] composes the client side into the client
-//! library. Adapters (tokio, WebRTC, C ABI, the turmoil simulation) move bytes and time in and
-//! out; see [`sansio`] for the contract they follow.
+//! library, and [`render`] draws peers into the server's stream on the way back to the game.
+//! Adapters (tokio, WebRTC, C ABI, the turmoil simulation) move bytes and time in and out; see
+//! [`sansio`] for the contract they follow.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod client;
@@ -16,6 +17,7 @@ pub mod coordinator;
 pub mod fuzz;
 pub mod node;
 pub mod packet;
+pub mod render;
 pub mod rng;
 pub mod route;
 pub mod sansio;

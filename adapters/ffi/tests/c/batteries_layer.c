@@ -1,0 +1,174 @@
+/* C test of the batteries layer (rop2p_start ... rop2p_stop): configuration from both formats,
+ * hooks, events by callback and by polling, stats, the log file, and misuse. argv[1] is a
+ * scratch directory for log files. Built and run by adapters/ffi/tests/c_abi.rs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ro_p2p.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                               \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_STATUS(call, expected)                                                          \
+    do {                                                                                      \
+        RoP2pStatus s_ = (call);                                                              \
+        if (s_ != (expected)) {                                                               \
+            fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", __FILE__, \
+                    __LINE__, #call, rop2p_status_name(s_), rop2p_status_name(expected),      \
+                    last_error());                                                            \
+            failures++;                                                                       \
+        }                                                                                     \
+    } while (0)
+
+static const char *last_error(void) {
+    static char buf[512];
+    size_t len = 0;
+    if (rop2p_last_error(buf, sizeof buf, &len) != RO_P2P_STATUS_OK) return "(unreadable)";
+    return buf;
+}
+
+/* The published production p2p_config.json, comments included. */
+static const char *JSON_CONFIG =
+    "{\n"
+    "  \"coordinator\": {\n"
+    "    \"rest_api_url\": \"https://your-server.com:8001/api/v1\",\n"
+    "    \"websocket_url\": \"wss://your-server.com:8001/api/v1/signaling/ws\",\n"
+    "    \"timeout_seconds\": 30\n"
+    "  },\n"
+    "  \"p2p\": { \"enabled\": true, \"max_peers\": 50 },\n"
+    "  \"security\": { \"enable_encryption\": true, // REQUIRED in production\n"
+    "    \"enable_authentication\": true, \"certificate_validation\": true, \"tls_version\": \"1.3\" },\n"
+    "  \"logging\": { \"level\": \"debug\", \"console_output\": false, \"file\": \"p2p_dll.log\" },\n"
+    "  \"zones\": { \"p2p_enabled_zones\": [\"prontera\", \"geffen\"], \"fallback_on_failure\": true }\n"
+    "}\n";
+
+static const char *INI_CONFIG =
+    "[Game]\nWidth=1024\n\n[P2P]\n; Enable P2P hosting\nEnableP2P=1\nMainServerFallback=1\n"
+    "CoordinatorURL=ws://localhost:8001/api/signaling/ws\nConnectionTimeout=5000\n";
+
+static const uint8_t WALK[] = {0x5F, 0x03, 0x25, 0x8C, 0x80};
+
+struct seen { int count; int fallback_on; };
+
+static void on_event(const RoP2pEvent *event, void *user_data) {
+    struct seen *s = (struct seen *)user_data;
+    s->count++;
+    if (event->kind == RO_P2P_EVENT_KIND_FALLBACK_ON && strstr(event->text, "map server") != NULL)
+        s->fallback_on++;
+}
+
+static int file_contains(const char *path, const char *needle) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: batteries_layer SCRATCH_DIR\n"); return 2; }
+    char log_json[1024], log_ini[1024];
+    snprintf(log_json, sizeof log_json, "%s/json.log", argv[1]);
+    snprintf(log_ini, sizeof log_ini, "%s/ini.log", argv[1]);
+    remove(log_json);
+    remove(log_ini);
+
+    uint64_t h = 0;
+    uint8_t out[256];
+    size_t len = 0;
+
+    /* Bad configurations say what is wrong. */
+    CHECK_STATUS(rop2p_start("{ \"coordinator\": { \"websocket_url\": \"ws://h/ws\" }, \"p2p\": { \"max_peers\": 5000 } }", RO_P2P_CONFIG_FORMAT_JSON, log_json, &h), RO_P2P_STATUS_ERR_CONFIG);
+    CHECK(strstr(last_error(), "max_peers") != NULL);
+    CHECK(strstr(last_error(), "websocket_url") == NULL);
+    CHECK_STATUS(rop2p_start("{ \"p2p\": { \"typo\": 1 } }", RO_P2P_CONFIG_FORMAT_JSON, log_json, &h), RO_P2P_STATUS_ERR_CONFIG);
+    CHECK_STATUS(rop2p_start("{ not json", RO_P2P_CONFIG_FORMAT_JSON, log_json, &h), RO_P2P_STATUS_ERR_CONFIG);
+    CHECK_STATUS(rop2p_start("[P2P]\nCoordinatorURL=ws://h/ws\nMaxRetries=lots\n", RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_ERR_CONFIG);
+    CHECK(strstr(last_error(), "MaxRetries") != NULL);
+    CHECK_STATUS(rop2p_start(JSON_CONFIG, 3, log_json, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(rop2p_start(NULL, RO_P2P_CONFIG_FORMAT_JSON, log_json, &h), RO_P2P_STATUS_ERR_NULL_POINTER);
+    CHECK_STATUS(rop2p_start(JSON_CONFIG, RO_P2P_CONFIG_FORMAT_JSON, log_json, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+
+    /* Start from p2p_config.json: in fallback, the hooks pass everything through. */
+    CHECK_STATUS(rop2p_start(JSON_CONFIG, RO_P2P_CONFIG_FORMAT_JSON, log_json, &h), RO_P2P_STATUS_OK);
+    struct seen seen = {0, 0};
+    CHECK_STATUS(rop2p_set_event_callback(h, on_event, &seen), RO_P2P_STATUS_OK);
+    CHECK(seen.count == 1 && seen.fallback_on == 1); /* queued at start, delivered on set */
+    CHECK_STATUS(rop2p_set_zone(h, "prontera"), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_set_zone(h, "a_map_name_far_too_long_to_be_one"), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(rop2p_set_zone(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof WALK && memcmp(out, WALK, len) == 0);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, 1, &len), RO_P2P_STATUS_ERR_BUFFER_TOO_SMALL);
+    CHECK(len == sizeof WALK);
+    CHECK_STATUS(rop2p_on_game_send(h, NULL, 0, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof WALK);
+    const uint8_t time_packet[] = {0x7F, 0x00, 1, 2, 3, 4};
+    CHECK_STATUS(rop2p_on_server_recv(h, time_packet, sizeof time_packet, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof time_packet && memcmp(out, time_packet, len) == 0);
+    /* Partial reads: the rest waits. */
+    size_t pending = 99;
+    CHECK_STATUS(rop2p_on_server_recv(h, time_packet, sizeof time_packet, out, 2, &len), RO_P2P_STATUS_OK);
+    CHECK(len == 2);
+    CHECK_STATUS(rop2p_pending_game_bytes(h, &pending), RO_P2P_STATUS_OK);
+    CHECK(pending == sizeof time_packet - 2);
+    CHECK_STATUS(rop2p_on_server_recv(h, NULL, 0, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof time_packet - 2);
+    CHECK_STATUS(rop2p_pending_game_bytes(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+    /* Garbage from the server: passed untouched, a desync event reaches the callback. */
+    const uint8_t garbage[] = {0xFF, 0xFF, 0xFF};
+    CHECK_STATUS(rop2p_on_server_recv(h, garbage, sizeof garbage, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof garbage && memcmp(out, garbage, len) == 0);
+    CHECK(seen.count == 2);
+
+    RoP2pStats st;
+    CHECK_STATUS(rop2p_stats(h, &st), RO_P2P_STATUS_OK);
+    CHECK(st.router.packets == 2 && st.router.to_server == 2 && st.router.to_peers == 0);
+    CHECK(st.p2p_active == 0 && st.router.recv_desynced == 1);
+    CHECK_STATUS(rop2p_stats(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+    /* A handle of another kind is refused. */
+    uint64_t router = 0;
+    CHECK_STATUS(rop2p_router_new(20211103, NULL, -1, &router), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_stats(router, &st), RO_P2P_STATUS_ERR_INVALID_HANDLE);
+    CHECK_STATUS(rop2p_router_stats(h, &st.router), RO_P2P_STATUS_ERR_INVALID_HANDLE);
+    CHECK_STATUS(rop2p_stop(router), RO_P2P_STATUS_ERR_INVALID_HANDLE);
+    CHECK_STATUS(rop2p_router_free(router), RO_P2P_STATUS_OK);
+
+    /* Stop, then every call is refused as closed. */
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_ERR_CLOSED);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, &len), RO_P2P_STATUS_ERR_CLOSED);
+    CHECK_STATUS(rop2p_on_server_recv(h, NULL, 0, out, sizeof out, &len), RO_P2P_STATUS_ERR_CLOSED);
+    CHECK_STATUS(rop2p_set_event_callback(h, NULL, NULL), RO_P2P_STATUS_ERR_CLOSED);
+    RoP2pEvent ev;
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_ERR_CLOSED);
+    CHECK(file_contains(log_json, "started: PACKETVER 20211103"));
+    CHECK(file_contains(log_json, "[info] event FallbackOn"));
+    CHECK(file_contains(log_json, "stopped: 2 packets"));
+
+    /* Start from Data/config.ini; poll events instead of a callback. */
+    CHECK_STATUS(rop2p_start(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_OK);
+    CHECK(ev.kind == RO_P2P_EVENT_KIND_FALLBACK_ON);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_NO_DATA);
+    CHECK_STATUS(rop2p_poll_event(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+    CHECK(file_contains(log_ini, "started"));
+
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("batteries layer: all checks passed\n");
+    return 0;
+}

@@ -1,0 +1,107 @@
+//! Builds the cdylib, compiles the C tests in `tests/c/` with the system C compiler (`cc`, or
+//! `$CC`) against the committed header, and runs them. The C++ compiler compiles the header too.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The directory holding this profile's artifacts (`target/debug`), found from the test binary.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+fn build_cdylib() -> PathBuf {
+    let dir = profile_dir();
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "-p", "ro-p2p-ffi", "--lib"]);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("cargo runs");
+    assert!(status.success(), "cargo build of the cdylib failed");
+    assert!(dir.join("libro_p2p_ffi.so").exists(), "no libro_p2p_ffi.so in {}", dir.display());
+    dir
+}
+
+fn compile_and_run(source: &str, args: &[&Path]) -> String {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    compile_and_run_at(&crate_dir.join("tests/c").join(source), args)
+}
+
+fn compile_and_run_at(source_path: &Path, args: &[&Path]) -> String {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = source_path.file_name().unwrap().to_str().unwrap();
+    let lib_dir = build_cdylib();
+    let out_dir = lib_dir.join("c-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(source.trim_end_matches(".c"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let output = Command::new(&cc)
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function"])
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg(source_path)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-lro_p2p_ffi")
+        .output()
+        .expect("the C compiler runs");
+    assert!(
+        output.status.success(),
+        "{cc} failed on {source}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run = Command::new(&exe).args(args).output().expect("the C test runs");
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(
+        run.status.success(),
+        "{source} failed ({}):\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn c_core_layer_routes_renders_and_survives_misuse() {
+    let out = compile_and_run("core_layer.c", &[]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c_batteries_layer_starts_from_both_configs_hooks_logs_and_stops() {
+    let scratch = profile_dir().join("c-tests").join("batteries-scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = compile_and_run("batteries_layer.c", &[&scratch]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn replay_example_prints_the_routing_of_its_demo_capture() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c/replay.c");
+    let out = compile_and_run_at(&example, &[]);
+    assert!(out.contains("55 bytes to the server; to peers: move to (150, 200)"), "{out}");
+    assert!(out.contains("packets 6: 6 to the server, 4 to peers"), "{out}");
+}
+
+#[test]
+fn header_compiles_as_cpp() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out_dir = profile_dir().join("c-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let src = out_dir.join("header_check.cpp");
+    std::fs::write(&src, "#include \"ro_p2p.h\"\nint main() { return rop2p_version() ? 0 : 1; }\n")
+        .unwrap();
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let output = Command::new(&cxx)
+        .args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg(&src)
+        .output()
+        .expect("the C++ compiler runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -1,0 +1,290 @@
+//! Byte layouts of the server-to-client packets a game client shows for another player, and the
+//! echoes rAthena sends the actor itself (`shared/data/zc/layouts.md` §2, §3). Every integer is
+//! little-endian; positions use rAthena's big-endian bit packing.
+
+use crate::packet::PacketVersion;
+
+/// `ZC_NOTIFY_TIME`: the server tick, reply to a time request.
+pub const ZC_NOTIFY_TIME: u16 = 0x007F;
+/// `ZC_NOTIFY_VANISH`: a unit left the view.
+pub const ZC_NOTIFY_VANISH: u16 = 0x0080;
+/// `ZC_NOTIFY_MOVE`: minimal walk of a known unit (16 bytes).
+pub const ZC_NOTIFY_MOVE: u16 = 0x0086;
+/// `ZC_NOTIFY_PLAYERMOVE`: walk acknowledgement to the walker (12 bytes).
+pub const ZC_NOTIFY_PLAYERMOVE: u16 = 0x0087;
+/// `ZC_STOPMOVE`: a unit stops or slides to a cell (10 bytes).
+pub const ZC_STOPMOVE: u16 = 0x0088;
+/// `ZC_NOTIFY_CHAT`: public chat of another unit (variable).
+pub const ZC_NOTIFY_CHAT: u16 = 0x008D;
+/// `ZC_NOTIFY_PLAYERCHAT`: the speaker's own chat echo (variable).
+pub const ZC_NOTIFY_PLAYERCHAT: u16 = 0x008E;
+/// `ZC_NPCACK_MAPMOVE`: map change on the same map server (22 bytes).
+pub const ZC_NPCACK_MAPMOVE: u16 = 0x0091;
+/// `ZC_CHANGE_DIRECTION`: a unit turned (9 bytes).
+pub const ZC_CHANGE_DIRECTION: u16 = 0x009C;
+/// `ZC_EMOTION`: an emote (7 bytes).
+pub const ZC_EMOTION: u16 = 0x00C0;
+/// `ZC_AID`: the player's own account id, first packet of a map connection (6 bytes).
+pub const ZC_AID: u16 = 0x0283;
+/// `ZC_ACCEPT_ENTER` at 20211103, 20180620 and 20120410 (13 bytes).
+pub const ZC_ACCEPT_ENTER: u16 = 0x02EB;
+/// `ZC_ACCEPT_ENTER` at 20151104 (14 bytes).
+pub const ZC_ACCEPT_ENTER2: u16 = 0x0A18;
+
+/// Largest chat text rAthena puts in `ZC_NOTIFY_CHAT`, without the NUL (`CHAT_SIZE_MAX` - 1).
+pub const CHAT_TEXT_MAX_BYTES: usize = 255;
+/// Sub-cell offset of the cell centre, as rAthena's walk packets use.
+pub const SUB_CELL_CENTRE: u8 = 8;
+
+/// A map cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cell {
+    /// x, 0..=1023.
+    pub x: u16,
+    /// y, 0..=1023.
+    pub y: u16,
+}
+
+/// Packs `PosDir` (x:10, y:10, dir:4, most significant bit first).
+pub fn pack_pos_dir(cell: Cell, dir: u8) -> [u8; 3] {
+    let (x, y) = (cell.x & 0x3FF, cell.y & 0x3FF);
+    [(x >> 2) as u8, ((x << 6) as u8) | ((y >> 4) as u8 & 0x3F), ((y << 4) as u8) | (dir & 0x0F)]
+}
+
+/// Unpacks `PosDir` into the cell and the direction nibble.
+pub fn unpack_pos_dir(b: [u8; 3]) -> (Cell, u8) {
+    let x = (u16::from(b[0]) << 2) | (u16::from(b[1]) >> 6);
+    let y = ((u16::from(b[1]) & 0x3F) << 4) | (u16::from(b[2]) >> 4);
+    (Cell { x, y }, b[2] & 0x0F)
+}
+
+/// Packs `MoveData` (x0, y0, x1, y1 of 10 bits, then sub-cell sx0, sy0 of 4 bits).
+pub fn pack_move_data(from: Cell, to: Cell, sx0: u8, sy0: u8) -> [u8; 6] {
+    let (x0, y0) = (from.x & 0x3FF, from.y & 0x3FF);
+    let (x1, y1) = (to.x & 0x3FF, to.y & 0x3FF);
+    [
+        (x0 >> 2) as u8,
+        ((x0 << 6) as u8) | ((y0 >> 4) as u8 & 0x3F),
+        ((y0 << 4) as u8) | ((x1 >> 6) as u8 & 0x0F),
+        ((x1 << 2) as u8) | ((y1 >> 8) as u8 & 0x03),
+        y1 as u8,
+        (sx0 << 4) | (sy0 & 0x0F),
+    ]
+}
+
+/// Unpacks `MoveData` into source and destination cells.
+pub fn unpack_move_data(b: [u8; 6]) -> (Cell, Cell) {
+    let x0 = (u16::from(b[0]) << 2) | (u16::from(b[1]) >> 6);
+    let y0 = ((u16::from(b[1]) & 0x3F) << 4) | (u16::from(b[2]) >> 4);
+    let x1 = ((u16::from(b[2]) & 0x0F) << 6) | (u16::from(b[3]) >> 2);
+    let y1 = ((u16::from(b[3]) & 0x03) << 8) | u16::from(b[4]);
+    (Cell { x: x0, y: y0 }, Cell { x: x1, y: y1 })
+}
+
+fn put_u16(out: &mut [u8], at: usize, v: u16) {
+    if let Some(s) = out.get_mut(at..at + 2) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn put_u32(out: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = out.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+pub(crate) fn get_u16(b: &[u8], at: usize) -> Option<u16> {
+    let &[a, c] = b.get(at..at + 2)? else { return None };
+    Some(u16::from_le_bytes([a, c]))
+}
+
+pub(crate) fn get_u32(b: &[u8], at: usize) -> Option<u32> {
+    let &[a, c, d, e] = b.get(at..at + 4)? else { return None };
+    Some(u32::from_le_bytes([a, c, d, e]))
+}
+
+/// `0x0086 ZC_NOTIFY_MOVE`: unit `aid` walks `from` -> `to`, starting at server `tick`.
+pub fn notify_move(aid: u32, from: Cell, to: Cell, tick: u32) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    put_u16(&mut p, 0, ZC_NOTIFY_MOVE);
+    put_u32(&mut p, 2, aid);
+    if let Some(s) = p.get_mut(6..12) {
+        s.copy_from_slice(&pack_move_data(from, to, SUB_CELL_CENTRE, SUB_CELL_CENTRE));
+    }
+    put_u32(&mut p, 12, tick);
+    p
+}
+
+/// `0x0087 ZC_NOTIFY_PLAYERMOVE`: the walker's own acknowledgement.
+pub fn player_move(from: Cell, to: Cell, tick: u32) -> [u8; 12] {
+    let mut p = [0u8; 12];
+    put_u16(&mut p, 0, ZC_NOTIFY_PLAYERMOVE);
+    put_u32(&mut p, 2, tick);
+    if let Some(s) = p.get_mut(6..12) {
+        s.copy_from_slice(&pack_move_data(from, to, SUB_CELL_CENTRE, SUB_CELL_CENTRE));
+    }
+    p
+}
+
+/// `0x009C ZC_CHANGE_DIRECTION`: unit `aid` faces `dir` with head `head_dir`.
+pub fn change_direction(aid: u32, head_dir: u8, dir: u8) -> [u8; 9] {
+    let mut p = [0u8; 9];
+    put_u16(&mut p, 0, ZC_CHANGE_DIRECTION);
+    put_u32(&mut p, 2, aid);
+    put_u16(&mut p, 6, u16::from(head_dir));
+    p[8] = dir;
+    p
+}
+
+/// `0x00C0 ZC_EMOTION`: unit `aid` shows emote `kind`.
+pub fn emotion(aid: u32, kind: u8) -> [u8; 7] {
+    let mut p = [0u8; 7];
+    put_u16(&mut p, 0, ZC_EMOTION);
+    put_u32(&mut p, 2, aid);
+    p[6] = kind;
+    p
+}
+
+/// The chat text as rAthena sends it: cut at the first NUL and at [`CHAT_TEXT_MAX_BYTES`].
+pub fn chat_text_as_sent(text: &[u8]) -> &[u8] {
+    let text = text.split(|&b| b == 0).next().unwrap_or_default();
+    text.get(..CHAT_TEXT_MAX_BYTES).unwrap_or(text)
+}
+
+/// `0x008D ZC_NOTIFY_CHAT`: unit `aid` says `text` (`"Name : message"`); NUL appended.
+pub fn notify_chat(aid: u32, text: &[u8], out: &mut Vec<u8>) {
+    let text = chat_text_as_sent(text);
+    let len = 8 + text.len() + 1;
+    out.extend_from_slice(&ZC_NOTIFY_CHAT.to_le_bytes());
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&aid.to_le_bytes());
+    out.extend_from_slice(text);
+    out.push(0);
+}
+
+/// `0x008E ZC_NOTIFY_PLAYERCHAT`: the speaker's own echo of `text`; NUL appended.
+pub fn player_chat(text: &[u8], out: &mut Vec<u8>) {
+    let text = chat_text_as_sent(text);
+    let len = 4 + text.len() + 1;
+    out.extend_from_slice(&ZC_NOTIFY_PLAYERCHAT.to_le_bytes());
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(text);
+    out.push(0);
+}
+
+/// Where the unit-appearance packets of one version keep their fields (layouts.md §3.1).
+///
+/// The idle and spawn packets equal the walking one without `moveStartTime` (4 bytes at
+/// `tick_at`), with `PosDir[3]` at `pos_at` where walking has `MoveData[6]` at `pos_at + 4`,
+/// and (idle only) a `state` byte after `xSize`, `ySize`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitLayout {
+    /// The unit-walking id (`0x09FD` or `0x0914`).
+    pub walk_id: u16,
+    /// Its length.
+    pub walk_len: usize,
+    /// The idle (standing) id.
+    pub idle_id: u16,
+    /// Its length.
+    pub idle_len: usize,
+    /// The spawn id.
+    pub spawn_id: u16,
+    /// Its length.
+    pub spawn_len: usize,
+    /// Offset of `moveStartTime` in the walking packet.
+    pub tick_at: usize,
+    /// Offset of `PosDir` in the idle and spawn packets.
+    pub pos_at: usize,
+}
+
+/// Offset of the unit id (AID) in every appearance packet.
+pub const UNIT_AID_AT: usize = 5;
+/// Offset of `objecttype` (0 for a player) in every appearance packet.
+pub const UNIT_TYPE_AT: usize = 4;
+
+impl UnitLayout {
+    /// The layout of `version`.
+    pub fn of(version: PacketVersion) -> UnitLayout {
+        match version {
+            PacketVersion::V20211103 => UnitLayout {
+                walk_id: 0x09FD,
+                walk_len: 114,
+                idle_id: 0x09FF,
+                idle_len: 108,
+                spawn_id: 0x09FE,
+                spawn_len: 107,
+                tick_at: 37,
+                pos_at: 63,
+            },
+            PacketVersion::V20180620 | PacketVersion::V20151104 => UnitLayout {
+                walk_id: 0x09FD,
+                walk_len: 110,
+                idle_id: 0x09FF,
+                idle_len: 104,
+                spawn_id: 0x09FE,
+                spawn_len: 103,
+                tick_at: 33,
+                pos_at: 59,
+            },
+            PacketVersion::V20120410 => UnitLayout {
+                walk_id: 0x0914,
+                walk_len: 80,
+                idle_id: 0x0915,
+                idle_len: 74,
+                spawn_id: 0x090F,
+                spawn_len: 73,
+                tick_at: 29,
+                pos_at: 55,
+            },
+        }
+    }
+
+    /// Offset of `MoveData` in the walking packet.
+    pub fn move_at(&self) -> usize {
+        self.pos_at + 4
+    }
+
+    /// Turns an appearance packet the server sent (walking, idle or spawn, whole, of this
+    /// layout's exact length) into a walking template and the unit's current cell (for a
+    /// walking packet, its destination). `None` for anything else.
+    pub fn template_of(&self, packet: &[u8]) -> Option<(Vec<u8>, Cell)> {
+        let id = get_u16(packet, 0)?;
+        if id == self.walk_id && packet.len() == self.walk_len {
+            let md: [u8; 6] = packet.get(self.move_at()..self.move_at() + 6)?.try_into().ok()?;
+            return Some((packet.to_vec(), unpack_move_data(md).1));
+        }
+        let state_bytes = if id == self.idle_id && packet.len() == self.idle_len {
+            1
+        } else if id == self.spawn_id && packet.len() == self.spawn_len {
+            0
+        } else {
+            return None;
+        };
+        let pos: [u8; 3] = packet.get(self.pos_at..self.pos_at + 3)?.try_into().ok()?;
+        let (cell, _) = unpack_pos_dir(pos);
+        let mut t = Vec::with_capacity(self.walk_len);
+        t.extend_from_slice(packet.get(..self.tick_at)?);
+        t.extend_from_slice(&[0; 4]);
+        t.extend_from_slice(packet.get(self.tick_at..self.pos_at)?);
+        t.extend_from_slice(&pack_move_data(cell, cell, SUB_CELL_CENTRE, SUB_CELL_CENTRE));
+        // xSize, ySize; then skip idle's `state`.
+        t.extend_from_slice(packet.get(self.pos_at + 3..self.pos_at + 5)?);
+        t.extend_from_slice(packet.get(self.pos_at + 5 + state_bytes..)?);
+        if t.len() != self.walk_len {
+            return None;
+        }
+        put_u16(&mut t, 0, self.walk_id);
+        put_u16(&mut t, 2, u16::try_from(self.walk_len).ok()?);
+        Some((t, cell))
+    }
+
+    /// The unit-walking packet from a template: `from` -> `to` starting at `tick`.
+    pub fn walking(&self, template: &[u8], from: Cell, to: Cell, tick: u32) -> Vec<u8> {
+        let mut p = template.to_vec();
+        put_u32(&mut p, self.tick_at, tick);
+        if let Some(s) = p.get_mut(self.move_at()..self.move_at() + 6) {
+            s.copy_from_slice(&pack_move_data(from, to, SUB_CELL_CENTRE, SUB_CELL_CENTRE));
+        }
+        p
+    }
+}

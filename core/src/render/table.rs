@@ -1,0 +1,116 @@
+//! Server-to-client (ZC) length tables per PACKETVER: which ids the map server sends and how
+//! long each is. Embedded at compile time from `core/data/zc/ro_zc_lengths_<ver>.csv`, plus the
+//! quirks of `shared/data/zc/layouts.md` §1 that are in no CSV.
+
+use std::sync::LazyLock;
+
+use crate::packet::PacketVersion;
+
+/// The length rule of one ZC id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZcLen {
+    /// Always exactly this many bytes, id included.
+    Fixed(u16),
+    /// A u16 little-endian total length at offset 2, at least [`ZC_VARIABLE_LEN_MIN`].
+    Variable,
+}
+
+/// Smallest total length of a variable-length ZC packet (id and length field).
+pub const ZC_VARIABLE_LEN_MIN: u16 = 4;
+
+/// Ids and lengths added to every table: in none of the CSVs, but on the wire.
+/// `0x025D`: `clif_Auction_close` sends it with `packet_len(0x25E)` = 4 (layouts.md §1).
+/// `0x0086`: `ZC_NOTIFY_MOVE`, 16 bytes, which this module injects (layouts.md §3.1).
+const QUIRKS: [(u16, ZcLen); 2] = [(0x025D, ZcLen::Fixed(4)), (0x0086, ZcLen::Fixed(16))];
+
+/// A ZC length table: id-indexed, O(1) lookup.
+#[derive(Debug)]
+pub struct ZcTable {
+    /// `lens[id]`: 0 unknown, -1 variable, else the fixed length.
+    lens: Vec<i32>,
+    count: usize,
+}
+
+impl ZcTable {
+    /// Parses `id_hex,length,source` with a header line. A malformed row is skipped (a unit test
+    /// checks that none is): an id missing from the table desyncs the stream, which only stops
+    /// injection, so a bad row can never corrupt what the game receives.
+    fn parse(csv: &str) -> ZcTable {
+        let mut lens = vec![0i32; 1 << 16];
+        let mut count = 0;
+        for line in csv.lines().skip(1) {
+            let mut cols = line.split(',');
+            let (Some(id), Some(len)) = (cols.next(), cols.next()) else { continue };
+            let Some(id) =
+                id.trim().strip_prefix("0x").and_then(|h| u16::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            let Ok(len) = len.trim().parse::<i32>() else { continue };
+            if let Some(slot) = lens.get_mut(usize::from(id)) {
+                if *slot == 0 {
+                    count += 1;
+                }
+                *slot = len;
+            }
+        }
+        for (id, len) in QUIRKS {
+            if let Some(slot) = lens.get_mut(usize::from(id)) {
+                if *slot == 0 {
+                    count += 1;
+                }
+                *slot = match len {
+                    ZcLen::Fixed(n) => i32::from(n),
+                    ZcLen::Variable => -1,
+                };
+            }
+        }
+        ZcTable { lens, count }
+    }
+
+    /// The length rule of `id`, or `None` if the server never sends it at this version (or it
+    /// is registered with a length that cannot be framed).
+    #[inline]
+    pub fn get(&self, id: u16) -> Option<ZcLen> {
+        match *self.lens.get(usize::from(id))? {
+            -1 => Some(ZcLen::Variable),
+            n if n >= 2 => u16::try_from(n).ok().map(ZcLen::Fixed),
+            _ => None,
+        }
+    }
+
+    /// Every id with its length rule, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, ZcLen)> + '_ {
+        (0..=u16::MAX).filter_map(|id| self.get(id).map(|len| (id, len)))
+    }
+
+    /// Number of ids in the table.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the table has no ids.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The ZC table of `version`.
+    pub fn of(version: PacketVersion) -> &'static ZcTable {
+        match version {
+            PacketVersion::V20211103 => &Z_20211103,
+            PacketVersion::V20180620 => &Z_20180620,
+            PacketVersion::V20151104 => &Z_20151104,
+            PacketVersion::V20120410 => &Z_20120410,
+        }
+    }
+}
+
+pub(crate) const ZC_CSV_20211103: &str = include_str!("../../data/zc/ro_zc_lengths_20211103.csv");
+pub(crate) const ZC_CSV_20180620: &str = include_str!("../../data/zc/ro_zc_lengths_20180620.csv");
+pub(crate) const ZC_CSV_20151104: &str = include_str!("../../data/zc/ro_zc_lengths_20151104.csv");
+pub(crate) const ZC_CSV_20120410: &str = include_str!("../../data/zc/ro_zc_lengths_20120410.csv");
+
+static Z_20211103: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20211103));
+static Z_20180620: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20180620));
+static Z_20151104: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20151104));
+static Z_20120410: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20120410));

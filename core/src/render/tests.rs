@@ -1,0 +1,663 @@
+//! Behaviour of the receive path: tables, position packing, rendering per version, duplicate
+//! suppression, local echoes, desync, and properties over arbitrary server streams and peer
+//! events.
+
+use proptest::prelude::*;
+
+use super::packets::*;
+use super::*;
+use crate::Instant;
+use crate::packet::{PacketVersion, PeerEvent};
+
+const V: PacketVersion = PacketVersion::V20211103;
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+/// Frames `bytes` completely; panics on leftovers or desync.
+fn frames(version: PacketVersion, bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut f = ZcFramer::new(version);
+    f.push(bytes);
+    let mut out = Vec::new();
+    while let Some(fr) = f.next_frame() {
+        match fr {
+            ZcFrame::Packet { bytes, .. } => out.push(bytes.to_vec()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(f.at_boundary(), "partial packet left: {:?}", f.pending());
+    out
+}
+
+/// An idle-unit packet of `version` for player `aid` standing at `cell`.
+fn idle_packet(version: PacketVersion, aid: u32, cell: Cell) -> Vec<u8> {
+    let l = UnitLayout::of(version);
+    let mut p = vec![0u8; l.idle_len];
+    p[0..2].copy_from_slice(&l.idle_id.to_le_bytes());
+    p[2..4].copy_from_slice(&(l.idle_len as u16).to_le_bytes());
+    p[UNIT_TYPE_AT] = 0;
+    p[UNIT_AID_AT..UNIT_AID_AT + 4].copy_from_slice(&aid.to_le_bytes());
+    // Recognisable bytes in the rest, so the re-encoding can be checked field by field.
+    for (i, b) in p.iter_mut().enumerate().skip(9) {
+        *b = i as u8;
+    }
+    p[l.pos_at..l.pos_at + 3].copy_from_slice(&pack_pos_dir(cell, 4));
+    p
+}
+
+fn notify_time(tick: u32) -> Vec<u8> {
+    let mut p = vec![0x7F, 0x00];
+    p.extend_from_slice(&tick.to_le_bytes());
+    p
+}
+
+fn zc_aid(aid: u32) -> Vec<u8> {
+    let mut p = vec![0x83, 0x02];
+    p.extend_from_slice(&aid.to_le_bytes());
+    p
+}
+
+fn server_chat(aid: u32, text: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    notify_chat(aid, text, &mut p);
+    p
+}
+
+#[test]
+fn every_zc_csv_row_is_in_its_table_with_its_length() {
+    for (version, csv) in [
+        (PacketVersion::V20211103, table::ZC_CSV_20211103),
+        (PacketVersion::V20180620, table::ZC_CSV_20180620),
+        (PacketVersion::V20151104, table::ZC_CSV_20151104),
+        (PacketVersion::V20120410, table::ZC_CSV_20120410),
+    ] {
+        let t = ZcTable::of(version);
+        let mut rows = 0;
+        for line in csv.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let mut cols = line.split(',');
+            let id = u16::from_str_radix(&cols.next().unwrap()[2..], 16).unwrap();
+            let len: i32 = cols.next().unwrap().parse().unwrap();
+            let expect = if len == -1 { ZcLen::Variable } else { ZcLen::Fixed(len as u16) };
+            assert_eq!(t.get(id), Some(expect), "{version:?} {id:#06X}");
+            rows += 1;
+        }
+        // The two quirks are in no CSV.
+        assert_eq!(t.len(), rows + 2, "{version:?}");
+        assert_eq!(t.get(0x025D), Some(ZcLen::Fixed(4)));
+        assert_eq!(t.get(0x0086), Some(ZcLen::Fixed(16)));
+        let l = UnitLayout::of(version);
+        assert_eq!(t.get(l.walk_id), Some(ZcLen::Variable));
+        for id in [0x0087, 0x008D, 0x008E, 0x009C, 0x00C0, 0x007F, 0x0283, 0x0080, 0x0088] {
+            assert!(t.get(id).is_some(), "{version:?} lacks {id:#06X}");
+        }
+    }
+    assert_eq!(ZcTable::of(V).get(0xFFFF), None);
+}
+
+#[test]
+fn position_packing_matches_the_layout_examples() {
+    assert_eq!(pack_pos_dir(Cell { x: 150, y: 200 }, 4), [0x25, 0x8C, 0x84]);
+    assert_eq!(unpack_pos_dir([0x25, 0x8C, 0x84]), (Cell { x: 150, y: 200 }, 4));
+    let md = pack_move_data(Cell { x: 150, y: 200 }, Cell { x: 155, y: 203 }, 8, 8);
+    assert_eq!(md, [0x25, 0x8C, 0x82, 0x6C, 0xCB, 0x88]);
+    assert_eq!(unpack_move_data(md), (Cell { x: 150, y: 200 }, Cell { x: 155, y: 203 }));
+    let max = Cell { x: 1023, y: 1023 };
+    assert_eq!(unpack_move_data(pack_move_data(max, Cell { x: 0, y: 1 }, 8, 8)).0, max);
+}
+
+#[test]
+fn idle_appearance_becomes_a_walking_packet_of_the_right_size_for_each_version() {
+    for version in PacketVersion::ALL {
+        let l = UnitLayout::of(version);
+        let idle = idle_packet(version, 2_000_001, Cell { x: 10, y: 20 });
+        let (t, cell) = l.template_of(&idle).unwrap();
+        assert_eq!(cell, Cell { x: 10, y: 20 });
+        assert_eq!(t.len(), l.walk_len, "{version:?}");
+        assert_eq!(u16::from_le_bytes([t[0], t[1]]), l.walk_id);
+        assert_eq!(usize::from(u16::from_le_bytes([t[2], t[3]])), l.walk_len);
+        assert_eq!(&t[UNIT_AID_AT..UNIT_AID_AT + 4], &2_000_001u32.to_le_bytes());
+        // Fields before moveStartTime are unchanged; those after it are shifted by 4.
+        assert_eq!(&t[9..l.tick_at], &idle[9..l.tick_at]);
+        assert_eq!(&t[l.tick_at + 4..l.pos_at + 4], &idle[l.tick_at..l.pos_at]);
+        // xSize, ySize follow MoveData; idle's state byte is gone; the tail is the same.
+        assert_eq!(&t[l.move_at() + 6..l.move_at() + 8], &idle[l.pos_at + 3..l.pos_at + 5]);
+        assert_eq!(&t[l.move_at() + 8..], &idle[l.pos_at + 6..]);
+        let w = l.walking(&t, Cell { x: 10, y: 20 }, Cell { x: 12, y: 25 }, 777);
+        assert_eq!(&w[l.tick_at..l.tick_at + 4], &777u32.to_le_bytes());
+        let md: [u8; 6] = w[l.move_at()..l.move_at() + 6].try_into().unwrap();
+        assert_eq!(unpack_move_data(md), (Cell { x: 10, y: 20 }, Cell { x: 12, y: 25 }));
+        // A walking packet is its own template; the spawn form converts too.
+        assert_eq!(l.template_of(&w).unwrap(), (w.clone(), Cell { x: 12, y: 25 }));
+        let mut spawn = idle.clone();
+        spawn.remove(l.pos_at + 5);
+        spawn[0..2].copy_from_slice(&l.spawn_id.to_le_bytes());
+        spawn[2..4].copy_from_slice(&(l.spawn_len as u16).to_le_bytes());
+        assert_eq!(l.template_of(&spawn).unwrap().0, t);
+        assert_eq!(l.template_of(&idle[..idle.len() - 1]), None);
+    }
+}
+
+/// A stream where the server has shown player 7 at (100, 100) and sent tick 5000 at t=1000.
+fn stream_with_unit(version: PacketVersion, config: Option<RenderConfig>) -> ReceiveStream {
+    let mut s = ReceiveStream::with_config(config.unwrap_or(RenderConfig::new(version)));
+    let mut bytes = zc_aid(1);
+    bytes.extend(idle_packet(version, 7, Cell { x: 100, y: 100 }));
+    bytes.extend(notify_time(5000));
+    s.push_server(at(1000), &bytes);
+    let mut sink = Vec::new();
+    s.drain_into(&mut sink);
+    assert_eq!(sink, bytes, "server packets pass unchanged");
+    s
+}
+
+#[test]
+fn peer_walk_renders_the_versions_unit_walking_packet_with_estimated_tick() {
+    for version in PacketVersion::ALL {
+        let l = UnitLayout::of(version);
+        let mut s = stream_with_unit(version, None);
+        s.push_peer_event(at(1250), 7, &PeerEvent::Move { x: 103, y: 104 }).unwrap();
+        let out = s.output().to_vec();
+        assert_eq!(out.len(), l.walk_len);
+        assert_eq!(u16::from_le_bytes([out[0], out[1]]), l.walk_id);
+        assert_eq!(&out[UNIT_AID_AT..UNIT_AID_AT + 4], &7u32.to_le_bytes());
+        assert_eq!(&out[l.tick_at..l.tick_at + 4], &5250u32.to_le_bytes());
+        let md: [u8; 6] = out[l.move_at()..l.move_at() + 6].try_into().unwrap();
+        assert_eq!(unpack_move_data(md), (Cell { x: 100, y: 100 }, Cell { x: 103, y: 104 }));
+        s.consume(out.len());
+        // The next walk starts where the last one ended.
+        s.push_peer_event(at(1300), 7, &PeerEvent::Move { x: 90, y: 95 }).unwrap();
+        let md: [u8; 6] = s.output()[l.move_at()..l.move_at() + 6].try_into().unwrap();
+        assert_eq!(unpack_move_data(md).0, Cell { x: 103, y: 104 });
+    }
+}
+
+#[test]
+fn minimal_walk_form_renders_0x0086() {
+    let mut config = RenderConfig::new(V);
+    config.walk_form = WalkForm::Minimal;
+    let mut s = stream_with_unit(V, Some(config));
+    s.push_peer_event(at(1100), 7, &PeerEvent::Move { x: 101, y: 99 }).unwrap();
+    assert_eq!(
+        s.output(),
+        notify_move(7, Cell { x: 100, y: 100 }, Cell { x: 101, y: 99 }, 5100).as_slice()
+    );
+}
+
+#[test]
+fn peer_turn_chat_and_emote_render_with_the_peers_account_id() {
+    let mut s = stream_with_unit(V, None);
+    s.push_peer_event(at(1000), 7, &PeerEvent::Turn { head_dir: 1, dir: 6 }).unwrap();
+    assert_eq!(s.output(), &[0x9C, 0x00, 7, 0, 0, 0, 1, 0, 6]);
+    s.consume(9);
+    s.push_peer_event(at(1000), 7, &PeerEvent::Chat { text: b"Bob : hi" }).unwrap();
+    let mut chat = vec![0x8D, 0x00, 17, 0, 7, 0, 0, 0];
+    chat.extend_from_slice(b"Bob : hi\0");
+    assert_eq!(s.output(), chat.as_slice());
+    s.consume(chat.len());
+    s.push_peer_event(at(1000), 7, &PeerEvent::Emote { kind: 5 }).unwrap();
+    assert_eq!(s.output(), &[0xC0, 0x00, 7, 0, 0, 0, 5]);
+}
+
+#[test]
+fn long_chat_is_cut_like_rathena_cuts_it() {
+    let mut s = stream_with_unit(V, None);
+    let text = [b'a'; 300];
+    s.push_peer_event(at(1000), 7, &PeerEvent::Chat { text: &text }).unwrap();
+    let out = s.output();
+    assert_eq!(out.len(), 8 + 255 + 1);
+    assert_eq!(usize::from(u16::from_le_bytes([out[2], out[3]])), out.len());
+}
+
+#[test]
+fn events_from_units_the_server_never_showed_are_not_rendered() {
+    let mut s = stream_with_unit(V, None);
+    assert_eq!(
+        s.push_peer_event(at(1000), 8, &PeerEvent::Emote { kind: 1 }),
+        Err(RenderRejected::UnknownUnit { aid: 8 })
+    );
+    assert_eq!(
+        s.push_peer_event(at(1000), 1, &PeerEvent::Emote { kind: 1 }),
+        Err(RenderRejected::OwnAccount { aid: 1 })
+    );
+    // A unit that vanished is unknown again.
+    s.push_server(at(1000), &[0x80, 0x00, 7, 0, 0, 0, 0]);
+    assert!(!s.knows_unit(7));
+    assert!(s.push_peer_event(at(1000), 7, &PeerEvent::Emote { kind: 1 }).is_err());
+    assert_eq!(s.stats().rejected, 3);
+    let mut open = RenderConfig::new(V);
+    open.require_known_unit = false;
+    let mut s = ReceiveStream::with_config(open);
+    s.push_peer_event(at(0), 8, &PeerEvent::Move { x: 1, y: 2 }).unwrap();
+    assert_eq!(u16::from_le_bytes([s.output()[0], s.output()[1]]), ZC_NOTIFY_MOVE);
+}
+
+#[test]
+fn servers_copy_of_a_chat_line_shown_from_a_peer_is_dropped_and_vice_versa() {
+    let mut s = stream_with_unit(V, None);
+    s.push_peer_event(at(1000), 7, &PeerEvent::Chat { text: b"Bob : hi" }).unwrap();
+    s.consume(usize::MAX);
+    s.push_server(at(1200), &server_chat(7, b"Bob : hi"));
+    assert_eq!(s.output(), b"", "server copy dropped");
+    // A second identical line is a new line: shown again (once).
+    s.push_server(at(1300), &server_chat(7, b"Bob : hi"));
+    assert_eq!(s.output(), server_chat(7, b"Bob : hi").as_slice());
+    s.consume(usize::MAX);
+    assert_eq!(
+        s.push_peer_event(at(1400), 7, &PeerEvent::Chat { text: b"Bob : hi" }),
+        Err(RenderRejected::Duplicate)
+    );
+    assert_eq!(s.output(), b"");
+    // Another speaker's identical text is not a duplicate.
+    s.push_server(at(1500), &server_chat(9, b"Bob : hi"));
+    assert_eq!(s.output().len(), server_chat(9, b"Bob : hi").len());
+    assert_eq!(s.stats().server_duplicates_dropped, 1);
+}
+
+#[test]
+fn duplicates_are_only_matched_within_the_window() {
+    let mut s = stream_with_unit(V, None);
+    s.push_peer_event(at(1000), 7, &PeerEvent::Emote { kind: 3 }).unwrap();
+    s.consume(usize::MAX);
+    s.push_server(at(1000 + 10_001), &emotion(7, 3));
+    assert_eq!(s.output(), emotion(7, 3).as_slice(), "too late to be the same emote");
+    s.consume(usize::MAX);
+    s.push_peer_event(at(30_000), 7, &PeerEvent::Emote { kind: 3 }).unwrap();
+    s.consume(usize::MAX);
+    s.push_server(at(30_100), &emotion(7, 4));
+    assert_eq!(s.output().len(), 7, "another emote is not a duplicate");
+    s.consume(usize::MAX);
+    s.push_server(at(30_200), &emotion(7, 3));
+    assert_eq!(s.output(), b"");
+}
+
+#[test]
+fn walk_duplicates_pass() {
+    let mut s = stream_with_unit(V, None);
+    s.push_peer_event(at(1000), 7, &PeerEvent::Move { x: 101, y: 101 }).unwrap();
+    s.consume(usize::MAX);
+    let walk = notify_move(7, Cell { x: 100, y: 100 }, Cell { x: 101, y: 101 }, 5000);
+    s.push_server(at(1100), &walk);
+    assert_eq!(s.output(), walk.as_slice());
+}
+
+#[test]
+fn local_echoes_are_what_rathena_sends_the_actor() {
+    let mut s = ReceiveStream::new(V);
+    // ZC_ACCEPT_ENTER: tick 9000, at (50, 60).
+    let mut enter = vec![0xEB, 0x02];
+    enter.extend_from_slice(&9000u32.to_le_bytes());
+    enter.extend_from_slice(&pack_pos_dir(Cell { x: 50, y: 60 }, 0));
+    enter.extend_from_slice(&[5, 5, 0, 0]);
+    s.push_server(at(0), &enter);
+    s.consume(usize::MAX);
+    assert_eq!(
+        s.push_local_echo(at(10), &PeerEvent::Emote { kind: 2 }),
+        Err(RenderRejected::OwnAccountUnknown)
+    );
+    s.push_server(at(10), &zc_aid(42));
+    s.consume(usize::MAX);
+    s.push_local_echo(at(100), &PeerEvent::Move { x: 52, y: 61 }).unwrap();
+    assert_eq!(
+        s.output(),
+        player_move(Cell { x: 50, y: 60 }, Cell { x: 52, y: 61 }, 9100).as_slice()
+    );
+    s.consume(usize::MAX);
+    s.push_local_echo(at(100), &PeerEvent::Chat { text: b"Me : yo" }).unwrap();
+    let mut echo = vec![0x8E, 0x00, 12, 0];
+    echo.extend_from_slice(b"Me : yo\0");
+    assert_eq!(s.output(), echo.as_slice());
+    s.consume(usize::MAX);
+    s.push_local_echo(at(100), &PeerEvent::Emote { kind: 2 }).unwrap();
+    assert_eq!(s.output(), emotion(42, 2).as_slice());
+    s.consume(usize::MAX);
+    s.push_local_echo(at(100), &PeerEvent::Turn { head_dir: 0, dir: 1 }).unwrap();
+    assert_eq!(s.output(), b"", "rAthena never echoes a turn");
+    assert_eq!(s.stats().local_echoes, 3);
+}
+
+#[test]
+fn injection_waits_for_a_packet_boundary() {
+    let mut s = stream_with_unit(V, None);
+    let walk = notify_move(9, Cell { x: 1, y: 1 }, Cell { x: 2, y: 2 }, 1);
+    s.push_server(at(1000), &walk[..5]);
+    s.push_peer_event(at(1000), 7, &PeerEvent::Emote { kind: 1 }).unwrap();
+    s.push_server(at(1000), &walk[5..]);
+    let mut expect = emotion(7, 1).to_vec();
+    expect.extend_from_slice(&walk);
+    assert_eq!(s.output(), expect.as_slice());
+}
+
+#[test]
+fn desync_stops_injection_and_passes_the_server_bytes_untouched() {
+    let mut s = stream_with_unit(V, None);
+    let garbage = [0xFF, 0xFF, 1, 2, 3, 0x8D, 0x00];
+    s.push_server(at(1000), &garbage[..3]);
+    assert_eq!(s.desync_reason(), Some(ZcDesyncReason::UnknownId { id: 0xFFFF }));
+    assert_eq!(
+        s.push_peer_event(at(1000), 7, &PeerEvent::Emote { kind: 1 }),
+        Err(RenderRejected::Desynced(ZcDesyncReason::UnknownId { id: 0xFFFF }))
+    );
+    s.push_server(at(1000), &garbage[3..]);
+    assert_eq!(s.output(), garbage.as_slice());
+    // A variable length below 4 desyncs too.
+    let mut s = ReceiveStream::new(V);
+    s.push_server(at(0), &[0x8D, 0x00, 3, 0, 0xAA]);
+    assert!(matches!(s.desync_reason(), Some(ZcDesyncReason::ImpossibleLength { len: 3, .. })));
+    assert_eq!(s.output(), &[0x8D, 0x00, 3, 0, 0xAA]);
+}
+
+#[test]
+fn output_that_the_game_does_not_read_refuses_rendering_not_server_bytes() {
+    let mut s = stream_with_unit(V, None);
+    let big = server_chat(9, &[b'x'; 250]);
+    let mut n = 0;
+    while s.output().len() <= OUTPUT_BYTES_MAX {
+        s.push_server(at(1000 + n), &big);
+        n += 1;
+    }
+    assert!(matches!(
+        s.push_peer_event(at(2000), 7, &PeerEvent::Emote { kind: 1 }),
+        Err(RenderRejected::OutputFull { .. })
+    ));
+    let before = s.output().len();
+    s.push_server(at(3000), &big);
+    assert_eq!(s.output().len(), before + big.len());
+}
+
+#[test]
+fn map_change_forgets_units() {
+    let mut s = stream_with_unit(V, None);
+    let mut mapmove = vec![0x91, 0x00];
+    mapmove.extend_from_slice(b"prontera.gat\0\0\0\0");
+    mapmove.extend_from_slice(&150u16.to_le_bytes());
+    mapmove.extend_from_slice(&160u16.to_le_bytes());
+    s.push_server(at(1000), &mapmove);
+    assert!(!s.knows_unit(7));
+}
+
+#[test]
+fn account_id_comes_from_a_numeric_peer_id() {
+    use crate::wire::PeerId;
+    assert_eq!(account_id_of(&PeerId::new("2000001").unwrap()), Some(2_000_001));
+    assert_eq!(account_id_of(&PeerId::new("alice").unwrap()), None);
+    assert_eq!(account_id_of(&PeerId::new("99999999999").unwrap()), None);
+}
+
+// ---- properties ----
+
+/// One step of a receive-path scenario.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Server bytes, pushed in pieces at these cut points.
+    Server(Vec<u8>, Vec<usize>),
+    Peer(u32, OwnedEvent),
+    Tick(u64),
+}
+
+#[derive(Clone, Debug)]
+enum OwnedEvent {
+    Move(u16, u16),
+    Turn(u8, u8),
+    Chat(Vec<u8>),
+    Emote(u8),
+}
+
+impl OwnedEvent {
+    fn borrow(&self) -> PeerEvent<'_> {
+        match self {
+            OwnedEvent::Move(x, y) => PeerEvent::Move { x: *x, y: *y },
+            OwnedEvent::Turn(h, d) => PeerEvent::Turn { head_dir: *h, dir: *d },
+            OwnedEvent::Chat(t) => PeerEvent::Chat { text: t },
+            OwnedEvent::Emote(k) => PeerEvent::Emote { kind: *k },
+        }
+    }
+}
+
+fn version_strategy() -> impl Strategy<Value = PacketVersion> {
+    prop::sample::select(PacketVersion::ALL.to_vec())
+}
+
+/// A whole server packet: any id of the table with a random body, or one the renderer reads.
+fn server_packet(version: PacketVersion) -> impl Strategy<Value = Vec<u8>> {
+    let ids: Vec<(u16, ZcLen)> = ZcTable::of(version).iter().collect();
+    let any_packet = (prop::sample::select(ids), prop::collection::vec(any::<u8>(), 0..80))
+        .prop_map(|((id, len), body)| {
+            let n = match len {
+                ZcLen::Fixed(n) => usize::from(n),
+                ZcLen::Variable => 4 + body.len(),
+            };
+            let mut p = id.to_le_bytes().to_vec();
+            if len == ZcLen::Variable {
+                p.extend_from_slice(&(n as u16).to_le_bytes());
+            }
+            p.extend(body.iter().copied().cycle().take(n - p.len()));
+            p.resize(n, 0);
+            p
+        });
+    let aid = 5u32..9;
+    prop_oneof![
+        4 => any_packet,
+        2 => (aid.clone(), 0u16..1024, 0u16..1024)
+            .prop_map(move |(a, x, y)| idle_packet(version, a, Cell { x, y })),
+        2 => (aid.clone(), prop::sample::select(vec![&b"A : hi"[..], b"B : yo", b"A : x"]))
+            .prop_map(|(a, t)| server_chat(a, t)),
+        2 => (aid, 0u8..4).prop_map(|(a, k)| emotion(a, k).to_vec()),
+        1 => any::<u32>().prop_map(notify_time),
+    ]
+}
+
+fn peer_event() -> impl Strategy<Value = OwnedEvent> {
+    prop_oneof![
+        (0u16..1024, 0u16..1024).prop_map(|(x, y)| OwnedEvent::Move(x, y)),
+        (0u8..3, 0u8..8).prop_map(|(h, d)| OwnedEvent::Turn(h, d)),
+        prop::sample::select(vec![&b"A : hi"[..], b"B : yo", b"A : x"])
+            .prop_map(|t| OwnedEvent::Chat(t.to_vec())),
+        (0u8..4).prop_map(OwnedEvent::Emote),
+    ]
+}
+
+fn steps(version: PacketVersion) -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        4 => (prop::collection::vec(server_packet(version), 1..4), prop::collection::vec(0usize..200, 0..3))
+            .prop_map(|(ps, cuts)| Step::Server(ps.concat(), cuts)),
+        1 => prop::collection::vec(any::<u8>(), 1..12).prop_map(|g| Step::Server(g, vec![])),
+        4 => (5u32..10, peer_event()).prop_map(|(a, e)| Step::Peer(a, e)),
+        1 => (0u64..20_000).prop_map(Step::Tick),
+    ];
+    prop::collection::vec(step, 0..40)
+}
+
+fn pieces(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut out = Vec::new();
+    let mut last = 0;
+    for c in cuts.into_iter().chain([bytes.len()]) {
+        out.push(bytes[last..c].to_vec());
+        last = c;
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    /// For any server stream and any peer events: the game receives the server's packets whole
+    /// and in order (only chat/emote duplicates of peer-shown lines dropped) with each rendered
+    /// packet whole between them; after a desync it receives the server's bytes untouched and
+    /// nothing rendered.
+    #[test]
+    fn injected_stream_is_the_server_packets_plus_whole_rendered_ones(
+        (version, steps) in version_strategy().prop_flat_map(|v| (Just(v), steps(v)))
+    ) {
+        let mut s = ReceiveStream::new(version);
+        let mut now = 0u64;
+        let mut server_all = Vec::new();
+        // What reached the game from server steps, and from rendering.
+        let mut got_server = Vec::new();
+        let mut rendered = 0u64;
+        let mut desynced_at: Option<usize> = None;
+        let mut game = Vec::new();
+        for step in &steps {
+            match step {
+                Step::Server(bytes, cuts) => {
+                    for piece in pieces(bytes, cuts) {
+                        s.push_server(Instant::from_millis(now), &piece);
+                        let before = game.len();
+                        s.drain_into(&mut game);
+                        got_server.extend_from_slice(&game[before..]);
+                    }
+                    server_all.extend_from_slice(bytes);
+                }
+                Step::Peer(aid, ev) => {
+                    let before = game.len();
+                    let r = s.push_peer_event(Instant::from_millis(now), *aid, &ev.borrow());
+                    s.drain_into(&mut game);
+                    let new = &game[before..];
+                    match r {
+                        Ok(()) => {
+                            rendered += 1;
+                            // Exactly one whole packet keyed by the peer's account id.
+                            let fr = frames(version, new);
+                            prop_assert_eq!(fr.len(), 1);
+                            let p = &fr[0];
+                            let id = u16::from_le_bytes([p[0], p[1]]);
+                            let aid_at = match id {
+                                ZC_NOTIFY_CHAT => 4,
+                                _ if id == UnitLayout::of(version).walk_id => UNIT_AID_AT,
+                                _ => 2,
+                            };
+                            prop_assert_eq!(&p[aid_at..aid_at + 4], &aid.to_le_bytes());
+                        }
+                        Err(_) => prop_assert!(new.is_empty()),
+                    }
+                    if desynced_at.is_some() {
+                        prop_assert!(r.is_err());
+                    }
+                }
+                Step::Tick(ms) => now += ms,
+            }
+            if desynced_at.is_none() && s.desync_reason().is_some() {
+                desynced_at = Some(got_server.len());
+            }
+        }
+        s.finish();
+        s.drain_into(&mut got_server);
+        prop_assert_eq!(s.stats().rendered, rendered);
+        // The server part: framed packets of the original stream, minus dropped duplicates,
+        // then (after a desync) the original bytes untouched.
+        let mut f = ZcFramer::new(version);
+        f.push(&server_all);
+        let mut expected_kept = Vec::new();
+        let mut dropped = 0u64;
+        let mut got_at = 0usize;
+        while let Some(fr) = f.next_frame() {
+            match fr {
+                ZcFrame::Packet { id, bytes } => {
+                    if got_server.get(got_at..got_at + bytes.len()) == Some(bytes) {
+                        got_at += bytes.len();
+                        expected_kept.extend_from_slice(bytes);
+                    } else {
+                        prop_assert!(id == ZC_NOTIFY_CHAT || id == ZC_EMOTION, "dropped {:#06X}", id);
+                        dropped += 1;
+                    }
+                }
+                ZcFrame::Desync { bytes, .. } | ZcFrame::PassThrough { bytes } => {
+                    expected_kept.extend_from_slice(bytes);
+                    got_at += bytes.len();
+                }
+            }
+        }
+        expected_kept.extend_from_slice(f.pending());
+        prop_assert_eq!(&got_server, &expected_kept);
+        prop_assert_eq!(s.stats().server_duplicates_dropped, dropped);
+    }
+
+    /// Each chat line and emote a peer sends arrives once from the peer and once from the
+    /// server, in any order, within the window: the game shows it exactly once.
+    #[test]
+    fn a_line_shown_from_a_peer_is_never_shown_twice(
+        lines in prop::collection::vec(
+            (5u32..8, prop::sample::select(vec![&b"A : hi"[..], b"A : yo"])),
+            1..30,
+        ),
+        emotes in prop::collection::vec((5u32..8, 0u8..3), 0..10),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 0..60),
+    ) {
+        let version = V;
+        let mut s = ReceiveStream::new(version);
+        let mut setup = Vec::new();
+        for aid in 5..8 {
+            setup.extend(idle_packet(version, aid, Cell { x: 1, y: 1 }));
+        }
+        s.push_server(Instant::ZERO, &setup);
+        s.consume(usize::MAX);
+        // Every copy (peer or server) of every line, shuffled by `order`.
+        #[derive(Clone, Debug)]
+        enum Copy { PeerChat(u32, Vec<u8>), ServerChat(u32, Vec<u8>), PeerEmote(u32, u8), ServerEmote(u32, u8) }
+        let mut copies = Vec::new();
+        for (aid, text) in &lines {
+            copies.push(Copy::PeerChat(*aid, text.to_vec()));
+            copies.push(Copy::ServerChat(*aid, text.to_vec()));
+        }
+        for (aid, kind) in &emotes {
+            copies.push(Copy::PeerEmote(*aid, *kind));
+            copies.push(Copy::ServerEmote(*aid, *kind));
+        }
+        for (i, idx) in order.iter().enumerate() {
+            let n = copies.len();
+            copies.swap(i % n, idx.index(n));
+        }
+        let mut game = Vec::new();
+        for (i, c) in copies.iter().enumerate() {
+            let now = Instant::from_millis(i as u64 * 100);
+            match c {
+                Copy::PeerChat(a, t) => { let _ = s.push_peer_event(now, *a, &PeerEvent::Chat { text: t }); }
+                Copy::ServerChat(a, t) => s.push_server(now, &server_chat(*a, t)),
+                Copy::PeerEmote(a, k) => { let _ = s.push_peer_event(now, *a, &PeerEvent::Emote { kind: *k }); }
+                Copy::ServerEmote(a, k) => s.push_server(now, &emotion(*a, *k)),
+            }
+            s.drain_into(&mut game);
+        }
+        // Count what the game shows, per (aid, line).
+        let mut shown = std::collections::BTreeMap::<(u32, Vec<u8>), usize>::new();
+        for p in frames(version, &game) {
+            let id = u16::from_le_bytes([p[0], p[1]]);
+            let key = match id {
+                ZC_NOTIFY_CHAT => (u32::from_le_bytes(p[4..8].try_into().unwrap()), p[8..p.len() - 1].to_vec()),
+                ZC_EMOTION => (u32::from_le_bytes(p[2..6].try_into().unwrap()), vec![0xEE, p[6]]),
+                other => panic!("unexpected {other:#06X}"),
+            };
+            *shown.entry(key).or_default() += 1;
+        }
+        let mut sent = std::collections::BTreeMap::<(u32, Vec<u8>), usize>::new();
+        for (aid, text) in &lines {
+            *sent.entry((*aid, text.to_vec())).or_default() += 1;
+        }
+        for (aid, kind) in &emotes {
+            *sent.entry((*aid, vec![0xEE, *kind])).or_default() += 1;
+        }
+        prop_assert_eq!(shown, sent);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The fuzz entry point holds on arbitrary input (and on input shaped like its records).
+    #[test]
+    fn render_fuzz_entry_point_holds(
+        data in prop::collection::vec(any::<u8>(), 0..512),
+        records in prop::collection::vec((0u8..=255, prop::collection::vec(any::<u8>(), 0..40)), 0..30),
+    ) {
+        crate::fuzz::render_stream(&data);
+        let mut shaped = vec![data.first().copied().unwrap_or(0)];
+        for (op, bytes) in &records {
+            shaped.push(*op);
+            shaped.push(bytes.len() as u8);
+            shaped.extend_from_slice(bytes);
+        }
+        crate::fuzz::render_stream(&shaped);
+    }
+}
