@@ -62,6 +62,7 @@ pub fn packet_stream(data: &[u8]) {
             zone_enabled: router & 2 != 0,
             joined: router & 4 != 0,
             peers_ready: router & 8 != 0,
+            all_members_linked: router & 16 != 0,
         }
     } else {
         RouteContext::ALL_READY

@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
     uint64_t router;
     RoP2pStatus s = rop2p_router_new(packetver, policy, obfuscation, &router);
     if (s != RO_P2P_STATUS_OK) die("rop2p_router_new", s);
-    RoP2pRouteContext ctx = {peers, peers, peers, peers};
+    RoP2pRouteContext ctx = {peers, peers, peers, peers, peers};
     rop2p_router_set_context(router, ctx);
     printf("ro-p2p %s, PACKETVER %u, policy %s, peers %s\n", rop2p_version(), packetver,
            policy ? policy : "default (mirror)", peers ? "reachable" : "unreachable");

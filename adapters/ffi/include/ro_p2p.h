@@ -179,6 +179,9 @@ typedef struct RoP2pRouteContext {
   bool joined;
   // At least one peer link is healthy and keyed.
   bool peers_ready;
+  // Every other session member has a healthy, keyed link; without it a `peers` policy
+  // choice also goes to the server, so unlinked members still get it.
+  bool all_members_linked;
 } RoP2pRouteContext;
 
 #ifdef __cplusplus
@@ -294,7 +297,8 @@ RoP2pStatus rop2p_router_new(uint32_t packetver,
 // Frees a router. Freeing it again returns `RO_P2P_STATUS_ERR_CLOSED`.
 RoP2pStatus rop2p_router_free(uint64_t handle);
 
-// Says whether peers may be used right now (all four fields must be true).
+// Says whether peers may be used right now (the first four fields must be true; the fifth
+// decides whether a `peers` choice may skip the server).
 RoP2pStatus rop2p_router_set_context(uint64_t handle, struct RoP2pRouteContext ctx);
 
 // Sets the player's own account id (otherwise learnt from the server's `ZC_AID`).

@@ -146,6 +146,7 @@ impl Dll {
             zone_enabled: self.zone_enabled,
             joined: self.p2p_active,
             peers_ready: self.p2p_active,
+            all_members_linked: self.p2p_active,
         };
     }
 }

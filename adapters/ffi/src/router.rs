@@ -33,6 +33,9 @@ pub struct RoP2pRouteContext {
     pub joined: bool,
     /// At least one peer link is healthy and keyed.
     pub peers_ready: bool,
+    /// Every other session member has a healthy, keyed link; without it a `peers` policy
+    /// choice also goes to the server, so unlinked members still get it.
+    pub all_members_linked: bool,
 }
 
 /// Counters of a router.
@@ -259,7 +262,8 @@ pub extern "C" fn rop2p_router_free(handle: u64) -> RoP2pStatus {
     })
 }
 
-/// Says whether peers may be used right now (all four fields must be true).
+/// Says whether peers may be used right now (the first four fields must be true; the fifth
+/// decides whether a `peers` choice may skip the server).
 #[unsafe(no_mangle)]
 pub extern "C" fn rop2p_router_set_context(handle: u64, ctx: RoP2pRouteContext) -> RoP2pStatus {
     guard(|| {
@@ -269,6 +273,7 @@ pub extern "C" fn rop2p_router_set_context(handle: u64, ctx: RoP2pRouteContext) 
                 zone_enabled: ctx.zone_enabled,
                 joined: ctx.joined,
                 peers_ready: ctx.peers_ready,
+                all_members_linked: ctx.all_members_linked,
             };
             Ok(RoP2pStatus::Ok)
         })

@@ -371,7 +371,7 @@ impl Node {
     /// What the router sees right now: the client's inputs, with peers ready only when a
     /// sealer is held and at least one link is healthy.
     pub fn route_context(&self) -> RouteContext {
-        route_context(&self.client.route_inputs(), self.sealer.is_some())
+        route_context(&self.client.route_inputs(), self.client.members(), self.sealer.is_some())
     }
 
     /// Frames, classifies and routes the bytes the game wrote to the map server. Appends the
@@ -381,7 +381,7 @@ impl Node {
     pub fn on_game_send(&mut self, now: Instant, bytes: &[u8], to_server: &mut Vec<u8>) {
         let _ = now;
         let inputs = self.client.route_inputs();
-        let ctx = route_context(&inputs, self.sealer.is_some());
+        let ctx = route_context(&inputs, self.client.members(), self.sealer.is_some());
         let Node { stream, policy, sealer, outputs, scratch, stats, .. } = self;
         let policy = *policy;
         stream.feed(bytes, &policy, &ctx, |verdict| match verdict {
@@ -563,12 +563,14 @@ fn own_peer_id(client: &Client) -> Option<&PeerId> {
     }
 }
 
-fn route_context(inputs: &RouteInputs, sealer: bool) -> RouteContext {
+fn route_context(inputs: &RouteInputs, members: &[PeerId], sealer: bool) -> RouteContext {
+    let peers_ready = inputs.keyed && sealer && !inputs.healthy_peers.is_empty();
     RouteContext {
         p2p_enabled: inputs.p2p_enabled,
         zone_enabled: inputs.zone_enabled,
         joined: inputs.joined,
-        peers_ready: inputs.keyed && sealer && !inputs.healthy_peers.is_empty(),
+        peers_ready,
+        all_members_linked: peers_ready && members.iter().all(|m| inputs.healthy_peers.contains(m)),
     }
 }
 

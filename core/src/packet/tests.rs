@@ -112,6 +112,25 @@ fn walking_at_20211103_is_movement_mirrored_by_default() {
 }
 
 #[test]
+fn peers_only_falls_back_to_mirror_while_a_member_has_no_direct_link() {
+    let policy: Policy = "movement=peers".parse().unwrap();
+    let route_with = |all_members_linked| {
+        let ctx = RouteContext { all_members_linked, ..RouteContext::ALL_READY };
+        let mut stream = GameStream::new(PacketVersion::V20211103, Obfuscation::Off);
+        let mut routes = Vec::new();
+        stream.feed(&walk_035f(150, 200), &policy, &ctx, |v| {
+            if let Verdict::Packet(p) = v {
+                routes.push(p.route.as_str());
+            }
+        });
+        routes
+    };
+    assert_eq!(route_with(true), ["peers"]);
+    // Someone in the session cannot be reached directly: the server fans it out to them.
+    assert_eq!(route_with(false), ["server+peers"]);
+}
+
+#[test]
 fn the_same_id_means_different_things_per_version() {
     let walk = [0x37, 0x04, 0x25, 0x8C, 0x84];
     let action = [0x37, 0x04, 0, 0, 0, 0, 7];
@@ -400,12 +419,13 @@ fn policy() -> impl Strategy<Value = Policy> {
 fn ctx() -> impl Strategy<Value = RouteContext> {
     prop_oneof![
         3 => Just(RouteContext::ALL_READY),
-        1 => (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-            |(p2p_enabled, zone_enabled, joined, peers_ready)| RouteContext {
+        1 => (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(p2p_enabled, zone_enabled, joined, peers_ready, all_members_linked)| RouteContext {
                 p2p_enabled,
                 zone_enabled,
                 joined,
-                peers_ready
+                peers_ready,
+                all_members_linked,
             }
         ),
     ]

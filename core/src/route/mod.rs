@@ -110,7 +110,9 @@ impl Policy {
         match self.choice(packet.category()) {
             Choice::Server => Route::Server,
             Choice::Mirror => Route::ServerAndPeers(packet),
-            Choice::Peers => Route::Peers(packet),
+            Choice::Peers if ctx.all_members_linked => Route::Peers(packet),
+            // A member without a direct link would never see it: the server must fan it out.
+            Choice::Peers => Route::ServerAndPeers(packet),
         }
     }
 }
@@ -184,15 +186,29 @@ pub struct RouteContext {
     pub joined: bool,
     /// At least one peer link is healthy and keyed.
     pub peers_ready: bool,
+    /// Every other member of the session has a healthy, keyed link to us. Without it a
+    /// `peers` choice is sent to the server too, so that no member loses the packet (a pair
+    /// that cannot connect ends on server routing, never on lost traffic).
+    pub all_members_linked: bool,
 }
 
 impl RouteContext {
     /// Everything available: what the `classify` tool assumes by default.
-    pub const ALL_READY: RouteContext =
-        RouteContext { p2p_enabled: true, zone_enabled: true, joined: true, peers_ready: true };
+    pub const ALL_READY: RouteContext = RouteContext {
+        p2p_enabled: true,
+        zone_enabled: true,
+        joined: true,
+        peers_ready: true,
+        all_members_linked: true,
+    };
     /// Nothing available: everything goes to the server.
-    pub const SERVER_ONLY: RouteContext =
-        RouteContext { p2p_enabled: false, zone_enabled: false, joined: false, peers_ready: false };
+    pub const SERVER_ONLY: RouteContext = RouteContext {
+        p2p_enabled: false,
+        zone_enabled: false,
+        joined: false,
+        peers_ready: false,
+        all_members_linked: false,
+    };
 
     /// Whether peers may receive anything at all.
     #[inline]

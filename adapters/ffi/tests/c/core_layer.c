@@ -34,7 +34,7 @@ static const char *last_error(void) {
     return buf;
 }
 
-static const RoP2pRouteContext ALL_READY = {true, true, true, true};
+static const RoP2pRouteContext ALL_READY = {true, true, true, true, true};
 
 /* 0x035F CZ_REQUEST_MOVE to (150, 200), PACKETVER 20211103. */
 static const uint8_t WALK[] = {0x5F, 0x03, 0x25, 0x8C, 0x80};
