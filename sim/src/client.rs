@@ -48,6 +48,9 @@ pub struct ClientCtx {
     pub incarnation: Cell<u64>,
     /// Test-only sabotage still to do (shared by all clients: once per run).
     pub sabotage_pending: Rc<Cell<bool>>,
+    /// The end of the liveness phase: players keep playing but change zones no more, so the
+    /// convergence check sees a settled world.
+    pub quiet: Rc<Cell<bool>>,
 }
 
 /// The coordinator URL every client uses.
@@ -336,7 +339,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
                 links.tick(t);
                 if t >= next_action_at {
                     next_action_at = t.add_millis(rng.range_inclusive(plan.action_interval_ms / 2, plan.action_interval_ms * 3 / 2));
-                    if rng.chance(plan.zone_change_percent, 100) {
+                    if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.get() {
                         let z = ZONES[rng.below_inclusive(ZONES.len() as u64 - 1) as usize];
                         if let Ok(z) = Zone::new(z) {
                             client.handle_input(t, Input::ZoneChanged(z));

@@ -13,6 +13,9 @@ use crate::hosts::{coordinator, coordinator_config, map_server, observer, relay}
 use crate::plan::{Fault, Options, Plan};
 use crate::record::{Recorder, Shared, What};
 
+/// The last part of the liveness phase without zone changes, in ms.
+pub const QUIET_MS: u64 = 5_000;
+
 /// What one seed did.
 #[derive(Debug)]
 pub struct Outcome {
@@ -92,6 +95,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
     }
     let loss = Rc::new(Cell::new(0u8));
     let sabotage = Rc::new(Cell::new(options.sabotage_npc_to_peer));
+    let quiet = Rc::new(Cell::new(false));
     for (i, name) in plan.clients.iter().enumerate() {
         let ctx = Rc::new(ClientCtx {
             name: name.clone(),
@@ -101,6 +105,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
             loss_percent: loss.clone(),
             incarnation: Cell::new(0),
             sabotage_pending: sabotage.clone(),
+            quiet: quiet.clone(),
         });
         sim.host(name.as_str(), move || client_host(ctx.clone()));
     }
@@ -184,6 +189,9 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                     crashed.remove(client.as_str());
                 }
             }
+        }
+        if now_ms + QUIET_MS >= total_ms {
+            quiet.set(true);
         }
         if let Err(e) = sim.step() {
             violations.push(Violation {
