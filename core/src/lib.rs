@@ -5,14 +5,16 @@
 //! channels while everything authoritative stays on the server. This crate holds every protocol
 //! decision and no I/O: the signaling [`wire`] format, the [`coordinator`] and [`client`] state
 //! machines, the rAthena [`packet`] framer and classifier with its [`route`] policy, sealed peer
-//! frames ([`seal`]) and [`config`] parsing. Adapters (tokio, WebRTC, C ABI, the turmoil
-//! simulation) move bytes and time in and out; see [`sansio`] for the contract they follow.
+//! frames ([`seal`]) and [`config`] parsing; [`node`] composes the client side into the client
+//! library. Adapters (tokio, WebRTC, C ABI, the turmoil simulation) move bytes and time in and
+//! out; see [`sansio`] for the contract they follow.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod client;
 pub mod config;
 pub mod coordinator;
 pub mod fuzz;
+pub mod node;
 pub mod packet;
 pub mod rng;
 pub mod route;

@@ -1,0 +1,596 @@
+//! The client library as one sans-IO composite: signaling, routing, sealing and the receive path.
+//!
+//! A [`Node`] owns the signaling [`Client`], the [`GameStream`] of the game's connection to the
+//! map server, the operator's routing [`Policy`], one [`Sealer`] for what this player sends and
+//! one [`Opener`] per remote session member. Every driver of the client library uses it: the
+//! headless peer (`ro-p2p-peer`), the tokio client driver, the C ABI and the simulation. The
+//! driver feeds the client's inputs through [`SansIo`], the game's outgoing bytes through
+//! [`Node::on_game_send`] and the frames that arrive on peer links through
+//! [`Node::on_peer_frame`]; it executes every [`Output`] in order.
+//!
+//! Keys follow the client: when it holds a session key, the node keeps a sealer under that key
+//! and an opener for every member; a `key-rotated` rotates them (the previous epoch stays
+//! valid for the seal's grace period), a new session rebuilds them, and members that left lose
+//! their opener.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::Rng;
+use crate::client::{self, Client, ClientEvent, RouteInputs};
+use crate::packet::{
+    GameStream, Obfuscation, PacketVersion, PeerCategory, PeerEvent, PeerEventError, Verdict,
+};
+use crate::route::{Choice, Policy, Route, RouteContext};
+use crate::sansio::SansIo;
+use crate::seal::{OpenError, Opener, SealConfig, Sealer};
+use crate::time::Instant;
+use crate::wire::{PeerId, SessionId};
+
+#[cfg(test)]
+mod tests;
+
+/// How the coordinator names an unauthenticated connection before its first `join`.
+pub const ANONYMOUS_ID_PREFIX: &str = "anon-";
+
+/// Everything a [`Node`] is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The signaling client's settings.
+    pub client: client::Config,
+    /// The game client's PACKETVER.
+    pub packet_version: PacketVersion,
+    /// Whether the map-server connection obfuscates packet ids.
+    pub obfuscation: Obfuscation,
+    /// Where each peer category goes.
+    pub policy: Policy,
+    /// Sealing and opening of peer frames.
+    pub seal: SealConfig,
+}
+
+impl NodeConfig {
+    /// A configuration with `client` settings and everything else at its default: rAthena's
+    /// default PACKETVER (20211103) with its default obfuscation, the mirror policy and the
+    /// seal's defaults.
+    pub fn with_client(client: client::Config) -> NodeConfig {
+        let packet_version = PacketVersion::V20211103;
+        let obfuscation =
+            if packet_version.obfuscated_by_default() { Obfuscation::On } else { Obfuscation::Off };
+        NodeConfig {
+            client,
+            packet_version,
+            obfuscation,
+            policy: Policy::default(),
+            seal: SealConfig::default(),
+        }
+    }
+}
+
+/// The data channel a peer frame travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    /// Unordered, no retransmits: walking and turning (a newer one replaces a lost one).
+    Movement,
+    /// Reliable and ordered: chat and emotes.
+    Chat,
+}
+
+impl Channel {
+    /// The channel an event travels on.
+    pub fn for_event(event: &PeerEvent<'_>) -> Channel {
+        match event {
+            PeerEvent::Move { .. } | PeerEvent::Turn { .. } => Channel::Movement,
+            PeerEvent::Chat { .. } | PeerEvent::Emote { .. } => Channel::Chat,
+        }
+    }
+}
+
+/// A validated event received from a peer, owned so it can outlive the frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ReceivedEvent {
+    /// The peer walks to cell (`x`, `y`).
+    Move {
+        /// Destination x.
+        x: u16,
+        /// Destination y.
+        y: u16,
+    },
+    /// The peer turned.
+    Turn {
+        /// Head direction, 0..=2.
+        head_dir: u8,
+        /// Body direction, 0..=7.
+        dir: u8,
+    },
+    /// The peer said something in public chat: `"Name : message"` as the game client's bytes.
+    Chat {
+        /// The text, passing the public chat content rules.
+        #[serde(serialize_with = "serialize_lossy")]
+        text: Vec<u8>,
+    },
+    /// The peer showed an emote.
+    Emote {
+        /// rAthena's `emotion_type`.
+        kind: u8,
+    },
+}
+
+fn serialize_lossy<S: serde::Serializer>(text: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(text))
+}
+
+impl ReceivedEvent {
+    /// The owned copy of a decoded event.
+    pub fn from_event(event: &PeerEvent<'_>) -> ReceivedEvent {
+        match *event {
+            PeerEvent::Move { x, y } => ReceivedEvent::Move { x, y },
+            PeerEvent::Turn { head_dir, dir } => ReceivedEvent::Turn { head_dir, dir },
+            PeerEvent::Chat { text } => ReceivedEvent::Chat { text: text.to_vec() },
+            PeerEvent::Emote { kind } => ReceivedEvent::Emote { kind },
+        }
+    }
+
+    /// The borrowed form, e.g. to re-encode or render it.
+    pub fn as_event(&self) -> PeerEvent<'_> {
+        match self {
+            ReceivedEvent::Move { x, y } => PeerEvent::Move { x: *x, y: *y },
+            ReceivedEvent::Turn { head_dir, dir } => {
+                PeerEvent::Turn { head_dir: *head_dir, dir: *dir }
+            }
+            ReceivedEvent::Chat { text } => PeerEvent::Chat { text },
+            ReceivedEvent::Emote { kind } => PeerEvent::Emote { kind: *kind },
+        }
+    }
+}
+
+/// What the driver must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// An output of the signaling client, passed through unchanged.
+    Client(client::Output),
+    /// Send one sealed frame to `peer` on `channel`. One frame is shared by every peer it goes
+    /// to (it is sealed once).
+    SendPeerFrame {
+        /// The remote peer.
+        peer: PeerId,
+        /// The data channel.
+        channel: Channel,
+        /// The sealed frame.
+        frame: Arc<[u8]>,
+    },
+    /// A peer did something the game should show.
+    Received {
+        /// The sender, as the link identified it (a session member).
+        from: PeerId,
+        /// What it did.
+        event: ReceivedEvent,
+    },
+}
+
+/// Why a frame received from a peer was dropped. Each reason has a counter in [`NodeStats`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveDrop {
+    /// The sender is not a member of the current session (or there is no session).
+    #[error("frame from {from}, who is not a member of the current session")]
+    NotMember {
+        /// The sender.
+        from: PeerId,
+    },
+    /// No session key is held, so nothing can be opened.
+    #[error("no session key to open frames with")]
+    NoSessionKey,
+    /// The seal refused the frame (rate limit, replay, wrong key, tampering, ...).
+    #[error("frame refused by the seal: {0}")]
+    Open(#[from] OpenError),
+    /// The opened payload is not a valid peer event.
+    #[error("invalid peer event: {0}")]
+    InvalidEvent(#[from] PeerEventError),
+    /// A walk to a cell outside the current map.
+    #[error("move to ({x}, {y}) outside the {width}x{height} map")]
+    OutsideMap {
+        /// Destination x.
+        x: u16,
+        /// Destination y.
+        y: u16,
+        /// The map's width in cells.
+        width: u16,
+        /// The map's height in cells.
+        height: u16,
+    },
+}
+
+/// Counters of what the node routed, sent, received and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStats {
+    /// Game packets framed (whole packets, not pass-through bytes).
+    pub packets: u64,
+    /// Packets that went to the server only.
+    pub packets_server: u64,
+    /// Packets that went to peers only.
+    pub packets_peers: u64,
+    /// Packets that went to the server and to peers.
+    pub packets_mirrored: u64,
+    /// Peer-eligible packets the policy would send to peers that went to the server only,
+    /// because peers were not usable (no session, fallen back, no healthy keyed link).
+    pub fallbacks: u64,
+    /// Times the game stream desynced (its bytes then pass to the server untouched).
+    pub desyncs: u64,
+    /// Bytes passed to the server without classification (after a desync).
+    pub passthrough_bytes: u64,
+    /// Frames sealed (one per peer-routed packet).
+    pub frames_sealed: u64,
+    /// Frames queued for peers (one per healthy peer per sealed frame).
+    pub frames_queued: u64,
+    /// Peer-routed packets that could not be sealed (counter space exhausted).
+    pub seal_failures: u64,
+    /// Frames received from peers, before any check.
+    pub frames_received: u64,
+    /// Events surfaced as [`Output::Received`].
+    pub events_received: u64,
+    /// [`ReceiveDrop::NotMember`].
+    pub dropped_not_member: u64,
+    /// [`ReceiveDrop::NoSessionKey`].
+    pub dropped_no_key: u64,
+    /// [`ReceiveDrop::Open`]; the seal's own counters say why ([`Node::open_counters`]).
+    pub dropped_by_seal: u64,
+    /// [`ReceiveDrop::InvalidEvent`].
+    pub dropped_invalid_event: u64,
+    /// [`ReceiveDrop::OutsideMap`].
+    pub dropped_outside_map: u64,
+}
+
+/// The session, sender identity and epoch the node's keys were built for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Keyed {
+    session: SessionId,
+    me: PeerId,
+}
+
+/// The client library's composite state machine.
+///
+/// A driver calls, in any order as things happen: [`SansIo::handle_input`] with the signaling
+/// client's [`client::Input`]s (transport events, frames, zone changes, link events),
+/// [`SansIo::handle_timeout`] when [`SansIo::poll_timeout`] has passed, [`Node::on_game_send`]
+/// with the bytes the game writes to the map server, and [`Node::on_peer_frame`] with each frame
+/// a peer link delivers. After each call it drains [`SansIo::poll_output`] and executes every
+/// [`Output`] in order.
+#[derive(Debug)]
+pub struct Node {
+    client: Client,
+    stream: GameStream,
+    packet_version: PacketVersion,
+    obfuscation: Obfuscation,
+    policy: Policy,
+    seal_config: SealConfig,
+    rng: Rng,
+    sealer: Option<Sealer>,
+    keyed: Option<Keyed>,
+    openers: BTreeMap<PeerId, Opener>,
+    /// Map size in cells, when the driver knows it; otherwise 0..=1023 is accepted.
+    map_size: Option<(u16, u16)>,
+    outputs: VecDeque<Output>,
+    /// Reused buffer for encoding peer events.
+    scratch: Vec<u8>,
+    stats: NodeStats,
+}
+
+impl Node {
+    /// A node at `now`; the client's randomness (jitter) and the seal's stream ids come from
+    /// `rng`.
+    pub fn new(config: NodeConfig, mut rng: Rng, now: Instant) -> Node {
+        let client_rng = rng.fork();
+        let mut node = Node {
+            client: Client::new(config.client, client_rng, now),
+            stream: GameStream::new(config.packet_version, config.obfuscation),
+            packet_version: config.packet_version,
+            obfuscation: config.obfuscation,
+            policy: config.policy,
+            seal_config: config.seal,
+            rng,
+            sealer: None,
+            keyed: None,
+            openers: BTreeMap::new(),
+            map_size: None,
+            outputs: VecDeque::new(),
+            scratch: Vec::with_capacity(64),
+            stats: NodeStats::default(),
+        };
+        node.pump_client(now);
+        node
+    }
+
+    /// The signaling client (lifecycle, peer id, session, members, links).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// The routing policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Replaces the routing policy (it applies from the next packet).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// The game stream to the map server (e.g. whether it desynced).
+    pub fn game_stream(&self) -> &GameStream {
+        &self.stream
+    }
+
+    /// The game opened a new connection to the map server (after a map-server change or a
+    /// reconnect): framing and the obfuscation key start over. Bytes of an unfinished packet
+    /// of the old connection are discarded.
+    pub fn new_map_connection(&mut self) {
+        self.stream = GameStream::new(self.packet_version, self.obfuscation);
+    }
+
+    /// Sets the current map's size in cells, so moves outside it are dropped; `None` accepts
+    /// the whole coordinate range (0..=1023).
+    pub fn set_map_size(&mut self, size: Option<(u16, u16)>) {
+        self.map_size = size;
+    }
+
+    /// This player's identity as the other members know it, which binds its sealed frames.
+    ///
+    /// With authentication on, the coordinator's `welcome` names the account. With it off
+    /// (development), `welcome` names a generated `anon-` identity that the first `join`
+    /// replaces with the configured `peer_id`, without telling the client again: then the
+    /// configured id is the one the other members see.
+    pub fn own_peer_id(&self) -> Option<&PeerId> {
+        own_peer_id(&self.client)
+    }
+
+    /// The epoch frames are sealed under, if a session key is held.
+    pub fn seal_epoch(&self) -> Option<u32> {
+        self.sealer.as_ref().map(Sealer::epoch)
+    }
+
+    /// The peers frames are currently accepted from (session members with an opener).
+    pub fn openable_peers(&self) -> Vec<PeerId> {
+        self.openers.keys().cloned().collect()
+    }
+
+    /// The seal's counters for one remote peer's frames.
+    pub fn open_counters(&self, peer: &PeerId) -> Option<&crate::seal::OpenCounters> {
+        self.openers.get(peer).map(Opener::counters)
+    }
+
+    /// What the router sees right now: the client's inputs, with peers ready only when a
+    /// sealer is held and at least one link is healthy.
+    pub fn route_context(&self) -> RouteContext {
+        route_context(&self.client.route_inputs(), self.sealer.is_some())
+    }
+
+    /// Frames, classifies and routes the bytes the game wrote to the map server. Appends the
+    /// exact bytes for the server to `to_server` (in order, re-obfuscated where packets were
+    /// diverted) and queues one [`Output::SendPeerFrame`] per healthy peer for each packet
+    /// routed to peers. A partial packet is kept for the next call.
+    pub fn on_game_send(&mut self, now: Instant, bytes: &[u8], to_server: &mut Vec<u8>) {
+        let _ = now;
+        let inputs = self.client.route_inputs();
+        let ctx = route_context(&inputs, self.sealer.is_some());
+        let Node { stream, policy, sealer, outputs, scratch, stats, .. } = self;
+        let policy = *policy;
+        stream.feed(bytes, &policy, &ctx, |verdict| match verdict {
+            Verdict::Packet(p) => {
+                stats.packets += 1;
+                to_server.extend_from_slice(p.server_bytes);
+                let eligible = match p.route {
+                    Route::Server => {
+                        let wanted = p
+                            .spec
+                            .peer_category()
+                            .is_some_and(|c| policy.choice(c) != Choice::Server);
+                        if wanted && !ctx.peers_usable() {
+                            stats.fallbacks += 1;
+                        }
+                        stats.packets_server += 1;
+                        return;
+                    }
+                    Route::Peers(e) => {
+                        stats.packets_peers += 1;
+                        e
+                    }
+                    Route::ServerAndPeers(e) => {
+                        stats.packets_mirrored += 1;
+                        e
+                    }
+                };
+                let Some(sealer) = sealer.as_mut() else {
+                    // Unreachable: peers are usable only with a sealer.
+                    stats.seal_failures += 1;
+                    return;
+                };
+                let event = eligible.event();
+                scratch.clear();
+                event.encode(scratch);
+                let frame: Arc<[u8]> = match sealer.seal(scratch) {
+                    Ok(frame) => frame.into(),
+                    Err(_) => {
+                        stats.seal_failures += 1;
+                        return;
+                    }
+                };
+                stats.frames_sealed += 1;
+                let channel = Channel::for_event(&event);
+                debug_assert_eq!(
+                    channel == Channel::Movement,
+                    eligible.category() == PeerCategory::Movement
+                );
+                for peer in &inputs.healthy_peers {
+                    stats.frames_queued += 1;
+                    outputs.push_back(Output::SendPeerFrame {
+                        peer: peer.clone(),
+                        channel,
+                        frame: Arc::clone(&frame),
+                    });
+                }
+            }
+            Verdict::Desync { bytes, .. } => {
+                stats.desyncs += 1;
+                stats.passthrough_bytes += bytes.len() as u64;
+                to_server.extend_from_slice(bytes);
+            }
+            Verdict::PassThrough { bytes, .. } => {
+                stats.passthrough_bytes += bytes.len() as u64;
+                to_server.extend_from_slice(bytes);
+            }
+        });
+    }
+
+    /// Opens, decodes and validates one frame that arrived on the link to `from`, and queues
+    /// [`Output::Received`]. Frames from anyone but a current session member, frames the seal
+    /// refuses and events that fail validation are dropped, counted and reported.
+    pub fn on_peer_frame(
+        &mut self,
+        now: Instant,
+        from: &PeerId,
+        bytes: &[u8],
+    ) -> Result<(), ReceiveDrop> {
+        self.stats.frames_received += 1;
+        let result = self.receive(now, from, bytes);
+        let slot = match &result {
+            Ok(()) => &mut self.stats.events_received,
+            Err(ReceiveDrop::NotMember { .. }) => &mut self.stats.dropped_not_member,
+            Err(ReceiveDrop::NoSessionKey) => &mut self.stats.dropped_no_key,
+            Err(ReceiveDrop::Open(_)) => &mut self.stats.dropped_by_seal,
+            Err(ReceiveDrop::InvalidEvent(_)) => &mut self.stats.dropped_invalid_event,
+            Err(ReceiveDrop::OutsideMap { .. }) => &mut self.stats.dropped_outside_map,
+        };
+        *slot += 1;
+        result
+    }
+
+    fn receive(&mut self, now: Instant, from: &PeerId, bytes: &[u8]) -> Result<(), ReceiveDrop> {
+        if !self.client.members().contains(from) {
+            return Err(ReceiveDrop::NotMember { from: from.clone() });
+        }
+        let opener = self.openers.get_mut(from).ok_or(ReceiveDrop::NoSessionKey)?;
+        let payload = opener.open(now, bytes)?;
+        let event = PeerEvent::decode(&payload)?;
+        if let (PeerEvent::Move { x, y }, Some((width, height))) = (event, self.map_size)
+            && (x >= width || y >= height)
+        {
+            return Err(ReceiveDrop::OutsideMap { x, y, width, height });
+        }
+        let event = ReceivedEvent::from_event(&event);
+        self.outputs.push_back(Output::Received { from: from.clone(), event });
+        Ok(())
+    }
+
+    /// Moves the client's outputs into the node's queue and brings keys in line with it.
+    fn pump_client(&mut self, now: Instant) {
+        let mut keys_changed = false;
+        while let Some(out) = self.client.poll_output() {
+            if let client::Output::Event {
+                event:
+                    ClientEvent::KeyChanged { .. }
+                    | ClientEvent::SessionJoined { .. }
+                    | ClientEvent::SessionLeft { .. }
+                    | ClientEvent::PeerJoined { .. }
+                    | ClientEvent::PeerLeft { .. }
+                    | ClientEvent::Welcomed { .. }
+                    | ClientEvent::Stopped { .. },
+            } = &out
+            {
+                keys_changed = true;
+            }
+            self.outputs.push_back(Output::Client(out));
+        }
+        if keys_changed {
+            self.sync_keys(now);
+        }
+    }
+
+    /// Keeps one sealer for the client's session key and one opener per member.
+    fn sync_keys(&mut self, now: Instant) {
+        let (Some(me), Some(key), Some(session)) =
+            (own_peer_id(&self.client), self.client.current_key(), self.client.session_id())
+        else {
+            self.sealer = None;
+            self.keyed = None;
+            self.openers.clear();
+            return;
+        };
+        let want = Keyed { session: session.clone(), me: me.clone() };
+        match &mut self.sealer {
+            Some(sealer) if self.keyed.as_ref() == Some(&want) => {
+                if key.epoch > sealer.epoch() {
+                    // Not newer is impossible here, and would keep the current key.
+                    let _ = sealer.rotate(key);
+                    for opener in self.openers.values_mut() {
+                        let _ = opener.rotate(now, key);
+                    }
+                }
+            }
+            _ => {
+                // A new session or identity: fresh stream id, fresh windows.
+                self.sealer =
+                    Some(Sealer::new(me.clone(), key, &mut self.rng, self.seal_config.clone()));
+                self.openers.clear();
+                self.keyed = Some(want);
+            }
+        }
+        let members = self.client.members();
+        self.openers.retain(|peer, _| members.contains(peer));
+        for peer in members {
+            if !self.openers.contains_key(peer) {
+                let opener = Opener::new(now, peer.clone(), key, self.seal_config.clone());
+                self.openers.insert(peer.clone(), opener);
+            }
+        }
+    }
+}
+
+fn own_peer_id(client: &Client) -> Option<&PeerId> {
+    let welcomed = client.peer_id()?;
+    match &client.config().peer_id {
+        Some(configured) if welcomed.as_str().starts_with(ANONYMOUS_ID_PREFIX) => Some(configured),
+        _ => Some(welcomed),
+    }
+}
+
+fn route_context(inputs: &RouteInputs, sealer: bool) -> RouteContext {
+    RouteContext {
+        p2p_enabled: inputs.p2p_enabled,
+        zone_enabled: inputs.zone_enabled,
+        joined: inputs.joined,
+        peers_ready: inputs.keyed && sealer && !inputs.healthy_peers.is_empty(),
+    }
+}
+
+impl SansIo for Node {
+    type Input = client::Input;
+    type Output = Output;
+
+    fn handle_input(&mut self, now: Instant, input: client::Input) {
+        self.client.handle_input(now, input);
+        self.pump_client(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.client.handle_timeout(now);
+        self.pump_client(now);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.client.poll_timeout()
+    }
+}

@@ -1,0 +1,519 @@
+//! Nodes wired in memory through a real [`Coordinator`]: signaling is relayed by the core
+//! coordinator, peer links connect as soon as the client asks for them, and sealed frames are
+//! delivered to the addressed node. Time only moves when a test advances it.
+
+use super::*;
+use crate::coordinator::{self, ConnId, Coordinator, Identity};
+use crate::wire::{Zone, encode_server};
+
+fn pid(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+fn zone(s: &str) -> Zone {
+    Zone::new(s).unwrap()
+}
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn walk(x: u16, y: u16) -> Vec<u8> {
+    let b0 = (x >> 2) as u8;
+    let b1 = ((x << 6) as u8) | ((y >> 4) as u8 & 0x3F);
+    let b2 = (y << 4) as u8;
+    vec![0x5F, 0x03, b0, b1, b2]
+}
+fn chat(text: &[u8]) -> Vec<u8> {
+    let len = (4 + text.len()) as u16;
+    let mut p = vec![0xF3, 0x00];
+    p.extend_from_slice(&len.to_le_bytes());
+    p.extend_from_slice(text);
+    p
+}
+fn emote(kind: u8) -> Vec<u8> {
+    vec![0xBF, 0x00, kind]
+}
+fn npc_click(npc: u32) -> Vec<u8> {
+    let mut p = vec![0x90, 0x00];
+    p.extend_from_slice(&npc.to_le_bytes());
+    p.push(1);
+    p
+}
+fn use_item(index: u16) -> Vec<u8> {
+    let mut p = vec![0x9F, 0x00];
+    p.extend_from_slice(&index.to_le_bytes());
+    p.resize(20, 0);
+    p
+}
+
+/// One frame that crossed a simulated peer link.
+#[derive(Clone, Debug)]
+struct Sent {
+    from: usize,
+    to: PeerId,
+    channel: Channel,
+    frame: Arc<[u8]>,
+}
+
+struct World {
+    now: Instant,
+    coord: Coordinator,
+    nodes: Vec<Node>,
+    names: Vec<PeerId>,
+    conns: Vec<Option<ConnId>>,
+    next_conn: u64,
+    received: Vec<Vec<(PeerId, ReceivedEvent)>>,
+    drops: Vec<Vec<ReceiveDrop>>,
+    sent: Vec<Sent>,
+    /// Frames are recorded but not delivered while this is set.
+    hold_frames: bool,
+}
+
+impl World {
+    fn new(coord_config: coordinator::Config) -> World {
+        World {
+            now: t(0),
+            coord: Coordinator::new(coord_config, Rng::from_seed(1)),
+            nodes: Vec::new(),
+            names: Vec::new(),
+            conns: Vec::new(),
+            next_conn: 1,
+            received: Vec::new(),
+            drops: Vec::new(),
+            sent: Vec::new(),
+            hold_frames: false,
+        }
+    }
+
+    /// Adds a node named `name` on map `map` and lets everything settle.
+    fn add(&mut self, name: &str, map: &str) -> usize {
+        let client = client::Config {
+            coordinator_urls: vec!["ws://coordinator".into()],
+            peer_id: Some(pid(name)),
+            p2p_enabled_zones: vec![zone("prontera"), zone("geffen")],
+            ..client::Config::default()
+        };
+        let config =
+            NodeConfig { obfuscation: Obfuscation::Off, ..NodeConfig::with_client(client) };
+        let seed = 100 + self.nodes.len() as u64;
+        self.nodes.push(Node::new(config, Rng::from_seed(seed), self.now));
+        self.names.push(pid(name));
+        self.conns.push(None);
+        self.received.push(Vec::new());
+        self.drops.push(Vec::new());
+        let i = self.nodes.len() - 1;
+        self.nodes[i].handle_input(self.now, client::Input::ZoneChanged(zone(map)));
+        self.settle();
+        i
+    }
+
+    fn index_of(&self, peer: &PeerId) -> Option<usize> {
+        self.names.iter().position(|n| n == peer)
+    }
+
+    /// Executes every output of every party until nothing is left.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut progress = false;
+            for i in 0..self.nodes.len() {
+                while let Some(out) = self.nodes[i].poll_output() {
+                    progress = true;
+                    self.execute(i, out);
+                }
+            }
+            while let Some(out) = self.coord.poll_output() {
+                progress = true;
+                self.execute_coord(out);
+            }
+            if !progress {
+                return;
+            }
+        }
+        panic!("the world did not settle");
+    }
+
+    fn execute(&mut self, i: usize, out: Output) {
+        let now = self.now;
+        match out {
+            Output::Client(client::Output::OpenTransport { .. }) => {
+                let conn = ConnId(self.next_conn);
+                self.next_conn += 1;
+                self.conns[i] = Some(conn);
+                self.coord.handle_input(
+                    now,
+                    coordinator::Input::Connected {
+                        conn,
+                        identity: Identity::Anonymous,
+                        ice_servers: vec![],
+                    },
+                );
+                self.nodes[i].handle_input(now, client::Input::TransportOpened);
+            }
+            Output::Client(client::Output::SendFrame { frame }) => {
+                if let Some(conn) = self.conns[i] {
+                    let bytes = frame.into_bytes();
+                    self.coord.handle_input(now, coordinator::Input::Frame { conn, bytes });
+                }
+            }
+            Output::Client(client::Output::CloseTransport) => {
+                if let Some(conn) = self.conns[i].take() {
+                    self.coord.handle_input(now, coordinator::Input::Disconnected { conn });
+                }
+            }
+            // Links negotiate with placeholder SDP through the coordinator and connect as soon
+            // as the answer is applied; ICE is the WebRTC adapter's business.
+            Output::Client(client::Output::ConnectPeer {
+                peer,
+                role: client::Role::Offerer,
+                ..
+            }) => {
+                let event = client::LinkEvent::LocalDescription { sdp: "offer".into() };
+                self.nodes[i].handle_input(now, client::Input::PeerLinkEvent { peer, event });
+            }
+            Output::Client(client::Output::SendSignal {
+                peer,
+                signal: client::Signal::Offer { .. },
+            }) => {
+                let event = client::LinkEvent::LocalDescription { sdp: "answer".into() };
+                self.nodes[i].handle_input(now, client::Input::PeerLinkEvent { peer, event });
+            }
+            Output::Client(client::Output::SendSignal {
+                peer,
+                signal: client::Signal::Answer { .. },
+            }) => {
+                let me = self.names[i].clone();
+                let event = client::LinkEvent::Connected;
+                if let Some(j) = self.index_of(&peer) {
+                    let input = client::Input::PeerLinkEvent { peer: me, event: event.clone() };
+                    self.nodes[j].handle_input(now, input);
+                }
+                self.nodes[i].handle_input(now, client::Input::PeerLinkEvent { peer, event });
+            }
+            Output::Client(_) => {}
+            Output::SendPeerFrame { peer, channel, frame } => {
+                self.sent.push(Sent { from: i, to: peer.clone(), channel, frame: frame.clone() });
+                if !self.hold_frames {
+                    self.deliver(i, &peer, &frame);
+                }
+            }
+            Output::Received { from, event } => self.received[i].push((from, event)),
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: &PeerId, frame: &[u8]) {
+        let Some(j) = self.index_of(to) else { return };
+        let sender = self.names[from].clone();
+        if let Err(drop) = self.nodes[j].on_peer_frame(self.now, &sender, frame) {
+            self.drops[j].push(drop);
+        }
+    }
+
+    fn execute_coord(&mut self, out: coordinator::Output) {
+        let now = self.now;
+        match out {
+            coordinator::Output::Send { conn, msg } => {
+                if let Some(i) = self.conns.iter().position(|c| *c == Some(conn)) {
+                    let frame = encode_server(&msg).into_bytes();
+                    self.nodes[i].handle_input(now, client::Input::Frame(frame));
+                }
+            }
+            coordinator::Output::Close { conn, code, reason } => {
+                if let Some(i) = self.conns.iter().position(|c| *c == Some(conn)) {
+                    self.conns[i] = None;
+                    let reason =
+                        client::CloseReason::ClosedByCoordinator { code: Some(code), reason };
+                    self.nodes[i].handle_input(now, client::Input::TransportClosed(reason));
+                }
+            }
+        }
+    }
+
+    /// Runs every timer of every party up to `now + ms`, in order.
+    fn advance(&mut self, ms: u64) {
+        let until = self.now.add_millis(ms);
+        for _ in 0..100_000 {
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.poll_timeout())
+                .chain(self.coord.poll_timeout())
+                .min();
+            match next {
+                Some(at) if at <= until => {
+                    self.now = self.now.max(at);
+                    let now = self.now;
+                    self.coord.handle_timeout(now);
+                    for n in &mut self.nodes {
+                        if n.poll_timeout().is_some_and(|d| d <= now) {
+                            n.handle_timeout(now);
+                        }
+                    }
+                    self.settle();
+                }
+                _ => {
+                    self.now = until;
+                    return;
+                }
+            }
+        }
+        panic!("timers did not come to rest");
+    }
+
+    /// The game of node `i` writes `bytes` to the map server; returns what the server gets.
+    fn game_send(&mut self, i: usize, bytes: &[u8]) -> Vec<u8> {
+        let mut to_server = Vec::new();
+        self.nodes[i].on_game_send(self.now, bytes, &mut to_server);
+        self.settle();
+        to_server
+    }
+}
+
+fn world() -> World {
+    World::new(coordinator::Config::default())
+}
+
+#[test]
+fn joined_nodes_hold_a_sealer_and_an_opener_per_member() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    for (i, other) in [(a, "bob"), (b, "alice")] {
+        assert_eq!(w.nodes[i].client().lifecycle(), client::Lifecycle::Joined);
+        assert_eq!(w.nodes[i].seal_epoch(), Some(1));
+        assert_eq!(w.nodes[i].openable_peers(), vec![pid(other)]);
+        assert!(w.nodes[i].route_context().peers_usable());
+    }
+}
+
+#[test]
+fn movement_and_chat_reach_the_other_node_as_received_and_the_server() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let mut bytes = walk(150, 200);
+    bytes.extend(chat(b"alice : hello"));
+    bytes.extend(emote(1));
+    let to_server = w.game_send(a, &bytes);
+    assert_eq!(to_server, bytes, "mirror policy: the server sees every packet as sent");
+    assert_eq!(w.drops[b], vec![]);
+    assert_eq!(
+        w.received[b],
+        vec![
+            (pid("alice"), ReceivedEvent::Move { x: 150, y: 200 }),
+            (pid("alice"), ReceivedEvent::Chat { text: b"alice : hello".to_vec() }),
+            (pid("alice"), ReceivedEvent::Emote { kind: 1 }),
+        ]
+    );
+    let channels: Vec<Channel> = w.sent.iter().map(|s| s.channel).collect();
+    assert_eq!(channels, [Channel::Movement, Channel::Chat, Channel::Chat]);
+    assert!(w.received[a].is_empty(), "a sender does not hear itself");
+    let stats = w.nodes[a].stats();
+    assert_eq!((stats.packets, stats.packets_mirrored, stats.frames_sealed), (3, 3, 3));
+    assert_eq!(w.nodes[b].stats().events_received, 3);
+}
+
+#[test]
+fn one_sealed_frame_is_shared_by_every_healthy_peer() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let c = w.add("carol", "prontera");
+    w.game_send(a, &walk(10, 20));
+    let mut to: Vec<PeerId> = w.sent.iter().map(|s| s.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, [pid("bob"), pid("carol")]);
+    assert!(Arc::ptr_eq(&w.sent[0].frame, &w.sent[1].frame), "sealed once");
+    assert_eq!(w.nodes[a].stats().frames_sealed, 1);
+    for i in [b, c] {
+        assert_eq!(w.received[i], vec![(pid("alice"), ReceivedEvent::Move { x: 10, y: 20 })]);
+    }
+}
+
+#[test]
+fn npc_item_command_and_whisper_packets_never_produce_a_peer_frame() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let mut bytes = npc_click(110_000_123);
+    bytes.extend(use_item(7));
+    bytes.extend(chat(b"alice : @warp prontera"));
+    bytes.extend(emote(60)); // dice: the server rolls it
+    let mut whisper = vec![0x96, 0x00, 32, 0];
+    whisper.extend_from_slice(b"NPC:Kafra\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0hi\0\0");
+    bytes.extend(&whisper);
+    let to_server = w.game_send(a, &bytes);
+    assert_eq!(to_server, bytes);
+    assert!(w.sent.is_empty(), "nothing left for peers: {:?}", w.sent);
+    assert!(w.received[b].is_empty());
+    assert_eq!(w.nodes[a].stats().packets_server, 5);
+    assert_eq!(w.nodes[a].stats().fallbacks, 0, "not eligible, so not a fallback");
+}
+
+#[test]
+fn peers_only_policy_keeps_the_packet_from_the_server() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("chat=peers".parse().unwrap());
+    let mut bytes = chat(b"alice : psst");
+    bytes.extend(npc_click(1));
+    let to_server = w.game_send(a, &bytes);
+    assert_eq!(to_server, npc_click(1));
+    assert_eq!(w.received[b].len(), 1);
+    assert_eq!(w.nodes[a].stats().packets_peers, 1);
+}
+
+#[test]
+fn a_node_alone_in_its_session_sends_eligible_packets_to_the_server_and_counts_fallbacks() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _other_zone = w.add("bob", "geffen");
+    let mut bytes = walk(5, 5);
+    bytes.extend(chat(b"alice : anyone?"));
+    let to_server = w.game_send(a, &bytes);
+    assert_eq!(to_server, bytes);
+    assert!(w.sent.is_empty());
+    assert_eq!(w.nodes[a].stats().fallbacks, 2);
+    assert!(!w.nodes[a].route_context().peers_usable());
+}
+
+#[test]
+fn a_node_in_another_zone_receives_nothing() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let g = w.add("gina", "geffen");
+    w.game_send(a, &walk(1, 1));
+    w.game_send(g, &walk(2, 2));
+    assert_eq!(w.received[b].len(), 1);
+    assert!(w.received[g].is_empty());
+    assert!(w.sent.iter().all(|s| s.to != pid("gina") && s.from != g));
+}
+
+#[test]
+fn frames_from_non_members_are_dropped() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let g = w.add("gina", "geffen");
+    w.hold_frames = true;
+    w.game_send(a, &walk(1, 1));
+    let frame = w.sent[0].frame.clone();
+    // Gina is in another session; "mallory" in none.
+    for stranger in [pid("gina"), pid("mallory")] {
+        let got = w.nodes[b].on_peer_frame(w.now, &stranger, &frame);
+        assert_eq!(got, Err(ReceiveDrop::NotMember { from: stranger }));
+    }
+    let got = w.nodes[g].on_peer_frame(w.now, &pid("alice"), &frame);
+    assert_eq!(got, Err(ReceiveDrop::NotMember { from: pid("alice") }));
+    assert_eq!(w.nodes[b].stats().dropped_not_member, 2);
+    assert!(w.nodes[b].drain_outputs().is_empty());
+}
+
+#[test]
+fn a_replayed_frame_is_dropped() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    w.game_send(a, &chat(b"alice : once"));
+    assert_eq!(w.received[b].len(), 1);
+    let frame = w.sent[0].frame.clone();
+    let got = w.nodes[b].on_peer_frame(w.now, &pid("alice"), &frame);
+    assert_eq!(got, Err(ReceiveDrop::Open(OpenError::Replayed { counter: 0 })));
+    w.settle();
+    assert_eq!(w.received[b].len(), 1);
+    assert_eq!(w.nodes[b].stats().dropped_by_seal, 1);
+    assert_eq!(w.nodes[b].open_counters(&pid("alice")).map(|c| c.replayed), Some(1));
+}
+
+#[test]
+fn a_frame_presented_as_another_members_fails_authentication() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    let c = w.add("carol", "prontera");
+    w.hold_frames = true;
+    w.game_send(a, &walk(3, 4));
+    let frame = w.sent[0].frame.clone();
+    let got = w.nodes[c].on_peer_frame(w.now, &pid("bob"), &frame);
+    assert_eq!(got, Err(ReceiveDrop::Open(OpenError::AuthFailed)));
+}
+
+#[test]
+fn opened_payloads_that_are_not_valid_events_or_leave_the_map_are_dropped() {
+    let mut w = world();
+    let _a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let key = w.nodes[b].client().current_key().unwrap().clone();
+    let mut forger = Sealer::new(pid("alice"), &key, &mut Rng::from_seed(9), SealConfig::default());
+    let mute = forger.seal(&[0x14, 34]).unwrap();
+    let got = w.nodes[b].on_peer_frame(w.now, &pid("alice"), &mute);
+    assert_eq!(got, Err(ReceiveDrop::InvalidEvent(PeerEventError::EmoteNotAllowed { kind: 34 })));
+    w.nodes[b].set_map_size(Some((100, 100)));
+    let mut far = Vec::new();
+    PeerEvent::Move { x: 150, y: 20 }.encode(&mut far);
+    let far = forger.seal(&far).unwrap();
+    let got = w.nodes[b].on_peer_frame(w.now, &pid("alice"), &far);
+    assert_eq!(got, Err(ReceiveDrop::OutsideMap { x: 150, y: 20, width: 100, height: 100 }));
+    let stats = w.nodes[b].stats();
+    assert_eq!((stats.dropped_invalid_event, stats.dropped_outside_map), (1, 1));
+}
+
+#[test]
+fn a_key_rotation_rotates_sealer_and_openers_and_keeps_the_previous_epoch_for_grace() {
+    let mut w = World::new(coordinator::Config {
+        key_rotation_interval_s: 60,
+        ..coordinator::Config::default()
+    });
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    w.hold_frames = true;
+    w.game_send(a, &walk(1, 1));
+    let sealed_before = w.sent[0].frame.clone();
+    w.hold_frames = false;
+    w.advance(61_000);
+    assert_eq!(w.nodes[a].seal_epoch(), Some(2));
+    assert_eq!(w.nodes[b].seal_epoch(), Some(2));
+    // Sealed under epoch 1 just before the rotation: still accepted within the grace.
+    assert_eq!(w.nodes[b].on_peer_frame(w.now, &pid("alice"), &sealed_before), Ok(()));
+    w.game_send(a, &walk(2, 2));
+    w.settle();
+    let moves: Vec<&ReceivedEvent> = w.received[b].iter().map(|(_, e)| e).collect();
+    assert_eq!(moves, [&ReceivedEvent::Move { x: 1, y: 1 }, &ReceivedEvent::Move { x: 2, y: 2 }]);
+}
+
+#[test]
+fn a_member_that_leaves_loses_its_opener_and_routing_falls_back_to_the_server() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    w.hold_frames = true;
+    w.game_send(b, &walk(1, 1));
+    let from_bob = w.sent[0].frame.clone();
+    w.hold_frames = false;
+    w.nodes[b].handle_input(w.now, client::Input::Shutdown);
+    w.settle();
+    assert!(w.nodes[a].openable_peers().is_empty());
+    let got = w.nodes[a].on_peer_frame(w.now, &pid("bob"), &from_bob);
+    assert_eq!(got, Err(ReceiveDrop::NotMember { from: pid("bob") }));
+    let sent_before = w.sent.len();
+    let to_server = w.game_send(a, &walk(9, 9));
+    assert_eq!(to_server, walk(9, 9));
+    assert_eq!(w.sent.len(), sent_before);
+    assert_eq!(w.nodes[a].stats().fallbacks, 1);
+}
+
+#[test]
+fn bytes_split_anywhere_give_the_same_server_stream_and_peer_events() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let mut bytes = walk(7, 8);
+    bytes.extend(npc_click(5));
+    bytes.extend(chat(b"alice : split"));
+    let mut to_server = Vec::new();
+    for piece in bytes.chunks(3) {
+        to_server.extend(w.game_send(a, piece));
+    }
+    assert_eq!(to_server, bytes);
+    assert_eq!(w.received[b].len(), 2);
+}
