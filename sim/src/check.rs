@@ -40,6 +40,7 @@ pub const SETTLE_MS: u64 = 1_500;
 #[derive(Debug, Default)]
 pub struct Checkers {
     deliveries_seen: usize,
+    invalid_seen: usize,
     relayed_seen: usize,
     backoffs_seen: usize,
     host_seen: usize,
@@ -75,6 +76,15 @@ impl Checkers {
             }
         }
         self.deliveries_seen = r.deliveries.len();
+        for (_, from, to, why) in r.invalid_frames.iter().skip(self.invalid_seen) {
+            push(
+                "peer-eligible-only",
+                format!(
+                    "{to} received from {from} a sealed frame that is no peer event ({why}): a server-only packet left the router"
+                ),
+            );
+        }
+        self.invalid_seen = r.invalid_frames.len();
 
         for (host, detail) in r.host_violations.iter().skip(self.host_seen) {
             push("server-exactly-once", format!("{host}: {detail}"));

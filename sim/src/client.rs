@@ -1,21 +1,21 @@
-//! A simulated game client: the core [`Client`] driven over a real WebSocket (tokio-tungstenite
-//! on turmoil TCP), the game's map-server connection through the real framer and router
-//! ([`GameStream`] + [`Policy`]), sealed peer frames over the simulated [`Links`], and a player
-//! drawing [`Action`]s. Every decision is recorded for the checkers.
+//! A simulated game client: the production [`Node`] (signaling client, framer, router, sealer
+//! and openers) driven over a real WebSocket (tokio-tungstenite on turmoil TCP), the game's
+//! map-server connection, sealed peer frames over the simulated [`Links`], and a player drawing
+//! [`Action`]s. Every decision is recorded for the checkers.
 //!
 //! Until the shared client driver of `ro_p2p_tokio` exists, this module is its own small
 //! driver loop: one task, a `biased` select over transport events, UDP and the earliest timer.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ro_p2p_core::client::{self, Client, ClientEvent, CloseReason, Input, Output};
-use ro_p2p_core::packet::{ClientEncoder, GameStream, Obfuscation, Verdict};
-use ro_p2p_core::route::{Policy, RouteContext};
-use ro_p2p_core::seal::{Opener, SealConfig, Sealer};
+use ro_p2p_core::node::{self, Node, NodeConfig, ReceiveDrop};
+use ro_p2p_core::packet::{ClientEncoder, Obfuscation};
+use ro_p2p_core::route::Policy;
+use ro_p2p_core::seal::{SealConfig, Sealer};
 use ro_p2p_core::wire::{
     Capabilities, ClientMessage, ErrorCode, PeerId, ServerMessage, Zone, decode_client,
     decode_server,
@@ -163,10 +163,9 @@ async fn connect_transport(generation: u64, url: String, tx: mpsc::UnboundedSend
     let _ = tx.send(Transport::Closed(generation, reason));
 }
 
+/// The test-only saboteur's own sealer (a second stream under the player's identity).
 struct Keys {
-    session: Option<String>,
     sealer: Option<Sealer>,
-    openers: BTreeMap<String, Opener>,
 }
 
 /// Runs one incarnation of a client host.
@@ -190,8 +189,14 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     let obfuscation = if plan.obfuscated { Obfuscation::On } else { Obfuscation::Off };
     let character = format!("Player{:02}", ctx.index);
 
-    let config = client_config(&name, &mut vocab_rng);
-    let mut client = Client::new(config, rng.fork(), now());
+    let config = NodeConfig {
+        client: client_config(&name, &mut vocab_rng),
+        packet_version: version,
+        obfuscation,
+        policy,
+        seal: SealConfig::default(),
+    };
+    let mut client = Node::new(config, rng.fork(), now());
     let start_zone = plan.start_zones.get(&name).cloned().unwrap_or_else(|| ZONES[0].to_owned());
     if let Ok(z) = Zone::new(start_zone) {
         client.handle_input(now(), Input::ZoneChanged(z));
@@ -206,7 +211,6 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     };
     let conn_key = format!("{name}:{}", map.local_addr()?.port());
     let mut encoder = ClientEncoder::new(version, obfuscation);
-    let mut stream = GameStream::new(version, obfuscation);
     let udp = turmoil::net::UdpSocket::bind(("0.0.0.0", PEER_PORT)).await?;
     let mut buf = vec![0u8; 70_000];
 
@@ -214,7 +218,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     let mut conn: Option<Conn> = None;
     let mut generation = 0u64;
     let mut links = Links::new(&name);
-    let mut keys = Keys { session: None, sealer: None, openers: BTreeMap::new() };
+    let mut keys = Keys { sealer: None };
     let mut next_action_at = now().add_millis(rng.range_inclusive(0, plan.action_interval_ms * 2));
     let mut seq = 0u64;
 
@@ -224,6 +228,20 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
             let mut busy = false;
             while let Some(out) = client.poll_output() {
                 busy = true;
+                let out = match out {
+                    node::Output::Client(out) => out,
+                    node::Output::SendPeerFrame { peer, frame, .. } => {
+                        links.send_data(peer.as_str(), frame.to_vec());
+                        continue;
+                    }
+                    node::Output::Received { from, event } => {
+                        let mut payload = Vec::new();
+                        event.as_event().encode(&mut payload);
+                        record_delivery(&ctx, from.as_str(), payload);
+                        continue;
+                    }
+                    _ => continue,
+                };
                 match out {
                     Output::OpenTransport { url } => {
                         if let Some(old) = conn.take() {
@@ -265,13 +283,10 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
                     Output::ConnectPeer { peer, role, .. } => {
                         links.connect(now(), peer.as_str(), role)
                     }
-                    Output::DisconnectPeer { peer } => {
-                        links.disconnect(peer.as_str());
-                        keys.openers.remove(peer.as_str());
-                    }
+                    Output::DisconnectPeer { peer } => links.disconnect(peer.as_str()),
                     Output::SendSignal { peer, signal } => links.signal(peer.as_str(), signal),
                     Output::Event { event } => {
-                        on_event(&ctx, &client, &mut keys, &mut links, &mut rng, now(), &event);
+                        on_event(&ctx, &mut links, &event);
                     }
                     _ => {}
                 }
@@ -291,7 +306,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
                 break;
             }
         }
-        publish_view(&ctx, &client, &links);
+        publish_view(&ctx, client.client(), &links);
 
         let deadline = [client.poll_timeout(), links.next_deadline(), Some(next_action_at)]
             .into_iter()
@@ -327,8 +342,14 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
                 if d.to != name {
                     continue;
                 }
-                if let Some((from, frame)) = links.receive(now(), d) {
-                    open_frame(&ctx, &client, &mut keys, now(), &from, &frame);
+                if let Some((from, frame)) = links.receive(now(), d)
+                    && let Ok(from) = PeerId::new(from)
+                    && let Err(ReceiveDrop::InvalidEvent(e)) = client.on_peer_frame(now(), &from, &frame)
+                {
+                    // An honest sender never seals anything but a peer event.
+                    let mut r = recorder.borrow_mut();
+                    let t_ms = r.now_ms;
+                    r.invalid_frames.push((t_ms, from.to_string(), name.clone(), e.to_string()));
                 }
             }
             () = tokio::time::sleep_until(to_tokio(deadline)) => {
@@ -347,7 +368,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
                     } else {
                         let action = next_action(&mut rng);
                         seq += 1;
-                        let server = play(&ctx, &client, &mut keys, &mut links, &vocab, &policy, &mut encoder, &mut stream, &mut rng, &character, &conn_key, seq, &action);
+                        let server = play(&ctx, &mut client, &mut keys, &mut links, &vocab, &mut encoder, &mut rng, &character, &conn_key, seq, &action, t);
                         if !server.is_empty() {
                             map.write_all(&server).await?;
                         }
@@ -416,15 +437,7 @@ fn record_incoming(ctx: &ClientCtx, text: &str) {
     r.push(&ctx.name, What::SignalIn { msg: msg.type_name().to_owned(), from });
 }
 
-fn on_event(
-    ctx: &ClientCtx,
-    client: &Client,
-    keys: &mut Keys,
-    links: &mut Links,
-    rng: &mut Rng,
-    now: Instant,
-    event: &ClientEvent,
-) {
+fn on_event(ctx: &ClientCtx, links: &mut Links, event: &ClientEvent) {
     let value = serde_json::to_value(event).unwrap_or_default();
     let mut r = ctx.recorder.borrow_mut();
     r.push(&ctx.name, What::Client { event: value });
@@ -436,60 +449,20 @@ fn on_event(
             r.sessions_seen.entry(ctx.name.clone()).or_default().insert(session_id.to_string());
             links.set_session(session_id.as_str());
         }
-        ClientEvent::KeyChanged { .. } => {
-            // With authentication off the coordinator adopts the id of the first `join`; the
-            // core still reports the generated `welcome` id, so seal under the joined identity.
-            let (Some(key), Ok(me)) = (client.current_key(), PeerId::new(ctx.name.as_str())) else {
-                return;
-            };
-            let session = client.session_id().map(|s| s.to_string());
-            if session != keys.session {
-                keys.session = session;
-                keys.sealer = None;
-                keys.openers.clear();
-            }
-            match keys.sealer.as_mut() {
-                Some(s) if key.epoch > s.epoch() => {
-                    let _ = s.rotate(key);
-                }
-                Some(_) => {}
-                None => keys.sealer = Some(Sealer::new(me, key, rng, SealConfig::default())),
-            }
-            for o in keys.openers.values_mut() {
-                if key.epoch > o.epoch() {
-                    let _ = o.rotate(now, key);
-                }
-            }
-        }
         _ => {}
     }
 }
 
-fn open_frame(
-    ctx: &ClientCtx,
-    client: &Client,
-    keys: &mut Keys,
-    now: Instant,
-    from: &str,
-    frame: &[u8],
-) {
-    let Some(key) = client.current_key() else { return };
-    let Ok(sender) = PeerId::new(from) else { return };
-    let opener = keys
-        .openers
-        .entry(from.to_owned())
-        .or_insert_with(|| Opener::new(now, sender, key, SealConfig::default()));
-    if let Ok(payload) = opener.open(now, frame) {
-        let mut r = ctx.recorder.borrow_mut();
-        let t_ms = r.now_ms;
-        r.push(&ctx.name, What::PeerDelivered { from: from.to_owned(), len: payload.len() });
-        r.deliveries.push(crate::record::PeerDelivery {
-            t_ms,
-            from: from.to_owned(),
-            to: ctx.name.clone(),
-            payload,
-        });
-    }
+fn record_delivery(ctx: &ClientCtx, from: &str, payload: Vec<u8>) {
+    let mut r = ctx.recorder.borrow_mut();
+    let t_ms = r.now_ms;
+    r.push(&ctx.name, What::PeerDelivered { from: from.to_owned(), len: payload.len() });
+    r.deliveries.push(crate::record::PeerDelivery {
+        t_ms,
+        from: from.to_owned(),
+        to: ctx.name.clone(),
+        payload,
+    });
 }
 
 async fn send_datagram(ctx: &ClientCtx, udp: &turmoil::net::UdpSocket, rng: &mut Rng, d: Datagram) {
@@ -512,57 +485,42 @@ async fn send_datagram(ctx: &ClientCtx, udp: &turmoil::net::UdpSocket, rng: &mut
     };
 }
 
-/// One game action: frame and route it with the real router, seal the peer part, return the
-/// bytes for the map server.
+/// One game action: the packet goes through the node's real framer, router and sealer; returns
+/// the bytes for the map server.
 #[allow(clippy::too_many_arguments)]
 fn play(
     ctx: &ClientCtx,
-    client: &Client,
+    node: &mut Node,
     keys: &mut Keys,
     links: &mut Links,
     vocab: &Vocabulary,
-    policy: &Policy,
     encoder: &mut ClientEncoder,
-    stream: &mut GameStream,
     rng: &mut Rng,
     character: &str,
     conn_key: &str,
     seq: u64,
     action: &Action,
+    now: Instant,
 ) -> Vec<u8> {
     let built = vocab.build(action, character, rng);
-    let inputs = client.route_inputs();
-    let route_ctx = RouteContext {
-        p2p_enabled: inputs.p2p_enabled,
-        zone_enabled: inputs.zone_enabled,
-        joined: inputs.joined,
-        peers_ready: inputs.keyed && keys.sealer.is_some() && !inputs.healthy_peers.is_empty(),
-    };
     let mut wire = Vec::new();
     encoder.encode(&built.plain, &mut wire);
+    let before = node.stats().clone();
     let mut server = Vec::new();
-    let mut verdicts = 0;
-    let mut route_name = "none";
-    let mut to_server = false;
-    let mut peer_payload: Option<Vec<u8>> = None;
-    let mut desync = None;
-    stream.feed(&wire, policy, &route_ctx, |v| {
-        verdicts += 1;
-        server.extend_from_slice(v.server_bytes());
-        match v {
-            Verdict::Packet(p) => {
-                route_name = p.route.as_str();
-                to_server = p.route.to_server();
-                if let Some(e) = p.route.to_peers() {
-                    let mut out = Vec::new();
-                    e.event().encode(&mut out);
-                    peer_payload = Some(out);
-                }
-            }
-            Verdict::Desync { reason, .. } => desync = Some(reason.to_string()),
-            Verdict::PassThrough { .. } => to_server = true,
-        }
-    });
+    node.on_game_send(now, &wire, &mut server);
+    let after = node.stats();
+    let route = if after.desyncs > before.desyncs {
+        "desync"
+    } else if after.packets_peers > before.packets_peers {
+        "peers"
+    } else if after.packets_mirrored > before.packets_mirrored {
+        "server+peers"
+    } else if after.packets_server > before.packets_server {
+        "server"
+    } else {
+        "none"
+    };
+    let to_server = !server.is_empty();
     let mut r = ctx.recorder.borrow_mut();
     match &built.peer_payload {
         Some(p) => {
@@ -575,16 +533,14 @@ fn play(
                 .insert(built.plain.clone(), built.label.to_owned());
         }
     }
-    if let Some(reason) = desync {
+    if after.packets != before.packets + 1 || route == "desync" {
         r.host_violations.push((
             ctx.name.clone(),
-            format!("router desynced on a {} packet: {reason}", built.label),
-        ));
-    }
-    if verdicts != 1 {
-        r.host_violations.push((
-            ctx.name.clone(),
-            format!("{verdicts} verdicts for one {} packet", built.label),
+            format!(
+                "the router framed a {} packet as {route} ({} packets)",
+                built.label,
+                after.packets - before.packets
+            ),
         ));
     }
     if built.peer_payload.is_none() && !to_server {
@@ -596,25 +552,21 @@ fn play(
     if to_server {
         r.server_expected.entry(conn_key.to_owned()).or_default().push(built.plain.clone());
     }
-    let mut peers = Vec::new();
-    if let (Some(payload), Some(sealer)) = (&peer_payload, keys.sealer.as_mut())
-        && let Ok(frame) = sealer.seal(payload)
-    {
-        for p in &inputs.healthy_peers {
-            if links.send_data(p.as_str(), frame.clone()) {
-                peers.push(p.to_string());
-            }
-        }
-    }
     // Test-only sabotage: leak one NPC packet to a peer, as a broken router would.
+    let inputs = node.client().route_inputs();
     if matches!(action, Action::NpcTalk)
         && ctx.sabotage_pending.get()
-        && let (Some(sealer), Some(peer)) = (keys.sealer.as_mut(), inputs.healthy_peers.first())
-        && let Ok(frame) = sealer.seal(&built.plain)
-        && links.send_data(peer.as_str(), frame)
+        && let (Some(key), Some(me), Some(peer)) =
+            (node.client().current_key(), node.own_peer_id(), inputs.healthy_peers.first())
     {
-        ctx.sabotage_pending.set(false);
-        peers.push(peer.to_string());
+        let sealer = keys
+            .sealer
+            .get_or_insert_with(|| Sealer::new(me.clone(), key, rng, SealConfig::default()));
+        if let Ok(frame) = sealer.seal(&built.plain)
+            && links.send_data(peer.as_str(), frame)
+        {
+            ctx.sabotage_pending.set(false);
+        }
     }
     r.push(
         &ctx.name,
@@ -622,8 +574,8 @@ fn play(
             conn: conn_key.to_owned(),
             seq,
             label: built.label.to_owned(),
-            route: route_name.to_owned(),
-            peers,
+            route: route.to_owned(),
+            peers: Vec::new(),
         },
     );
     server

@@ -197,6 +197,8 @@ pub struct Recorder {
     pub backoffs: Vec<(String, u32, u64)>,
     /// Coordinator session lists, in order.
     pub snapshots: Vec<SessionSnapshot>,
+    /// Frames a member sealed that were no peer event: (t_ms, from, to, why).
+    pub invalid_frames: Vec<(u64, String, String, String)>,
     /// Violations found by hosts themselves (e.g. a packet the router dropped).
     pub host_violations: Vec<(String, String)>,
 }

@@ -14,7 +14,7 @@ fn checkers_catch_an_npc_packet_sent_to_a_peer() {
     let outcome = run_seed(3, options);
     let first = outcome.violations.first().expect("the sabotaged run must fail");
     assert_eq!(first.checker, "peer-eligible-only");
-    assert!(first.detail.contains("server-only npc packet"), "{}", first.detail);
+    assert!(first.detail.contains("no peer event"), "{}", first.detail);
     let line = outcome.reproduce();
     assert!(line.contains("--seed 3") && line.contains("--sabotage-npc-to-peer"), "{line}");
     // The same seed without the sabotage passes: the violation is the sabotage's.
