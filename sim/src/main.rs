@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ro_p2p_sim::run::reproduce_line;
 use ro_p2p_sim::{Options, Plan, run_seed};
 
 /// Deterministic simulation of ro-p2p: one seed, or a sweep of seeds.
@@ -33,6 +32,10 @@ struct Args {
     /// Test-only: one client leaks one NPC packet to a peer (the checkers must catch it).
     #[arg(long)]
     sabotage_npc_to_peer: bool,
+    /// Seeds run in parallel by a sweep (default: one per core). Each seed is deterministic
+    /// whatever the parallelism.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -53,7 +56,11 @@ fn main() -> ExitCode {
             eprintln!("--seeds expects A..B, got {range:?}");
             return ExitCode::from(2);
         };
-        return sweep(a, b, options);
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1);
+        return sweep(a, b, options, jobs);
     }
     let seed = args.seed.unwrap_or(0);
     let plan = Plan::derive(seed, options);
@@ -97,23 +104,53 @@ fn main() -> ExitCode {
     code
 }
 
-fn sweep(a: u64, b: u64, options: Options) -> ExitCode {
+/// What a sweep keeps of one seed.
+struct Done {
+    seed: u64,
+    simulated_ms: u64,
+    failure: Option<(String, String)>,
+}
+
+fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
     let started = std::time::Instant::now();
     let total = b.saturating_sub(a);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(a));
+    let (tx, rx) = std::sync::mpsc::channel::<Done>();
+    let mut workers = Vec::new();
+    for _ in 0..jobs.min(total.max(1) as usize) {
+        let (next, tx) = (next.clone(), tx.clone());
+        workers.push(std::thread::spawn(move || {
+            loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= b {
+                    return;
+                }
+                let outcome = run_seed(seed, options);
+                let failure = (!outcome.passed()).then(|| {
+                    let first = outcome
+                        .violations
+                        .first()
+                        .map(|v| format!("[{}] {}", v.checker, v.detail))
+                        .unwrap_or_default();
+                    (first, outcome.reproduce())
+                });
+                let done = Done { seed, simulated_ms: outcome.simulated_ms, failure };
+                if tx.send(done).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
     let mut failures = Vec::new();
     let mut simulated_ms = 0u64;
-    for (i, seed) in (a..b).enumerate() {
-        let outcome = run_seed(seed, options);
-        simulated_ms += outcome.simulated_ms;
-        if !outcome.passed() {
-            let first = outcome
-                .violations
-                .first()
-                .map(|v| format!("[{}] {}", v.checker, v.detail))
-                .unwrap_or_default();
-            failures.push((seed, first, outcome.reproduce()));
+    let mut done = 0u64;
+    for d in rx {
+        done += 1;
+        simulated_ms += d.simulated_ms;
+        if let Some((first, line)) = d.failure {
+            failures.push((d.seed, first, line));
         }
-        let done = i as u64 + 1;
         let width = 30;
         let filled = (done * width / total.max(1)) as usize;
         let elapsed = started.elapsed().as_secs_f64();
@@ -126,10 +163,14 @@ fn sweep(a: u64, b: u64, options: Options) -> ExitCode {
         );
         let _ = std::io::stderr().flush();
     }
+    for w in workers {
+        let _ = w.join();
+    }
     eprintln!();
+    failures.sort();
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{total} seeds in {elapsed:.1} s: {:.2} seeds/s ({:.0} seeds/min), {:.1} simulated s per wall s, {} failed",
+        "{total} seeds in {elapsed:.1} s with {jobs} jobs: {:.2} seeds/s ({:.0} seeds/min), {:.1} simulated s per wall s, {} failed",
         total as f64 / elapsed.max(1e-9),
         total as f64 * 60.0 / elapsed.max(1e-9),
         simulated_ms as f64 / 1000.0 / elapsed.max(1e-9),
@@ -139,6 +180,5 @@ fn sweep(a: u64, b: u64, options: Options) -> ExitCode {
         println!("FAIL seed {seed}: {first}");
         println!("  reproduce: {line}");
     }
-    let _ = reproduce_line;
     if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
