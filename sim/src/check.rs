@@ -273,3 +273,25 @@ impl Checkers {
         v
     }
 }
+
+/// Members of one session with no open link between them at the end of the run, with their
+/// NAT: a packet routed to peers only (policy `peers`) never reaches the other one of such a
+/// pair, and the server does not see it either. Reported, not a violation: see
+/// `docs/simulation.md` ("Findings").
+pub fn unlinked_members(r: &Recorder, plan: &Plan, live: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in live {
+        let Some(va) = r.views.get(a) else { continue };
+        let Some(session) = &va.session else { continue };
+        for b in live.iter().filter(|b| *b > a) {
+            let Some(vb) = r.views.get(b) else { continue };
+            if vb.session.as_ref() != Some(session) {
+                continue;
+            }
+            if !va.open_links.contains(b) || !vb.open_links.contains(a) {
+                out.push(format!("{a}~{b} ({:?})", plan.nat(a, b)));
+            }
+        }
+    }
+    out
+}

@@ -90,6 +90,14 @@ fn main() -> ExitCode {
         outcome.recorder.borrow().trace.len(),
         outcome.trace_hash
     );
+    if !outcome.unlinked.is_empty() {
+        println!(
+            "note: {} session member pairs have no link (policy {}): {}",
+            outcome.unlinked.len(),
+            outcome.plan.policy,
+            outcome.unlinked.join(" ")
+        );
+    }
     let code = if outcome.passed() {
         println!("PASS");
         ExitCode::SUCCESS

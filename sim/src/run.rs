@@ -29,6 +29,9 @@ pub struct Outcome {
     pub simulated_ms: u64,
     /// The record (trace, ground truth).
     pub recorder: Shared,
+    /// Session members left without a link between them at the end (see
+    /// [`crate::check::unlinked_members`]).
+    pub unlinked: Vec<String>,
 }
 
 impl Outcome {
@@ -209,9 +212,10 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
             break;
         }
     }
+    let live: BTreeSet<String> =
+        plan.clients.iter().filter(|c| !crashed.contains(*c)).cloned().collect();
+    let unlinked = crate::check::unlinked_members(&recorder.borrow(), &plan, &live);
     if violations.is_empty() {
-        let live: BTreeSet<String> =
-            plan.clients.iter().filter(|c| !crashed.contains(*c)).cloned().collect();
         violations.extend(checkers.finish(&recorder.borrow(), &plan, &live));
     }
     {
@@ -224,5 +228,5 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         }
     }
     let trace_hash = recorder.borrow().trace_hash();
-    Outcome { plan, violations, trace_hash, simulated_ms: now_ms, recorder }
+    Outcome { plan, violations, trace_hash, simulated_ms: now_ms, recorder, unlinked }
 }
