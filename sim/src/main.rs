@@ -32,6 +32,9 @@ struct Args {
     /// Test-only: one client leaks one NPC packet to a peer (the checkers must catch it).
     #[arg(long)]
     sabotage_npc_to_peer: bool,
+    /// Simulated ms per step (the checkers run after every step).
+    #[arg(long, default_value_t = Options::default().tick_ms)]
+    tick_ms: u64,
     /// Seeds run in parallel by a sweep (default: one per core). Each seed is deterministic
     /// whatever the parallelism.
     #[arg(long)]
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         safety_ms: args.safety_ms,
         liveness_ms: args.liveness_ms,
         sabotage_npc_to_peer: args.sabotage_npc_to_peer,
+        tick_ms: args.tick_ms.max(1),
     };
     if let Some(range) = &args.seeds {
         let Some((a, b)) = parse_range(range) else {

@@ -105,6 +105,8 @@ pub struct Options {
     pub liveness_ms: u64,
     /// Test-only: make one client send one NPC packet to a peer, to prove the checkers bite.
     pub sabotage_npc_to_peer: bool,
+    /// turmoil's tick (simulated ms per step; the checkers run after each).
+    pub tick_ms: u64,
 }
 
 impl Default for Options {
@@ -114,6 +116,7 @@ impl Default for Options {
             safety_ms: 30_000,
             liveness_ms: 30_000,
             sabotage_npc_to_peer: false,
+            tick_ms: 1,
         }
     }
 }

@@ -60,6 +60,9 @@ pub fn reproduce_line(plan: &Plan) -> String {
     if o.liveness_ms != defaults.liveness_ms {
         line.push_str(&format!(" --liveness-ms {}", o.liveness_ms));
     }
+    if o.tick_ms != defaults.tick_ms {
+        line.push_str(&format!(" --tick-ms {}", o.tick_ms));
+    }
     if o.sabotage_npc_to_peer {
         line.push_str(" --sabotage-npc-to-peer");
     }
@@ -73,7 +76,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
     let total_ms = plan.total_ms() + SETTLE_MS;
     let mut sim = turmoil::Builder::new()
         .simulation_duration(Duration::from_millis(total_ms + 10_000))
-        .tick_duration(Duration::from_millis(1))
+        .tick_duration(Duration::from_millis(options.tick_ms.max(1)))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(10))
         .rng_seed(seed)

@@ -10,6 +10,7 @@ fn checkers_catch_an_npc_packet_sent_to_a_peer() {
         safety_ms: 8_000,
         liveness_ms: 8_000,
         sabotage_npc_to_peer: true,
+        ..Options::default()
     };
     let outcome = run_seed(3, options);
     let first = outcome.violations.first().expect("the sabotaged run must fail");

@@ -4,7 +4,13 @@
 use ro_p2p_sim::{Options, run_seed};
 
 fn small() -> Options {
-    Options { clients_max: 5, safety_ms: 8_000, liveness_ms: 8_000, sabotage_npc_to_peer: false }
+    Options {
+        clients_max: 5,
+        safety_ms: 8_000,
+        liveness_ms: 8_000,
+        sabotage_npc_to_peer: false,
+        ..Options::default()
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ fn same_seed_gives_the_same_trace_hash() {
         safety_ms: 8_000,
         liveness_ms: 6_000,
         sabotage_npc_to_peer: false,
+        ..Options::default()
     };
     for seed in [5, 12] {
         let a = run_seed(seed, options);
@@ -26,6 +27,7 @@ fn different_seeds_give_different_traces() {
         safety_ms: 4_000,
         liveness_ms: 4_000,
         sabotage_npc_to_peer: false,
+        ..Options::default()
     };
     assert_ne!(run_seed(1, options).trace_hash, run_seed(2, options).trace_hash);
 }
