@@ -230,34 +230,55 @@ impl Recorder {
         out
     }
 
-    /// A Mermaid sequence diagram of the signaling (client frames and coordinator replies).
+    /// A Mermaid sequence diagram of the signaling (client frames and coordinator replies,
+    /// without heartbeats), with faults, phases and violations as notes.
     pub fn mermaid(&self) -> String {
+        let id = |host: &str| host.replace('-', "_");
+        let mut hosts: BTreeSet<&str> = BTreeSet::new();
+        for e in &self.trace {
+            if matches!(e.what, What::SignalOut { .. } | What::SignalIn { .. }) {
+                hosts.insert(e.host.as_str());
+            }
+        }
         let mut out = String::from("sequenceDiagram\n    participant coordinator\n");
+        for h in &hosts {
+            out.push_str(&format!("    participant {} as {h}\n", id(h)));
+        }
         for e in &self.trace {
             let line = match &e.what {
+                // Heartbeats would drown the diagram; they stay in trace.jsonl.
+                What::SignalOut { msg, .. } | What::SignalIn { msg, .. }
+                    if msg == "ping" || msg == "pong" =>
+                {
+                    continue;
+                }
                 What::SignalOut { msg, to } => format!(
                     "    {}->>coordinator: {msg}{}",
-                    e.host,
+                    id(&e.host),
                     to.as_deref().map(|t| format!(" to {t}")).unwrap_or_default()
                 ),
                 What::SignalIn { msg, from } => format!(
                     "    coordinator->>{}: {msg}{}",
-                    e.host,
+                    id(&e.host),
                     from.as_deref().map(|f| format!(" from {f}")).unwrap_or_default()
                 ),
                 What::Fault { fault } => {
-                    format!("    Note over coordinator: {} ms {}", e.t_ms, fault)
+                    format!(
+                        "    Note over coordinator: {} ms {}",
+                        e.t_ms,
+                        fault.to_string().replace(['{', '}', '"'], "")
+                    )
                 }
                 What::Phase { phase } => format!("    Note over coordinator: {phase} phase"),
                 What::Violation { checker, detail } => {
                     format!(
                         "    Note over coordinator: VIOLATION {checker}: {}",
-                        detail.replace(';', ",")
+                        detail.replace([';', '#', '{', '}', '"'], " ")
                     )
                 }
                 _ => continue,
             };
-            out.push_str(&line.replace('#', "&#35;"));
+            out.push_str(&line);
             out.push('\n');
         }
         out
