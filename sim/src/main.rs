@@ -1,6 +1,196 @@
 //! `ro-p2p-sim`: runs simulation seeds (see docs/simulation.md).
 
-fn main() {
-    eprintln!("ro-p2p-sim: the simulation is not built yet (issue 6)");
-    std::process::exit(2);
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ro_p2p_sim::{Options, Plan, run_seed};
+
+/// Deterministic simulation of ro-p2p: one seed, or a sweep of seeds.
+#[derive(Debug, Parser)]
+#[command(name = "ro-p2p-sim", version)]
+struct Args {
+    /// Run this one seed and print its plan, result and trace hash.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Sweep seeds `A..B` (B excluded).
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Write `trace.jsonl` and `signaling.mmd` (Mermaid) of the run (with `--seed`) into DIR.
+    #[arg(long, value_name = "DIR")]
+    trace: Option<PathBuf>,
+    /// Most clients of a world.
+    #[arg(long, default_value_t = Options::default().clients_max)]
+    clients: usize,
+    /// Safety phase length, in simulated ms.
+    #[arg(long, default_value_t = Options::default().safety_ms)]
+    safety_ms: u64,
+    /// Liveness phase length, in simulated ms.
+    #[arg(long, default_value_t = Options::default().liveness_ms)]
+    liveness_ms: u64,
+    /// Test-only: one client leaks one NPC packet to a peer (the checkers must catch it).
+    #[arg(long)]
+    sabotage_npc_to_peer: bool,
+    /// Simulated ms per step (the checkers run after every step).
+    #[arg(long, default_value_t = Options::default().tick_ms)]
+    tick_ms: u64,
+    /// Seeds run in parallel by a sweep (default: one per core). Each seed is deterministic
+    /// whatever the parallelism.
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+fn parse_range(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once("..")?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let options = Options {
+        clients_max: args.clients.max(2),
+        safety_ms: args.safety_ms,
+        liveness_ms: args.liveness_ms,
+        sabotage_npc_to_peer: args.sabotage_npc_to_peer,
+        tick_ms: args.tick_ms.max(1),
+    };
+    if let Some(range) = &args.seeds {
+        let Some((a, b)) = parse_range(range) else {
+            eprintln!("--seeds expects A..B, got {range:?}");
+            return ExitCode::from(2);
+        };
+        let jobs = args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1);
+        return sweep(a, b, options, jobs);
+    }
+    let seed = args.seed.unwrap_or(0);
+    let plan = Plan::derive(seed, options);
+    print!("{plan}");
+    let started = std::time::Instant::now();
+    let outcome = run_seed(seed, options);
+    let wall = started.elapsed().as_secs_f64();
+    if let Some(dir) = &args.trace {
+        let r = outcome.recorder.borrow();
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join("trace.jsonl"), r.trace_jsonl()))
+            .and_then(|()| std::fs::write(dir.join("signaling.mmd"), r.mermaid()));
+        match written {
+            Ok(()) => println!(
+                "trace: {} ({} events), diagram: {}",
+                dir.join("trace.jsonl").display(),
+                r.trace.len(),
+                dir.join("signaling.mmd").display()
+            ),
+            Err(e) => eprintln!("cannot write the trace into {}: {e}", dir.display()),
+        }
+    }
+    println!(
+        "simulated {:.1} s in {wall:.2} s wall ({:.1}x), trace {} events, hash {}",
+        outcome.simulated_ms as f64 / 1000.0,
+        outcome.simulated_ms as f64 / 1000.0 / wall.max(1e-9),
+        outcome.recorder.borrow().trace.len(),
+        outcome.trace_hash
+    );
+    if !outcome.unlinked.is_empty() {
+        println!(
+            "note: {} session member pairs have no link (policy {}): {}",
+            outcome.unlinked.len(),
+            outcome.plan.policy,
+            outcome.unlinked.join(" ")
+        );
+    }
+    let code = if outcome.passed() {
+        println!("PASS");
+        ExitCode::SUCCESS
+    } else {
+        for v in &outcome.violations {
+            println!("VIOLATION [{}] at {} ms: {}", v.checker, v.t_ms, v.detail);
+        }
+        println!("FAIL");
+        ExitCode::FAILURE
+    };
+    println!("reproduce: {}", outcome.reproduce());
+    code
+}
+
+/// What a sweep keeps of one seed.
+struct Done {
+    seed: u64,
+    simulated_ms: u64,
+    failure: Option<(String, String)>,
+}
+
+fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
+    let started = std::time::Instant::now();
+    let total = b.saturating_sub(a);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(a));
+    let (tx, rx) = std::sync::mpsc::channel::<Done>();
+    let mut workers = Vec::new();
+    for _ in 0..jobs.min(total.max(1) as usize) {
+        let (next, tx) = (next.clone(), tx.clone());
+        workers.push(std::thread::spawn(move || {
+            loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= b {
+                    return;
+                }
+                let outcome = run_seed(seed, options);
+                let failure = (!outcome.passed()).then(|| {
+                    let first = outcome
+                        .violations
+                        .first()
+                        .map(|v| format!("[{}] {}", v.checker, v.detail))
+                        .unwrap_or_default();
+                    (first, outcome.reproduce())
+                });
+                let done = Done { seed, simulated_ms: outcome.simulated_ms, failure };
+                if tx.send(done).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut failures = Vec::new();
+    let mut simulated_ms = 0u64;
+    let mut done = 0u64;
+    for d in rx {
+        done += 1;
+        simulated_ms += d.simulated_ms;
+        if let Some((first, line)) = d.failure {
+            failures.push((d.seed, first, line));
+        }
+        let width = 30;
+        let filled = (done * width / total.max(1)) as usize;
+        let elapsed = started.elapsed().as_secs_f64();
+        eprint!(
+            "\r[{}{}] {done}/{total} seeds, {} failed, {:.2} seeds/s ",
+            "#".repeat(filled),
+            "-".repeat(width as usize - filled),
+            failures.len(),
+            done as f64 / elapsed.max(1e-9)
+        );
+        let _ = std::io::stderr().flush();
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    eprintln!();
+    failures.sort();
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{total} seeds in {elapsed:.1} s with {jobs} jobs: {:.2} seeds/s ({:.0} seeds/min), {:.1} simulated s per wall s, {} failed",
+        total as f64 / elapsed.max(1e-9),
+        total as f64 * 60.0 / elapsed.max(1e-9),
+        simulated_ms as f64 / 1000.0 / elapsed.max(1e-9),
+        failures.len()
+    );
+    for (seed, first, line) in &failures {
+        println!("FAIL seed {seed}: {first}");
+        println!("  reproduce: {line}");
+    }
+    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

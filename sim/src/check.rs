@@ -1,0 +1,297 @@
+//! The five checkers of issue 6, run by the runner after every simulation step.
+//!
+//! 1. `peer-eligible-only`: every frame a peer opened carries the peer event of a movement,
+//!    public chat or emote packet its sender generated and rAthena's rules allow peers to see
+//!    (no npc/item/skill, no whisper, no `@`/`#` command, no dice or mute emote).
+//! 2. `server-exactly-once`: per map connection, what the stub map server decoded is, byte for
+//!    byte, the sequence the router sent to the server (a prefix while in flight, all of it by
+//!    the end), and every server-only packet was sent to the server.
+//! 3. `signaling-in-session`: every relayed offer/answer/candidate carries the `from` of its
+//!    real sender, and belongs to a session the receiver was a member of.
+//! 4. `liveness-converges` (end of the liveness phase): every client in a P2P zone is joined,
+//!    members of a session agree on the members and the host with each other and with the
+//!    coordinator, and each session has at most one host.
+//! 5. `bounded-timers`: no session without a connected member outlives the session timeout,
+//!    and every backoff delay is within its exponential bound.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ro_p2p_core::client::Backoff;
+use serde::Serialize;
+
+use crate::plan::{P2P_ZONES, Plan};
+use crate::record::Recorder;
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Simulated ms when it was found.
+    pub t_ms: u64,
+    /// Which checker.
+    pub checker: &'static str,
+    /// What it found.
+    pub detail: String,
+}
+
+/// Slack for in-flight data at the end of a run, in ms.
+pub const SETTLE_MS: u64 = 1_500;
+
+/// Incremental checker state.
+#[derive(Debug, Default)]
+pub struct Checkers {
+    deliveries_seen: usize,
+    invalid_seen: usize,
+    relayed_seen: usize,
+    backoffs_seen: usize,
+    host_seen: usize,
+    snapshots_seen: usize,
+    compared: BTreeMap<String, usize>,
+    empty_since: BTreeMap<String, u64>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().take(12).map(|x| format!("{x:02x}")).collect()
+}
+
+impl Checkers {
+    /// Runs the step checkers (1, 2, 3, 5) over what is new in `r`.
+    pub fn step(&mut self, r: &Recorder, session_timeout_ms: u64) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let t_ms = r.now_ms;
+        let mut push = |checker, detail| v.push(Violation { t_ms, checker, detail });
+
+        for d in r.deliveries.iter().skip(self.deliveries_seen) {
+            let allowed = r.allowed_payloads.get(&d.from).is_some_and(|s| s.contains(&d.payload));
+            if !allowed {
+                let what = r
+                    .server_only_plain
+                    .get(&d.from)
+                    .and_then(|m| m.get(&d.payload))
+                    .map(|l| format!("server-only {l} packet"))
+                    .unwrap_or_else(|| "payload that is no eligible packet of its sender".into());
+                push(
+                    "peer-eligible-only",
+                    format!("{} received from {} a {what} ({}...)", d.to, d.from, hex(&d.payload)),
+                );
+            }
+        }
+        self.deliveries_seen = r.deliveries.len();
+        for (_, from, to, why) in r.invalid_frames.iter().skip(self.invalid_seen) {
+            push(
+                "peer-eligible-only",
+                format!(
+                    "{to} received from {from} a sealed frame that is no peer event ({why}): a server-only packet left the router"
+                ),
+            );
+        }
+        self.invalid_seen = r.invalid_frames.len();
+
+        for (host, detail) in r.host_violations.iter().skip(self.host_seen) {
+            push("server-exactly-once", format!("{host}: {detail}"));
+        }
+        self.host_seen = r.host_violations.len();
+
+        for (conn, got) in &r.server_received {
+            let from = self.compared.get(conn).copied().unwrap_or(0);
+            if from >= got.len() {
+                continue;
+            }
+            let expected = r.server_expected.get(conn).map(Vec::as_slice).unwrap_or_default();
+            for (i, packet) in got.iter().enumerate().skip(from) {
+                match expected.get(i) {
+                    Some(e) if e == packet => {}
+                    Some(e) => push(
+                        "server-exactly-once",
+                        format!(
+                            "{conn}: server packet #{i} is {} but the router sent {}",
+                            hex(packet),
+                            hex(e)
+                        ),
+                    ),
+                    None => push(
+                        "server-exactly-once",
+                        format!(
+                            "{conn}: server received packet #{i} ({}) the router never sent",
+                            hex(packet)
+                        ),
+                    ),
+                }
+            }
+            self.compared.insert(conn.clone(), got.len());
+        }
+        for (conn, e) in &r.server_errors {
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                self.compared.entry(format!("err:{conn}"))
+            {
+                slot.insert(0);
+                push(
+                    "server-exactly-once",
+                    format!("{conn}: map server disconnected the client: {e}"),
+                );
+            }
+        }
+
+        for s in r.relayed.iter().skip(self.relayed_seen) {
+            if s.body_from.as_deref() != Some(s.stamped_from.as_str()) {
+                push(
+                    "signaling-in-session",
+                    format!(
+                        "{} got signaling stamped from {} but sent by {:?}",
+                        s.to, s.stamped_from, s.body_from
+                    ),
+                );
+            }
+            let member = s.body_session.as_ref().is_some_and(|sid| {
+                r.sessions_seen.get(&s.to).is_some_and(|seen| seen.contains(sid))
+            });
+            if !member {
+                push(
+                    "signaling-in-session",
+                    format!(
+                        "{} got signaling from {} of session {:?}, never its own",
+                        s.to, s.stamped_from, s.body_session
+                    ),
+                );
+            }
+        }
+        self.relayed_seen = r.relayed.len();
+
+        for (client, failures, delay_ms) in r.backoffs.iter().skip(self.backoffs_seen) {
+            let bound = Backoff::delay_bound_ms(200, 2_000, *failures);
+            if *delay_ms > bound {
+                push(
+                    "bounded-timers",
+                    format!(
+                        "{client}: backoff {delay_ms} ms after {failures} failures, bound {bound} ms"
+                    ),
+                );
+            }
+        }
+        self.backoffs_seen = r.backoffs.len();
+
+        for snap in r.snapshots.iter().skip(self.snapshots_seen) {
+            self.empty_since.retain(|id, _| snap.sessions.contains_key(id));
+            for (id, row) in &snap.sessions {
+                if !row.connected.is_empty() {
+                    self.empty_since.remove(id);
+                    continue;
+                }
+                let since = *self.empty_since.entry(id.clone()).or_insert(snap.t_ms);
+                // One poll interval and one sweep of slack.
+                if snap.t_ms.saturating_sub(since) > session_timeout_ms + 2_500 {
+                    push(
+                        "bounded-timers",
+                        format!(
+                            "session {id} has had no connected member for {} ms (timeout {session_timeout_ms} ms)",
+                            snap.t_ms - since
+                        ),
+                    );
+                }
+            }
+        }
+        self.snapshots_seen = r.snapshots.len();
+        v
+    }
+
+    /// The end-of-run checks: checker 4, and checker 2's "all of it".
+    pub fn finish(&mut self, r: &Recorder, plan: &Plan, live: &BTreeSet<String>) -> Vec<Violation> {
+        let mut v = Vec::new();
+        let t_ms = r.now_ms;
+        let mut push = |checker, detail| v.push(Violation { t_ms, checker, detail });
+
+        for (conn, expected) in &r.server_expected {
+            if r.server_cut.contains(conn) {
+                continue;
+            }
+            let got = r.server_received.get(conn).map(Vec::len).unwrap_or(0);
+            // The last packets may still be in flight; more than a few missing is loss.
+            if got + 8 < expected.len() {
+                push(
+                    "server-exactly-once",
+                    format!(
+                        "{conn}: the router sent {} packets to the server, it received {got}",
+                        expected.len()
+                    ),
+                );
+            }
+        }
+
+        let mut sessions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for name in live {
+            let Some(view) = r.views.get(name) else { continue };
+            let in_p2p_zone = view.zone.as_deref().is_some_and(|z| P2P_ZONES.contains(&z));
+            if in_p2p_zone && view.session.is_none() {
+                push(
+                    "liveness-converges",
+                    format!(
+                        "{name} in {:?} is {} after the network healed, not joined",
+                        view.zone, view.lifecycle
+                    ),
+                );
+            }
+            if let Some(s) = &view.session {
+                sessions.entry(s.clone()).or_default().push(name.clone());
+            }
+        }
+        let snapshot = r.snapshots.last();
+        for (sid, members) in &sessions {
+            let truth: BTreeSet<&String> = members.iter().collect();
+            let mut hosts = BTreeSet::new();
+            for m in members {
+                let Some(view) = r.views.get(m) else { continue };
+                let mut seen: BTreeSet<&String> = view.members.iter().collect();
+                seen.insert(m);
+                if seen != truth {
+                    push(
+                        "liveness-converges",
+                        format!(
+                            "{m} sees session {sid} as {seen:?}, its joined members are {truth:?}"
+                        ),
+                    );
+                }
+                hosts.insert(view.host.clone());
+            }
+            if hosts.len() > 1 {
+                push(
+                    "liveness-converges",
+                    format!("session {sid} has members disagreeing on the host: {hosts:?}"),
+                );
+            }
+            if let Some(row) = snapshot.and_then(|s| s.sessions.get(sid)) {
+                let coord: BTreeSet<&String> = row.connected.iter().collect();
+                if coord != truth && snapshot.is_some_and(|s| s.t_ms + 1_200 >= t_ms) {
+                    push(
+                        "liveness-converges",
+                        format!(
+                            "coordinator lists session {sid} connected {coord:?}, clients joined {truth:?}"
+                        ),
+                    );
+                }
+            }
+        }
+        let _ = plan;
+        v
+    }
+}
+
+/// Members of one session with no open link between them at the end of the run, with their
+/// NAT: a packet routed to peers only (policy `peers`) never reaches the other one of such a
+/// pair, and the server does not see it either. Reported, not a violation: see
+/// `docs/simulation.md` ("Findings").
+pub fn unlinked_members(r: &Recorder, plan: &Plan, live: &BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in live {
+        let Some(va) = r.views.get(a) else { continue };
+        let Some(session) = &va.session else { continue };
+        for b in live.iter().filter(|b| *b > a) {
+            let Some(vb) = r.views.get(b) else { continue };
+            if vb.session.as_ref() != Some(session) {
+                continue;
+            }
+            if !va.open_links.contains(b) || !vb.open_links.contains(a) {
+                out.push(format!("{a}~{b} ({:?})", plan.nat(a, b)));
+            }
+        }
+    }
+    out
+}

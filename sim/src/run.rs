@@ -1,0 +1,235 @@
+//! Runs one seed: builds the turmoil world of its [`Plan`], steps it through the safety phase
+//! (faults applied at their times) and the liveness phase (network healed, crashed hosts
+//! restarted), runs the checkers after every step, and returns the [`Outcome`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::check::{Checkers, SETTLE_MS, Violation};
+use crate::client::{ClientCtx, client_host};
+use crate::hosts::{coordinator, coordinator_config, map_server, observer, relay};
+use crate::plan::{Fault, Options, Plan};
+use crate::record::{Recorder, Shared, What};
+
+/// The last part of the liveness phase without zone changes, in ms.
+pub const QUIET_MS: u64 = 5_000;
+
+/// What one seed did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The plan it ran.
+    pub plan: Plan,
+    /// Violations, the first one first (the run stops at the first step that has any).
+    pub violations: Vec<Violation>,
+    /// SHA-256 of the trace.
+    pub trace_hash: String,
+    /// Simulated ms run.
+    pub simulated_ms: u64,
+    /// The record (trace, ground truth).
+    pub recorder: Shared,
+    /// Session members left without a link between them at the end (see
+    /// [`crate::check::unlinked_members`]).
+    pub unlinked: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether every checker passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The command line that replays this seed.
+    pub fn reproduce(&self) -> String {
+        reproduce_line(&self.plan)
+    }
+}
+
+/// The command line that replays `plan`'s seed with its options.
+pub fn reproduce_line(plan: &Plan) -> String {
+    let o = &plan.options;
+    let defaults = Options::default();
+    let mut line = format!("cargo run -p ro-p2p-sim --release -- --seed {}", plan.seed);
+    if o.clients_max != defaults.clients_max {
+        line.push_str(&format!(" --clients {}", o.clients_max));
+    }
+    if o.safety_ms != defaults.safety_ms {
+        line.push_str(&format!(" --safety-ms {}", o.safety_ms));
+    }
+    if o.liveness_ms != defaults.liveness_ms {
+        line.push_str(&format!(" --liveness-ms {}", o.liveness_ms));
+    }
+    if o.tick_ms != defaults.tick_ms {
+        line.push_str(&format!(" --tick-ms {}", o.tick_ms));
+    }
+    if o.sabotage_npc_to_peer {
+        line.push_str(" --sabotage-npc-to-peer");
+    }
+    line
+}
+
+/// Runs `seed` with `options`.
+pub fn run_seed(seed: u64, options: Options) -> Outcome {
+    let plan = Plan::derive(seed, options);
+    let recorder: Shared = Rc::new(RefCell::new(Recorder::default()));
+    let total_ms = plan.total_ms() + SETTLE_MS;
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_millis(total_ms + 10_000))
+        .tick_duration(Duration::from_millis(options.tick_ms.max(1)))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(10))
+        .rng_seed(seed)
+        .tcp_capacity(4096)
+        .udp_capacity(4096)
+        .build();
+    let plan_rc = Rc::new(plan.clone());
+
+    let incarnations = Rc::new(Cell::new(0u64));
+    {
+        let (r, inc) = (recorder.clone(), incarnations.clone());
+        sim.host("coordinator", move || coordinator(r.clone(), seed, inc.clone()));
+    }
+    {
+        let (r, p) = (recorder.clone(), plan_rc.clone());
+        sim.host("map", move || map_server(r.clone(), p.clone()));
+    }
+    sim.host("relay", relay);
+    {
+        let r = recorder.clone();
+        sim.host("observer", move || observer(r.clone()));
+    }
+    let loss = Rc::new(Cell::new(0u8));
+    let sabotage = Rc::new(Cell::new(options.sabotage_npc_to_peer));
+    let quiet = Rc::new(Cell::new(false));
+    for (i, name) in plan.clients.iter().enumerate() {
+        let ctx = Rc::new(ClientCtx {
+            name: name.clone(),
+            index: i + 1,
+            plan: plan_rc.clone(),
+            recorder: recorder.clone(),
+            loss_percent: loss.clone(),
+            incarnation: Cell::new(0),
+            sabotage_pending: sabotage.clone(),
+            quiet: quiet.clone(),
+        });
+        sim.host(name.as_str(), move || client_host(ctx.clone()));
+    }
+
+    let session_timeout_ms = coordinator_config().core.session_timeout_s * 1_000;
+    let mut checkers = Checkers::default();
+    let mut violations = Vec::new();
+    let mut faults = plan.faults.iter().peekable();
+    let mut crashed: BTreeSet<String> = BTreeSet::new();
+    let mut coordinator_down = false;
+    let mut liveness = false;
+    let mut hosts: Vec<String> = plan.clients.clone();
+    hosts.push("coordinator".to_owned());
+    hosts.push("relay".to_owned());
+    recorder.borrow_mut().push("runner", What::Phase { phase: "safety".to_owned() });
+    let mut now_ms = 0;
+    while now_ms < total_ms {
+        if !liveness && now_ms >= plan.options.safety_ms {
+            liveness = true;
+            let mut r = recorder.borrow_mut();
+            r.push("runner", What::Phase { phase: "liveness".to_owned() });
+            drop(r);
+            for (i, a) in hosts.iter().enumerate() {
+                for b in hosts.iter().skip(i + 1) {
+                    sim.release(a.as_str(), b.as_str());
+                    sim.repair(a.as_str(), b.as_str());
+                }
+            }
+            loss.set(0);
+            sim.set_max_message_latency(Duration::from_millis(10));
+            if coordinator_down {
+                sim.bounce("coordinator");
+                coordinator_down = false;
+            }
+            for c in std::mem::take(&mut crashed) {
+                sim.bounce(c.as_str());
+            }
+        }
+        while !liveness && faults.peek().is_some_and(|(t, _)| *t <= now_ms) {
+            let Some((_, fault)) = faults.next() else { break };
+            recorder.borrow_mut().push(
+                "runner",
+                What::Fault { fault: serde_json::to_value(fault).unwrap_or_default() },
+            );
+            match fault {
+                Fault::Partition { a, b } => sim.partition(a.as_str(), b.as_str()),
+                Fault::PartitionOneway { from, to } => {
+                    sim.partition_oneway(from.as_str(), to.as_str())
+                }
+                Fault::Repair { a, b } => sim.repair(a.as_str(), b.as_str()),
+                Fault::Hold { a, b } => sim.hold(a.as_str(), b.as_str()),
+                Fault::Release { a, b } => sim.release(a.as_str(), b.as_str()),
+                Fault::Loss { percent } => loss.set(*percent),
+                Fault::Latency { max_ms } => {
+                    sim.set_max_message_latency(Duration::from_millis(*max_ms))
+                }
+                Fault::CrashCoordinator => {
+                    sim.crash("coordinator");
+                    coordinator_down = true;
+                }
+                Fault::RestartCoordinator => {
+                    sim.bounce("coordinator");
+                    coordinator_down = false;
+                }
+                Fault::CrashClient { client } => {
+                    sim.crash(client.as_str());
+                    crashed.insert(client.clone());
+                    let mut r = recorder.borrow_mut();
+                    let prefix = format!("{client}:");
+                    let cut: Vec<String> = r
+                        .server_expected
+                        .keys()
+                        .filter(|k| k.starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                    r.server_cut.extend(cut);
+                    r.views.remove(client.as_str());
+                }
+                Fault::RestartClient { client } => {
+                    sim.bounce(client.as_str());
+                    crashed.remove(client.as_str());
+                }
+            }
+        }
+        if now_ms + QUIET_MS >= total_ms {
+            quiet.set(true);
+        }
+        if let Err(e) = sim.step() {
+            violations.push(Violation {
+                t_ms: now_ms,
+                checker: "harness",
+                detail: format!("a host failed: {e}"),
+            });
+            break;
+        }
+        now_ms = sim.elapsed().as_millis() as u64;
+        recorder.borrow_mut().now_ms = now_ms;
+        let found = checkers.step(&recorder.borrow(), session_timeout_ms);
+        if !found.is_empty() {
+            violations.extend(found);
+            break;
+        }
+    }
+    let live: BTreeSet<String> =
+        plan.clients.iter().filter(|c| !crashed.contains(*c)).cloned().collect();
+    let unlinked = crate::check::unlinked_members(&recorder.borrow(), &plan, &live);
+    if violations.is_empty() {
+        violations.extend(checkers.finish(&recorder.borrow(), &plan, &live));
+    }
+    {
+        let mut r = recorder.borrow_mut();
+        for v in &violations {
+            r.push(
+                "runner",
+                What::Violation { checker: v.checker.to_owned(), detail: v.detail.clone() },
+            );
+        }
+    }
+    let trace_hash = recorder.borrow().trace_hash();
+    Outcome { plan, violations, trace_hash, simulated_ms: now_ms, recorder, unlinked }
+}
