@@ -323,6 +323,9 @@ pub struct ClientStats {
     pub glares: u64,
     /// Links dropped because they did not connect within `negotiation_timeout_ms`.
     pub negotiations_timed_out: u64,
+    /// Links this, the non-designated, side offered again because the designated side did not
+    /// within a negotiation timeout after the link died.
+    pub relinks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -434,6 +437,9 @@ pub struct Client {
     fallback: bool,
     session: Option<Session>,
     links: BTreeMap<PeerId, PeerLink>,
+    /// Peers whose link died on this, the non-designated, side: if the designated side has not
+    /// offered by then (it may not have noticed, e.g. behind a one-way partition), we offer.
+    relink_at: BTreeMap<PeerId, Instant>,
     current_key: Option<SessionKey>,
     previous_key: Option<SessionKey>,
     ping_nonce: u64,
@@ -466,6 +472,7 @@ impl Client {
             links: BTreeMap::new(),
             current_key: None,
             previous_key: None,
+            relink_at: BTreeMap::new(),
             ping_nonce: 0,
             stats: ClientStats::default(),
             now,
@@ -646,6 +653,7 @@ impl Client {
             self.disconnect(&peer);
         }
         self.session = None;
+        self.relink_at.clear();
         self.current_key = None;
         self.previous_key = None;
     }
@@ -682,6 +690,7 @@ impl Client {
     fn connect(&mut self, peer: PeerId, role: Role) {
         let ice_servers = self.session.as_ref().map(|s| s.ice_servers.clone()).unwrap_or_default();
         let deadline = self.now.add_millis(self.config.negotiation_timeout_ms);
+        self.relink_at.remove(&peer);
         self.links.insert(peer.clone(), PeerLink::new(role, deadline));
         self.outputs.push_back(Output::ConnectPeer { peer: peer.clone(), role, ice_servers });
         self.event(ClientEvent::LinkHealthChanged { peer, health: LinkHealth::Connecting });
@@ -750,7 +759,8 @@ impl Client {
     }
 
     fn arm_negotiation_timer(&mut self) {
-        match self.links.values().filter_map(|l| l.deadline).min() {
+        let relinks = self.relink_at.values().copied();
+        match self.links.values().filter_map(|l| l.deadline).chain(relinks).min() {
             Some(at) => self.timers.set(Timer::Negotiation, at),
             None => self.timers.stop(Timer::Negotiation),
         }
@@ -770,6 +780,19 @@ impl Client {
             self.stats.negotiations_timed_out += 1;
             self.disconnect(&peer);
             if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
+                self.connect(peer, Role::Offerer);
+            }
+        }
+    }
+
+    /// Offers to peers whose link died on our side and whose designated side stayed silent.
+    fn relink_due(&mut self, now: Instant, joined: bool) {
+        let due: Vec<PeerId> =
+            self.relink_at.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
+        for peer in due {
+            self.relink_at.remove(&peer);
+            if joined && !self.links.contains_key(&peer) && self.wants_link(&peer) {
+                self.stats.relinks += 1;
                 self.connect(peer, Role::Offerer);
             }
         }
@@ -1210,9 +1233,15 @@ impl Client {
             }
             LinkEvent::Failed | LinkEvent::Closed => {
                 self.disconnect(&peer);
-                // The designated side tries again; the other waits for its offer.
-                if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
-                    self.connect(peer, Role::Offerer);
+                // The designated side tries again; the other waits for its offer, but only
+                // for one negotiation timeout: the designated side may not have noticed.
+                if joined && self.wants_link(&peer) {
+                    if self.offers_on_rewire(&peer) {
+                        self.connect(peer, Role::Offerer);
+                    } else {
+                        let at = self.now.add_millis(self.config.negotiation_timeout_ms);
+                        self.relink_at.insert(peer, at);
+                    }
                 }
             }
         }
@@ -1244,7 +1273,9 @@ impl Client {
                 state
             }
             (Timer::Negotiation, state) => {
-                self.expire_negotiations(now, matches!(state, State::Joined { .. }));
+                let joined = matches!(state, State::Joined { .. });
+                self.expire_negotiations(now, joined);
+                self.relink_due(now, joined);
                 state
             }
             (Timer::Liveness, state) if state.conn().is_some() => {

@@ -670,3 +670,53 @@ fn an_offer_from_an_unlisted_member_that_turns_the_mesh_into_a_star_drops_the_su
     let linked: Vec<PeerId> = h.c.links().into_iter().map(|(p, _, _)| p).collect();
     assert_eq!(linked, vec![pid("b")]);
 }
+
+#[test]
+fn a_link_that_dies_on_the_non_designated_side_is_offered_again_after_a_negotiation_timeout() {
+    // "me" > "a" and no host: "a" is the designated offerer on a rewire. A one-way partition may
+    // hide the failure from "a"; "me" must not wait for its offer for ever.
+    let mut h = H::joined("me", &["a"], None);
+    h.input(Input::PeerLinkEvent { peer: pid("a"), event: LinkEvent::Connected });
+    let out = h.input(Input::PeerLinkEvent { peer: pid("a"), event: LinkEvent::Failed });
+    assert!(out.iter().any(|o| matches!(o, Output::DisconnectPeer { peer } if *peer == pid("a"))));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::ConnectPeer { .. })),
+        "waits for a's offer first"
+    );
+    let relink_at = h.now.add_millis(h.c.config().negotiation_timeout_ms);
+    let offered_at = loop {
+        let out = h.fire();
+        let offered = out.iter().any(|o| {
+            matches!(
+                o,
+                Output::ConnectPeer { peer, role: Role::Offerer, .. } if *peer == pid("a")
+            )
+        });
+        if offered {
+            break h.now;
+        }
+        assert!(h.now < relink_at, "no offer at the relink time");
+        // A live coordinator answers the heartbeat.
+        h.input(frame(ServerMessage::Pong { nonce: None }));
+    };
+    assert_eq!(offered_at, relink_at);
+    assert_eq!(h.c.stats().relinks, 1);
+}
+
+#[test]
+fn an_offer_from_the_designated_side_cancels_the_pending_relink() {
+    let mut h = H::joined("me", &["a"], None);
+    h.input(Input::PeerLinkEvent { peer: pid("a"), event: LinkEvent::Connected });
+    h.input(Input::PeerLinkEvent { peer: pid("a"), event: LinkEvent::Failed });
+    h.input(frame(ServerMessage::Offer { from: pid("a"), sdp: "o".into() }));
+    // The answerer link has its own negotiation deadline; connect it and no relink follows.
+    h.input(Input::PeerLinkEvent { peer: pid("a"), event: LinkEvent::Connected });
+    assert_eq!(h.c.links().len(), 1);
+    let until = h.now.add_millis(60_000);
+    while h.c.poll_timeout().is_some_and(|t| t <= until) {
+        let out = h.fire();
+        assert!(!out.iter().any(|o| matches!(o, Output::ConnectPeer { .. })));
+        h.input(frame(ServerMessage::Pong { nonce: None }));
+    }
+    assert_eq!(h.c.stats().relinks, 0);
+}
