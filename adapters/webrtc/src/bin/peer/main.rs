@@ -80,6 +80,9 @@ struct Args {
     /// Milliseconds to wait after joining before the first action (links come up).
     #[arg(long, default_value_t = 2000)]
     warmup_ms: u64,
+    /// Milliseconds to keep listening after the last action, so queued frames drain.
+    #[arg(long, default_value_t = 500)]
+    linger_ms: u64,
     /// Bind WebRTC to 127.0.0.1 only (host candidates on loopback).
     #[arg(long)]
     loopback: bool,
@@ -205,14 +208,19 @@ async fn main() {
         }
     };
     tokio::pin!(deadline);
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = stop_signal();
     tokio::pin!(ctrl_c);
     let mut n = 0u64;
     let mut replay_at = 0usize;
+    // After the last action, keep reading events for a moment so queued frames drain.
+    let linger = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(linger);
+    let mut lingering = false;
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            () = &mut ctrl_c => break,
             () = &mut deadline => break,
+            () = &mut linger, if lingering => break,
             () = &mut warmup, if !warmed => warmed = true,
             ev = peer.events.recv() => match ev {
                 Some(DriverEvent::Received { from, event }) => print(json!({
@@ -239,11 +247,13 @@ async fn main() {
                 Ok(Some(_)) => {}
                 _ => break,
             },
-            _ = tick.tick(), if warmed && !args.stdin_chat => {
+            _ = tick.tick(), if warmed && !lingering && !args.stdin_chat => {
                 if let Some(bytes) = &replay {
                     let end = (replay_at + 4096).min(bytes.len());
                     if replay_at >= end {
-                        break;
+                        lingering = true;
+                        linger.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(args.linger_ms));
+                        continue;
                     }
                     let chunk = bytes[replay_at..end].to_vec();
                     replay_at = end;
@@ -258,7 +268,8 @@ async fn main() {
                 }
                 n += 1;
                 if args.count > 0 && n >= args.count {
-                    break;
+                    lingering = true;
+                    linger.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(args.linger_ms));
                 }
             },
         }
@@ -268,6 +279,22 @@ async fn main() {
         Ok(_) => print(json!({"peer": me, "what": "stopped", "stats": stats})),
         Err(e) => eprintln!("ro-p2p-peer: shutdown: {e}"),
     }
+}
+
+/// Ctrl-C, or SIGTERM on Unix: both leave cleanly.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn report(peer: &mut Peer, me: &str, action: &Action) {
