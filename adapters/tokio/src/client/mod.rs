@@ -221,7 +221,8 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
     /// A driver for `node`, whose [`Instant`] zero is now. Returns the driver (spawn
     /// [`Driver::run`]), the application's handle, and the event stream.
     ///
-    /// The node must have been created at `Instant::ZERO` or later.
+    /// The node must have been created at `Instant::ZERO` or later. Read the events (or drop
+    /// the receiver): when [`EVENT_QUEUE_LEN`] of them are unread, the driver waits.
     pub fn new(
         node: Node,
         connector: C,
