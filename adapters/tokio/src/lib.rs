@@ -3,6 +3,8 @@
 //! [`server`] puts the sans-IO coordinator core on the network: axum WebSocket signaling, the
 //! REST API, Prometheus metrics, JWT authentication, TURN REST credentials and TLS. The binary
 //! `ro-p2p-coordinator` and the load generator `ro-p2p-loadgen` are thin shells around it; the
-//! simulation runs the same [`server::Service`] on turmoil's listener.
+//! simulation runs the same [`server::Service`] on turmoil's listener. [`client`] drives the
+//! client library's [`ro_p2p_core::node::Node`] over any stream and any peer transport.
 
+pub mod client;
 pub mod server;

@@ -27,7 +27,7 @@ use crate::route::{Choice, Policy, Route, RouteContext};
 use crate::sansio::SansIo;
 use crate::seal::{OpenError, Opener, SealConfig, Sealer};
 use crate::time::Instant;
-use crate::wire::{PeerId, SessionId};
+use crate::wire::{PeerId, SessionId, SessionKey};
 
 #[cfg(test)]
 mod tests;
@@ -245,11 +245,12 @@ pub struct NodeStats {
     pub dropped_outside_map: u64,
 }
 
-/// The session, sender identity and epoch the node's keys were built for.
+/// The session, sender identity and key the node's sealer and openers hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Keyed {
     session: SessionId,
     me: PeerId,
+    key: SessionKey,
 }
 
 /// The client library's composite state machine.
@@ -525,23 +526,28 @@ impl Node {
             self.openers.clear();
             return;
         };
-        let want = Keyed { session: session.clone(), me: me.clone() };
-        match &mut self.sealer {
-            Some(sealer) if self.keyed.as_ref() == Some(&want) => {
-                if key.epoch > sealer.epoch() {
-                    // Not newer is impossible here, and would keep the current key.
-                    let _ = sealer.rotate(key);
-                    for opener in self.openers.values_mut() {
-                        let _ = opener.rotate(now, key);
-                    }
+        let same_holder = self
+            .keyed
+            .as_ref()
+            .is_some_and(|k| &k.session == session && &k.me == me && k.key.epoch <= key.epoch);
+        match (&mut self.sealer, &mut self.keyed) {
+            (Some(_), Some(keyed)) if same_holder && keyed.key == *key => {}
+            (Some(sealer), Some(keyed)) if same_holder && keyed.key.epoch < key.epoch => {
+                // A rotation: the previous epoch stays open for the grace period.
+                let _ = sealer.rotate(key);
+                for opener in self.openers.values_mut() {
+                    let _ = opener.rotate(now, key);
                 }
+                keyed.key = key.clone();
             }
             _ => {
-                // A new session or identity: fresh stream id, fresh windows.
+                // A new session, identity or key (e.g. a restarted coordinator reusing an
+                // epoch): fresh stream id, fresh windows.
                 self.sealer =
                     Some(Sealer::new(me.clone(), key, &mut self.rng, self.seal_config.clone()));
                 self.openers.clear();
-                self.keyed = Some(want);
+                self.keyed =
+                    Some(Keyed { session: session.clone(), me: me.clone(), key: key.clone() });
             }
         }
         let members = self.client.members();

@@ -517,3 +517,42 @@ fn bytes_split_anywhere_give_the_same_server_stream_and_peer_events() {
     assert_eq!(to_server, bytes);
     assert_eq!(w.received[b].len(), 2);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Attacker-controlled frames from a member, from a stranger, and bytes the game sends
+        /// never panic; garbage never becomes an event; the game's bytes reach the server whole.
+        #[test]
+        fn arbitrary_frames_and_game_bytes_never_panic_or_leak(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..16),
+            game in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut w = world();
+            let a = w.add("alice", "prontera");
+            let b = w.add("bob", "prontera");
+            for f in &frames {
+                let from_member = w.nodes[b].on_peer_frame(w.now, &pid("alice"), f);
+                prop_assert!(from_member.is_err());
+                let from_stranger = w.nodes[b].on_peer_frame(w.now, &pid("eve"), f);
+                prop_assert!(
+                    matches!(from_stranger, Err(ReceiveDrop::NotMember { .. })),
+                    "{:?}", from_stranger
+                );
+            }
+            w.settle();
+            prop_assert!(w.received[b].is_empty());
+            let to_server = w.game_send(a, &game);
+            // Mirror policy: whatever was framed or passed through reaches the server as sent;
+            // only an unfinished packet stays buffered.
+            let pending = w.nodes[a].game_stream().pending().len();
+            prop_assert_eq!(&to_server[..], &game[..game.len() - pending]);
+            prop_assert_eq!(w.received[b].len() as u64, w.nodes[a].stats().frames_sealed);
+        }
+    }
+}
