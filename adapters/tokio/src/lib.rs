@@ -3,6 +3,9 @@
 //! [`server`] puts the sans-IO coordinator core on the network: axum WebSocket signaling, the
 //! REST API, Prometheus metrics, JWT authentication, TURN REST credentials and TLS. The binary
 //! `ro-p2p-coordinator` and the load generator `ro-p2p-loadgen` are thin shells around it; the
-//! simulation runs the same [`server::Service`] on turmoil's listener.
+//! simulation runs the same [`server::Service`] on turmoil's listener. [`cluster`] is what several
+//! instances share to serve one world (zone leases, a bus, seat records, world-wide views), on
+//! Redis or in memory.
 
+pub mod cluster;
 pub mod server;
