@@ -18,14 +18,22 @@
 //! - **Instance views** (sessions and counters) published by every instance with an expiry and
 //!   merged on read into a [`WorldView`] for discovery, the REST API and metrics.
 //!
+//! On top of the store: [`envelope`] is what the bus carries between the instance holding a
+//! connection and the zone's owner; [`ownership`] decides, frame by frame, whether a zone is
+//! served here or elsewhere, and keeps the leases.
+//!
 //! Time: every store takes a [`Clock`] in milliseconds; lease deadlines it reports are measured
 //! on it, conservatively (from before the request was sent).
 
+pub mod envelope;
 mod memory;
+pub mod ownership;
 mod redis_store;
 mod types;
 
+pub use self::envelope::{Envelope, EnvelopeError};
 pub use self::memory::{MemoryStore, MemoryWorld};
+pub use self::ownership::{LostBecause, OwnershipError, ZoneOwnership, ZoneRoute};
 pub use self::redis_store::RedisStore;
 pub use self::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceIdError, InstanceView, Lease, LeaseHolder,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ro_p2p_core::coordinator::SessionView;
-use ro_p2p_core::wire::{Capabilities, PeerId, SessionId, Zone, limits};
+use ro_p2p_core::wire::{Capabilities, PeerId, SessionId, Zone};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -444,7 +444,7 @@ impl Clock for ManualClock {
 pub struct StoreConfig {
     /// Prefix of every key and channel (`redis.key_prefix`), e.g. `ro-p2p:`.
     pub key_prefix: String,
-    /// Largest bus payload, in bytes: a signaling frame plus the adapter's envelope.
+    /// Largest bus payload, in bytes (default: an [`Envelope`](super::Envelope) at its bound).
     pub bus_payload_bytes_max: usize,
     /// Messages a [`Subscription`] queues before it drops.
     pub bus_queue_len: usize,
@@ -459,7 +459,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             key_prefix: "ro-p2p:".to_owned(),
-            bus_payload_bytes_max: limits::FRAME_BYTES_MAX + 4 * 1024,
+            bus_payload_bytes_max: super::envelope::ENVELOPE_BYTES_MAX,
             bus_queue_len: 4096,
             seat_ttl_ms: 15 * 60 * 1000,
             op_timeout_ms: 2_000,
