@@ -337,9 +337,14 @@ async fn bus_delivers_between_handles_within_bounds(h: &mut impl Harness) {
         Err(StoreError::NoOwner { zone }) if zone == z
     ));
     owned(b.acquire(&z, TTL_MS).await.unwrap());
-    assert_eq!(a.publish_to_owner(&z, b"to-owner").await.unwrap(), id("b"));
+    assert_eq!(a.publish_to_owner(&z, b"to-owner").await.unwrap(), (id("b"), 1));
     let m = recv(&mut sub_b).await;
     assert_eq!((m.from, m.payload), (id("a"), b"to-owner".to_vec()));
+
+    // An owner that listens no more (dead, lease not expired yet) receives nothing.
+    let c = h.store("c");
+    owned(c.acquire(&zone("comodo"), TTL_MS).await.unwrap());
+    assert_eq!(a.publish_to_owner(&zone("comodo"), b"void").await.unwrap(), (id("c"), 0));
 
     // Bounded: the limit passes, one byte more does not.
     let max = config().bus_payload_bytes_max;

@@ -292,14 +292,14 @@ impl ClusterStore for MemoryStore {
         &self,
         zone: &Zone,
         payload: &[u8],
-    ) -> Result<InstanceId, StoreError> {
+    ) -> Result<(InstanceId, usize), StoreError> {
         let msg = self.bounded(payload)?;
         let (mut s, _) = self.reach()?;
         let Some(owner) = s.leases.get(zone).map(|h| h.owner.clone()) else {
             return Err(StoreError::NoOwner { zone: zone.clone() });
         };
-        s.deliver(&owner, &msg);
-        Ok(owner)
+        let receivers = s.deliver(&owner, &msg);
+        Ok((owner, receivers))
     }
 
     async fn subscribe(&self) -> Result<Subscription, StoreError> {

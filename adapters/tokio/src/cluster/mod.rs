@@ -84,9 +84,13 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
     async fn publish(&self, to: &InstanceId, payload: &[u8]) -> Result<usize, StoreError>;
 
     /// Sends `payload` to whoever holds `zone`'s lease, in one atomic step; returns that
-    /// instance, or [`StoreError::NoOwner`].
-    async fn publish_to_owner(&self, zone: &Zone, payload: &[u8])
-    -> Result<InstanceId, StoreError>;
+    /// instance and how many of its subscriptions received it (0: the owner is gone and its
+    /// lease not expired yet), or [`StoreError::NoOwner`].
+    async fn publish_to_owner(
+        &self,
+        zone: &Zone,
+        payload: &[u8],
+    ) -> Result<(InstanceId, usize), StoreError>;
 
     /// Subscribes to this instance's own channel. The subscription follows the store through
     /// outages (messages published meanwhile are lost) until it is dropped.

@@ -290,8 +290,8 @@ fn parse_token(key: &str, token: &str) -> Result<(InstanceId, u64), StoreError> 
     Ok((owner, epoch))
 }
 
-fn parse_ms(s: Option<&String>) -> u64 {
-    // PTTL is -1 (no expiry) or -2 (gone) in corner cases: both read as 0.
+fn parse_non_negative(s: Option<&String>) -> u64 {
+    // A count or a PTTL; PTTL is -1 (no expiry) or -2 (gone) in corner cases: both read as 0.
     s.and_then(|s| s.parse::<i64>().ok()).map_or(0, |v| u64::try_from(v).unwrap_or(0))
 }
 
@@ -338,7 +338,11 @@ impl ClusterStore for RedisStore {
                 expires_at_ms: sent_at_ms.saturating_add(ttl_ms),
             }));
         }
-        Ok(Acquired::HeldBy(LeaseHolder { owner, epoch, remaining_ms: parse_ms(reply.get(3)) }))
+        Ok(Acquired::HeldBy(LeaseHolder {
+            owner,
+            epoch,
+            remaining_ms: parse_non_negative(reply.get(3)),
+        }))
     }
 
     async fn renew(&self, lease: &Lease, ttl_ms: u64) -> Result<Lease, StoreError> {
@@ -368,7 +372,7 @@ impl ClusterStore for RedisStore {
         let reply: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
         let Some(token) = reply.first() else { return Ok(None) };
         let (owner, epoch) = parse_token(&lease_key, token)?;
-        Ok(Some(LeaseHolder { owner, epoch, remaining_ms: parse_ms(reply.get(1)) }))
+        Ok(Some(LeaseHolder { owner, epoch, remaining_ms: parse_non_negative(reply.get(1)) }))
     }
 
     async fn put_seat(&self, lease: &Lease, seat: &SeatRecord) -> Result<(), StoreError> {
@@ -420,7 +424,7 @@ impl ClusterStore for RedisStore {
         &self,
         zone: &Zone,
         payload: &[u8],
-    ) -> Result<InstanceId, StoreError> {
+    ) -> Result<(InstanceId, usize), StoreError> {
         let bytes = self.bounded(payload)?;
         let mut conn = self.conn.clone();
         let lease_key = self.key("lease", zone.as_str());
@@ -430,8 +434,9 @@ impl ClusterStore for RedisStore {
         let Some(owner) = reply.first() else {
             return Err(StoreError::NoOwner { zone: zone.clone() });
         };
-        InstanceId::new(owner.as_str())
-            .map_err(|e| StoreError::Corrupt { key: lease_key.clone(), reason: e.to_string() })
+        let owner = InstanceId::new(owner.as_str())
+            .map_err(|e| StoreError::Corrupt { key: lease_key.clone(), reason: e.to_string() })?;
+        Ok((owner, usize::try_from(parse_non_negative(reply.get(1))).unwrap_or(usize::MAX)))
     }
 
     async fn subscribe(&self) -> Result<Subscription, StoreError> {
