@@ -79,6 +79,7 @@ struct Redis {
     dir: PathBuf,
     child: Option<Child>,
     clock: Arc<TokioClock>,
+    extra_args: Vec<String>,
 }
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
@@ -86,6 +87,11 @@ static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 impl Redis {
     /// `None` (after saying so) when `redis-server` is not installed.
     async fn new() -> Option<Self> {
+        Self::with_args(&[]).await
+    }
+
+    /// As [`Redis::new`], with more `redis-server` arguments.
+    async fn with_args(extra_args: &[&str]) -> Option<Self> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -106,7 +112,13 @@ impl Redis {
             NEXT_DIR.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut r = Redis { port, dir, child: None, clock: Arc::new(TokioClock::new()) };
+        let mut r = Redis {
+            port,
+            dir,
+            child: None,
+            clock: Arc::new(TokioClock::new()),
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+        };
         r.start().await;
         Some(r)
     }
@@ -135,6 +147,7 @@ impl Harness for Redis {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -459,12 +472,78 @@ async fn an_outage_gives_typed_errors_and_recovers_without_restart(h: &mut impl 
     assert_eq!(m.payload, b"after");
 }
 
+async fn concurrent_acquirers_get_exactly_one_owner(h: &mut impl Harness) {
+    let z = zone("racing");
+    let stores: Vec<_> = (0..8).map(|i| h.store(&format!("i{i}"))).collect();
+    let tries = stores.iter().map(|s| s.acquire(&z, 10_000));
+    let outcomes = futures_util::future::join_all(tries).await;
+    let owners: Vec<Lease> = outcomes
+        .into_iter()
+        .filter_map(|o| match o.unwrap() {
+            Acquired::Owned(l) => Some(l),
+            Acquired::HeldBy(_) => None,
+        })
+        .collect();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    let holder = stores[0].owner(&z).await.unwrap().unwrap();
+    assert_eq!((holder.owner, holder.epoch), (owners[0].owner.clone(), owners[0].epoch));
+}
+
 contract!(lease, lease_is_exclusive_renewable_and_taken_over_with_higher_epochs);
 contract!(fencing, a_fenced_old_owner_cannot_write);
 contract!(seats_survive, seat_records_survive_their_owner);
 contract!(bus, bus_delivers_between_handles_within_bounds);
 contract!(world_view, world_view_merges_instances_and_forgets_expired_ones);
 contract!(outage, an_outage_gives_typed_errors_and_recovers_without_restart);
+contract!(race, concurrent_acquirers_get_exactly_one_owner);
+
+// ---------------------------------------------------------------------------------------------
+// Redis only: settings from config.yaml
+
+#[tokio::test]
+async fn redis_settings_password_and_database_are_used_and_a_wrong_password_is_refused() {
+    use ro_p2p_core::config::{RedisEndpoint, RedisSettings, Secret};
+    let Some(r) = Redis::with_args(&["--requirepass", "s3cret pass"]).await else { return };
+    let settings = |password: Option<&str>, db: u32| RedisSettings {
+        endpoint: RedisEndpoint::Parts {
+            host: "127.0.0.1".to_owned(),
+            port: r.port,
+            db,
+            password: password.map(Secret::new),
+        },
+        tls: false,
+        key_prefix: "world1:".to_owned(),
+    };
+    let open = |password: Option<&str>, db: u32| {
+        RedisStore::open(&settings(password, db), id("a"), config(), r.clock.clone()).unwrap()
+    };
+
+    let wrong = open(Some("nope"), 1).ping().await;
+    assert!(
+        matches!(wrong, Err(StoreError::Rejected { .. } | StoreError::Unavailable { .. })),
+        "{wrong:?}"
+    );
+    let missing = open(None, 1).ping().await;
+    assert!(matches!(missing, Err(StoreError::Rejected { .. })), "{missing:?}");
+    // The password is not in the error text.
+    assert!(!format!("{wrong:?}{missing:?}").contains("s3cret"));
+
+    let db1 = open(Some("s3cret pass"), 1);
+    db1.ping().await.unwrap();
+    owned(db1.acquire(&zone("prontera"), 10_000).await.unwrap());
+    // Another database is another world; the prefix is the settings' one.
+    let db2 = open(Some("s3cret pass"), 2);
+    assert_eq!(db2.owner(&zone("prontera")).await.unwrap(), None);
+    let keys: Vec<String> = {
+        let client =
+            redis::Client::open(format!("redis://:s3cret%20pass@127.0.0.1:{}/1", r.port)).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap()
+    };
+    let mut keys = keys;
+    keys.sort();
+    assert_eq!(keys, ["world1:epoch:prontera", "world1:lease:prontera"]);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Faults only the in-memory store can inject

@@ -26,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
-use redis::{Client, RedisError, Script};
+use redis::{Client, ErrorKind, RedisError, Script};
 use ro_p2p_core::config::RedisSettings;
 use ro_p2p_core::wire::{PeerId, Zone};
 use tokio::sync::mpsc;
@@ -296,6 +296,13 @@ fn parse_non_negative(s: Option<&String>) -> u64 {
 }
 
 fn map_error(e: &RedisError) -> StoreError {
+    // A wrong password or bad settings do not heal by retrying: refused, not unavailable.
+    if matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig)
+        || e.code() == Some("NOAUTH")
+        || e.code() == Some("WRONGPASS")
+    {
+        return StoreError::Rejected { reason: e.to_string() };
+    }
     if e.is_io_error()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
