@@ -21,7 +21,8 @@
 //! On top of the store: [`envelope`] is what the bus carries between the instance holding a
 //! connection and the zone's owner; [`ownership`] decides, frame by frame, whether a zone is
 //! served here or elsewhere, and keeps the leases; [`routing`] maps connections to zones on the
-//! holder and remote connections to core numbers on the owner.
+//! holder and remote connections to core numbers on the owner; [`seats`] keeps the seat records
+//! in step with the owner's core.
 //!
 //! Time: every store takes a [`Clock`] in milliseconds; lease deadlines it reports are measured
 //! on it, conservatively (from before the request was sent).
@@ -31,6 +32,7 @@ mod memory;
 pub mod ownership;
 mod redis_store;
 pub mod routing;
+pub mod seats;
 mod types;
 
 pub use self::envelope::{Envelope, EnvelopeError};
@@ -38,6 +40,7 @@ pub use self::memory::{MemoryStore, MemoryWorld};
 pub use self::ownership::{LostBecause, OwnershipError, ZoneOwnership, ZoneRoute};
 pub use self::redis_store::RedisStore;
 pub use self::routing::{ConnZones, FrameZone, RemoteConns};
+pub use self::seats::{SeatSync, SeatWrite};
 pub use self::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceIdError, InstanceView, Lease, LeaseHolder,
     ManualClock, SeatRecord, SessionSummary, StoreConfig, StoreError, Subscription, TokioClock,
