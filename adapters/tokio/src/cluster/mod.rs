@@ -22,13 +22,15 @@
 //! connection and the zone's owner; [`ownership`] decides, frame by frame, whether a zone is
 //! served here or elsewhere, and keeps the leases; [`routing`] maps connections to zones on the
 //! holder and remote connections to core numbers on the owner; [`seats`] keeps the seat records
-//! in step with the owner's core.
+//! in step with the owner's core; [`node`] is a socket-free prototype of the cluster-mode hub
+//! that puts them together around one core.
 //!
 //! Time: every store takes a [`Clock`] in milliseconds; lease deadlines it reports are measured
 //! on it, conservatively (from before the request was sent).
 
 pub mod envelope;
 mod memory;
+pub mod node;
 pub mod ownership;
 mod redis_store;
 pub mod routing;
@@ -37,6 +39,7 @@ mod types;
 
 pub use self::envelope::{Envelope, EnvelopeError};
 pub use self::memory::{MemoryStore, MemoryWorld};
+pub use self::node::{ClusterNode, NodeOutput};
 pub use self::ownership::{LostBecause, OwnershipError, ZoneOwnership, ZoneRoute};
 pub use self::redis_store::RedisStore;
 pub use self::routing::{ConnZones, FrameZone, RemoteConns};
