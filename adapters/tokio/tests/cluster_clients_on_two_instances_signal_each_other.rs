@@ -10,8 +10,8 @@ use ro_p2p_core::Rng;
 use ro_p2p_core::coordinator::{self, ConnId, Coordinator, Identity};
 use ro_p2p_core::wire::{ErrorCode, PeerId, ServerMessage, decode_server};
 use ro_p2p_tokio::cluster::{
-    ClusterNode, ClusterStore, InstanceId, ManualClock, MemoryWorld, NodeOutput, StoreConfig,
-    Subscription,
+    Clock, ClusterNode, ClusterStore, InstanceId, ManualClock, MemoryWorld, NodeOutput, RedisStore,
+    StoreConfig, Subscription, TokioClock,
 };
 
 const LEASE_MS: u64 = 5_000;
@@ -30,14 +30,24 @@ async fn instance(
     seed: u64,
 ) -> Instance {
     let store: Arc<dyn ClusterStore> = Arc::new(world.store(InstanceId::new(name).unwrap()));
+    instance_on(store, clock.clone(), seed).await
+}
+
+async fn instance_on(store: Arc<dyn ClusterStore>, clock: Arc<dyn Clock>, seed: u64) -> Instance {
     let bus = store.subscribe().await.unwrap();
     let core = Coordinator::new(coordinator::Config::default(), Rng::from_seed(seed));
-    let node = ClusterNode::new(core, store, clock.clone(), LEASE_MS);
+    let node = ClusterNode::new(core, store, clock, LEASE_MS);
     Instance { node, bus, inbox: BTreeMap::new() }
 }
 
-/// Delivers bus messages and collects outputs until nothing moves (bounded).
+/// Delivers bus messages and collects outputs until nothing moves (bounded). `quiet_ms` is
+/// how long to wait for stragglers before calling it settled (0 for the in-memory store, whose
+/// delivery is immediate).
 async fn settle(all: &mut [&mut Instance]) {
+    settle_within(all, 0).await;
+}
+
+async fn settle_within(all: &mut [&mut Instance], quiet_ms: u64) {
     for _ in 0..100 {
         let mut moved = false;
         for i in all.iter_mut() {
@@ -58,7 +68,13 @@ async fn settle(all: &mut [&mut Instance]) {
             }
         }
         if !moved {
-            return;
+            if quiet_ms == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(quiet_ms)).await;
+            if all.iter_mut().all(|i| i.bus.is_empty()) {
+                return;
+            }
         }
     }
     panic!("the instances did not settle");
@@ -154,4 +170,49 @@ async fn when_the_owner_dies_the_zone_moves_on_the_next_frame_after_its_lease() 
     );
     assert_eq!(b.inbox[&carol].last().unwrap().type_name(), "session-joined");
     assert_eq!(b.node.core().sessions()[0].members, [peer("carol")], "seats are not restored yet");
+}
+
+/// The same signaling path over a real `redis-server` (skipped if it is not installed).
+#[tokio::test]
+async fn over_redis_clients_on_two_instances_signal_through_the_owner() {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let Ok(mut server) = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+        .stdout(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    };
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let open = |name: &str| -> Arc<dyn ClusterStore> {
+        let id = InstanceId::new(name).unwrap();
+        Arc::new(RedisStore::open_url(&url, id, StoreConfig::default(), clock.clone()).unwrap())
+    };
+    let mut a = instance_on(open("a"), clock.clone(), 1).await;
+    let mut b = instance_on(open("b"), clock.clone(), 2).await;
+    let (alice, bob) = (ConnId(1), ConnId(1));
+    a.node.connected(alice, Identity::Account(peer("alice")), Vec::new()).await;
+    b.node.connected(bob, Identity::Account(peer("bob")), Vec::new()).await;
+    a.node.frame(alice, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
+    settle_within(&mut [&mut a, &mut b], 50).await;
+    b.node.frame(bob, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
+    settle_within(&mut [&mut a, &mut b], 50).await;
+    assert_eq!(types(&b.inbox[&bob]), ["welcome", "session-joined"]);
+    b.node.frame(bob, br#"{"type":"offer","to":"alice","sdp":"v=0\r\n"}"#.to_vec()).await;
+    settle_within(&mut [&mut a, &mut b], 50).await;
+    match a.inbox[&alice].last().unwrap() {
+        ServerMessage::Offer { from, .. } => assert_eq!(*from, peer("bob")),
+        other => panic!("alice got {other:?}"),
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

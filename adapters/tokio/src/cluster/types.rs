@@ -292,6 +292,11 @@ impl Subscription {
         self.rx.try_recv().ok()
     }
 
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Messages dropped so far (queue full, unreadable or oversized).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
