@@ -131,6 +131,18 @@ async fn clients_on_two_instances_share_a_session_and_signal_through_the_owner()
         other => panic!("bob got {other:?}"),
     }
 
+    // The world view: one session (published by its owner only), both connections, and the
+    // owner's relay counters.
+    for i in [&a, &b] {
+        i.node.publish_view(10_000).await.unwrap();
+    }
+    let w = world.store(InstanceId::new("x").unwrap()).world().await.unwrap();
+    assert_eq!(w.sessions().len(), 1);
+    assert_eq!(w.sessions()[0].members, [peer("alice"), peer("bob")]);
+    assert_eq!(w.connections(), 2);
+    assert_eq!(w.counters().get("relays:offer"), Some(&1));
+    assert_eq!(w.counters().get("relays:answer"), Some(&1));
+
     // bob's connection ends at b: the owner's core learns it (seat in grace, no peer-left yet).
     b.node.disconnected(bob).await;
     settle(&mut [&mut a, &mut b]).await;

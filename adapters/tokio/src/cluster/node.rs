@@ -22,8 +22,8 @@ use ro_p2p_core::{Instant as CoreInstant, SansIo};
 
 use super::routing::REMOTE_CONN_BASE;
 use super::{
-    BusMessage, Clock, ClusterStore, ConnZones, Envelope, FrameZone, InstanceId, OwnershipError,
-    RemoteConns, StoreError, ZoneOwnership, ZoneRoute,
+    BusMessage, Clock, ClusterStore, ConnZones, Envelope, FrameZone, InstanceId, InstanceView,
+    OwnershipError, RemoteConns, SessionSummary, StoreError, ZoneOwnership, ZoneRoute,
 };
 
 /// What the driver must do with one of its own connections.
@@ -105,6 +105,45 @@ impl ClusterNode {
     /// The zones this instance holds.
     pub fn ownership(&self) -> &ZoneOwnership {
         &self.ownership
+    }
+
+    /// What this instance publishes about itself: the sessions of the zones it owns (with their
+    /// lease epochs), the connections it holds, and its core's counters.
+    pub fn view(&self) -> InstanceView {
+        let zones: BTreeMap<Zone, u64> =
+            self.ownership.held().iter().map(|(z, l)| (z.clone(), l.epoch)).collect();
+        let sessions = self
+            .core
+            .sessions()
+            .iter()
+            .filter(|s| zones.contains_key(&s.zone))
+            .map(SessionSummary::from)
+            .collect();
+        let stats = self.core.stats();
+        let mut counters = BTreeMap::new();
+        counters.insert("joins".to_owned(), stats.joins);
+        counters.insert("leaves".to_owned(), stats.leaves);
+        counters.insert("sessions_created".to_owned(), stats.sessions_created);
+        counters.insert("sessions_expired".to_owned(), stats.sessions_expired);
+        counters.insert("host_changes".to_owned(), stats.host_changes);
+        counters.insert("key_rotations".to_owned(), stats.key_rotations);
+        for (kind, n) in &stats.relays {
+            counters.insert(format!("relays:{kind}"), *n);
+        }
+        for (code, n) in &stats.rejects {
+            counters.insert(format!("rejects:{}", code.as_str()), *n);
+        }
+        InstanceView {
+            zones,
+            sessions,
+            connections: u64::try_from(self.held.len()).unwrap_or(u64::MAX),
+            counters,
+        }
+    }
+
+    /// Publishes [`ClusterNode::view`] for `ttl_ms` (call it more often than that).
+    pub async fn publish_view(&self, ttl_ms: u64) -> Result<(), StoreError> {
+        self.store.publish_view(&self.view(), ttl_ms).await
     }
 
     /// The next thing the driver must do.
