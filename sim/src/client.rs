@@ -81,6 +81,7 @@ pub fn client_config(name: &str, rng: &mut Rng) -> client::Config {
         connection_timeout_ms: 2_000,
         p2p_enabled: true,
         p2p_enabled_zones: P2P_ZONES.iter().filter_map(|z| Zone::new(*z).ok()).collect(),
+        p2p_all_zones: false,
         max_connections: 5,
         max_latency_ms: 400,
         loss_degraded_percent: 50,
@@ -92,6 +93,7 @@ pub fn client_config(name: &str, rng: &mut Rng) -> client::Config {
             latency_ms: 20,
         }),
         heartbeat_interval_ms: 1_000,
+        negotiation_timeout_ms: 4_000,
         buffered_candidates_max: 32,
     }
 }
