@@ -204,32 +204,8 @@ impl LogLevel {
 }
 
 /// What a machine must offer to be elected session host (coordinator) or to volunteer as one
-/// (client). Defaults are the guide's `[P2P]` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HostRequirements {
-    /// Fewest CPU cores.
-    pub min_cpu_cores: u32,
-    /// Lowest CPU clock, in MHz.
-    pub min_cpu_mhz: u32,
-    /// Least memory, in MiB.
-    pub min_memory_mb: u32,
-    /// Least bandwidth, in Mbit/s.
-    pub min_bandwidth_mbps: u32,
-    /// Highest latency to the coordinator, in milliseconds.
-    pub max_latency_ms: u32,
-}
-
-impl Default for HostRequirements {
-    fn default() -> Self {
-        HostRequirements {
-            min_cpu_cores: 4,
-            min_cpu_mhz: 3000,
-            min_memory_mb: 8192,
-            min_bandwidth_mbps: 100,
-            max_latency_ms: 100,
-        }
-    }
-}
+/// (client): the coordinator's own type, so both sides check the same minimums.
+pub use crate::coordinator::HostRequirements;
 
 #[cfg(test)]
 mod tests;

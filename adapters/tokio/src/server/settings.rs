@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use ro_p2p_core::config::{CoordinatorSettings, LogFormat};
-use ro_p2p_core::coordinator::{self, HostRequirements, RateLimit};
+use ro_p2p_core::coordinator::{self, RateLimit};
 
 use super::auth::{IceConfig, TurnServer};
 use super::{ServerConfig, WEBSOCKET_PATH};
@@ -61,7 +61,6 @@ pub enum SettingsError {
 impl ServerConfig {
     /// The service configuration for parsed `config.yaml` settings.
     pub fn from_settings(s: &CoordinatorSettings) -> ServerConfig {
-        let h = s.host_requirements;
         let core = coordinator::Config {
             max_sessions_per_zone: s.max_sessions_per_zone as usize,
             max_players_per_session: s.max_players_per_session as usize,
@@ -69,13 +68,7 @@ impl ServerConfig {
             heartbeat_interval_ms: s.heartbeat_interval_ms,
             idle_timeout_ms: s.idle_timeout_s.saturating_mul(1000),
             key_rotation_interval_s: s.key_rotation_interval_s,
-            host_requirements: HostRequirements {
-                min_cpu_cores: h.min_cpu_cores,
-                min_cpu_mhz: h.min_cpu_mhz,
-                min_memory_mb: h.min_memory_mb,
-                min_bandwidth_mbps: h.min_bandwidth_mbps,
-                max_latency_ms: h.max_latency_ms,
-            },
+            host_requirements: s.host_requirements,
             rate_limit: RateLimit {
                 per_s: s.rate_limit.per_second,
                 burst: s.rate_limit.burst,
