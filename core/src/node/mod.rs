@@ -32,9 +32,6 @@ use crate::wire::{PeerId, SessionId, SessionKey};
 #[cfg(test)]
 mod tests;
 
-/// How the coordinator names an unauthenticated connection before its first `join`.
-pub const ANONYMOUS_ID_PREFIX: &str = "anon-";
-
 /// Everything a [`Node`] is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
@@ -348,10 +345,10 @@ impl Node {
     ///
     /// With authentication on, the coordinator's `welcome` names the account. With it off
     /// (development), `welcome` names a generated `anon-` identity that the first `join`
-    /// replaces with the configured `peer_id`, without telling the client again: then the
-    /// configured id is the one the other members see.
+    /// replaces with the configured `peer_id`; the client core already takes that one
+    /// ([`Client::peer_id`]).
     pub fn own_peer_id(&self) -> Option<&PeerId> {
-        own_peer_id(&self.client)
+        self.client.peer_id()
     }
 
     /// The epoch frames are sealed under, if a session key is held.
@@ -519,7 +516,7 @@ impl Node {
     /// Keeps one sealer for the client's session key and one opener per member.
     fn sync_keys(&mut self, now: Instant) {
         let (Some(me), Some(key), Some(session)) =
-            (own_peer_id(&self.client), self.client.current_key(), self.client.session_id())
+            (self.client.peer_id(), self.client.current_key(), self.client.session_id())
         else {
             self.sealer = None;
             self.keyed = None;
@@ -558,14 +555,6 @@ impl Node {
                 self.openers.insert(peer.clone(), opener);
             }
         }
-    }
-}
-
-fn own_peer_id(client: &Client) -> Option<&PeerId> {
-    let welcomed = client.peer_id()?;
-    match &client.config().peer_id {
-        Some(configured) if welcomed.as_str().starts_with(ANONYMOUS_ID_PREFIX) => Some(configured),
-        _ => Some(welcomed),
     }
 }
 
