@@ -131,7 +131,8 @@ pub struct SeatRecord {
     pub connected_via: Option<InstanceId>,
 }
 
-/// A session as an instance publishes it in its view.
+/// A session as an instance publishes it in its view: the core's `SessionView` without
+/// `created_at`, which is the owner's own monotonic time and means nothing to other instances.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {
     /// Its id.
