@@ -14,14 +14,14 @@ use std::fs::File;
 use std::io::Write;
 
 use ro_p2p_core::config::{ClientSettings, LogLevel};
-use ro_p2p_core::packet::Obfuscation;
+use ro_p2p_core::packet::{Obfuscation, PeerEvent};
 use ro_p2p_core::route::{Policy, RouteContext};
 use ro_p2p_core::wire::Zone;
 
 use crate::event::{RoP2pEvent, RoP2pEventKind};
 use crate::handles::{self, Kind};
 use crate::router::{self, RoP2pRouterStats, Router};
-use crate::status::{Failure, RoP2pStatus, c_str, copy_all, guard, input};
+use crate::status::{Failure, RoP2pStatus, c_str, guard, input};
 
 /// The log file used when neither the call nor the configuration names one.
 pub const ROP2P_DEFAULT_LOG_FILE: &str = "p2p_dll.log";
@@ -279,14 +279,8 @@ pub unsafe extern "C" fn rop2p_poll_event(handle: u64, out: *mut RoP2pEvent) -> 
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        with_dll(handle, |d| match d.router.events.pop() {
-            Some(event) => {
-                // SAFETY: checked non-null; the caller promises it is writable.
-                unsafe { out.write(event) };
-                Ok(RoP2pStatus::Ok)
-            }
-            None => Ok(RoP2pStatus::NoData),
-        })
+        // SAFETY: checked non-null; the caller promises it is writable.
+        with_dll(handle, |d| unsafe { d.router.write_next_event(out) })
     })
 }
 
@@ -335,20 +329,19 @@ pub unsafe extern "C" fn rop2p_on_game_send(
         with_dll(handle, |d| {
             let debug = rank(d.log.level) <= rank(LogLevel::Debug);
             let mut routed = Vec::new();
-            d.router.game_send(data, |event| {
+            let on_peer = |event: &PeerEvent<'_>| {
                 if debug {
                     routed.push(event.category_name());
                 }
-            });
+            };
+            // SAFETY: `out_len` checked non-null; the caller's contract for `out`/`cap`.
+            let status = unsafe { d.router.send_hook(data, on_peer, out, cap, out_len) };
             for category in routed {
                 d.log.log(LogLevel::Debug, &format!("routing {category} to peers"));
             }
             // Peer events go out over the links once the runtime exists; drop them meanwhile.
             d.router.peer_events.clear();
-            // SAFETY: the caller's contract for `out`/`cap`/`out_len`.
-            unsafe { copy_all("out", d.router.take_server_bytes(), out, cap, out_len) }?;
-            d.router.server_bytes_taken();
-            Ok(RoP2pStatus::Ok)
+            status
         })
     })
 }
@@ -377,20 +370,9 @@ pub unsafe extern "C" fn rop2p_on_server_recv(
         }
         // SAFETY: the caller's contract for `data`/`len`.
         let data = unsafe { input("data", data, len) }?;
-        with_dll(handle, |d| {
-            d.router.server_recv(data);
-            let ready = d.router.recv.output();
-            let n = ready.len().min(cap);
-            if n > 0 {
-                // SAFETY: out is non-null (cap > 0) and valid for cap >= n writes; `ready` is
-                // library memory.
-                unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), out, n) };
-            }
-            d.router.recv.consume(n);
-            // SAFETY: checked non-null; the caller promises it is writable.
-            unsafe { out_len.write(n) };
-            Ok(RoP2pStatus::Ok)
-        })
+        // SAFETY: `out_len` checked non-null, `out` non-null when `cap > 0`; the caller's
+        // contract for the rest.
+        with_dll(handle, |d| unsafe { d.router.recv_hook(data, out, cap, out_len) })
     })
 }
 
@@ -404,11 +386,8 @@ pub unsafe extern "C" fn rop2p_pending_game_bytes(handle: u64, out: *mut usize) 
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        with_dll(handle, |d| {
-            // SAFETY: checked non-null; the caller promises it is writable.
-            unsafe { out.write(d.router.recv.output().len()) };
-            Ok(RoP2pStatus::Ok)
-        })
+        // SAFETY: checked non-null; the caller promises it is writable.
+        with_dll(handle, |d| unsafe { d.router.write_pending(out) })
     })
 }
 

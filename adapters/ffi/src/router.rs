@@ -188,6 +188,88 @@ impl Router {
             ..self.stats
         }
     }
+
+    /// The send hook of both layers: refuses input that would leave more than
+    /// [`ROP2P_SERVER_BYTES_QUEUED_MAX`] bytes queued for the server, routes it (`on_peer` sees
+    /// each event routed to peers) and copies every server byte out, all or nothing.
+    ///
+    /// # Safety
+    /// `out` valid for `cap` writes; `out_len` non-null and valid for a write.
+    pub unsafe fn send_hook(
+        &mut self,
+        data: &[u8],
+        on_peer: impl FnMut(&PeerEvent<'_>),
+        out: *mut u8,
+        cap: usize,
+        out_len: *mut usize,
+    ) -> Result<RoP2pStatus, Failure> {
+        let queued = self.take_server_bytes().len();
+        if queued + data.len() > ROP2P_SERVER_BYTES_QUEUED_MAX {
+            return Err(Failure::invalid(format!(
+                "{queued} bytes for the server are waiting; read them before sending more"
+            )));
+        }
+        self.game_send(data, on_peer);
+        // SAFETY: the caller's contract for `out`/`cap`/`out_len`.
+        unsafe { copy_all("out", self.take_server_bytes(), out, cap, out_len) }?;
+        self.server_bytes_taken();
+        Ok(RoP2pStatus::Ok)
+    }
+
+    /// The receive hook of both layers: feeds server bytes and writes up to `cap` bytes for the
+    /// game (partial reads are normal).
+    ///
+    /// # Safety
+    /// `out` non-null when `cap > 0` and valid for `cap` writes; `out_len` non-null and valid
+    /// for a write.
+    pub unsafe fn recv_hook(
+        &mut self,
+        data: &[u8],
+        out: *mut u8,
+        cap: usize,
+        out_len: *mut usize,
+    ) -> Result<RoP2pStatus, Failure> {
+        self.server_recv(data);
+        let ready = self.recv.output();
+        let n = ready.len().min(cap);
+        if n > 0 {
+            // SAFETY: out is non-null (cap > 0) and valid for cap >= n writes; `ready` is
+            // library memory, so the regions do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), out, n) };
+        }
+        self.recv.consume(n);
+        // SAFETY: the caller's contract for `out_len`.
+        unsafe { out_len.write(n) };
+        Ok(RoP2pStatus::Ok)
+    }
+
+    /// Writes how many bytes for the game wait to be read.
+    ///
+    /// # Safety
+    /// `out` non-null and valid for a write.
+    pub unsafe fn write_pending(&self, out: *mut usize) -> Result<RoP2pStatus, Failure> {
+        // SAFETY: the caller's contract for `out`.
+        unsafe { out.write(self.recv.output().len()) };
+        Ok(RoP2pStatus::Ok)
+    }
+
+    /// Moves the next event to `out`, or says there is none.
+    ///
+    /// # Safety
+    /// `out` non-null and valid for a write.
+    pub unsafe fn write_next_event(
+        &mut self,
+        out: *mut RoP2pEvent,
+    ) -> Result<RoP2pStatus, Failure> {
+        match self.events.pop() {
+            Some(event) => {
+                // SAFETY: the caller's contract for `out`.
+                unsafe { out.write(event) };
+                Ok(RoP2pStatus::Ok)
+            }
+            None => Ok(RoP2pStatus::NoData),
+        }
+    }
 }
 
 pub(crate) fn parse_version(packetver: u32) -> Result<PacketVersion, Failure> {
@@ -316,19 +398,8 @@ pub unsafe extern "C" fn rop2p_router_on_game_send(
         }
         // SAFETY: the caller's contract for `data`/`len`.
         let data = unsafe { input("data", data, len) }?;
-        with_router(handle, |r| {
-            if r.take_server_bytes().len() + data.len() > ROP2P_SERVER_BYTES_QUEUED_MAX {
-                return Err(Failure::invalid(format!(
-                    "{} bytes for the server are waiting; read them before sending more",
-                    r.take_server_bytes().len()
-                )));
-            }
-            r.game_send(data, |_| {});
-            // SAFETY: the caller's contract for `out`/`cap`/`out_len`.
-            unsafe { copy_all("out", r.take_server_bytes(), out, cap, out_len) }?;
-            r.server_bytes_taken();
-            Ok(RoP2pStatus::Ok)
-        })
+        // SAFETY: `out_len` checked non-null; the caller's contract for `out`/`cap`.
+        with_router(handle, |r| unsafe { r.send_hook(data, |_| {}, out, cap, out_len) })
     })
 }
 
@@ -416,20 +487,9 @@ pub unsafe extern "C" fn rop2p_router_on_server_recv(
         }
         // SAFETY: the caller's contract for `data`/`len`.
         let data = unsafe { input("data", data, len) }?;
-        with_router(handle, |r| {
-            r.server_recv(data);
-            let ready = r.recv.output();
-            let n = ready.len().min(cap);
-            if n > 0 {
-                // SAFETY: out is non-null (cap > 0) and valid for cap >= n writes; `ready` is
-                // library memory, so the regions do not overlap.
-                unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), out, n) };
-            }
-            r.recv.consume(n);
-            // SAFETY: checked non-null; the caller promises it is writable.
-            unsafe { out_len.write(n) };
-            Ok(RoP2pStatus::Ok)
-        })
+        // SAFETY: `out_len` checked non-null, `out` non-null when `cap > 0`; the caller's
+        // contract for the rest.
+        with_router(handle, |r| unsafe { r.recv_hook(data, out, cap, out_len) })
     })
 }
 
@@ -446,11 +506,8 @@ pub unsafe extern "C" fn rop2p_router_pending_game_bytes(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        with_router(handle, |r| {
-            // SAFETY: checked non-null; the caller promises it is writable.
-            unsafe { out.write(r.recv.output().len()) };
-            Ok(RoP2pStatus::Ok)
-        })
+        // SAFETY: checked non-null; the caller promises it is writable.
+        with_router(handle, |r| unsafe { r.write_pending(out) })
     })
 }
 
@@ -464,14 +521,8 @@ pub unsafe extern "C" fn rop2p_router_poll_event(handle: u64, out: *mut RoP2pEve
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        with_router(handle, |r| match r.events.pop() {
-            Some(event) => {
-                // SAFETY: checked non-null; the caller promises it is writable.
-                unsafe { out.write(event) };
-                Ok(RoP2pStatus::Ok)
-            }
-            None => Ok(RoP2pStatus::NoData),
-        })
+        // SAFETY: checked non-null; the caller promises it is writable.
+        with_router(handle, |r| unsafe { r.write_next_event(out) })
     })
 }
 
