@@ -230,7 +230,8 @@ pub fn client_frames(data: &[u8]) {
     else {
         return;
     };
-    let config = Config { p2p_enabled_zones: vec![zone.clone()], ..Config::default() };
+    let config =
+        Config { p2p_enabled_zones: [zone.clone()].into_iter().collect(), ..Config::default() };
     let mut now = crate::Instant::ZERO;
     let mut client = Client::new(config, crate::Rng::from_seed(0), now);
     let welcome = ServerMessage::Welcome {

@@ -81,7 +81,6 @@ pub fn client_config(name: &str, rng: &mut Rng) -> client::Config {
         connection_timeout_ms: 2_000,
         p2p_enabled: true,
         p2p_enabled_zones: P2P_ZONES.iter().filter_map(|z| Zone::new(*z).ok()).collect(),
-        p2p_all_zones: false,
         max_connections: 5,
         max_latency_ms: 400,
         loss_degraded_percent: 50,

@@ -58,7 +58,7 @@ fn client_config(i: usize, max_connections: usize) -> client::Config {
         connection_timeout_ms: 3_000,
         negotiation_timeout_ms: NEGOTIATION_TIMEOUT_MS,
         // izlude is not a P2P zone.
-        p2p_enabled_zones: vec![zone(0), zone(1)],
+        p2p_enabled_zones: [zone(0), zone(1)].into_iter().collect(),
         ..client::Config::default()
     }
 }

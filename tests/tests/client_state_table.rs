@@ -42,7 +42,7 @@ fn session_joined() -> Input {
 fn config() -> Config {
     Config {
         coordinator_urls: vec!["ws://primary".into(), "ws://backup".into()],
-        p2p_enabled_zones: vec![zone("prontera"), zone("geffen")],
+        p2p_enabled_zones: [zone("prontera"), zone("geffen")].into_iter().collect(),
         max_retries: 1,
         ..Config::default()
     }

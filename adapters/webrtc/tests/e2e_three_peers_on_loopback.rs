@@ -140,7 +140,9 @@ impl P {
         let client = client::Config {
             coordinator_urls: vec![format!("ws://{coord}/api/v1/signaling/ws")],
             peer_id: Some(pid(name)),
-            p2p_enabled_zones: vec![Zone::new("prontera").unwrap(), Zone::new("geffen").unwrap()],
+            p2p_enabled_zones: [Zone::new("prontera").unwrap(), Zone::new("geffen").unwrap()]
+                .into_iter()
+                .collect(),
             reconnect_delay_ms: 200,
             backoff_cap_ms: 1_000,
             // Keep backing off (links up) for the whole outage rather than falling back.

@@ -4,6 +4,7 @@
 //! into this plain struct. Everything here has the default of the published guides
 //! (`Data/config.ini` `[P2P]` and `p2p_config.json`).
 
+use crate::config::ZoneFilter;
 use crate::wire::{Capabilities, PeerId, Zone};
 
 /// Where a coordinator lives when nothing else is configured (the guide's development URL).
@@ -35,11 +36,9 @@ pub struct Config {
     /// map server.
     pub p2p_enabled: bool,
     /// Zones (rAthena map names) where P2P is used, as `p2p_enabled_zones` of
-    /// `p2p_config.json` lists them. Empty means no zone: P2P is opt-in per map.
-    pub p2p_enabled_zones: Vec<Zone>,
-    /// P2P in every zone, whatever `p2p_enabled_zones` lists: what a `Data/config.ini` without a
-    /// zone list asks for (see `config::ZoneFilter::All`).
-    pub p2p_all_zones: bool,
+    /// `p2p_config.json` lists them (or every zone, for a `Data/config.ini` without a list).
+    /// The default is an empty list: no zone, P2P is opt-in per map.
+    pub p2p_enabled_zones: ZoneFilter,
     /// Most peer links in a full mesh (`MaxConnections`); in larger sessions every member links
     /// only to the session host.
     pub max_connections: usize,
@@ -70,8 +69,7 @@ impl Default for Config {
             max_retries: 3,
             connection_timeout_ms: 5_000,
             p2p_enabled: true,
-            p2p_enabled_zones: Vec::new(),
-            p2p_all_zones: false,
+            p2p_enabled_zones: ZoneFilter::Only(Default::default()),
             max_connections: 5,
             max_latency_ms: 100,
             loss_degraded_percent: 10,
@@ -86,6 +84,6 @@ impl Default for Config {
 impl Config {
     /// Whether P2P may be used in `zone` (master switch on and the zone listed).
     pub fn zone_enabled(&self, zone: &Zone) -> bool {
-        self.p2p_enabled && (self.p2p_all_zones || self.p2p_enabled_zones.contains(zone))
+        self.p2p_enabled && self.p2p_enabled_zones.allows(zone)
     }
 }

@@ -39,7 +39,7 @@ fn joined(session: &str, peers: &[&str], host: Option<&str>, resumed: bool) -> I
 fn config() -> Config {
     Config {
         coordinator_urls: vec!["ws://a".into(), "ws://b".into()],
-        p2p_enabled_zones: vec![zone("prontera"), zone("geffen")],
+        p2p_enabled_zones: [zone("prontera"), zone("geffen")].into_iter().collect(),
         ..Config::default()
     }
 }

@@ -115,22 +115,24 @@ impl ClientSettings {
     /// login flow) and the measured host capabilities are the application's to fill in; the
     /// capabilities are only worth reporting when `prefer_p2p_hosting` is on.
     pub fn to_client_config(&self) -> crate::client::Config {
-        let (p2p_all_zones, p2p_enabled_zones) = match &self.zones {
-            ZoneFilter::All => (true, Vec::new()),
-            ZoneFilter::Only(zones) => (false, zones.iter().cloned().collect()),
-        };
         crate::client::Config {
             coordinator_urls: self.coordinator_urls.clone(),
             reconnect_delay_ms: self.reconnect_delay_ms,
             max_retries: self.max_retries,
             connection_timeout_ms: self.connection_timeout_ms,
             p2p_enabled: self.p2p_enabled,
-            p2p_enabled_zones,
-            p2p_all_zones,
+            p2p_enabled_zones: self.zones.clone(),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             max_latency_ms: self.max_latency_ms,
             ..crate::client::Config::default()
         }
+    }
+}
+
+impl FromIterator<Zone> for ZoneFilter {
+    /// Exactly these zones.
+    fn from_iter<I: IntoIterator<Item = Zone>>(zones: I) -> Self {
+        ZoneFilter::Only(zones.into_iter().collect())
     }
 }
 

@@ -89,7 +89,7 @@ impl World {
         let client = client::Config {
             coordinator_urls: vec!["ws://coordinator".into()],
             peer_id: Some(pid(name)),
-            p2p_enabled_zones: vec![zone("prontera"), zone("geffen")],
+            p2p_enabled_zones: [zone("prontera"), zone("geffen")].into_iter().collect(),
             ..client::Config::default()
         };
         let config =

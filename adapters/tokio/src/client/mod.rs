@@ -529,7 +529,7 @@ mod driver_tests {
         let client = client::Config {
             coordinator_urls: vec![format!("ws://{addr}/api/v1/signaling/ws")],
             peer_id: Some(PeerId::new("alice").unwrap()),
-            p2p_enabled_zones: vec![zone.clone()],
+            p2p_enabled_zones: [zone.clone()].into_iter().collect(),
             ..client::Config::default()
         };
         let node = Node::new(NodeConfig::with_client(client), Rng::from_seed(2), Instant::ZERO);

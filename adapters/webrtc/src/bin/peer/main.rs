@@ -122,7 +122,7 @@ fn options(args: &Args) -> Result<PeerOptions, String> {
         coordinator_urls: args.coordinators.clone(),
         token: args.token.clone(),
         peer_id,
-        p2p_enabled_zones: vec![zone.clone()],
+        p2p_enabled_zones: [zone.clone()].into_iter().collect(),
         ..client::Config::default()
     };
     let links = if args.loopback { LinksConfig::loopback() } else { LinksConfig::default() };
