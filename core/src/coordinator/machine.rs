@@ -111,6 +111,10 @@ pub(crate) struct Conn {
     limiter: Limiter,
     /// The capabilities last reported on this connection.
     capabilities: Option<Capabilities>,
+    /// When its last frame arrived. The idle timer is not moved on every frame (that would
+    /// cost a deadline-queue update per relayed signal): when it fires it looks here and is
+    /// re-armed if the connection was heard from since it was set.
+    last_frame_at: Instant,
 }
 
 /// The counters of [`Stats`] that are not derived from the state.
@@ -184,8 +188,16 @@ impl State {
         while let Some(timer) = self.deadlines.pop_due(now) {
             match timer {
                 Timer::Idle(conn) => {
-                    let reason = format!("no frame for {} ms", self.config.idle_timeout_ms);
-                    self.close(now, conn, ErrorCode::IdleTimeout, reason);
+                    let idle_ms = self.config.idle_timeout_ms;
+                    let heard_until =
+                        self.conns.get(&conn).map(|c| c.last_frame_at.add_millis(idle_ms));
+                    match heard_until {
+                        Some(until) if until > now => self.deadlines.set(Timer::Idle(conn), until),
+                        _ => {
+                            let reason = format!("no frame for {idle_ms} ms");
+                            self.close(now, conn, ErrorCode::IdleTimeout, reason);
+                        }
+                    }
                 }
                 Timer::Grace(peer) => self.grace_ended(peer),
                 Timer::Rotate(sid) => self.rotate_key(now, sid),
@@ -218,8 +230,14 @@ impl State {
             },
         };
         let limiter = Limiter::new(&self.config.rate_limit, now);
-        let state =
-            Conn { peer: peer.clone(), identity_open, ice_servers, limiter, capabilities: None };
+        let state = Conn {
+            peer: peer.clone(),
+            identity_open,
+            ice_servers,
+            limiter,
+            capabilities: None,
+            last_frame_at: now,
+        };
         self.conns.insert(conn, state);
         self.deadlines.set(Timer::Idle(conn), now.add_millis(self.config.idle_timeout_ms));
         self.send(
@@ -240,7 +258,7 @@ impl State {
         let Some(c) = self.conns.get_mut(&conn) else {
             return; // A frame racing its connection's close.
         };
-        self.deadlines.set(Timer::Idle(conn), now.add_millis(self.config.idle_timeout_ms));
+        c.last_frame_at = now;
         if !c.limiter.admit(&limit, now) {
             let strike = c.limiter.strike(&limit, now);
             if c.limiter.may_send_rate_error(now) {
@@ -643,7 +661,12 @@ impl State {
         }
         let target = session.seat(&to).and_then(Seat::conn);
         let target = target.ok_or_else(|| Rejection::RelayOutsideSession { to: to.clone() })?;
-        *self.counters.relays.entry(kind.to_owned()).or_default() += 1;
+        match self.counters.relays.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                self.counters.relays.insert(kind.to_owned(), 1);
+            }
+        }
         self.send(target, build(from));
         Ok(())
     }

@@ -471,6 +471,21 @@ fn idle_connections_are_closed_and_their_seat_goes_into_grace() {
 }
 
 #[test]
+fn a_connection_heard_from_within_every_idle_period_is_never_closed() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.join(1, "prontera");
+    for _ in 0..20 {
+        assert!(closes(&h.advance(10_000)).is_empty());
+        h.msg(1, &ClientMessage::Ping { nonce: None });
+    }
+    assert_eq!(h.c.connection_count(), 1);
+    // Silent from here: closed exactly one idle timeout after the last frame.
+    assert!(closes(&h.advance(44_999)).is_empty());
+    assert_eq!(closes(&h.advance(1)), vec![(1, ErrorCode::IdleTimeout)]);
+}
+
+#[test]
 fn ping_is_answered_with_its_nonce() {
     let mut h = H::new(Config::default());
     h.connect(1, "a");

@@ -66,6 +66,13 @@ struct Cli {
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     shutdown_grace_s: u64,
 
+    /// Tokio worker threads (default: one per CPU; 1 runs everything on one thread). With the
+    /// coordinator alone on a machine the default is right; sharing a small machine with other
+    /// busy processes, fewer workers mean fewer cross-thread wake-ups (the hub that owns the
+    /// session state is one task anyway).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
+
     /// Load and validate the configuration, print the effective settings, and exit.
     #[arg(long)]
     check_config: bool,
@@ -194,7 +201,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = match cli.worker_threads {
+        // One worker: a current-thread runtime, with no cross-thread wake-ups at all.
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the tokio runtime");

@@ -53,6 +53,16 @@ struct Cli {
     /// HS256 secret to mint a token per client (when the coordinator requires authentication).
     #[arg(long, env = "JWT_SECRET")]
     jwt_secret: Option<String>,
+    /// Tokio worker threads for the load generator itself (default: one per CPU; 1 runs it on
+    /// one thread).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Signals per relay event: an offer followed by `burst - 1` ICE candidates to the same
+    /// member, written back to back with one flush, as a client setting up a connection with
+    /// trickle ICE does. 1 (the default) sends lone offers: the worst case, one system call per
+    /// signal at every hop. `--relay-rate` counts signals, so events/s = relay-rate / burst.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    burst: u64,
     /// Bytes of SDP filler per offer.
     #[arg(long, default_value_t = 200)]
     sdp_bytes: usize,
@@ -129,6 +139,7 @@ async fn client(
     counters: Arc<Counters>,
     epoch: Instant,
     filler: Arc<str>,
+    burst: u64,
 ) {
     let peer = format!("lg-{i}");
     let mut url = url;
@@ -180,6 +191,16 @@ async fn client(
                         return;
                     }
                 };
+                // Relayed offers are most of the traffic: read their send time without a full
+                // decode, so the load generator spends its CPU on the sockets, not on JSON.
+                if let Some(sent_us) = relayed_send_time_us(text.as_str()) {
+                    let now_us = epoch.elapsed().as_micros() as u64;
+                    counters.relays_received.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut l) = counters.latencies_us.lock() {
+                        l.push(now_us.saturating_sub(sent_us));
+                    }
+                    continue;
+                }
                 match decode_server(text.as_bytes()) {
                     Ok(ServerMessage::SessionJoined { peers, .. }) => {
                         members = peers;
@@ -210,11 +231,24 @@ async fn client(
                 }
                 let to = members[(rng.next() % members.len() as u64) as usize].clone();
                 let sent_us = epoch.elapsed().as_micros() as u64;
-                let offer = ClientMessage::Offer { to, sdp: format!("lg {sent_us} {filler}") };
-                if sink.send(Message::text(encode_client(&offer))).await.is_err() {
+                // Peer ids and the filler need no JSON escaping: build the frame directly.
+                let to = to.as_str();
+                let offer = format!(r#"{{"type":"offer","to":"{to}","sdp":"lg {sent_us} {filler}"}}"#);
+                if sink.feed(Message::text(offer)).await.is_err() {
                     return;
                 }
-                counters.relays_sent.fetch_add(1, Ordering::Relaxed);
+                for k in 1..burst {
+                    let candidate = format!(
+                        r#"{{"type":"ice-candidate","to":"{to}","candidate":{{"candidate":"candidate:{sent_us} 1 udp 2122260223 10.0.0.{k} 5{k:04} typ host","sdp_mid":"0"}}}}"#
+                    );
+                    if sink.feed(Message::text(candidate)).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+                counters.relays_sent.fetch_add(burst, Ordering::Relaxed);
             }
             _ = ping.tick() => {
                 if sink.send(Message::text(r#"{"type":"ping"}"#)).await.is_err() {
@@ -223,6 +257,23 @@ async fn client(
             }
         }
     }
+}
+
+/// The send time carried by a relayed signal from another load-generator client
+/// (`{"type":"offer",...,"sdp":"lg <us> ..."}` or
+/// `{"type":"ice-candidate",...,"candidate":{"candidate":"candidate:<us> ..."}}`), or `None`
+/// for any other frame.
+fn relayed_send_time_us(text: &str) -> Option<u64> {
+    const SDP: &str = r#""sdp":"lg "#;
+    const CANDIDATE: &str = r#""candidate":"candidate:"#;
+    let rest = if text.starts_with(r#"{"type":"offer""#) {
+        &text[text.find(SDP)? + SDP.len()..]
+    } else if text.starts_with(r#"{"type":"ice-candidate""#) {
+        &text[text.find(CANDIDATE)? + CANDIDATE.len()..]
+    } else {
+        return None;
+    };
+    rest[..rest.find(' ')?].parse().ok()
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -237,9 +288,24 @@ fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    let mut builder = match cli.threads {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => eprintln!("ro-p2p-loadgen: cannot start the tokio runtime: {e}"),
+    }
+}
+
+async fn run(cli: Cli) {
     let counters = Arc::new(Counters::default());
     let epoch = Instant::now();
     let filler: Arc<str> = Arc::from("x".repeat(cli.sdp_bytes));
@@ -255,11 +321,12 @@ async fn main() {
         cli.pid.and_then(rss_kib)
     };
     println!(
-        "ro-p2p-loadgen: {} clients, {} zones, join rate {}/s, relay rate {}/s for {} s, url {}",
+        "ro-p2p-loadgen: {} clients, {} zones, join rate {}/s, relay rate {}/s ({} per burst) for {} s, url {}",
         cli.clients,
         zones.len(),
         cli.join_rate,
         cli.relay_rate,
+        cli.burst,
         cli.duration_s,
         cli.url
     );
@@ -282,6 +349,7 @@ async fn main() {
             counters.clone(),
             epoch,
             filler.clone(),
+            cli.burst,
         ));
         tokio::time::sleep_until(start + per_client * (i as u32 + 1)).await;
     }
@@ -329,7 +397,7 @@ async fn main() {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while Instant::now() < end {
             tick.tick().await;
-            let due = (phase.elapsed().as_secs_f64() * cli.relay_rate as f64) as u64;
+            let due = (phase.elapsed().as_secs_f64() * cli.relay_rate as f64) as u64 / cli.burst;
             while issued < due {
                 let k = (rng.next() % senders.len() as u64) as usize;
                 if senders[k].try_send(()).is_err() {

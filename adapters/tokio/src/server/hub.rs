@@ -24,6 +24,9 @@ use tokio::time::Instant;
 
 use super::metrics::{self, ServiceMetrics};
 
+/// Most events handled per wake-up of the hub before it checks its timer again.
+const EVENT_BATCH_MAX: usize = 64;
+
 /// What a connection task must do next with its socket.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -130,7 +133,17 @@ impl Hub {
             }
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.handle(ev),
+                    Some(ev) => {
+                        self.handle(ev);
+                        // Under load more events are already queued: handle a batch before
+                        // going back to the select and the timer (fewer wake-ups per event).
+                        for _ in 1..EVENT_BATCH_MAX {
+                            match events.try_recv() {
+                                Ok(ev) => self.handle(ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
                 },
                 () = &mut sleep, if armed.is_some() => {
