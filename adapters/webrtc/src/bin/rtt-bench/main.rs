@@ -1,5 +1,6 @@
 //! `rtt-bench`: round-trip time of a 16-byte frame on loopback, over the `movement` data
-//! channel of two [`PeerLinks`] and over a raw `tokio::net::UdpSocket` pair, in the same run.
+//! channel of two [`PeerLinks`] and over a raw `tokio::net::UdpSocket` pair, in the same run;
+//! then sealed frames per second, alone and end to end over the movement channel.
 //!
 //! Usage: `cargo run --release -p ro-p2p-webrtc --bin rtt-bench -- [--current-thread] [--chat]
 //! [--dump-slow] [N]`. N defaults to 1000; the runtime to a 2-worker multi-thread tokio
@@ -7,7 +8,11 @@
 //! lists every round trip over 1 ms with its index.
 //! Each side echoes what it receives; the measuring side sends one frame at a time and waits
 //! for its echo. A frame not echoed within a second counts as lost (the movement channel does
-//! not retransmit) and is left out of the percentiles.
+//! not retransmit) and is left out of the percentiles. Besides wall-clock figures, each path
+//! reports the CPU time the whole process (both ends) spent per round trip.
+
+mod cpu;
+mod seal_rate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +25,10 @@ use tokio::sync::mpsc;
 const FRAME_BYTES: usize = 16;
 const WARMUP: usize = 50;
 const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Payloads sealed and opened per figure of `seal_open_rate`.
+const SEAL_FRAMES: usize = 200_000;
+/// How long the end-to-end sealed stream sends.
+const STREAM_SEND: Duration = Duration::from_secs(1);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,11 +36,22 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Sample {
     rtts_us: Vec<u64>,
     lost: usize,
+    /// CPU time of the whole process per measured round trip (both ends).
+    cpu_us_per_rtt: Option<f64>,
     /// Print the round trips over 1 ms, with their index.
     dump_slow: bool,
 }
 
 impl Sample {
+    fn new(opts: &Opts) -> Sample {
+        Sample {
+            rtts_us: Vec::with_capacity(opts.n),
+            lost: 0,
+            cpu_us_per_rtt: None,
+            dump_slow: opts.dump_slow,
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         let mut v = self.rtts_us.clone();
         v.sort_unstable();
@@ -52,8 +72,10 @@ impl Sample {
                 self.rtts_us.iter().copied().enumerate().filter(|&(_, r)| r > 1000).collect();
             println!("{name}: {} over 1 ms: {slow:?}", slow.len());
         }
+        let cpu = self.cpu_us_per_rtt.map_or(String::from("n/a"), |us| format!("{us:.1} us"));
         println!(
-            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   lost {}",
+            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   CPU {cpu} per round \
+             trip   lost {}",
             self.percentile(50.0),
             self.percentile(99.0),
             self.mean(),
@@ -85,9 +107,13 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
             }
         }
     });
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, dump_slow: opts.dump_slow };
+    let mut sample = Sample::new(opts);
+    let mut cpu_start = None;
     let mut buf = [0u8; 64];
     for seq in 0..(WARMUP + n) as u64 {
+        if seq as usize == WARMUP {
+            cpu_start = cpu::process_cpu_ns();
+        }
         let start = Instant::now();
         a.send(&frame(seq)).await?;
         let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
@@ -110,6 +136,7 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
             }
         }
     }
+    sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
     echo.abort();
     Ok(sample)
 }
@@ -145,9 +172,19 @@ async fn connect_pair(
     Ok(())
 }
 
-async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Duration), BoxError> {
-    let n = opts.n;
-    // Probes would add traffic to the channel under test; one an hour is none.
+/// Two connected `PeerLinks` on loopback, without probes (they would add traffic to the
+/// channel under test; one an hour is none).
+struct Pair {
+    a: PeerLinks,
+    a_rx: mpsc::Receiver<LinkEvent>,
+    a_id: PeerId,
+    b: PeerLinks,
+    b_rx: mpsc::Receiver<LinkEvent>,
+    b_id: PeerId,
+    connect_time: Duration,
+}
+
+async fn connected_pair() -> Result<Pair, BoxError> {
     let config = LinksConfig { probe_interval_ms: 3_600_000, ..LinksConfig::loopback() };
     let (a, mut a_rx) = PeerLinks::new(config.clone());
     let (b, mut b_rx) = PeerLinks::new(config);
@@ -155,6 +192,67 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
     let connect_start = Instant::now();
     connect_pair(&a, &mut a_rx, &a_id, &b, &mut b_rx, &b_id).await?;
     let connect_time = connect_start.elapsed();
+    Ok(Pair { a, a_rx, a_id, b, b_rx, b_id, connect_time })
+}
+
+/// Sealed 16-byte movement payloads, one way over the movement channel, as fast as `send`
+/// takes them for `STREAM_SEND`; the receiver opens each and counts it. A full send buffer
+/// drops the frame (as it would in the game).
+async fn sealed_stream() -> Result<(), BoxError> {
+    let Pair { a, a_rx: _a_rx, a_id, b, mut b_rx, b_id, .. } = connected_pair().await?;
+    let (mut sealer, mut opener) = seal_rate::pair(&a_id);
+    let receiver = tokio::spawn(async move {
+        let (mut opened, mut bad) = (0u64, 0u64);
+        let mut last = Instant::now();
+        // Stops when nothing arrived for 300 ms after the sender finished.
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(300), b_rx.recv()).await
+        {
+            if let LinkEvent::Data { bytes, .. } = event {
+                match opener.open(ro_p2p_core::Instant::ZERO, &bytes) {
+                    Ok(_) => opened += 1,
+                    Err(_) => bad += 1,
+                }
+                last = Instant::now();
+            }
+        }
+        (opened, bad, last, b)
+    });
+    let payload = [0x35u8; FRAME_BYTES];
+    let (mut accepted, mut dropped) = (0u64, 0u64);
+    let cpu_start = cpu::process_cpu_ns();
+    let start = Instant::now();
+    while start.elapsed() < STREAM_SEND {
+        for _ in 0..64 {
+            let frame = sealer.seal(&payload)?;
+            match a.send(&b_id, Channel::Movement, &frame).await {
+                Ok(()) => accepted += 1,
+                Err(ro_p2p_webrtc::LinkError::SendBufferFull { .. }) => dropped += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Let the stack's tasks run, as a game loop between frames would.
+        tokio::task::yield_now().await;
+    }
+    let (opened, bad, last, b) = receiver.await?;
+    let cpu_end = cpu::process_cpu_ns();
+    let span_s = last.duration_since(start).as_secs_f64();
+    let cpu = cpu::cpu_us_per(cpu_start, cpu_end, opened as usize)
+        .map_or(String::from("n/a"), |us| format!("{us:.1} us"));
+    println!(
+        "sealed movement frames end to end: {:.0} frames/s opened at the receiver \
+         ({opened} opened, {bad} refused, {accepted} accepted by send, {dropped} dropped as \
+         send buffer full; CPU {cpu} per opened frame, both ends)",
+        opened as f64 / span_s.max(1e-9)
+    );
+    a.close_all().await;
+    b.close_all().await;
+    Ok(())
+}
+
+async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Duration), BoxError> {
+    let n = opts.n;
+    let Pair { a, mut a_rx, a_id, b, mut b_rx, b_id, connect_time } = connected_pair().await?;
 
     let b = Arc::new(b);
     let echo = {
@@ -169,8 +267,12 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
         })
     };
 
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, dump_slow: opts.dump_slow };
+    let mut sample = Sample::new(opts);
+    let mut cpu_start = None;
     for seq in 0..(WARMUP + n) as u64 {
+        if seq as usize == WARMUP {
+            cpu_start = cpu::process_cpu_ns();
+        }
         let start = Instant::now();
         a.send(&b_id, channel, &frame(seq)).await?;
         let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
@@ -193,6 +295,7 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
             }
         }
     }
+    sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
     a.close_all().await;
     b.close_all().await;
     echo.abort();
@@ -259,5 +362,10 @@ async fn run(opts: &Opts) -> Result<(), BoxError> {
     );
     let verdict = if ratio(50.0) <= 2.0 { "met" } else { "NOT met" };
     println!("target (p50 within 2x of raw UDP): {verdict}");
+
+    let chat_line = b"Hello Prontera! Selling +7 Blade, PM me. ".repeat(3);
+    seal_rate::seal_open_rate("16-byte movement", &[0x35u8; FRAME_BYTES], SEAL_FRAMES)?;
+    seal_rate::seal_open_rate("120-byte chat", &chat_line[..120], SEAL_FRAMES)?;
+    sealed_stream().await?;
     Ok(())
 }
