@@ -4,13 +4,30 @@
 //! stack and the application), measured in the same run as raw UDP with the same
 //! methodology as `rtt-bench` (1000 round trips after 50 warm-up, one in flight, echoed).
 //!
+//! Two ways of driving it: `direct`, where the measuring task owns its peer's stack and the
+//! echo task owns the other (the floor of this stack), and `links-shaped`, the plumbing a
+//! `PeerLinks` on this stack would have: the stack behind a mutex shared by a driver task per
+//! peer (socket, timers) and the application's `send` (which writes to the socket itself),
+//! received frames handed to the application over a bounded channel, the echo done by an
+//! application task. Each path also reports CPU time and heap allocations per round trip (both
+//! ends, whole process).
+//!
 //! `cargo run --release -p ro-p2p-webrtc --example rtc_direct_rtt -- [--current-thread]
-//! [--no-coalesce] [N]`
+//! [--no-coalesce] [udp|direct|links-shaped|links-shaped-late] [N]` (naming a path runs only
+//! that one). `links-shaped-late` is `links-shaped` with the driver flushing after the
+//! application had a chance to answer a delivered frame, so an echo and the SACK it follows
+//! share a datagram.
+// The allocation counter is a global allocator, which needs `unsafe impl`; it only counts and
+// forwards to the system allocator.
+#![allow(unsafe_code)]
 
 #[path = "../src/bin/rtt-bench/cpu.rs"]
 mod cpu;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -26,8 +43,51 @@ use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Heap allocations (and reallocations) made by the whole process.
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+struct CountingAllocator;
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// CPU time and allocations from the start of a measurement, per round trip at its end.
+struct Cost {
+    cpu_ns: Option<u64>,
+    allocations: u64,
+}
+
+impl Cost {
+    fn start() -> Cost {
+        Cost { cpu_ns: cpu::process_cpu_ns(), allocations: ALLOCATIONS.load(Ordering::Relaxed) }
+    }
+
+    fn finish(self, sample: &mut Sample, n: usize) {
+        sample.cpu_us_per_rtt = cpu::cpu_us_per(self.cpu_ns, cpu::process_cpu_ns(), n);
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - self.allocations;
+        sample.allocations_per_rtt = allocations as f64 / n.max(1) as f64;
+    }
+}
 
 const FRAME_BYTES: usize = 16;
 const WARMUP: usize = 50;
@@ -226,9 +286,19 @@ struct Sample {
     rtts_us: Vec<u64>,
     lost: usize,
     cpu_us_per_rtt: Option<f64>,
+    allocations_per_rtt: f64,
 }
 
 impl Sample {
+    fn new(n: usize) -> Sample {
+        Sample {
+            rtts_us: Vec::with_capacity(n),
+            lost: 0,
+            cpu_us_per_rtt: None,
+            allocations_per_rtt: 0.0,
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         let mut v = self.rtts_us.clone();
         v.sort_unstable();
@@ -245,11 +315,12 @@ impl Sample {
     fn print(&self, name: &str) {
         let cpu = self.cpu_us_per_rtt.map_or(String::from("n/a"), |us| format!("{us:.1} us"));
         println!(
-            "{name:<20} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   CPU {cpu} per round \
-             trip   lost {}",
+            "{name:<20} p50 {:>6.1} us   p99 {:>7.1} us   mean {:>6.1} us   per round trip: CPU \
+             {cpu}, {:.1} allocations   lost {}",
             self.percentile(50.0),
             self.percentile(99.0),
             self.mean(),
+            self.allocations_per_rtt,
             self.lost
         );
     }
@@ -260,11 +331,11 @@ async fn rtc_rtt(n: usize, coalesce: bool) -> Result<Sample, BoxError> {
     let (mut a, b, dc) = connect(coalesce).await?;
     println!("rtc connected in {} ms", connect_start.elapsed().as_millis());
     let echo = tokio::spawn(echo(b));
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, cpu_us_per_rtt: None };
-    let mut cpu_start = None;
+    let mut sample = Sample::new(n);
+    let mut cost = None;
     for seq in 0..(WARMUP + n) as u64 {
         if seq as usize == WARMUP {
-            cpu_start = cpu::process_cpu_ns();
+            cost = Some(Cost::start());
         }
         let start = Instant::now();
         a.pc.data_channel(dc).ok_or("channel gone")?.send(start, frame(seq))?;
@@ -297,8 +368,212 @@ async fn rtc_rtt(n: usize, coalesce: bool) -> Result<Sample, BoxError> {
             }
         }
     }
-    sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
+    if let Some(cost) = cost {
+        cost.finish(&mut sample, n);
+    }
     echo.abort();
+    Ok(sample)
+}
+
+/// One peer as a `PeerLinks` on this stack would hold it: the stack behind a mutex that the
+/// driver task and the application's `send` share; the socket shared by both.
+struct SharedPeer {
+    state: Mutex<SharedState>,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    coalesce: bool,
+    /// Wakes the driver when a `send` made the stack's next timer earlier than its sleep.
+    rearm: Notify,
+}
+
+struct SharedState {
+    pc: RTCPeerConnection,
+    /// When the driver will wake up at the latest.
+    driver_deadline: Instant,
+}
+
+/// What woke a driver up.
+enum DriverWake {
+    Datagram(usize, SocketAddr),
+    Timer,
+    Rearm,
+}
+
+impl SharedPeer {
+    fn new(peer: Peer) -> Arc<SharedPeer> {
+        let Peer { pc, socket, local_addr, coalesce, .. } = peer;
+        let state = Mutex::new(SharedState { pc, driver_deadline: Instant::now() });
+        Arc::new(SharedPeer { state, socket, local_addr, coalesce, rearm: Notify::new() })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes what the stack queued without waiting: a full socket buffer drops the datagram
+    /// (SCTP retransmits what is reliable), as UDP would.
+    fn flush_now(&self, pc: &mut RTCPeerConnection) -> Result<(), BoxError> {
+        let send = |buf: &[u8], to: SocketAddr| match self.socket.try_send_to(buf, to) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        };
+        let mut pending: Option<(SocketAddr, BytesMut)> = None;
+        while let Some(msg) = pc.poll_write() {
+            let to = msg.transport.peer_addr;
+            let dtls = self.coalesce && is_dtls(&msg.message);
+            if dtls
+                && let Some((pending_to, buf)) = pending.as_mut()
+                && *pending_to == to
+                && buf.len() + msg.message.len() <= COALESCED_BYTES_MAX
+            {
+                buf.extend_from_slice(&msg.message);
+                continue;
+            }
+            if let Some((pending_to, buf)) = pending.take() {
+                send(&buf, pending_to)?;
+            }
+            if dtls {
+                pending = Some((to, msg.message));
+            } else {
+                send(&msg.message, to)?;
+            }
+        }
+        if let Some((to, buf)) = pending {
+            send(&buf, to)?;
+        }
+        Ok(())
+    }
+
+    /// The application's send: enqueue, write to the socket, and wake the driver only if its
+    /// timer must move earlier.
+    fn send(&self, dc: RTCDataChannelId, data: BytesMut) -> Result<(), BoxError> {
+        let mut st = self.lock();
+        st.pc.data_channel(dc).ok_or("channel gone")?.send(Instant::now(), data)?;
+        self.flush_now(&mut st.pc)?;
+        let earlier = st.pc.poll_timeout().is_some_and(|t| t < st.driver_deadline);
+        drop(st);
+        if earlier {
+            self.rearm.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The driver task of one peer: datagrams and timers into the stack, its datagrams out, its
+/// received messages to the application over `deliver`.
+async fn drive(
+    peer: Arc<SharedPeer>,
+    deliver: mpsc::Sender<BytesMut>,
+    flush_late: bool,
+) -> Result<(), BoxError> {
+    let mut buf = vec![0u8; 2048];
+    let mut delivered = Vec::new();
+    loop {
+        let deadline = {
+            let mut st = peer.lock();
+            let deadline = st.pc.poll_timeout().unwrap_or_else(|| Instant::now() + IDLE);
+            st.driver_deadline = deadline;
+            deadline
+        };
+        let wake = {
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                biased;
+                r = peer.socket.recv_from(&mut buf) => { let (n, from) = r?; DriverWake::Datagram(n, from) }
+                _ = peer.rearm.notified() => DriverWake::Rearm,
+                _ = sleep => DriverWake::Timer,
+            }
+        };
+        {
+            let mut st = peer.lock();
+            match wake {
+                DriverWake::Datagram(n, peer_addr) => st.pc.handle_read(TaggedBytesMut {
+                    now: Instant::now(),
+                    transport: TransportContext {
+                        local_addr: peer.local_addr,
+                        peer_addr,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: BytesMut::from(&buf[..n]),
+                })?,
+                DriverWake::Timer => st.pc.handle_timeout(Instant::now())?,
+                DriverWake::Rearm => {}
+            }
+            while let Some(msg) = st.pc.poll_read() {
+                if let RTCMessage::DataChannelMessage(_, m) = msg.message {
+                    delivered.push(m.data);
+                }
+            }
+            if delivered.is_empty() || !flush_late {
+                peer.flush_now(&mut st.pc)?;
+            }
+            while st.pc.poll_event().is_some() {}
+        }
+        if !delivered.is_empty() {
+            for data in delivered.drain(..) {
+                deliver.send(data).await?;
+            }
+            if flush_late {
+                // The application may answer at once: its `send` then writes our SACK in the
+                // same datagram as its DATA. Whatever is still queued goes out here.
+                tokio::task::yield_now().await;
+                peer.flush_now(&mut peer.lock().pc)?;
+            }
+        }
+    }
+}
+
+async fn links_shaped_rtt(n: usize, coalesce: bool, flush_late: bool) -> Result<Sample, BoxError> {
+    let (a, b, dc_a) = connect(coalesce).await?;
+    let dc_b = *b.open.first().ok_or("no channel at b")?;
+    let (a, b) = (SharedPeer::new(a), SharedPeer::new(b));
+    let (a_tx, mut a_rx) = mpsc::channel(4096);
+    let (b_tx, mut b_rx) = mpsc::channel::<BytesMut>(4096);
+    let drivers = [
+        tokio::spawn(drive(a.clone(), a_tx, flush_late)),
+        tokio::spawn(drive(b.clone(), b_tx, flush_late)),
+    ];
+    let echo = tokio::spawn(async move {
+        while let Some(data) = b_rx.recv().await {
+            if b.send(dc_b, data).is_err() {
+                return;
+            }
+        }
+    });
+    let mut sample = Sample::new(n);
+    let mut cost = None;
+    for seq in 0..(WARMUP + n) as u64 {
+        if seq as usize == WARMUP {
+            cost = Some(Cost::start());
+        }
+        let start = Instant::now();
+        a.send(dc_a, frame(seq))?;
+        let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
+            while let Some(data) = a_rx.recv().await {
+                if data.get(..8) == Some(&seq.to_le_bytes()[..]) {
+                    return Some(start.elapsed());
+                }
+            }
+            None
+        })
+        .await;
+        if seq as usize >= WARMUP {
+            match echoed {
+                Ok(Some(rtt)) => sample.rtts_us.push(rtt.as_micros() as u64),
+                Ok(None) => return Err("driver ended".into()),
+                Err(_) => sample.lost += 1,
+            }
+        }
+    }
+    if let Some(cost) = cost {
+        cost.finish(&mut sample, n);
+    }
+    echo.abort();
+    for d in drivers {
+        d.abort();
+    }
     Ok(sample)
 }
 
@@ -314,12 +589,12 @@ async fn udp_rtt(n: usize) -> Result<Sample, BoxError> {
             }
         }
     });
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, cpu_us_per_rtt: None };
-    let mut cpu_start = None;
+    let mut sample = Sample::new(n);
+    let mut cost = None;
     let mut buf = [0u8; 64];
     for seq in 0..(WARMUP + n) as u64 {
         if seq as usize == WARMUP {
-            cpu_start = cpu::process_cpu_ns();
+            cost = Some(Cost::start());
         }
         let start = Instant::now();
         a.send(&frame(seq)).await?;
@@ -343,7 +618,9 @@ async fn udp_rtt(n: usize) -> Result<Sample, BoxError> {
             }
         }
     }
-    sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
+    if let Some(cost) = cost {
+        cost.finish(&mut sample, n);
+    }
     echo.abort();
     Ok(sample)
 }
@@ -351,14 +628,20 @@ async fn udp_rtt(n: usize) -> Result<Sample, BoxError> {
 fn main() -> Result<(), BoxError> {
     let mut current_thread = false;
     let mut coalesce = true;
+    // One path alone, for strace and perf.
+    let mut only: Option<String> = None;
     let mut n = 1000;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--current-thread" => current_thread = true,
             "--no-coalesce" => coalesce = false,
+            "udp" | "direct" | "links-shaped" | "links-shaped-late" => only = Some(arg.clone()),
             _ => {
                 n = arg.parse().map_err(|_| {
-                    format!("usage: [--current-thread] [--no-coalesce] [N]; got {arg}")
+                    format!(
+                        "usage: [--current-thread] [--no-coalesce] [udp|direct|links-shaped|links-shaped-late] \
+                         [N]; got {arg}"
+                    )
                 })?
             }
         }
@@ -374,16 +657,34 @@ fn main() -> Result<(), BoxError> {
          {WARMUP} warm-up each, tokio {flavor}, coalescing records: {coalesce}"
     );
     runtime.block_on(async {
+        if let Some(path) = only {
+            let sample = match path.as_str() {
+                "udp" => udp_rtt(n).await?,
+                "direct" => rtc_rtt(n, coalesce).await?,
+                "links-shaped" => links_shaped_rtt(n, coalesce, false).await?,
+                _ => links_shaped_rtt(n, coalesce, true).await?,
+            };
+            sample.print(&path);
+            return Ok(());
+        }
         let udp = udp_rtt(n).await?;
-        let dc = rtc_rtt(n, coalesce).await?;
+        let direct = rtc_rtt(n, coalesce).await?;
+        let shaped = links_shaped_rtt(n, coalesce, false).await?;
+        let late = links_shaped_rtt(n, coalesce, true).await?;
         udp.print("raw UDP");
-        dc.print("rtc data channel");
-        println!(
-            "ratio (rtc / UDP): p50 {:.2}x   mean {:.2}x   CPU {:.2}x",
-            dc.percentile(50.0) / udp.percentile(50.0),
-            dc.mean() / udp.mean(),
-            dc.cpu_us_per_rtt.unwrap_or(f64::NAN) / udp.cpu_us_per_rtt.unwrap_or(f64::NAN)
-        );
+        direct.print("rtc direct");
+        shaped.print("rtc links-shaped");
+        late.print("rtc links-shaped-late");
+        for (name, dc) in
+            [("direct", &direct), ("links-shaped", &shaped), ("links-shaped-late", &late)]
+        {
+            println!(
+                "ratio rtc {name} / UDP: p50 {:.2}x   mean {:.2}x   CPU {:.2}x",
+                dc.percentile(50.0) / udp.percentile(50.0),
+                dc.mean() / udp.mean(),
+                dc.cpu_us_per_rtt.unwrap_or(f64::NAN) / udp.cpu_us_per_rtt.unwrap_or(f64::NAN)
+            );
+        }
         Ok(())
     })
 }
