@@ -17,16 +17,13 @@
 //! that one). `links-shaped-late` is `links-shaped` with the driver flushing after the
 //! application had a chance to answer a delivered frame, so an echo and the SACK it follows
 //! share a datagram.
-// The allocation counter is a global allocator, which needs `unsafe impl`; it only counts and
-// forwards to the system allocator.
-#![allow(unsafe_code)]
 
+#[path = "../src/bin/rtt-bench/alloc_count.rs"]
+mod alloc_count;
 #[path = "../src/bin/rtt-bench/cpu.rs"]
 mod cpu;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,30 +44,6 @@ use tokio::sync::{Notify, mpsc};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Heap allocations (and reallocations) made by the whole process.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-struct CountingAllocator;
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
 /// CPU time and allocations from the start of a measurement, per round trip at its end.
 struct Cost {
     cpu_ns: Option<u64>,
@@ -79,12 +52,12 @@ struct Cost {
 
 impl Cost {
     fn start() -> Cost {
-        Cost { cpu_ns: cpu::process_cpu_ns(), allocations: ALLOCATIONS.load(Ordering::Relaxed) }
+        Cost { cpu_ns: cpu::process_cpu_ns(), allocations: alloc_count::allocations() }
     }
 
     fn finish(self, sample: &mut Sample, n: usize) {
         sample.cpu_us_per_rtt = cpu::cpu_us_per(self.cpu_ns, cpu::process_cpu_ns(), n);
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - self.allocations;
+        let allocations = alloc_count::allocations() - self.allocations;
         sample.allocations_per_rtt = allocations as f64 / n.max(1) as f64;
     }
 }

@@ -10,8 +10,10 @@
 //! Each side echoes what it receives; the measuring side sends one frame at a time and waits
 //! for its echo. A frame not echoed within a second counts as lost (the movement channel does
 //! not retransmit) and is left out of the percentiles. Besides wall-clock figures, each path
-//! reports the CPU time the whole process (both ends) spent per round trip.
+//! reports the CPU time and the heap allocations of the whole process (both ends) per round
+//! trip.
 
+mod alloc_count;
 mod cpu;
 mod seal_rate;
 
@@ -42,6 +44,8 @@ struct Sample {
     lost: usize,
     /// CPU time of the whole process per measured round trip (both ends).
     cpu_us_per_rtt: Option<f64>,
+    /// Heap allocations of the whole process per measured round trip (both ends).
+    allocations_per_rtt: f64,
     /// Print the round trips over 1 ms, with their index.
     dump_slow: bool,
 }
@@ -52,6 +56,7 @@ impl Sample {
             rtts_us: Vec::with_capacity(opts.n),
             lost: 0,
             cpu_us_per_rtt: None,
+            allocations_per_rtt: 0.0,
             dump_slow: opts.dump_slow,
         }
     }
@@ -78,11 +83,12 @@ impl Sample {
         }
         let cpu = self.cpu_us_per_rtt.map_or(String::from("n/a"), |us| format!("{us:.1} us"));
         println!(
-            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   CPU {cpu} per round \
-             trip   lost {}",
+            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   per round trip: CPU \
+             {cpu}, {:.1} allocations   lost {}",
             self.percentile(50.0),
             self.percentile(99.0),
             self.mean(),
+            self.allocations_per_rtt,
             self.lost
         );
     }
@@ -112,11 +118,12 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
         }
     });
     let mut sample = Sample::new(opts);
-    let mut cpu_start = None;
+    let (mut cpu_start, mut allocations_start) = (None, 0);
     let mut buf = [0u8; 64];
     for seq in 0..(WARMUP + n) as u64 {
         if seq as usize == WARMUP {
             cpu_start = cpu::process_cpu_ns();
+            allocations_start = alloc_count::allocations();
         }
         let start = Instant::now();
         a.send(&frame(seq)).await?;
@@ -141,6 +148,8 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
         }
     }
     sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
+    sample.allocations_per_rtt =
+        (alloc_count::allocations() - allocations_start) as f64 / n.max(1) as f64;
     echo.abort();
     Ok(sample)
 }
@@ -296,10 +305,11 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
     };
 
     let mut sample = Sample::new(opts);
-    let mut cpu_start = None;
+    let (mut cpu_start, mut allocations_start) = (None, 0);
     for seq in 0..(WARMUP + n) as u64 {
         if seq as usize == WARMUP {
             cpu_start = cpu::process_cpu_ns();
+            allocations_start = alloc_count::allocations();
         }
         let start = Instant::now();
         a.send(&b_id, channel, &frame(seq)).await?;
@@ -324,6 +334,8 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
         }
     }
     sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
+    sample.allocations_per_rtt =
+        (alloc_count::allocations() - allocations_start) as f64 / n.max(1) as f64;
     a.close_all().await;
     b.close_all().await;
     echo.abort();
