@@ -1,25 +1,40 @@
 //! `rtt-bench`: round-trip time of a 16-byte frame on loopback, over the `movement` data
-//! channel of two [`PeerLinks`] and over a raw `tokio::net::UdpSocket` pair, in the same run.
+//! channel of two [`PeerLinks`] and over a raw `tokio::net::UdpSocket` pair, in the same run;
+//! then sealed frames per second, alone and end to end over the movement channel.
 //!
 //! Usage: `cargo run --release -p ro-p2p-webrtc --bin rtt-bench -- [--current-thread] [--chat]
-//! [--dump-slow] [N]`. N defaults to 1000; the runtime to a 2-worker multi-thread tokio
+//! [--dump-slow] [--rtt-only] [N]`. N defaults to 1000; the runtime to a 2-worker multi-thread tokio
 //! (`--current-thread` for one thread); `--chat` also measures the chat channel; `--dump-slow`
-//! lists every round trip over 1 ms with its index.
+//! lists every round trip over 1 ms with its index; `--rtt-only` skips the sealing figures (for
+//! `strace -c` and `perf` of the round trips alone).
 //! Each side echoes what it receives; the measuring side sends one frame at a time and waits
 //! for its echo. A frame not echoed within a second counts as lost (the movement channel does
-//! not retransmit) and is left out of the percentiles.
+//! not retransmit) and is left out of the percentiles. Besides wall-clock figures, each path
+//! reports the CPU time and the heap allocations of the whole process (both ends) per round
+//! trip.
+
+mod alloc_count;
+mod cpu;
+mod seal_rate;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ro_p2p_core::wire::PeerId;
 use ro_p2p_webrtc::{Channel, LinkEvent, LinksConfig, PeerLinks, Role};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 const FRAME_BYTES: usize = 16;
 const WARMUP: usize = 50;
 const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Payloads sealed and opened per figure of `seal_open_rate`.
+const SEAL_FRAMES: usize = 200_000;
+/// How long the end-to-end sealed stream sends.
+const STREAM_SEND: Duration = Duration::from_secs(1);
+/// Most frames of the sealed stream in flight at once.
+const STREAM_WINDOW: u64 = 256;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,11 +42,25 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Sample {
     rtts_us: Vec<u64>,
     lost: usize,
+    /// CPU time of the whole process per measured round trip (both ends).
+    cpu_us_per_rtt: Option<f64>,
+    /// Heap allocations of the whole process per measured round trip (both ends).
+    allocations_per_rtt: f64,
     /// Print the round trips over 1 ms, with their index.
     dump_slow: bool,
 }
 
 impl Sample {
+    fn new(opts: &Opts) -> Sample {
+        Sample {
+            rtts_us: Vec::with_capacity(opts.n),
+            lost: 0,
+            cpu_us_per_rtt: None,
+            allocations_per_rtt: 0.0,
+            dump_slow: opts.dump_slow,
+        }
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         let mut v = self.rtts_us.clone();
         v.sort_unstable();
@@ -52,11 +81,14 @@ impl Sample {
                 self.rtts_us.iter().copied().enumerate().filter(|&(_, r)| r > 1000).collect();
             println!("{name}: {} over 1 ms: {slow:?}", slow.len());
         }
+        let cpu = self.cpu_us_per_rtt.map_or(String::from("n/a"), |us| format!("{us:.1} us"));
         println!(
-            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   lost {}",
+            "{name:<14} p50 {:>7.1} us   p99 {:>7.1} us   mean {:>7.1} us   per round trip: CPU \
+             {cpu}, {:.1} allocations   lost {}",
             self.percentile(50.0),
             self.percentile(99.0),
             self.mean(),
+            self.allocations_per_rtt,
             self.lost
         );
     }
@@ -85,9 +117,14 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
             }
         }
     });
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, dump_slow: opts.dump_slow };
+    let mut sample = Sample::new(opts);
+    let (mut cpu_start, mut allocations_start) = (None, 0);
     let mut buf = [0u8; 64];
     for seq in 0..(WARMUP + n) as u64 {
+        if seq as usize == WARMUP {
+            cpu_start = cpu::process_cpu_ns();
+            allocations_start = alloc_count::allocations();
+        }
         let start = Instant::now();
         a.send(&frame(seq)).await?;
         let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
@@ -110,6 +147,9 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
             }
         }
     }
+    sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
+    sample.allocations_per_rtt =
+        (alloc_count::allocations() - allocations_start) as f64 / n.max(1) as f64;
     echo.abort();
     Ok(sample)
 }
@@ -145,9 +185,19 @@ async fn connect_pair(
     Ok(())
 }
 
-async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Duration), BoxError> {
-    let n = opts.n;
-    // Probes would add traffic to the channel under test; one an hour is none.
+/// Two connected `PeerLinks` on loopback, without probes (they would add traffic to the
+/// channel under test; one an hour is none).
+struct Pair {
+    a: PeerLinks,
+    a_rx: mpsc::Receiver<LinkEvent>,
+    a_id: PeerId,
+    b: PeerLinks,
+    b_rx: mpsc::Receiver<LinkEvent>,
+    b_id: PeerId,
+    connect_time: Duration,
+}
+
+async fn connected_pair() -> Result<Pair, BoxError> {
     let config = LinksConfig { probe_interval_ms: 3_600_000, ..LinksConfig::loopback() };
     let (a, mut a_rx) = PeerLinks::new(config.clone());
     let (b, mut b_rx) = PeerLinks::new(config);
@@ -155,6 +205,91 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
     let connect_start = Instant::now();
     connect_pair(&a, &mut a_rx, &a_id, &b, &mut b_rx, &b_id).await?;
     let connect_time = connect_start.elapsed();
+    Ok(Pair { a, a_rx, a_id, b, b_rx, b_id, connect_time })
+}
+
+/// Sealed 16-byte movement payloads, one way over the movement channel for `STREAM_SEND`,
+/// with at most `STREAM_WINDOW` frames in flight (sent, not yet opened at the receiver): the
+/// throughput the links sustain, not how a flood overruns their buffers. The receiver opens
+/// each frame and counts it. A frame the channel drops is given up on after 5 ms of silence.
+async fn sealed_stream() -> Result<(), BoxError> {
+    let Pair { a, a_rx: _a_rx, a_id, b, mut b_rx, b_id, .. } = connected_pair().await?;
+    let (mut sealer, mut opener) = seal_rate::pair(&a_id);
+    let opened = Arc::new(AtomicU64::new(0));
+    let sender_done = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Notify::new());
+    let receiver = {
+        let (opened, sender_done, progress) =
+            (opened.clone(), sender_done.clone(), progress.clone());
+        tokio::spawn(async move {
+            let mut bad = 0u64;
+            let mut last = Instant::now();
+            loop {
+                match tokio::time::timeout(Duration::from_millis(300), b_rx.recv()).await {
+                    Ok(Some(LinkEvent::Data { bytes, .. })) => {
+                        match opener.open(ro_p2p_core::Instant::ZERO, &bytes) {
+                            Ok(_) => {
+                                if opened.fetch_add(1, Ordering::AcqRel) % 32 == 31 {
+                                    progress.notify_one();
+                                }
+                            }
+                            Err(_) => bad += 1,
+                        }
+                        last = Instant::now();
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    // Done once nothing arrived for 300 ms after the sender finished.
+                    Err(_) if sender_done.load(Ordering::Acquire) => break,
+                    Err(_) => {}
+                }
+            }
+            (bad, last, b)
+        })
+    };
+    let payload = [0x35u8; FRAME_BYTES];
+    let (mut accepted, mut dropped, mut given_up) = (0u64, 0u64, 0u64);
+    let cpu_start = cpu::process_cpu_ns();
+    let start = Instant::now();
+    while start.elapsed() < STREAM_SEND {
+        let in_flight = accepted - given_up - opened.load(Ordering::Acquire);
+        if in_flight >= STREAM_WINDOW {
+            let wait = tokio::time::timeout(Duration::from_millis(5), progress.notified());
+            if wait.await.is_err() {
+                // What is still in flight was lost: the movement channel does not retransmit.
+                given_up = accepted - opened.load(Ordering::Acquire);
+            }
+            continue;
+        }
+        let frame = sealer.seal(&payload)?;
+        match a.send(&b_id, Channel::Movement, &frame).await {
+            Ok(()) => accepted += 1,
+            Err(ro_p2p_webrtc::LinkError::SendBufferFull { .. }) => dropped += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sender_done.store(true, Ordering::Release);
+    let (bad, last, b) = receiver.await?;
+    let cpu_end = cpu::process_cpu_ns();
+    let opened = opened.load(Ordering::Acquire);
+    let span_s = last.duration_since(start).as_secs_f64();
+    let cpu = cpu::cpu_us_per(cpu_start, cpu_end, opened as usize)
+        .map_or(String::from("n/a"), |us| format!("{us:.1} us"));
+    println!(
+        "sealed movement frames end to end: {:.0} frames/s opened at the receiver \
+         ({opened} opened, {bad} refused, {} lost, {dropped} refused as send buffer full, \
+         window {STREAM_WINDOW}; CPU {cpu} per opened frame, both ends, sealing included)",
+        opened as f64 / span_s.max(1e-9),
+        accepted - opened,
+    );
+    a.close_all().await;
+    b.close_all().await;
+    Ok(())
+}
+
+async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Duration), BoxError> {
+    let n = opts.n;
+    let Pair { a, mut a_rx, a_id, b, mut b_rx, b_id, connect_time } = connected_pair().await?;
 
     let b = Arc::new(b);
     let echo = {
@@ -169,8 +304,13 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
         })
     };
 
-    let mut sample = Sample { rtts_us: Vec::with_capacity(n), lost: 0, dump_slow: opts.dump_slow };
+    let mut sample = Sample::new(opts);
+    let (mut cpu_start, mut allocations_start) = (None, 0);
     for seq in 0..(WARMUP + n) as u64 {
+        if seq as usize == WARMUP {
+            cpu_start = cpu::process_cpu_ns();
+            allocations_start = alloc_count::allocations();
+        }
         let start = Instant::now();
         a.send(&b_id, channel, &frame(seq)).await?;
         let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
@@ -193,6 +333,9 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
             }
         }
     }
+    sample.cpu_us_per_rtt = cpu::cpu_us_per(cpu_start, cpu::process_cpu_ns(), n);
+    sample.allocations_per_rtt =
+        (alloc_count::allocations() - allocations_start) as f64 / n.max(1) as f64;
     a.close_all().await;
     b.close_all().await;
     echo.abort();
@@ -205,17 +348,20 @@ struct Opts {
     current_thread: bool,
     chat: bool,
     dump_slow: bool,
+    rtt_only: bool,
 }
 
-const USAGE: &str = "usage: rtt-bench [--current-thread] [--chat] [--dump-slow] [N]";
+const USAGE: &str = "usage: rtt-bench [--current-thread] [--chat] [--dump-slow] [--rtt-only] [N]";
 
 fn main() -> Result<(), BoxError> {
-    let mut opts = Opts { n: 1000, current_thread: false, chat: false, dump_slow: false };
+    let mut opts =
+        Opts { n: 1000, current_thread: false, chat: false, dump_slow: false, rtt_only: false };
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--current-thread" => opts.current_thread = true,
             "--chat" => opts.chat = true,
             "--dump-slow" => opts.dump_slow = true,
+            "--rtt-only" => opts.rtt_only = true,
             _ => opts.n = arg.parse().map_err(|_| format!("{USAGE}; got {arg:?}"))?,
         }
     }
@@ -259,5 +405,13 @@ async fn run(opts: &Opts) -> Result<(), BoxError> {
     );
     let verdict = if ratio(50.0) <= 2.0 { "met" } else { "NOT met" };
     println!("target (p50 within 2x of raw UDP): {verdict}");
+    if opts.rtt_only {
+        return Ok(());
+    }
+
+    let chat_line = b"Hello Prontera! Selling +7 Blade, PM me. ".repeat(3);
+    seal_rate::seal_open_rate("16-byte movement", &[0x35u8; FRAME_BYTES], SEAL_FRAMES)?;
+    seal_rate::seal_open_rate("120-byte chat", &chat_line[..120], SEAL_FRAMES)?;
+    sealed_stream().await?;
     Ok(())
 }
