@@ -83,7 +83,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         .tcp_capacity(4096)
         .udp_capacity(4096)
         .build();
-    let plan_rc = Rc::new(plan.clone());
+    let plan_rc = std::sync::Arc::new(plan.clone());
 
     let incarnations = Rc::new(Cell::new(0u64));
     {
@@ -99,7 +99,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         let r = recorder.clone();
         sim.host("observer", move || observer(r.clone()));
     }
-    let loss = Rc::new(Cell::new(0u8));
+    let loss = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let sabotage = Rc::new(Cell::new(options.sabotage_npc_to_peer));
     let quiet = Rc::new(Cell::new(false));
     for (i, name) in plan.clients.iter().enumerate() {
@@ -140,7 +140,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                     sim.repair(a.as_str(), b.as_str());
                 }
             }
-            loss.set(0);
+            loss.store(0, std::sync::atomic::Ordering::Relaxed);
             sim.set_max_message_latency(Duration::from_millis(10));
             if coordinator_down {
                 sim.bounce("coordinator");
@@ -164,7 +164,9 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                 Fault::Repair { a, b } => sim.repair(a.as_str(), b.as_str()),
                 Fault::Hold { a, b } => sim.hold(a.as_str(), b.as_str()),
                 Fault::Release { a, b } => sim.release(a.as_str(), b.as_str()),
-                Fault::Loss { percent } => loss.set(*percent),
+                Fault::Loss { percent } => {
+                    loss.store(*percent, std::sync::atomic::Ordering::Relaxed)
+                }
                 Fault::Latency { max_ms } => {
                     sim.set_max_message_latency(Duration::from_millis(*max_ms))
                 }
