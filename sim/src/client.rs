@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ pub struct ClientCtx {
     pub sabotage_pending: Rc<Cell<bool>>,
     /// The end of the liveness phase: players keep playing but change zones no more, so the
     /// convergence check sees a settled world.
-    pub quiet: Rc<Cell<bool>>,
+    pub quiet: Arc<AtomicBool>,
 }
 
 /// The coordinator URL every client uses.
@@ -283,6 +283,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         rng.fork(),
         session.clone(),
         inject_rx,
+        plan.options.sabotage_lose_peer_frames.then(|| ctx.quiet.clone()),
     )
     .await?;
     let pending = Rc::new(RefCell::new(None));
@@ -317,7 +318,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         next_action_at = t.add_millis(
             rng.range_inclusive(plan.action_interval_ms / 2, plan.action_interval_ms * 3 / 2),
         );
-        if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.get() {
+        if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.load(Ordering::Relaxed) {
             let z = ZONES[rng.below_inclusive(ZONES.len() as u64 - 1) as usize];
             if let Ok(z) = Zone::new(z) {
                 handle.zone_changed(z).await?;

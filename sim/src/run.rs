@@ -66,6 +66,9 @@ pub fn reproduce_line(plan: &Plan) -> String {
     if o.sabotage_npc_to_peer {
         line.push_str(" --sabotage-npc-to-peer");
     }
+    if o.sabotage_lose_peer_frames {
+        line.push_str(" --sabotage-lose-peer-frames");
+    }
     line
 }
 
@@ -101,7 +104,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
     }
     let loss = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let sabotage = Rc::new(Cell::new(options.sabotage_npc_to_peer));
-    let quiet = Rc::new(Cell::new(false));
+    let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for (i, name) in plan.clients.iter().enumerate() {
         let ctx = Rc::new(ClientCtx {
             name: name.clone(),
@@ -199,7 +202,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
             }
         }
         if now_ms + QUIET_MS >= total_ms {
-            quiet.set(true);
+            quiet.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if let Err(e) = sim.step() {
             violations.push(Violation {

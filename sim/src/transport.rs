@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +49,8 @@ pub struct SimTransport {
     rng: Rng,
     session: Arc<Mutex<String>>,
     inject: Option<mpsc::UnboundedReceiver<Injected>>,
+    /// Test-only sabotage: game frames are silently lost while this is set.
+    lose_frames_when: Option<Arc<AtomicBool>>,
     epoch: tokio::time::Instant,
     ready: VecDeque<TransportEvent>,
 }
@@ -63,6 +65,7 @@ impl SimTransport {
         rng: Rng,
         session: Arc<Mutex<String>>,
         inject: mpsc::UnboundedReceiver<Injected>,
+        lose_frames_when: Option<Arc<AtomicBool>>,
     ) -> io::Result<SimTransport> {
         let udp = turmoil::net::UdpSocket::bind(("0.0.0.0", PEER_PORT)).await?;
         Ok(SimTransport {
@@ -75,6 +78,7 @@ impl SimTransport {
             rng,
             session,
             inject: Some(inject),
+            lose_frames_when,
             epoch: tokio::time::Instant::now(),
             ready: VecDeque::new(),
         })
@@ -145,6 +149,9 @@ impl PeerTransport for SimTransport {
     }
 
     async fn send(&mut self, peer: &PeerId, _channel: Channel, frame: &[u8]) {
+        if self.lose_frames_when.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            return;
+        }
         self.links.send_data(peer.as_str(), frame.to_vec());
         self.flush().await;
     }
