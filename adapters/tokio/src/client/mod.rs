@@ -36,6 +36,8 @@ pub const COMMAND_QUEUE_LEN: usize = 256;
 pub const EVENT_QUEUE_LEN: usize = 1024;
 /// The event sources [`Driver::run`] waits on: timer, WebSocket, connect, transport, commands.
 const SOURCES: usize = 5;
+/// The WebSocket's read buffer (tungstenite's default is 128 KiB).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How long closing the WebSocket may take before it is dropped.
 pub const CLOSE_LINGER_MS: u64 = 1_000;
 
@@ -527,7 +529,10 @@ async fn open_websocket<C: Connector>(
     url: String,
 ) -> Result<Box<Ws<C::Stream>>, String> {
     let stream = connector.open(&url).await.map_err(|e| format!("connect {url}: {e}"))?;
+    // tungstenite zeroes its whole read buffer on every read; signaling frames are small, so
+    // a small buffer saves that work (larger frames are still read, in several chunks).
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(limits::FRAME_BYTES_MAX))
         .max_frame_size(Some(limits::FRAME_BYTES_MAX));
     let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
