@@ -13,6 +13,11 @@
 //!    coordinator, and each session has at most one host.
 //! 5. `bounded-timers`: no session without a connected member outlives the session timeout,
 //!    and every backoff delay is within its exponential bound.
+//! 6. `peers-only-delivered`: a packet the router sends to peers only (a category with policy
+//!    `peers`) goes to every member of the session over a healthy link; a member without one
+//!    (a blocked NAT, a dead link) must make the router fall back to the server for it, never
+//!    lose it. And once the network has healed (the quiet end of the liveness phase), every
+//!    such frame is opened by the peer it was sent to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +26,7 @@ use serde::Serialize;
 
 use crate::plan::{P2P_ZONES, Plan};
 use crate::record::Recorder;
+use crate::run::QUIET_MS;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +50,7 @@ pub struct Checkers {
     relayed_seen: usize,
     backoffs_seen: usize,
     host_seen: usize,
+    peers_only_seen: usize,
     snapshots_seen: usize,
     compared: BTreeMap<String, usize>,
     empty_since: BTreeMap<String, u64>,
@@ -90,6 +97,11 @@ impl Checkers {
             push("server-exactly-once", format!("{host}: {detail}"));
         }
         self.host_seen = r.host_violations.len();
+
+        for (_, detail) in r.peers_only_lost.iter().skip(self.peers_only_seen) {
+            push("peers-only-delivered", detail.clone());
+        }
+        self.peers_only_seen = r.peers_only_lost.len();
 
         for (conn, got) in &r.server_received {
             let from = self.compared.get(conn).copied().unwrap_or(0);
@@ -269,7 +281,32 @@ impl Checkers {
                 }
             }
         }
-        let _ = plan;
+        // Checker 6, delivery: in the quiet end of the liveness phase the network is healed,
+        // loss is off and nobody moves, so a peers-only frame sent early enough to land must
+        // have been opened by its recipient.
+        let quiet_from_ms = (plan.total_ms() + SETTLE_MS).saturating_sub(QUIET_MS);
+        let mut missing: BTreeMap<(&str, &str), (usize, &str)> = BTreeMap::new();
+        for f in &r.peers_only_sent {
+            if f.t_ms < quiet_from_ms || f.t_ms + SETTLE_MS > t_ms {
+                continue;
+            }
+            if !live.contains(&f.from) || !live.contains(&f.to) {
+                continue;
+            }
+            if !r.peer_frames_opened.contains(&(f.from.clone(), f.to.clone(), f.frame)) {
+                let slot = missing.entry((f.from.as_str(), f.to.as_str())).or_insert((0, ""));
+                slot.0 += 1;
+                slot.1 = f.label.as_str();
+            }
+        }
+        for ((from, to), (n, label)) in missing {
+            push(
+                "peers-only-delivered",
+                format!(
+                    "{n} packets {from} routed to peers only (last: {label}) never reached {to} in the healed network"
+                ),
+            );
+        }
         v
     }
 }

@@ -1,35 +1,36 @@
-//! A simulated game client: the production [`Node`] (signaling client, framer, router, sealer
-//! and openers) driven over a real WebSocket (tokio-tungstenite on turmoil TCP), the game's
-//! map-server connection, sealed peer frames over the simulated [`Links`], and a player drawing
-//! [`Action`]s. Every decision is recorded for the checkers.
-//!
-//! Until the shared client driver of `ro_p2p_tokio` exists, this module is its own small
-//! driver loop: one task, a `biased` select over transport events, UDP and the earliest timer.
+//! A simulated game client: the production client driver
+//! ([`ro_p2p_tokio::client::Driver`]) running the production [`Node`] (signaling client,
+//! framer, router, sealer and openers), with a real WebSocket (tokio-tungstenite on turmoil TCP,
+//! through [`SimConnector`]) and peer links at the datagram boundary ([`SimTransport`]); the
+//! game's map-server connection; and a player drawing [`Action`]s and feeding their packets
+//! through the driver's [`NodeHandle`]. A [`SimObserver`] inside the driver records every
+//! decision for the checkers.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use ro_p2p_core::client::{self, Client, ClientEvent, CloseReason, Input, Output};
-use ro_p2p_core::node::{self, Node, NodeConfig, ReceiveDrop};
+use ro_p2p_core::client::{self, Client, ClientEvent, Input, LinkHealth};
+use ro_p2p_core::node::{Channel, Node, NodeConfig, NodeStats, ReceiveDrop};
 use ro_p2p_core::packet::{ClientEncoder, Obfuscation};
 use ro_p2p_core::route::Policy;
 use ro_p2p_core::seal::{SealConfig, Sealer};
 use ro_p2p_core::wire::{
-    Capabilities, ClientMessage, ErrorCode, PeerId, ServerMessage, Zone, decode_client,
-    decode_server,
+    Capabilities, ClientMessage, PeerId, ServerMessage, Zone, decode_client, decode_server,
 };
 use ro_p2p_core::{Instant, Rng, SansIo};
+use ro_p2p_tokio::client::{Driver, DriverEvent, DriverStopped, NodeHandle, Observer};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::hosts::{COORDINATOR_PORT, MAP_PORT, PEER_PORT, RELAY_PORT};
-use crate::peer::{Datagram, LinkOut, Links, Path, body_claims, kind};
-use crate::plan::{Nat, P2P_ZONES, Plan, ZONES};
-use crate::record::{ClientView, RelayedSignal, Shared, What};
-use crate::traffic::{Action, Vocabulary, next_action};
+use crate::hosts::MAP_PORT;
+use crate::peer::body_claims;
+use crate::plan::{P2P_ZONES, Plan, ZONES};
+use crate::record::{ClientView, PeersOnlyFrame, RelayedSignal, Shared, What};
+use crate::traffic::{Action, Built, Vocabulary, next_action};
+use crate::transport::{SimConnector, SimTransport};
 
 /// Everything a client host needs, shared across its incarnations.
 #[derive(Debug)]
@@ -39,34 +40,22 @@ pub struct ClientCtx {
     /// 1-based index.
     pub index: usize,
     /// The seed's plan.
-    pub plan: Rc<Plan>,
+    pub plan: Arc<Plan>,
     /// The run's record.
     pub recorder: Shared,
     /// Current per-datagram loss, in percent (set by the runner).
-    pub loss_percent: Rc<Cell<u8>>,
+    pub loss_percent: Arc<AtomicU8>,
     /// Incarnations so far.
     pub incarnation: Cell<u64>,
     /// Test-only sabotage still to do (shared by all clients: once per run).
     pub sabotage_pending: Rc<Cell<bool>>,
     /// The end of the liveness phase: players keep playing but change zones no more, so the
     /// convergence check sees a settled world.
-    pub quiet: Rc<Cell<bool>>,
+    pub quiet: Arc<AtomicBool>,
 }
 
 /// The coordinator URL every client uses.
 pub const COORDINATOR_URL: &str = "ws://coordinator:8001/api/v1/signaling/ws";
-
-enum Transport {
-    Opened(u64, mpsc::UnboundedSender<Message>),
-    Frame(u64, String),
-    Closed(u64, CloseReason),
-}
-
-struct Conn {
-    generation: u64,
-    out: Option<mpsc::UnboundedSender<Message>>,
-    task: tokio::task::JoinHandle<()>,
-}
 
 /// The client's settings in the simulation (short timers, like the coordinator's).
 pub fn client_config(name: &str, rng: &mut Rng) -> client::Config {
@@ -101,75 +90,159 @@ fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-async fn connect_transport(generation: u64, url: String, tx: mpsc::UnboundedSender<Transport>) {
-    let failed =
-        |detail: String| Transport::Closed(generation, CloseReason::ConnectFailed { detail });
-    let stream = match turmoil::net::TcpStream::connect(("coordinator", COORDINATOR_PORT)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tx.send(failed(e.to_string()));
-            return;
-        }
-    };
-    let ws = match tokio_tungstenite::client_async(url, stream).await {
-        Ok((ws, _)) => ws,
-        Err(e) => {
-            let _ = tx.send(failed(e.to_string()));
-            return;
-        }
-    };
-    let (mut sink, mut frames) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-    if tx.send(Transport::Opened(generation, out_tx)).is_err() {
-        return;
+/// What the player is about to send, for the observer to record against the router's verdict.
+#[derive(Debug)]
+struct Pending {
+    built: Built,
+    conn_key: String,
+    seq: u64,
+}
+
+/// The checkers' eyes inside the driver: records signaling, routing verdicts, peer frames and
+/// events as the production [`Driver`] executes the node.
+struct SimObserver {
+    ctx: Rc<ClientCtx>,
+    session: Arc<Mutex<String>>,
+    pending: Rc<RefCell<Option<Pending>>>,
+    /// The node's counters after the previous game send.
+    stats: NodeStats,
+    /// The label of a packet routed to peers only, while its frames are handed out.
+    peers_only: Option<String>,
+}
+
+impl Observer for SimObserver {
+    fn signal_in(&mut self, _node: &Node, text: &str) {
+        record_incoming(&self.ctx, text);
     }
-    let reason = loop {
-        tokio::select! {
-            biased;
-            out = out_rx.recv() => match out {
-                Some(m) => {
-                    if let Err(e) = sink.send(m).await {
-                        break CloseReason::Lost { detail: e.to_string() };
-                    }
-                }
-                None => {
-                    let _ = sink.close().await;
-                    return;
-                }
-            },
-            incoming = frames.next() => match incoming {
-                Some(Ok(Message::Text(t))) => {
-                    if tx.send(Transport::Frame(generation, t.to_string())).is_err() {
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = match frame {
-                        Some(f) => {
-                            let word = f.reason.split(':').next().unwrap_or_default().trim().to_owned();
-                            let code: Option<ErrorCode> =
-                                serde_json::from_value(serde_json::Value::String(word)).ok();
-                            (code, f.reason.to_string())
-                        }
-                        None => (None, String::new()),
-                    };
-                    break CloseReason::ClosedByCoordinator { code, reason };
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break CloseReason::Lost { detail: e.to_string() },
-                None => break CloseReason::Lost { detail: "end of stream".to_owned() },
-            },
+
+    fn signal_out(&mut self, _node: &Node, frame: &str) {
+        let (msg, to) = match decode_client(frame.as_bytes()) {
+            Ok(m) => {
+                let to = match &m {
+                    ClientMessage::Offer { to, .. }
+                    | ClientMessage::Answer { to, .. }
+                    | ClientMessage::IceCandidate { to, .. } => Some(to.to_string()),
+                    _ => None,
+                };
+                (m.type_name().to_owned(), to)
+            }
+            Err(_) => ("undecodable".to_owned(), None),
+        };
+        self.ctx.recorder.borrow_mut().push(&self.ctx.name, What::SignalOut { msg, to });
+    }
+
+    fn game_sent(&mut self, node: &Node, _bytes: &[u8], to_server: &[u8]) {
+        let before = std::mem::replace(&mut self.stats, node.stats().clone());
+        let Some(p) = self.pending.borrow_mut().take() else { return };
+        let route = routed(&before, &self.stats);
+        if route == "peers" {
+            self.peers_only = Some(p.built.label.to_owned());
+            // Peers only is allowed when every member has a healthy link: a member without one
+            // would get the packet neither from a peer nor from the server.
+            let healthy = node.client().route_inputs().healthy_peers;
+            let missed: Vec<String> = node
+                .client()
+                .members()
+                .iter()
+                .filter(|m| !healthy.contains(m))
+                .map(|m| m.to_string())
+                .collect();
+            if !missed.is_empty() || healthy.is_empty() {
+                let mut r = self.ctx.recorder.borrow_mut();
+                let t_ms = r.now_ms;
+                r.peers_only_lost.push((
+                    t_ms,
+                    format!(
+                        "{}: {} packet #{} routed to peers only, lost for members {missed:?} without a healthy link (healthy: {})",
+                        self.ctx.name,
+                        p.built.label,
+                        p.seq,
+                        healthy.len()
+                    ),
+                ));
+            }
         }
-    };
-    let _ = tx.send(Transport::Closed(generation, reason));
+        record_verdict(&self.ctx, &p, route, &before, &self.stats, !to_server.is_empty());
+    }
+
+    fn peer_frame_out(&mut self, peer: &PeerId, _channel: Channel, frame: &[u8]) {
+        let Some(label) = &self.peers_only else { return };
+        let mut r = self.ctx.recorder.borrow_mut();
+        let t_ms = r.now_ms;
+        r.peers_only_sent.push(PeersOnlyFrame {
+            t_ms,
+            from: self.ctx.name.clone(),
+            to: peer.to_string(),
+            frame: frame_id(frame),
+            label: label.clone(),
+        });
+    }
+
+    fn peer_frame_in(
+        &mut self,
+        _node: &Node,
+        peer: &PeerId,
+        frame: &[u8],
+        result: &Result<(), ReceiveDrop>,
+    ) {
+        if result.is_ok() {
+            let mut r = self.ctx.recorder.borrow_mut();
+            r.peer_frames_opened.insert((peer.to_string(), self.ctx.name.clone(), frame_id(frame)));
+        }
+    }
+
+    fn event(&mut self, _node: &Node, event: &DriverEvent) {
+        match event {
+            DriverEvent::Client(e) => on_event(&self.ctx, &self.session, e),
+            DriverEvent::Received { from, event } => {
+                let mut payload = Vec::new();
+                event.as_event().encode(&mut payload);
+                record_delivery(&self.ctx, from.as_str(), payload);
+            }
+            DriverEvent::Dropped { from, reason: ReceiveDrop::InvalidEvent(e) } => {
+                // An honest sender never seals anything but a peer event.
+                let mut r = self.ctx.recorder.borrow_mut();
+                let t_ms = r.now_ms;
+                r.invalid_frames.push((
+                    t_ms,
+                    from.to_string(),
+                    self.ctx.name.clone(),
+                    e.to_string(),
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn stepped(&mut self, node: &Node) {
+        self.peers_only = None;
+        publish_view(&self.ctx, node.client());
+    }
 }
 
-/// The test-only saboteur's own sealer (a second stream under the player's identity).
-struct Keys {
-    sealer: Option<Sealer>,
+/// A sealed frame's identity in the record (frames are unique: each has its own nonce).
+fn frame_id(frame: &[u8]) -> u64 {
+    frame
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// Runs one incarnation of a client host.
+/// How the router sent one packet, from the counters before and after.
+fn routed(before: &NodeStats, after: &NodeStats) -> &'static str {
+    if after.desyncs > before.desyncs {
+        "desync"
+    } else if after.packets_peers > before.packets_peers {
+        "peers"
+    } else if after.packets_mirrored > before.packets_mirrored {
+        "server+peers"
+    } else if after.packets_server > before.packets_server {
+        "server"
+    } else {
+        "none"
+    }
+}
+
+/// Runs one incarnation of a client host: the production driver with the node, and a player.
 pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     let incarnation = ctx.incarnation.get() + 1;
     ctx.incarnation.set(incarnation);
@@ -179,7 +252,6 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     recorder.borrow_mut().push(&name, What::Started { incarnation });
     let epoch = tokio::time::Instant::now();
     let now = move || Instant::from_millis(epoch.elapsed().as_millis() as u64);
-    let to_tokio = move |at: Instant| epoch + Duration::from_millis(at.as_millis().min(1 << 40));
 
     let mut rng = Rng::from_seed(plan.seed ^ fnv(&name) ^ (incarnation << 48));
     let mut vocab_rng = Rng::from_seed(plan.seed ^ fnv(&name));
@@ -197,11 +269,35 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         policy,
         seal: SealConfig::default(),
     };
-    let mut client = Node::new(config, rng.fork(), now());
+    let mut node = Node::new(config, rng.fork(), Instant::ZERO);
     let start_zone = plan.start_zones.get(&name).cloned().unwrap_or_else(|| ZONES[0].to_owned());
     if let Ok(z) = Zone::new(start_zone) {
-        client.handle_input(now(), Input::ZoneChanged(z));
+        node.handle_input(Instant::ZERO, Input::ZoneChanged(z));
     }
+    let session = Arc::new(Mutex::new(String::new()));
+    let (inject_tx, inject_rx) = mpsc::unbounded_channel();
+    let transport = SimTransport::bind(
+        &name,
+        plan.clone(),
+        ctx.loss_percent.clone(),
+        rng.fork(),
+        session.clone(),
+        inject_rx,
+        plan.options.sabotage_lose_peer_frames.then(|| ctx.quiet.clone()),
+    )
+    .await?;
+    let pending = Rc::new(RefCell::new(None));
+    let observer = SimObserver {
+        ctx: ctx.clone(),
+        session,
+        pending: pending.clone(),
+        stats: NodeStats::default(),
+        peers_only: None,
+    };
+    let (driver, handle, events) = Driver::new(node, SimConnector, transport);
+    // Everything the checkers need comes through the observer, in order.
+    drop(events);
+    tokio::task::spawn_local(driver.with_observer(observer).run());
 
     // The game's connection to the map server (never faulted: it is not ours to break).
     let mut map = loop {
@@ -212,175 +308,67 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     };
     let conn_key = format!("{name}:{}", map.local_addr()?.port());
     let mut encoder = ClientEncoder::new(version, obfuscation);
-    let udp = turmoil::net::UdpSocket::bind(("0.0.0.0", PEER_PORT)).await?;
-    let mut buf = vec![0u8; 70_000];
-
-    let (tx, mut rx) = mpsc::unbounded_channel::<Transport>();
-    let mut conn: Option<Conn> = None;
-    let mut generation = 0u64;
-    let mut links = Links::new(&name);
-    let mut keys = Keys { sealer: None };
-    let mut next_action_at = now().add_millis(rng.range_inclusive(0, plan.action_interval_ms * 2));
+    let mut saboteur: Option<Sealer> = None;
     let mut seq = 0u64;
+    let mut next_action_at = now().add_millis(rng.range_inclusive(0, plan.action_interval_ms * 2));
 
     loop {
-        // Drain the core and the links until both are quiet.
-        loop {
-            let mut busy = false;
-            while let Some(out) = client.poll_output() {
-                busy = true;
-                let out = match out {
-                    node::Output::Client(out) => out,
-                    node::Output::SendPeerFrame { peer, frame, .. } => {
-                        links.send_data(peer.as_str(), frame.to_vec());
-                        continue;
-                    }
-                    node::Output::Received { from, event } => {
-                        let mut payload = Vec::new();
-                        event.as_event().encode(&mut payload);
-                        record_delivery(&ctx, from.as_str(), payload);
-                        continue;
-                    }
-                    _ => continue,
-                };
-                match out {
-                    Output::OpenTransport { url } => {
-                        if let Some(old) = conn.take() {
-                            old.task.abort();
-                        }
-                        generation += 1;
-                        let task = tokio::task::spawn_local(connect_transport(
-                            generation,
-                            url,
-                            tx.clone(),
-                        ));
-                        conn = Some(Conn { generation, out: None, task });
-                    }
-                    Output::SendFrame { frame } => {
-                        let (msg, to) = match decode_client(frame.as_bytes()) {
-                            Ok(m) => {
-                                let to = match &m {
-                                    ClientMessage::Offer { to, .. }
-                                    | ClientMessage::Answer { to, .. }
-                                    | ClientMessage::IceCandidate { to, .. } => {
-                                        Some(to.to_string())
-                                    }
-                                    _ => None,
-                                };
-                                (m.type_name().to_owned(), to)
-                            }
-                            Err(_) => ("undecodable".to_owned(), None),
-                        };
-                        recorder.borrow_mut().push(&name, What::SignalOut { msg, to });
-                        if let Some(out) = conn.as_ref().and_then(|c| c.out.as_ref()) {
-                            let _ = out.send(Message::Text(frame.into()));
-                        }
-                    }
-                    Output::CloseTransport => {
-                        if let Some(old) = conn.take() {
-                            old.task.abort();
-                        }
-                    }
-                    Output::ConnectPeer { peer, role, .. } => {
-                        links.connect(now(), peer.as_str(), role)
-                    }
-                    Output::DisconnectPeer { peer } => links.disconnect(peer.as_str()),
-                    Output::SendSignal { peer, signal } => links.signal(peer.as_str(), signal),
-                    Output::Event { event } => {
-                        on_event(&ctx, &mut links, &event);
-                    }
-                    _ => {}
-                }
+        tokio::time::sleep_until(epoch + Duration::from_millis(next_action_at.as_millis())).await;
+        let t = now();
+        next_action_at = t.add_millis(
+            rng.range_inclusive(plan.action_interval_ms / 2, plan.action_interval_ms * 3 / 2),
+        );
+        if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.load(Ordering::Relaxed) {
+            let z = ZONES[rng.below_inclusive(ZONES.len() as u64 - 1) as usize];
+            if let Ok(z) = Zone::new(z) {
+                handle.zone_changed(z).await?;
             }
-            while let Some(out) = links.out.pop_front() {
-                busy = true;
-                match out {
-                    LinkOut::Event(peer, event) => {
-                        if let Ok(peer) = PeerId::new(peer) {
-                            client.handle_input(now(), Input::PeerLinkEvent { peer, event });
-                        }
-                    }
-                    LinkOut::Send(d) => send_datagram(&ctx, &udp, &mut rng, d).await,
-                }
-            }
-            if !busy {
-                break;
-            }
+            continue;
         }
-        publish_view(&ctx, client.client(), &links);
-
-        let deadline = [client.poll_timeout(), links.next_deadline(), Some(next_action_at)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(next_action_at);
-        tokio::select! {
-            biased;
-            ev = rx.recv() => {
-                let Some(ev) = ev else { continue };
-                let current = conn.as_ref().map(|c| c.generation);
-                match ev {
-                    Transport::Opened(g, out) if Some(g) == current => {
-                        if let Some(c) = conn.as_mut() {
-                            c.out = Some(out);
-                        }
-                        client.handle_input(now(), Input::TransportOpened);
-                    }
-                    Transport::Frame(g, text) if Some(g) == current => {
-                        record_incoming(&ctx, &text);
-                        client.handle_input(now(), Input::Frame(text.into_bytes()));
-                    }
-                    Transport::Closed(g, reason) if Some(g) == current => {
-                        conn = None;
-                        client.handle_input(now(), Input::TransportClosed(reason));
-                    }
-                    _ => {}
-                }
-            }
-            got = udp.recv_from(&mut buf) => {
-                let Ok((n, _)) = got else { continue };
-                let Some(d) = Datagram::decode(&buf[..n]) else { continue };
-                if d.to != name {
-                    continue;
-                }
-                if let Some((from, frame)) = links.receive(now(), d)
-                    && let Ok(from) = PeerId::new(from)
-                    && let Err(ReceiveDrop::InvalidEvent(e)) = client.on_peer_frame(now(), &from, &frame)
-                {
-                    // An honest sender never seals anything but a peer event.
-                    let mut r = recorder.borrow_mut();
-                    let t_ms = r.now_ms;
-                    r.invalid_frames.push((t_ms, from.to_string(), name.clone(), e.to_string()));
-                }
-            }
-            () = tokio::time::sleep_until(to_tokio(deadline)) => {
-                let t = now();
-                if client.poll_timeout().is_some_and(|d| d <= t) {
-                    client.handle_timeout(t);
-                }
-                links.tick(t);
-                if t >= next_action_at {
-                    next_action_at = t.add_millis(rng.range_inclusive(plan.action_interval_ms / 2, plan.action_interval_ms * 3 / 2));
-                    if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.get() {
-                        let z = ZONES[rng.below_inclusive(ZONES.len() as u64 - 1) as usize];
-                        if let Ok(z) = Zone::new(z) {
-                            client.handle_input(t, Input::ZoneChanged(z));
-                        }
-                    } else {
-                        let action = next_action(&mut rng);
-                        seq += 1;
-                        let server = play(&ctx, &mut client, &mut keys, &mut links, &vocab, &mut encoder, &mut rng, &character, &conn_key, seq, &action, t);
-                        if !server.is_empty() {
-                            map.write_all(&server).await?;
-                        }
-                    }
-                }
-            }
+        let action = next_action(&mut rng);
+        seq += 1;
+        let built = vocab.build(&action, &character, &mut rng);
+        let mut wire = Vec::new();
+        encoder.encode(&built.plain, &mut wire);
+        let plain = built.plain.clone();
+        *pending.borrow_mut() = Some(Pending { built, conn_key: conn_key.clone(), seq });
+        let server = handle.game_send(wire).await?;
+        if !server.is_empty() {
+            map.write_all(&server).await?;
+        }
+        if matches!(action, Action::NpcTalk) && ctx.sabotage_pending.get() {
+            sabotage(&ctx, &handle, &mut saboteur, &inject_tx, &mut rng, plain).await?;
         }
     }
 }
 
-fn publish_view(ctx: &ClientCtx, client: &Client, links: &Links) {
+/// Test-only: leak one NPC packet to a peer, as a broken router would, sealed under the
+/// player's identity and session key by a second sealer.
+async fn sabotage(
+    ctx: &ClientCtx,
+    handle: &NodeHandle,
+    saboteur: &mut Option<Sealer>,
+    inject: &mpsc::UnboundedSender<crate::transport::Injected>,
+    rng: &mut Rng,
+    plain: Vec<u8>,
+) -> Result<(), DriverStopped> {
+    let (key, me, peer) = handle
+        .inspect(|n| {
+            let peer = n.client().route_inputs().healthy_peers.first().cloned();
+            (n.client().current_key().cloned(), n.own_peer_id().cloned(), peer)
+        })
+        .await?;
+    let (Some(key), Some(me), Some(peer)) = (key, me, peer) else { return Ok(()) };
+    let sealer = saboteur.get_or_insert_with(|| Sealer::new(me, &key, rng, SealConfig::default()));
+    let Ok(frame) = sealer.seal(&plain) else { return Ok(()) };
+    let (sent_tx, sent_rx) = oneshot::channel();
+    if inject.send((peer, frame, sent_tx)).is_ok() && sent_rx.await == Ok(true) {
+        ctx.sabotage_pending.set(false);
+    }
+    Ok(())
+}
+
+fn publish_view(ctx: &ClientCtx, client: &Client) {
     let lifecycle = serde_json::to_value(client.lifecycle())
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -396,7 +384,7 @@ fn publish_view(ctx: &ClientCtx, client: &Client, links: &Links) {
         open_links: client
             .links()
             .into_iter()
-            .filter(|(p, _, _)| links.path(p.as_str()).is_some())
+            .filter(|(_, _, health)| matches!(health, LinkHealth::Open | LinkHealth::Degraded))
             .map(|(p, _, _)| p.to_string())
             .collect(),
     };
@@ -438,7 +426,7 @@ fn record_incoming(ctx: &ClientCtx, text: &str) {
     r.push(&ctx.name, What::SignalIn { msg: msg.type_name().to_owned(), from });
 }
 
-fn on_event(ctx: &ClientCtx, links: &mut Links, event: &ClientEvent) {
+fn on_event(ctx: &ClientCtx, session: &Mutex<String>, event: &ClientEvent) {
     let value = serde_json::to_value(event).unwrap_or_default();
     let mut r = ctx.recorder.borrow_mut();
     r.push(&ctx.name, What::Client { event: value });
@@ -448,7 +436,9 @@ fn on_event(ctx: &ClientCtx, links: &mut Links, event: &ClientEvent) {
         }
         ClientEvent::SessionJoined { session_id, .. } => {
             r.sessions_seen.entry(ctx.name.clone()).or_default().insert(session_id.to_string());
-            links.set_session(session_id.as_str());
+            if let Ok(mut s) = session.lock() {
+                *s = session_id.to_string();
+            }
         }
         _ => {}
     }
@@ -466,66 +456,20 @@ fn record_delivery(ctx: &ClientCtx, from: &str, payload: Vec<u8>) {
     });
 }
 
-async fn send_datagram(ctx: &ClientCtx, udp: &turmoil::net::UdpSocket, rng: &mut Rng, d: Datagram) {
-    let nat = ctx.plan.nat(&ctx.name, &d.to);
-    let allowed = match d.path {
-        Path::Direct => nat == Nat::Direct,
-        Path::Relay => nat != Nat::Blocked,
-    };
-    if !allowed {
-        return;
-    }
-    let loss = u64::from(ctx.loss_percent.get());
-    if d.kind != kind::BYE && loss > 0 && rng.chance(loss, 100) {
-        return;
-    }
-    let bytes = d.encode();
-    let _ = match d.path {
-        Path::Direct => udp.send_to(&bytes, (d.to.as_str(), PEER_PORT)).await,
-        Path::Relay => udp.send_to(&bytes, ("relay", RELAY_PORT)).await,
-    };
-}
-
-/// One game action: the packet goes through the node's real framer, router and sealer; returns
-/// the bytes for the map server.
-#[allow(clippy::too_many_arguments)]
-fn play(
+/// Records one game packet's ground truth and the router's verdict on it.
+fn record_verdict(
     ctx: &ClientCtx,
-    node: &mut Node,
-    keys: &mut Keys,
-    links: &mut Links,
-    vocab: &Vocabulary,
-    encoder: &mut ClientEncoder,
-    rng: &mut Rng,
-    character: &str,
-    conn_key: &str,
-    seq: u64,
-    action: &Action,
-    now: Instant,
-) -> Vec<u8> {
-    let built = vocab.build(action, character, rng);
-    let mut wire = Vec::new();
-    encoder.encode(&built.plain, &mut wire);
-    let before = node.stats().clone();
-    let mut server = Vec::new();
-    node.on_game_send(now, &wire, &mut server);
-    let after = node.stats();
-    let route = if after.desyncs > before.desyncs {
-        "desync"
-    } else if after.packets_peers > before.packets_peers {
-        "peers"
-    } else if after.packets_mirrored > before.packets_mirrored {
-        "server+peers"
-    } else if after.packets_server > before.packets_server {
-        "server"
-    } else {
-        "none"
-    };
-    let to_server = !server.is_empty();
+    p: &Pending,
+    route: &str,
+    before: &NodeStats,
+    after: &NodeStats,
+    to_server: bool,
+) {
+    let built = &p.built;
     let mut r = ctx.recorder.borrow_mut();
     match &built.peer_payload {
-        Some(p) => {
-            r.allowed_payloads.entry(ctx.name.clone()).or_default().insert(p.clone());
+        Some(payload) => {
+            r.allowed_payloads.entry(ctx.name.clone()).or_default().insert(payload.clone());
         }
         None => {
             r.server_only_plain
@@ -551,33 +495,16 @@ fn play(
         ));
     }
     if to_server {
-        r.server_expected.entry(conn_key.to_owned()).or_default().push(built.plain.clone());
-    }
-    // Test-only sabotage: leak one NPC packet to a peer, as a broken router would.
-    let inputs = node.client().route_inputs();
-    if matches!(action, Action::NpcTalk)
-        && ctx.sabotage_pending.get()
-        && let (Some(key), Some(me), Some(peer)) =
-            (node.client().current_key(), node.own_peer_id(), inputs.healthy_peers.first())
-    {
-        let sealer = keys
-            .sealer
-            .get_or_insert_with(|| Sealer::new(me.clone(), key, rng, SealConfig::default()));
-        if let Ok(frame) = sealer.seal(&built.plain)
-            && links.send_data(peer.as_str(), frame)
-        {
-            ctx.sabotage_pending.set(false);
-        }
+        r.server_expected.entry(p.conn_key.clone()).or_default().push(built.plain.clone());
     }
     r.push(
         &ctx.name,
         What::Packet {
-            conn: conn_key.to_owned(),
-            seq,
+            conn: p.conn_key.clone(),
+            seq: p.seq,
             label: built.label.to_owned(),
             route: route.to_owned(),
             peers: Vec::new(),
         },
     );
-    server
 }

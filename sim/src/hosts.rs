@@ -83,7 +83,7 @@ pub async fn coordinator(
 
 /// The stub map server: accepts game connections, decodes each with rAthena's rules and
 /// records every packet per connection.
-pub async fn map_server(recorder: Shared, plan: Rc<Plan>) -> turmoil::Result {
+pub async fn map_server(recorder: Shared, plan: Arc<Plan>) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MAP_PORT)).await?;
     let version = plan.packet_version();
     let obfuscation = if plan.obfuscated { Obfuscation::On } else { Obfuscation::Off };

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod record;
 pub mod run;
 pub mod traffic;
+pub mod transport;
 
 pub use plan::{Options, Plan};
 pub use run::{Outcome, run_seed};

@@ -32,6 +32,9 @@ struct Args {
     /// Test-only: one client leaks one NPC packet to a peer (the checkers must catch it).
     #[arg(long)]
     sabotage_npc_to_peer: bool,
+    /// Test-only: peer links silently lose every game frame at the end (checker 6 must fail).
+    #[arg(long)]
+    sabotage_lose_peer_frames: bool,
     /// Simulated ms per step (the checkers run after every step).
     #[arg(long, default_value_t = Options::default().tick_ms)]
     tick_ms: u64,
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         safety_ms: args.safety_ms,
         liveness_ms: args.liveness_ms,
         sabotage_npc_to_peer: args.sabotage_npc_to_peer,
+        sabotage_lose_peer_frames: args.sabotage_lose_peer_frames,
         tick_ms: args.tick_ms.max(1),
     };
     if let Some(range) = &args.seeds {

@@ -266,14 +266,13 @@ impl Links {
         match d.kind {
             kind::PROBE => {
                 self.send(&from, kind::PROBE_ACK, d.path, d.body);
+                // A check that arrives proves the path both ways (as in ICE): the peer may
+                // already be sending on it.
+                self.prove(now, &from, d.path);
                 None
             }
             kind::PROBE_ACK => {
-                if link.connected.is_none() && link.remote_described {
-                    link.connected = Some(d.path);
-                    link.next_ping = now;
-                    self.out.push_back(LinkOut::Event(from, LinkEvent::Connected));
-                }
+                self.prove(now, &from, d.path);
                 None
             }
             kind::PING => {
@@ -292,13 +291,27 @@ impl Links {
                 }
                 None
             }
-            kind::DATA => link.connected.is_some().then_some((from, d.body)),
+            kind::DATA => {
+                self.prove(now, &from, d.path);
+                self.path(&from).is_some().then_some((from, d.body))
+            }
             kind::BYE => {
                 self.links.remove(&from);
                 self.out.push_back(LinkOut::Event(from, LinkEvent::Closed));
                 None
             }
             _ => None,
+        }
+    }
+
+    /// A datagram from `peer` came over `path`: once the remote description is known, the link
+    /// is connected on it.
+    fn prove(&mut self, now: Instant, peer: &str, path: Path) {
+        let Some(link) = self.links.get_mut(peer) else { return };
+        if link.connected.is_none() && link.remote_described {
+            link.connected = Some(path);
+            link.next_ping = now;
+            self.out.push_back(LinkOut::Event(peer.to_owned(), LinkEvent::Connected));
         }
     }
 

@@ -105,6 +105,9 @@ pub struct Options {
     pub liveness_ms: u64,
     /// Test-only: make one client send one NPC packet to a peer, to prove the checkers bite.
     pub sabotage_npc_to_peer: bool,
+    /// Test-only: once the network has healed (the quiet end of the liveness phase), the peer
+    /// transports silently lose every game frame, to prove checker 6 notices lost traffic.
+    pub sabotage_lose_peer_frames: bool,
     /// turmoil's tick (simulated ms per step; the checkers run after each).
     pub tick_ms: u64,
 }
@@ -116,7 +119,8 @@ impl Default for Options {
             safety_ms: 30_000,
             liveness_ms: 30_000,
             sabotage_npc_to_peer: false,
-            tick_ms: 1,
+            sabotage_lose_peer_frames: false,
+            tick_ms: 5,
         }
     }
 }

@@ -110,6 +110,21 @@ pub struct PeerDelivery {
     pub payload: Vec<u8>,
 }
 
+/// A frame of a packet routed to peers only, handed to the transport for one peer (checker 6).
+#[derive(Clone, Debug)]
+pub struct PeersOnlyFrame {
+    /// When.
+    pub t_ms: u64,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// The sealed frame's identity (a hash of its bytes).
+    pub frame: u64,
+    /// The packet's ground-truth label.
+    pub label: String,
+}
+
 /// A relayed signaling message as its receiver saw it (checker 3).
 #[derive(Clone, Debug)]
 pub struct RelayedSignal {
@@ -199,6 +214,12 @@ pub struct Recorder {
     pub snapshots: Vec<SessionSnapshot>,
     /// Frames a member sealed that were no peer event: (t_ms, from, to, why).
     pub invalid_frames: Vec<(u64, String, String, String)>,
+    /// Frames of packets routed to peers only, in order (checker 6).
+    pub peers_only_sent: Vec<PeersOnlyFrame>,
+    /// Frames a node accepted: (from, to, frame identity) (checker 6).
+    pub peer_frames_opened: BTreeSet<(String, String, u64)>,
+    /// Packets routed to peers only while a member had no healthy link: (t_ms, what).
+    pub peers_only_lost: Vec<(u64, String)>,
     /// Violations found by hosts themselves (e.g. a packet the router dropped).
     pub host_violations: Vec<(String, String)>,
 }

@@ -66,6 +66,9 @@ pub fn reproduce_line(plan: &Plan) -> String {
     if o.sabotage_npc_to_peer {
         line.push_str(" --sabotage-npc-to-peer");
     }
+    if o.sabotage_lose_peer_frames {
+        line.push_str(" --sabotage-lose-peer-frames");
+    }
     line
 }
 
@@ -83,7 +86,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         .tcp_capacity(4096)
         .udp_capacity(4096)
         .build();
-    let plan_rc = Rc::new(plan.clone());
+    let plan_rc = std::sync::Arc::new(plan.clone());
 
     let incarnations = Rc::new(Cell::new(0u64));
     {
@@ -99,9 +102,9 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         let r = recorder.clone();
         sim.host("observer", move || observer(r.clone()));
     }
-    let loss = Rc::new(Cell::new(0u8));
+    let loss = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let sabotage = Rc::new(Cell::new(options.sabotage_npc_to_peer));
-    let quiet = Rc::new(Cell::new(false));
+    let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for (i, name) in plan.clients.iter().enumerate() {
         let ctx = Rc::new(ClientCtx {
             name: name.clone(),
@@ -140,7 +143,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                     sim.repair(a.as_str(), b.as_str());
                 }
             }
-            loss.set(0);
+            loss.store(0, std::sync::atomic::Ordering::Relaxed);
             sim.set_max_message_latency(Duration::from_millis(10));
             if coordinator_down {
                 sim.bounce("coordinator");
@@ -164,7 +167,9 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                 Fault::Repair { a, b } => sim.repair(a.as_str(), b.as_str()),
                 Fault::Hold { a, b } => sim.hold(a.as_str(), b.as_str()),
                 Fault::Release { a, b } => sim.release(a.as_str(), b.as_str()),
-                Fault::Loss { percent } => loss.set(*percent),
+                Fault::Loss { percent } => {
+                    loss.store(*percent, std::sync::atomic::Ordering::Relaxed)
+                }
                 Fault::Latency { max_ms } => {
                     sim.set_max_message_latency(Duration::from_millis(*max_ms))
                 }
@@ -197,7 +202,7 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
             }
         }
         if now_ms + QUIET_MS >= total_ms {
-            quiet.set(true);
+            quiet.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if let Err(e) = sim.step() {
             violations.push(Violation {

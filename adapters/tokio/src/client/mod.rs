@@ -11,6 +11,7 @@
 //! same code runs on simulated time. Every decision stays in the core.
 
 mod connector;
+mod observer;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,11 +28,16 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use connector::{Connector, TcpConnector, host_and_port};
+pub use observer::{NoObserver, Observer};
 
 /// Commands queued from the application to the driver at most.
 pub const COMMAND_QUEUE_LEN: usize = 256;
 /// Events queued from the driver to the application at most; beyond that the driver waits.
 pub const EVENT_QUEUE_LEN: usize = 1024;
+/// The event sources [`Driver::run`] waits on: timer, WebSocket, connect, transport, commands.
+const SOURCES: usize = 5;
+/// The WebSocket's read buffer (tungstenite's default is 128 KiB).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// How long closing the WebSocket may take before it is dropped.
 pub const CLOSE_LINGER_MS: u64 = 1_000;
 
@@ -139,6 +145,7 @@ pub enum DriverEvent {
 /// What the application can ask of a running driver.
 enum Command {
     GameSend { bytes: Vec<u8>, reply: oneshot::Sender<Vec<u8>> },
+    GameSendWithStats { bytes: Vec<u8>, reply: oneshot::Sender<(Vec<u8>, NodeStats)> },
     NewMapConnection,
     Zone(Zone),
     Inspect(Box<dyn FnOnce(&Node) + Send>),
@@ -163,6 +170,18 @@ impl NodeHandle {
     pub async fn game_send(&self, bytes: Vec<u8>) -> Result<Vec<u8>, DriverStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::GameSend { bytes, reply }).await.map_err(|_| DriverStopped)?;
+        rx.await.map_err(|_| DriverStopped)
+    }
+
+    /// As [`NodeHandle::game_send`], and also returns the node's counters right after routing
+    /// (compare them with the previous ones to see how the bytes were routed).
+    pub async fn game_send_with_stats(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<(Vec<u8>, NodeStats), DriverStopped> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::GameSendWithStats { bytes, reply };
+        self.commands.send(cmd).await.map_err(|_| DriverStopped)?;
         rx.await.map_err(|_| DriverStopped)
     }
 
@@ -203,8 +222,9 @@ impl NodeHandle {
 type Ws<S> = WebSocketStream<MaybeTlsStream<S>>;
 type Connecting<S> = Pin<Box<dyn Future<Output = Result<Box<Ws<S>>, String>> + Send>>;
 
-/// Runs one [`Node`] with a [`Connector`] and a [`PeerTransport`].
-pub struct Driver<C: Connector, T: PeerTransport> {
+/// Runs one [`Node`] with a [`Connector`] and a [`PeerTransport`], reporting what it does to
+/// an [`Observer`] (none by default; see [`Driver::with_observer`]).
+pub struct Driver<C: Connector, T: PeerTransport, O: Observer = NoObserver> {
     node: Node,
     connector: std::sync::Arc<C>,
     transport: T,
@@ -215,9 +235,12 @@ pub struct Driver<C: Connector, T: PeerTransport> {
     connecting: Option<Connecting<C::Stream>>,
     url: String,
     stopped: bool,
+    /// The source [`Driver::run`] polls first in its next wait (rotates, for fairness).
+    turn: usize,
+    observer: O,
 }
 
-impl<C: Connector, T: PeerTransport> Driver<C, T> {
+impl<C: Connector, T: PeerTransport> Driver<C, T, NoObserver> {
     /// A driver for `node`, whose [`Instant`] zero is now. Returns the driver (spawn
     /// [`Driver::run`]), the application's handle, and the event stream.
     ///
@@ -241,10 +264,33 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
             connecting: None,
             url: String::new(),
             stopped: false,
+            turn: 0,
+            observer: NoObserver,
         };
         (driver, NodeHandle { commands: cmd_tx }, ev_rx)
     }
 
+    /// The same driver, reporting to `observer` (a test harness or simulation that checks
+    /// what the node did; production needs none).
+    pub fn with_observer<O: Observer>(self, observer: O) -> Driver<C, T, O> {
+        Driver {
+            node: self.node,
+            connector: self.connector,
+            transport: self.transport,
+            commands: self.commands,
+            events: self.events,
+            start: self.start,
+            ws: self.ws,
+            connecting: self.connecting,
+            url: self.url,
+            stopped: self.stopped,
+            turn: self.turn,
+            observer,
+        }
+    }
+}
+
+impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
     fn now(&self) -> Instant {
         let ms = self.start.elapsed().as_millis();
         Instant::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
@@ -259,34 +305,53 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
     pub async fn run(mut self) -> Node {
         loop {
             self.execute_outputs().await;
+            self.observer.stepped(&self.node);
             if self.stopped {
                 break;
             }
             let wake = self.node.poll_timeout().map(|at| self.deadline(at));
-            let sleep = async {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let ws_next = async {
-                match self.ws.as_mut() {
-                    Some(ws) => ws.next().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let connected = async {
-                match self.connecting.as_mut() {
-                    Some(fut) => fut.await,
-                    None => std::future::pending().await,
-                }
-            };
-            let step = tokio::select! {
-                () = sleep => Step::Timeout,
-                msg = ws_next => Step::Ws(msg),
-                res = connected => Step::Connected(res),
-                ev = self.transport.next_event() => Step::Transport(ev),
-                cmd = self.commands.recv() => Step::Command(cmd),
+            // Fair like an unbiased `select!`, but the first source polled rotates instead of
+            // being drawn from tokio's RNG, so runs on a simulated clock replay exactly.
+            let first = self.turn;
+            self.turn = (self.turn + 1) % SOURCES;
+            let step = {
+                let sleep = async {
+                    match wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let ws_next = async {
+                    match self.ws.as_mut() {
+                        Some(ws) => ws.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let connected = async {
+                    match self.connecting.as_mut() {
+                        Some(fut) => fut.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let transport_next = self.transport.next_event();
+                let command_next = self.commands.recv();
+                tokio::pin!(sleep, ws_next, connected, transport_next, command_next);
+                std::future::poll_fn(|cx| {
+                    for i in 0..SOURCES {
+                        let ready = match (first + i) % SOURCES {
+                            0 => sleep.as_mut().poll(cx).map(|()| Step::Timeout),
+                            1 => ws_next.as_mut().poll(cx).map(Step::Ws),
+                            2 => connected.as_mut().poll(cx).map(Step::Connected),
+                            3 => transport_next.as_mut().poll(cx).map(Step::Transport),
+                            _ => command_next.as_mut().poll(cx).map(Step::Command),
+                        };
+                        if ready.is_ready() {
+                            return ready;
+                        }
+                    }
+                    std::task::Poll::Pending
+                })
+                .await
             };
             self.on_step(step).await;
         }
@@ -300,6 +365,7 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
         match step {
             Step::Timeout => self.node.handle_timeout(now),
             Step::Ws(Some(Ok(Message::Text(text)))) => {
+                self.observer.signal_in(&self.node, text.as_str());
                 self.node.handle_input(now, client::Input::Frame(text.as_bytes().to_vec()));
             }
             Step::Ws(Some(Ok(Message::Close(frame)))) => {
@@ -337,7 +403,9 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
                 self.node.handle_input(now, client::Input::PeerLinkEvent { peer, event });
             }
             Step::Transport(Some(TransportEvent::Frame { peer, bytes })) => {
-                if let Err(reason) = self.node.on_peer_frame(now, &peer, &bytes) {
+                let result = self.node.on_peer_frame(now, &peer, &bytes);
+                self.observer.peer_frame_in(&self.node, &peer, &bytes, &result);
+                if let Err(reason) = result {
                     self.emit(DriverEvent::Dropped { from: peer, reason }).await;
                 }
             }
@@ -352,15 +420,25 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
     fn on_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::GameSend { bytes, reply } => {
-                let mut to_server = Vec::with_capacity(bytes.len());
-                self.node.on_game_send(now, &bytes, &mut to_server);
+                let to_server = self.game_send(now, &bytes);
                 let _ = reply.send(to_server);
+            }
+            Command::GameSendWithStats { bytes, reply } => {
+                let to_server = self.game_send(now, &bytes);
+                let _ = reply.send((to_server, self.node.stats().clone()));
             }
             Command::NewMapConnection => self.node.new_map_connection(),
             Command::Zone(zone) => self.node.handle_input(now, client::Input::ZoneChanged(zone)),
             Command::Inspect(f) => f(&self.node),
             Command::Shutdown => self.node.handle_input(now, client::Input::Shutdown),
         }
+    }
+
+    fn game_send(&mut self, now: Instant, bytes: &[u8]) -> Vec<u8> {
+        let mut to_server = Vec::with_capacity(bytes.len());
+        self.node.on_game_send(now, bytes, &mut to_server);
+        self.observer.game_sent(&self.node, bytes, &to_server);
+        to_server
     }
 
     async fn closed(&mut self, now: Instant, reason: CloseReason) {
@@ -370,6 +448,7 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
     }
 
     async fn emit(&mut self, event: DriverEvent) {
+        self.observer.event(&self.node, &event);
         // A gone receiver only means nobody listens.
         let _ = self.events.send(event).await;
     }
@@ -381,6 +460,7 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
             match out {
                 ro_p2p_core::node::Output::Client(out) => self.execute_client(out).await,
                 ro_p2p_core::node::Output::SendPeerFrame { peer, channel, frame } => {
+                    self.observer.peer_frame_out(&peer, channel, &frame);
                     self.transport.send(&peer, channel, &frame).await;
                 }
                 ro_p2p_core::node::Output::Received { from, event } => {
@@ -400,6 +480,7 @@ impl<C: Connector, T: PeerTransport> Driver<C, T> {
                 self.connecting = Some(Box::pin(open_websocket(connector, url)));
             }
             client::Output::SendFrame { frame } => {
+                self.observer.signal_out(&self.node, &frame);
                 let Some(ws) = self.ws.as_mut() else { return };
                 if let Err(e) = ws.send(Message::Text(frame.into())).await {
                     self.ws = None;
@@ -448,7 +529,10 @@ async fn open_websocket<C: Connector>(
     url: String,
 ) -> Result<Box<Ws<C::Stream>>, String> {
     let stream = connector.open(&url).await.map_err(|e| format!("connect {url}: {e}"))?;
+    // tungstenite zeroes its whole read buffer on every read; signaling frames are small, so
+    // a small buffer saves that work (larger frames are still read, in several chunks).
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(limits::FRAME_BYTES_MAX))
         .max_frame_size(Some(limits::FRAME_BYTES_MAX));
     let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
