@@ -434,7 +434,7 @@ fn the_peers_only_record_is_bounded_and_keeps_the_newest() {
     let _b = w.add("bob", "prontera");
     w.nodes[a].set_policy("emote=peers".parse().unwrap());
     let n = PEERS_ONLY_KEPT_MAX as u64 + 10;
-    for i in 0..n {
+    for _ in 0..n {
         w.game_send(a, &emote(3));
     }
     let kept: Vec<u64> = w.nodes[a].peers_only_since(0).map(|p| p.seq).collect();
