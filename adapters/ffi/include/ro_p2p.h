@@ -11,6 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// How long `rop2p_stop` waits for the session to be left and the driver to end.
+#define ROP2P_STOP_WAIT_MS 3000
+
+// Worker threads of the runtime.
+#define RUNTIME_WORKERS 2
+
 // Events kept at most until polled; the oldest are dropped first.
 #define ROP2P_EVENTS_QUEUED_MAX 256
 
@@ -117,6 +123,20 @@ typedef uint32_t RoP2pConfigFormat;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What the game knows that the configuration files do not: the player's identity, and
+// transport settings for tests. Every field may be NULL.
+typedef struct RoP2pStartOptions {
+  // The coordinator's bearer token (JWT) from the login flow, NUL-terminated; NULL: none.
+  const char *token;
+  // The peer id to ask for, NUL-terminated: the account id in decimal, so peers draw this
+  // player with the right unit id. Honoured only when the coordinator's authentication is
+  // off (with it on, the token's subject is the id). NULL: the coordinator's choice.
+  const char *peer_id;
+  // The local IP address WebRTC binds (e.g. `"127.0.0.1"`: host candidates on loopback
+  // only, for tests), NUL-terminated; NULL: every interface.
+  const char *udp_bind_ip;
+} RoP2pStartOptions;
+
 // One event, by value; `text` is NUL-terminated UTF-8.
 typedef struct RoP2pEvent {
   // What happened.
@@ -129,8 +149,9 @@ typedef struct RoP2pEvent {
   char text[ROP2P_EVENT_TEXT_BYTES];
 } RoP2pEvent;
 
-// Called with each event; `event` is valid only during the call. May be called from a thread
-// other than the game's once the background runtime exists: keep it short and thread-safe.
+// Called with each event; `event` is valid only during the call. Called on the thread that
+// made a library call, or on the library's `rop2p-events` thread: keep it short and
+// thread-safe. It may call the library (even `rop2p_stop`).
 typedef void (*RoP2pEventCallback)(const struct RoP2pEvent *event, void *user_data);
 
 // Counters of a router.
@@ -159,14 +180,23 @@ typedef struct RoP2pRouterStats {
 
 // Counters of a started instance.
 typedef struct RoP2pStats {
-  // The router's counters (send and receive paths).
+  // The send path's counters (from the node: packets framed, to the server, to peers) and
+  // the receive path's (drawn, rejected, duplicates, local echoes).
   struct RoP2pRouterStats router;
   // Whether peers are in use right now (1) or everything goes to the server (0).
   uint32_t p2p_active;
-  // Peer links open.
+  // Peer links open (healthy).
   uint32_t peers_connected;
   // Events dropped because nobody polled them and no callback was set.
   uint64_t events_dropped;
+  // Peer frames sealed and queued to links (one per peer per packet).
+  uint64_t peer_frames_sent;
+  // Peer frames received (before any check).
+  uint64_t peer_frames_received;
+  // Peer frames dropped (not a member, refused by the seal, invalid, outside the map).
+  uint64_t peer_frames_dropped;
+  // Peer-eligible packets that went to the server because peers were not usable.
+  uint64_t fallbacks;
 } RoP2pStats;
 
 // What the router must know about the world; all four must hold for peers to be used.
@@ -206,21 +236,40 @@ RoP2pStatus rop2p_last_error(char *buf, size_t cap, size_t *out_len);
 // boundary (returns `RO_P2P_STATUS_ERR_PANIC`).
 RoP2pStatus rop2p_test_panic(void);
 
-// Starts an instance from the player's configuration.
-//
-// `format`: 1 for `p2p_config.json` text, 2 for `Data/config.ini` text (its `[P2P]` section).
-// `log_path`: the log file, or NULL for the configuration's `logging.file`, else
-// `p2p_dll.log` in the working directory. A configuration error returns `RO_P2P_STATUS_ERR_CONFIG`
-// and `rop2p_last_error` names the key.
+// Starts an instance from the player's configuration; the same as
+// [`rop2p_start_with`] without options.
 //
 // # Safety
-// `config_text` is a NUL-terminated string; `log_path` NULL or one; `out_handle` writable.
+// As [`rop2p_start_with`].
 RoP2pStatus rop2p_start(const char *config_text,
                         uint32_t format,
                         const char *log_path,
                         uint64_t *out_handle);
 
-// Registers the event callback (NULL removes it); events queued so far are delivered at once.
+// Starts an instance from the player's configuration and its background runtime.
+//
+// `format`: 1 for `p2p_config.json` text, 2 for `Data/config.ini` text (its `[P2P]` section).
+// `log_path`: the log file, or NULL for the configuration's `logging.file`, else
+// `p2p_dll.log` in the working directory. `options`: NULL, or the player's identity and
+// transport settings ([`RoP2pStartOptions`]). A configuration error returns
+// `RO_P2P_STATUS_ERR_CONFIG` and `rop2p_last_error` names the key.
+//
+// The instance starts in fallback (`RO_P2P_EVENT_KIND_FALLBACK_ON`: everything to the map
+// server) and leaves it (`..._FALLBACK_OFF`) once it has joined the zone's session (after
+// `rop2p_set_zone`) and a peer link is open. An unreachable coordinator is retried with
+// backoff meanwhile; the hooks work throughout.
+//
+// # Safety
+// `config_text` is a NUL-terminated string; `log_path` NULL or one; `options` NULL or valid
+// (its strings NULL or NUL-terminated); `out_handle` writable.
+RoP2pStatus rop2p_start_with(const char *config_text,
+                             uint32_t format,
+                             const char *log_path,
+                             const struct RoP2pStartOptions *options,
+                             uint64_t *out_handle);
+
+// Registers the event callback (NULL removes it: events are then kept for
+// `rop2p_poll_event`); events queued so far are delivered at once, on this thread.
 //
 // # Safety
 // `callback` must stay callable, with `user_data`, from any thread until `rop2p_stop`.
@@ -232,15 +281,22 @@ RoP2pStatus rop2p_set_event_callback(uint64_t handle, RoP2pEventCallback callbac
 // `out` valid for a write.
 RoP2pStatus rop2p_poll_event(uint64_t handle, struct RoP2pEvent *out);
 
-// Tells the instance which map the player is on (e.g. `"prontera"`), for
-// `zones.p2p_enabled_zones`.
+// Tells the instance which map the player is on (e.g. `"prontera"`): the node joins that
+// zone's session when `zones.p2p_enabled_zones` allows it, and leaves the previous one.
 //
 // # Safety
 // `map_name` is a NUL-terminated string.
 RoP2pStatus rop2p_set_zone(uint64_t handle, const char *map_name);
 
-// The send hook: bytes the game writes to the map server in, bytes to really send out. Same
-// contract as `rop2p_router_on_game_send` (all or nothing, size needed when `cap` is small).
+// The game opened a new connection to the map server (map-server change, reconnect): the
+// send path's framing and the receive path's view start over. Bytes for the server not yet
+// taken are kept.
+RoP2pStatus rop2p_new_map_connection(uint64_t handle);
+
+// The send hook: bytes the game writes to the map server in, bytes to really send out (the
+// node routes them; peer frames leave over the links). Same contract as
+// `rop2p_router_on_game_send` (all or nothing, size needed when `cap` is small, and no more
+// than `ROP2P_SERVER_BYTES_QUEUED_MAX` bytes waiting).
 //
 // # Safety
 // As `rop2p_router_on_game_send`.
@@ -252,8 +308,8 @@ RoP2pStatus rop2p_on_game_send(uint64_t handle,
                                size_t *out_len);
 
 // The receive hook: bytes the map server sent in (NULL/0 to just read on), bytes for the game
-// out, with peer events drawn in. Same contract as `rop2p_router_on_server_recv` (partial
-// reads are normal).
+// out, with peer events and local echoes drawn in. Same contract as
+// `rop2p_router_on_server_recv` (partial reads are normal).
 //
 // # Safety
 // As `rop2p_router_on_server_recv`.
@@ -264,7 +320,8 @@ RoP2pStatus rop2p_on_server_recv(uint64_t handle,
                                  size_t cap,
                                  size_t *out_len);
 
-// How many bytes for the game wait to be read by the receive hook.
+// How many bytes for the game wait to be read by the receive hook (peer events drawn since
+// the last call included).
 //
 // # Safety
 // `out` valid for a write.
@@ -276,8 +333,10 @@ RoP2pStatus rop2p_pending_game_bytes(uint64_t handle, size_t *out);
 // `out` valid for a write.
 RoP2pStatus rop2p_stats(uint64_t handle, struct RoP2pStats *out);
 
-// Stops the instance: logs the final counters and closes the log. Every later call with the
-// handle (stop included) returns `RO_P2P_STATUS_ERR_CLOSED`.
+// Stops the instance: leaves the session (the coordinator tells the others at once), closes
+// the links and the WebSocket, waits up to `ROP2P_STOP_WAIT_MS` for the runtime, logs the
+// final counters and closes the log. A callback running on another thread is waited for.
+// Every later call with the handle (stop included) returns `RO_P2P_STATUS_ERR_CLOSED`.
 RoP2pStatus rop2p_stop(uint64_t handle);
 
 // Creates a router for one map-server connection.

@@ -80,4 +80,8 @@ impl EventQueue {
     pub fn pop(&mut self) -> Option<RoP2pEvent> {
         self.queue.pop_front()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }

@@ -5,8 +5,8 @@
 //! for the server, peer events for the integrator's own transport) and draws peer events into
 //! what the server sends back ([`ro_p2p_core::render`]). The **batteries layer** (`rop2p_*`
 //! without `router`) runs the coordinator connection and WebRTC links on a background runtime
-//! behind a send hook and a receive hook (this build: the hooks, configuration, log, events and
-//! stats; the coordinator and WebRTC runtime is not wired in yet, so it stays in fallback).
+//! (the tokio client driver of `ro-p2p-tokio` with `ro-p2p-webrtc`'s transport) behind a send
+//! hook and a receive hook, with events, stats and a log file.
 //!
 //! Conventions: every function returns a [`RoP2pStatus`]; objects are `uint64_t` handles, so a
 //! stale, forged or doubly freed handle is an error code, not undefined behaviour; buffers are
@@ -22,7 +22,7 @@ pub mod status;
 
 use std::ffi::c_char;
 
-pub use dll::{RoP2pConfigFormat, RoP2pEventCallback, RoP2pStats};
+pub use dll::{RoP2pConfigFormat, RoP2pEventCallback, RoP2pStartOptions, RoP2pStats};
 pub use event::{RoP2pEvent, RoP2pEventKind};
 pub use router::{RoP2pRouteContext, RoP2pRouterStats};
 pub use status::RoP2pStatus;

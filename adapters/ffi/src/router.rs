@@ -66,6 +66,7 @@ pub struct RoP2pRouterStats {
 
 /// One map connection's send and receive paths (shared with the batteries layer).
 pub(crate) struct Router {
+    version: PacketVersion,
     send: GameStream,
     policy: Policy,
     pub ctx: RouteContext,
@@ -86,6 +87,7 @@ impl Kind for Router {
 impl Router {
     pub fn new(version: PacketVersion, policy: Policy, obfuscation: Obfuscation) -> Router {
         Router {
+            version,
             send: GameStream::new(version, obfuscation),
             policy,
             ctx: RouteContext::SERVER_ONLY,
@@ -146,6 +148,17 @@ impl Router {
                 "game-to-server stream desynced: everything now goes to the server untouched",
             ));
         }
+    }
+
+    /// A new map-server connection: the receive path starts over (the own account id is
+    /// kept).
+    pub fn new_receive_stream(&mut self) {
+        let own = self.recv.own_account_id();
+        self.recv = ReceiveStream::new(self.version);
+        if let Some(aid) = own {
+            self.recv.set_own_account_id(aid);
+        }
+        self.recv_desync_reported = false;
     }
 
     pub fn take_server_bytes(&mut self) -> &[u8] {

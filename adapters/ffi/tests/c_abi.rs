@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The longest any C program may run (the end-to-end one bounds each of its own waits).
+const RUN_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The directory holding this profile's artifacts (`target/debug`), found from the test binary.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -54,14 +57,35 @@ fn compile_and_run_at(source_path: &Path, args: &[&Path]) -> String {
         "{cc} failed on {source}:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let run = Command::new(&exe).args(args).output().expect("the C test runs");
-    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
-    assert!(
-        run.status.success(),
-        "{source} failed ({}):\n{stdout}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
+    // Output goes to files and the run is bounded, so a hung program fails the test.
+    let stdout_path = out_dir.join(format!("{source}.stdout"));
+    let stderr_path = out_dir.join(format!("{source}.stderr"));
+    let mut child = Command::new(&exe)
+        .args(args)
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("the C test runs");
+    let deadline = std::time::Instant::now() + RUN_BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    match status {
+        Some(status) => {
+            assert!(status.success(), "{source} failed ({status}):\n{stdout}\n{stderr}")
+        }
+        None => panic!("{source} did not end within {RUN_BOUND:?}:\n{stdout}\n{stderr}"),
+    }
     stdout
 }
 
@@ -77,6 +101,48 @@ fn c_batteries_layer_starts_from_both_configs_hooks_logs_and_stops() {
     std::fs::create_dir_all(&scratch).unwrap();
     let out = compile_and_run("batteries_layer.c", &[&scratch]);
     assert!(out.contains("all checks passed"), "{out}");
+}
+
+/// The coordinator service on 127.0.0.1:0 (authentication off, sessions in memory) on its own
+/// runtime, while `loopback_e2e.c` runs four batteries handles against it over real WebRTC
+/// on loopback.
+#[test]
+fn c_three_game_clients_see_each_others_walk_and_chat_over_webrtc_on_loopback() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ro_p2p_core::Rng;
+    use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let service = {
+        let _entered = runtime.enter();
+        Service::start(ServerConfig::default(), Rng::from_seed(8), clock).unwrap()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(service.serve(
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(2),
+    ));
+    let url = format!("ws://{addr}/api/v1/signaling/ws");
+    let scratch = profile_dir().join("c-tests").join("e2e-scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = compile_and_run("loopback_e2e.c", &[Path::new(&url), &scratch]);
+    println!("{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+    let _ = stop_tx.send(());
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+        .expect("the coordinator stops")
+        .unwrap()
+        .unwrap();
 }
 
 #[test]

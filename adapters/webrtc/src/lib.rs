@@ -9,15 +9,17 @@
 //! retransmits) and a `chat` channel (reliable, ordered), both created in band by the offerer.
 //! RTT and loss come from a small ping/pong over the movement channel (text messages, which
 //! never mix with the core's binary frames), not from the stack's ICE statistics; see
-//! `docs/webrtc.md`.
+//! `docs/webrtc.md`. [`WebRtcTransport`] plugs the links into the tokio client driver.
 
 mod config;
 mod error;
 mod event;
 mod links;
 mod probe;
+mod transport;
 
 pub use config::LinksConfig;
 pub use error::LinkError;
 pub use event::{Channel, FailReason, LinkEvent, Role};
 pub use links::PeerLinks;
+pub use transport::WebRtcTransport;

@@ -65,6 +65,21 @@ impl NodeConfig {
     }
 }
 
+/// The player's own actions sent to peers only that a [`Node`] remembers at most (oldest
+/// forgotten first), for [`Node::peers_only_since`].
+pub const PEERS_ONLY_KEPT_MAX: usize = 256;
+
+/// One of the player's own actions that the policy sent to peers only: the map server never
+/// saw it, so it will not echo it, and the receive path synthesises that echo
+/// ([`crate::render::ReceiveStream::push_local_echo`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeersOnlySent {
+    /// Its number, counting every such action of this node from 0.
+    pub seq: u64,
+    /// What the player did.
+    pub event: ReceivedEvent,
+}
+
 /// The data channel a peer frame travels on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -275,6 +290,10 @@ pub struct Node {
     outputs: VecDeque<Output>,
     /// Reused buffer for encoding peer events.
     scratch: Vec<u8>,
+    /// The latest actions sent to peers only, oldest first.
+    peers_only: VecDeque<PeersOnlySent>,
+    /// The `seq` of the next one.
+    peers_only_next: u64,
     stats: NodeStats,
 }
 
@@ -297,6 +316,8 @@ impl Node {
             map_size: None,
             outputs: VecDeque::new(),
             scratch: Vec::with_capacity(64),
+            peers_only: VecDeque::new(),
+            peers_only_next: 0,
             stats: NodeStats::default(),
         };
         node.pump_client(now);
@@ -366,6 +387,19 @@ impl Node {
         self.openers.get(peer).map(Opener::counters)
     }
 
+    /// The player's own actions sent to peers only with `seq` at or after `seq`, oldest first
+    /// (at most the last [`PEERS_ONLY_KEPT_MAX`]). A driver that cannot take outputs for them
+    /// keeps the next `seq` it wants ([`Node::peers_only_next_seq`]) and asks after each
+    /// [`Node::on_game_send`].
+    pub fn peers_only_since(&self, seq: u64) -> impl Iterator<Item = &PeersOnlySent> {
+        self.peers_only.iter().filter(move |p| p.seq >= seq)
+    }
+
+    /// The `seq` the next action sent to peers only will get.
+    pub fn peers_only_next_seq(&self) -> u64 {
+        self.peers_only_next
+    }
+
     /// What the router sees right now: the client's inputs, with peers ready only when a
     /// sealer is held and at least one link is healthy.
     pub fn route_context(&self) -> RouteContext {
@@ -380,7 +414,17 @@ impl Node {
         let _ = now;
         let inputs = self.client.route_inputs();
         let ctx = route_context(&inputs, self.client.members(), self.sealer.is_some());
-        let Node { stream, policy, sealer, outputs, scratch, stats, .. } = self;
+        let Node {
+            stream,
+            policy,
+            sealer,
+            outputs,
+            scratch,
+            stats,
+            peers_only,
+            peers_only_next,
+            ..
+        } = self;
         let policy = *policy;
         stream.feed(bytes, &policy, &ctx, |verdict| match verdict {
             Verdict::Packet(p) => {
@@ -400,6 +444,12 @@ impl Node {
                     }
                     Route::Peers(e) => {
                         stats.packets_peers += 1;
+                        if peers_only.len() >= PEERS_ONLY_KEPT_MAX {
+                            peers_only.pop_front();
+                        }
+                        let event = ReceivedEvent::from_event(&e.event());
+                        peers_only.push_back(PeersOnlySent { seq: *peers_only_next, event });
+                        *peers_only_next += 1;
                         e
                     }
                     Route::ServerAndPeers(e) => {

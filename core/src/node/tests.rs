@@ -363,6 +363,87 @@ fn peers_only_policy_keeps_the_packet_from_the_server() {
 }
 
 #[test]
+fn actions_sent_to_peers_only_are_reported_for_the_local_echo_and_mirrored_ones_are_not() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("movement=peers,chat=mirror,emote=peers".parse().unwrap());
+    assert_eq!(w.nodes[a].peers_only_next_seq(), 0);
+    let mut bytes = walk(150, 200);
+    bytes.extend(chat(b"alice : hi"));
+    bytes.extend(emote(3));
+    bytes.extend(npc_click(1));
+    let to_server = w.game_send(a, &bytes);
+    let mut expected = chat(b"alice : hi");
+    expected.extend(npc_click(1));
+    assert_eq!(to_server, expected);
+    let sent: Vec<_> = w.nodes[a].peers_only_since(0).cloned().collect();
+    assert_eq!(
+        sent,
+        [
+            PeersOnlySent { seq: 0, event: ReceivedEvent::Move { x: 150, y: 200 } },
+            PeersOnlySent { seq: 1, event: ReceivedEvent::Emote { kind: 3 } },
+        ]
+    );
+    assert_eq!(w.nodes[a].peers_only_next_seq(), 2);
+    assert_eq!(w.nodes[a].peers_only_since(1).count(), 1);
+    assert_eq!(w.nodes[a].peers_only_since(2).count(), 0);
+}
+
+#[test]
+fn peers_only_actions_become_the_echoes_rathena_would_have_sent() {
+    use crate::render::ReceiveStream;
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("movement=peers,chat=peers,emote=peers".parse().unwrap());
+    let mut bytes = walk(150, 200);
+    bytes.extend(chat(b"alice : hi"));
+    bytes.extend(emote(3));
+    assert!(w.game_send(a, &bytes).is_empty());
+    let mut recv = ReceiveStream::new(PacketVersion::V20211103);
+    recv.set_own_account_id(7);
+    for sent in w.nodes[a].peers_only_since(0) {
+        recv.push_local_echo(t(0), &sent.event.as_event()).unwrap();
+    }
+    let out = recv.output();
+    let ids: Vec<u16> = {
+        let mut ids = Vec::new();
+        let mut at = 0;
+        while at + 4 <= out.len() {
+            let id = u16::from_le_bytes([out[at], out[at + 1]]);
+            let len = match id {
+                0x0087 => 12,
+                0x00C0 => 7,
+                _ => usize::from(u16::from_le_bytes([out[at + 2], out[at + 3]])),
+            };
+            ids.push(id);
+            at += len;
+        }
+        assert_eq!(at, out.len());
+        ids
+    };
+    assert_eq!(ids, [0x0087, 0x008E, 0x00C0]);
+    assert_eq!(recv.stats().local_echoes, 3);
+}
+
+#[test]
+fn the_peers_only_record_is_bounded_and_keeps_the_newest() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("emote=peers".parse().unwrap());
+    let n = PEERS_ONLY_KEPT_MAX as u64 + 10;
+    for _ in 0..n {
+        w.game_send(a, &emote(3));
+    }
+    let kept: Vec<u64> = w.nodes[a].peers_only_since(0).map(|p| p.seq).collect();
+    assert_eq!(kept.len(), PEERS_ONLY_KEPT_MAX);
+    assert_eq!(kept.first(), Some(&10));
+    assert_eq!(kept.last(), Some(&(n - 1)));
+}
+
+#[test]
 fn a_node_alone_in_its_session_sends_eligible_packets_to_the_server_and_counts_fallbacks() {
     let mut w = world();
     let a = w.add("alice", "prontera");

@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_ERR_CLOSED);
     CHECK(file_contains(log_json, "started: PACKETVER 20211103"));
     CHECK(file_contains(log_json, "[info] event FallbackOn"));
-    CHECK(file_contains(log_json, "stopped: 2 packets"));
+    CHECK(file_contains(log_json, "stopped (left the session): 2 packets"));
 
     /* Start from Data/config.ini; poll events instead of a callback. */
     CHECK_STATUS(rop2p_start(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_OK);

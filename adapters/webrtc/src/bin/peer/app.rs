@@ -5,118 +5,24 @@
 //! include this file and run peers as in-process tasks.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use ro_p2p_core::client::{self, Role as CoreRole, Signal};
-use ro_p2p_core::node::{Channel as CoreChannel, Node, NodeConfig, NodeStats, ReceivedEvent};
+use ro_p2p_core::client;
+use ro_p2p_core::node::{Node, NodeConfig, NodeStats, ReceivedEvent};
 use ro_p2p_core::packet::{
     KeySequence, Obfuscation, PacketLen, PacketSpec, PacketVersion, VARIABLE_LEN_MAX,
 };
 use ro_p2p_core::route::Policy;
-use ro_p2p_core::wire::{IceServer, PeerId, Zone};
+use ro_p2p_core::wire::{PeerId, Zone};
 use ro_p2p_core::{Instant, Rng};
-use ro_p2p_tokio::client::{
-    Connector, Driver, DriverEvent, NodeHandle, PeerTransport, TcpConnector, TransportEvent,
-};
-use ro_p2p_webrtc::{Channel, LinkEvent, LinksConfig, PeerLinks, Role};
+use ro_p2p_tokio::client::{Connector, Driver, DriverEvent, NodeHandle, TcpConnector};
+use ro_p2p_webrtc::{LinksConfig, WebRtcTransport};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-/// The WebRTC adapter as the driver's [`PeerTransport`].
-pub struct WebRtcTransport {
-    links: Arc<PeerLinks>,
-    events: mpsc::Receiver<LinkEvent>,
-    /// Failures of commands, reported as link events before the adapter's own.
-    local: VecDeque<TransportEvent>,
-}
-
-impl WebRtcTransport {
-    /// Links with `config`.
-    pub fn new(config: LinksConfig) -> WebRtcTransport {
-        let (links, events) = PeerLinks::new(config);
-        WebRtcTransport { links: Arc::new(links), events, local: VecDeque::new() }
-    }
-
-    fn failed(&mut self, peer: &PeerId) {
-        let event = client::LinkEvent::Failed;
-        self.local.push_back(TransportEvent::Link { peer: peer.clone(), event });
-    }
-}
-
-impl PeerTransport for WebRtcTransport {
-    async fn connect(&mut self, peer: PeerId, role: CoreRole, ice_servers: Vec<IceServer>) {
-        let role = match role {
-            CoreRole::Offerer => Role::Offerer,
-            CoreRole::Answerer => Role::Answerer,
-        };
-        if let Err(e) = self.links.connect(peer.clone(), role, ice_servers).await {
-            tracing::warn!(%peer, error = %e, "connect failed");
-            self.failed(&peer);
-        }
-    }
-
-    async fn disconnect(&mut self, peer: &PeerId) {
-        let _ = self.links.disconnect(peer).await;
-    }
-
-    async fn signal(&mut self, peer: &PeerId, signal: Signal) {
-        let result = match signal {
-            Signal::Offer { sdp } | Signal::Answer { sdp } => {
-                self.links.apply_remote_sdp(peer, sdp).await
-            }
-            Signal::Candidate { candidate } => {
-                self.links.apply_remote_candidate(peer, candidate).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(%peer, error = %e, "remote signaling refused");
-        }
-    }
-
-    async fn send(&mut self, peer: &PeerId, channel: CoreChannel, frame: &[u8]) {
-        let channel = match channel {
-            CoreChannel::Movement => Channel::Movement,
-            CoreChannel::Chat => Channel::Chat,
-        };
-        if let Err(e) = self.links.send(peer, channel, frame).await {
-            tracing::debug!(%peer, error = %e, "frame not sent");
-        }
-    }
-
-    async fn next_event(&mut self) -> Option<TransportEvent> {
-        if let Some(event) = self.local.pop_front() {
-            return Some(event);
-        }
-        let event = self.events.recv().await?;
-        let link = |peer: PeerId, event| Some(TransportEvent::Link { peer, event });
-        match event {
-            LinkEvent::LocalSdp { peer, sdp } => {
-                link(peer, client::LinkEvent::LocalDescription { sdp })
-            }
-            LinkEvent::LocalCandidate { peer, candidate } => {
-                link(peer, client::LinkEvent::LocalCandidate(candidate))
-            }
-            LinkEvent::Connected { peer } => link(peer, client::LinkEvent::Connected),
-            LinkEvent::Failed { peer, .. } => link(peer, client::LinkEvent::Failed),
-            LinkEvent::Closed { peer } => link(peer, client::LinkEvent::Closed),
-            LinkEvent::Measured { peer, rtt_ms, loss_percent } => {
-                link(peer, client::LinkEvent::Measured { rtt_ms, loss_percent })
-            }
-            LinkEvent::Data { peer, bytes, .. } => Some(TransportEvent::Frame { peer, bytes }),
-            _ => None,
-        }
-    }
-
-    async fn close(&mut self) {
-        self.links.close_all().await;
-    }
-}
 
 /// One thing the simulated player does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -1,0 +1,674 @@
+//! The batteries layer: what a DLL hooked into the game client calls. `rop2p_start` takes the
+//! player's configuration (`p2p_config.json` text or `Data/config.ini` text), opens the log
+//! file, and starts a background runtime ([`runtime`]) that runs the tokio client driver: the
+//! coordinator WebSocket (`ws://`/`wss://`, reconnecting with the client core's backoff) and
+//! WebRTC links to the session's members. The send hook hands the game's bytes to the driver's
+//! node and returns the bytes for the map server; the node seals peer events and the driver
+//! sends them. Peer events that arrive are drawn into the receive hook's stream, with the echo
+//! rAthena would have sent for the player's own peers-only actions. Events reach a callback or
+//! are polled; `rop2p_stop` leaves the session and ends the runtime. Every protocol decision is
+//! the core's ([`ro_p2p_core::node::Node`], [`ro_p2p_core::render`]); this module moves bytes.
+
+mod runtime;
+mod state;
+
+use std::ffi::{c_char, c_void};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ro_p2p_core::config::{ClientSettings, LogLevel};
+use ro_p2p_core::node::{NodeConfig, NodeStats, ReceivedEvent};
+use ro_p2p_core::packet::{Obfuscation, PeerCategory};
+use ro_p2p_core::route::{Choice, Policy};
+use ro_p2p_core::wire::{PeerId, Zone};
+use ro_p2p_tokio::client::DriverStopped;
+use ro_p2p_webrtc::LinksConfig;
+
+use crate::event::{RoP2pEvent, RoP2pEventKind};
+use crate::handles::{self, Kind};
+use crate::router::{self, ROP2P_SERVER_BYTES_QUEUED_MAX, RoP2pRouterStats, Router};
+use crate::status::{Failure, RoP2pStatus, c_str, copy_all, guard, input};
+use runtime::{Background, Stopped};
+use state::{Callback, Logger, Shared, State};
+
+/// The log file used when neither the call nor the configuration names one.
+pub const ROP2P_DEFAULT_LOG_FILE: &str = "p2p_dll.log";
+/// How long `rop2p_stop` waits for the session to be left and the driver to end.
+pub const ROP2P_STOP_WAIT_MS: u64 = 3_000;
+
+/// Which configuration format `rop2p_start` is given.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoP2pConfigFormat {
+    /// `p2p_config.json` (JSON with comments).
+    Json = 1,
+    /// The game's `Data/config.ini` (its `[P2P]` section).
+    Ini = 2,
+}
+
+/// Called with each event; `event` is valid only during the call. Called on the thread that
+/// made a library call, or on the library's `rop2p-events` thread: keep it short and
+/// thread-safe. It may call the library (even `rop2p_stop`).
+pub type RoP2pEventCallback =
+    Option<unsafe extern "C" fn(event: *const RoP2pEvent, user_data: *mut c_void)>;
+
+/// What the game knows that the configuration files do not: the player's identity, and
+/// transport settings for tests. Every field may be NULL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RoP2pStartOptions {
+    /// The coordinator's bearer token (JWT) from the login flow, NUL-terminated; NULL: none.
+    pub token: *const c_char,
+    /// The peer id to ask for, NUL-terminated: the account id in decimal, so peers draw this
+    /// player with the right unit id. Honoured only when the coordinator's authentication is
+    /// off (with it on, the token's subject is the id). NULL: the coordinator's choice.
+    pub peer_id: *const c_char,
+    /// The local IP address WebRTC binds (e.g. `"127.0.0.1"`: host candidates on loopback
+    /// only, for tests), NUL-terminated; NULL: every interface.
+    pub udp_bind_ip: *const c_char,
+}
+
+/// Counters of a started instance.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoP2pStats {
+    /// The send path's counters (from the node: packets framed, to the server, to peers) and
+    /// the receive path's (drawn, rejected, duplicates, local echoes).
+    pub router: RoP2pRouterStats,
+    /// Whether peers are in use right now (1) or everything goes to the server (0).
+    pub p2p_active: u32,
+    /// Peer links open (healthy).
+    pub peers_connected: u32,
+    /// Events dropped because nobody polled them and no callback was set.
+    pub events_dropped: u64,
+    /// Peer frames sealed and queued to links (one per peer per packet).
+    pub peer_frames_sent: u64,
+    /// Peer frames received (before any check).
+    pub peer_frames_received: u64,
+    /// Peer frames dropped (not a member, refused by the seal, invalid, outside the map).
+    pub peer_frames_dropped: u64,
+    /// Peer-eligible packets that went to the server because peers were not usable.
+    pub fallbacks: u64,
+}
+
+/// One started instance.
+struct Dll {
+    shared: Arc<Shared>,
+    background: Background,
+    settings: ClientSettings,
+    /// Some category goes to peers only, so the player's own actions need a local echo.
+    echo_wanted: bool,
+    /// The next peers-only action of the node to echo.
+    peers_only_next: u64,
+    /// Bytes for the server the caller has not taken yet (its buffer was too small).
+    server_out: Vec<u8>,
+    /// The driver ended on its own: the send hook passes bytes through untouched.
+    driver_gone: bool,
+    /// The node's counters when last read.
+    last_stats: NodeStats,
+}
+
+impl Kind for Dll {
+    const NAME: &'static str = "instance";
+}
+
+impl Dll {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.shared.lock().log.log(level, message);
+    }
+
+    /// The driver is gone (it panicked or stopped on its own): from now on the game's bytes
+    /// go to the server untouched, which is what fallback promises.
+    fn lose_driver(&mut self) {
+        if self.driver_gone {
+            return;
+        }
+        self.driver_gone = true;
+        let mut state = self.shared.lock();
+        state.emit(RoP2pEvent::new(
+            RoP2pEventKind::Error,
+            RoP2pStatus::ErrRuntime as i32,
+            0,
+            "the background runtime stopped; everything goes to the map server untouched",
+        ));
+        if state.p2p_active {
+            state.p2p_active = false;
+            state.emit(RoP2pEvent::new(
+                RoP2pEventKind::FallbackOn,
+                0,
+                0,
+                "everything goes to the map server: the background runtime stopped",
+            ));
+        }
+    }
+
+    /// Routes the game's bytes through the node; the server's share is appended to
+    /// `server_out`, the echoes of peers-only actions to the game's stream.
+    fn route(&mut self, data: &[u8]) -> Result<(), Failure> {
+        if self.driver_gone {
+            self.server_out.extend_from_slice(data);
+            return Ok(());
+        }
+        let node = self.background.node.clone();
+        let bytes = data.to_vec();
+        match self.background.block_on(node.game_send(bytes))? {
+            Ok(to_server) => self.server_out.extend_from_slice(&to_server),
+            Err(DriverStopped) => {
+                self.lose_driver();
+                self.server_out.extend_from_slice(data);
+                return Ok(());
+            }
+        }
+        if self.echo_wanted {
+            let from = self.peers_only_next;
+            let query = node.inspect(move |n| {
+                let sent: Vec<ReceivedEvent> =
+                    n.peers_only_since(from).map(|p| p.event.clone()).collect();
+                (n.peers_only_next_seq(), sent)
+            });
+            if let Ok((next, sent)) = self.background.block_on(query)? {
+                self.peers_only_next = next;
+                let mut state = self.shared.lock();
+                for event in sent {
+                    let now = state.router.now();
+                    if let Err(e) = state.router.recv.push_local_echo(now, &event.as_event()) {
+                        state.log.log(LogLevel::Debug, &format!("no echo for {event:?}: {e}"));
+                    }
+                }
+            }
+        }
+        if self.shared.lock().log.enabled(LogLevel::Debug) {
+            let before = self.last_stats.clone();
+            let after = self.node_stats()?;
+            self.log(
+                LogLevel::Debug,
+                &format!(
+                    "routed {} packet(s): {} to the server only, {} to peers only, {} mirrored, {} fallback(s)",
+                    after.packets - before.packets,
+                    after.packets_server - before.packets_server,
+                    after.packets_peers - before.packets_peers,
+                    after.packets_mirrored - before.packets_mirrored,
+                    after.fallbacks - before.fallbacks,
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The node's counters (the last ones read if the driver is gone).
+    fn node_stats(&mut self) -> Result<NodeStats, Failure> {
+        if !self.driver_gone {
+            match self.background.block_on(self.background.node.stats())? {
+                Ok(stats) => self.last_stats = stats,
+                Err(DriverStopped) => self.lose_driver(),
+            }
+        }
+        Ok(self.last_stats.clone())
+    }
+
+    fn stats(&mut self) -> Result<RoP2pStats, Failure> {
+        let n = self.node_stats()?;
+        let state = self.shared.lock();
+        let receive = state.router.stats();
+        Ok(RoP2pStats {
+            router: RoP2pRouterStats {
+                packets: n.packets,
+                to_server: n.packets_server + n.packets_mirrored,
+                to_peers: n.packets_peers + n.packets_mirrored,
+                peer_events_dropped: n.seal_failures,
+                send_desynced: u32::from(n.desyncs > 0),
+                ..receive
+            },
+            p2p_active: u32::from(state.p2p_active),
+            peers_connected: u32::try_from(state.links_open.len()).unwrap_or(u32::MAX),
+            events_dropped: state.router.events.dropped,
+            peer_frames_sent: n.frames_queued,
+            peer_frames_received: n.frames_received,
+            peer_frames_dropped: n.frames_received - n.events_received,
+            fallbacks: n.fallbacks,
+        })
+    }
+}
+
+/// Runs `f` on the instance behind `handle` (calls on one handle are serialised), then hands
+/// queued events to the callback with no lock held.
+fn with_dll<R>(handle: u64, f: impl FnOnce(&mut Dll) -> Result<R, Failure>) -> Result<R, Failure> {
+    let object = handles::get::<Dll>(handle)?;
+    let (result, shared) = {
+        let mut dll = handles::lock(&object)?;
+        let result = f(&mut dll);
+        (result, dll.shared.clone())
+    };
+    shared.deliver();
+    result
+}
+
+fn policy_has_peers_only(policy: &Policy) -> bool {
+    PeerCategory::ALL.iter().any(|&c| policy.choice(c) == Choice::Peers)
+}
+
+fn os_seed() -> Result<[u8; 32], Failure> {
+    use rand_core::TryRngCore as _;
+    let mut seed = [0u8; 32];
+    rand_core::OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| Failure::new(RoP2pStatus::ErrRuntime, format!("OS randomness: {e}")))?;
+    Ok(seed)
+}
+
+/// The start options, read from C.
+struct Options {
+    token: Option<String>,
+    peer_id: Option<PeerId>,
+    udp_bind_ip: Option<IpAddr>,
+}
+
+/// # Safety
+/// `options` NULL or valid, with NULL or NUL-terminated strings.
+unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Failure> {
+    if options.is_null() {
+        return Ok(Options { token: None, peer_id: None, udp_bind_ip: None });
+    }
+    // SAFETY: non-null; the caller promises a valid struct.
+    let o = unsafe { options.read() };
+    // SAFETY: the caller promises NULL or NUL-terminated strings.
+    let token = unsafe { c_str("options.token", o.token) }?.map(str::to_string);
+    // SAFETY: as above.
+    let peer_id = match unsafe { c_str("options.peer_id", o.peer_id) }? {
+        None => None,
+        Some(p) => Some(
+            PeerId::new(p.to_string())
+                .map_err(|e| Failure::invalid(format!("options.peer_id: {e}")))?,
+        ),
+    };
+    // SAFETY: as above.
+    let udp_bind_ip = match unsafe { c_str("options.udp_bind_ip", o.udp_bind_ip) }? {
+        None => None,
+        Some(ip) => Some(ip.parse::<IpAddr>().map_err(|e| {
+            Failure::invalid(format!("options.udp_bind_ip: {ip:?} is not an IP address: {e}"))
+        })?),
+    };
+    Ok(Options { token, peer_id, udp_bind_ip })
+}
+
+/// Starts an instance from the player's configuration; the same as
+/// [`rop2p_start_with`] without options.
+///
+/// # Safety
+/// As [`rop2p_start_with`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_start(
+    config_text: *const c_char,
+    format: u32,
+    log_path: *const c_char,
+    out_handle: *mut u64,
+) -> RoP2pStatus {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { rop2p_start_with(config_text, format, log_path, std::ptr::null(), out_handle) }
+}
+
+/// Starts an instance from the player's configuration and its background runtime.
+///
+/// `format`: 1 for `p2p_config.json` text, 2 for `Data/config.ini` text (its `[P2P]` section).
+/// `log_path`: the log file, or NULL for the configuration's `logging.file`, else
+/// `p2p_dll.log` in the working directory. `options`: NULL, or the player's identity and
+/// transport settings ([`RoP2pStartOptions`]). A configuration error returns
+/// `RO_P2P_STATUS_ERR_CONFIG` and `rop2p_last_error` names the key.
+///
+/// The instance starts in fallback (`RO_P2P_EVENT_KIND_FALLBACK_ON`: everything to the map
+/// server) and leaves it (`..._FALLBACK_OFF`) once it has joined the zone's session (after
+/// `rop2p_set_zone`) and a peer link is open. An unreachable coordinator is retried with
+/// backoff meanwhile; the hooks work throughout.
+///
+/// # Safety
+/// `config_text` is a NUL-terminated string; `log_path` NULL or one; `options` NULL or valid
+/// (its strings NULL or NUL-terminated); `out_handle` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_start_with(
+    config_text: *const c_char,
+    format: u32,
+    log_path: *const c_char,
+    options: *const RoP2pStartOptions,
+    out_handle: *mut u64,
+) -> RoP2pStatus {
+    guard(|| {
+        if out_handle.is_null() {
+            return Err(Failure::null("out_handle"));
+        }
+        // SAFETY: the caller passes a NUL-terminated string.
+        let text = unsafe { c_str("config_text", config_text) }?
+            .ok_or_else(|| Failure::null("config_text"))?;
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let log_path = unsafe { c_str("log_path", log_path) }?;
+        // SAFETY: the caller passes NULL or a valid struct.
+        let options = unsafe { read_options(options) }?;
+        let settings = match format {
+            1 => ClientSettings::from_json(text),
+            2 => ClientSettings::from_ini(text, None),
+            other => {
+                return Err(Failure::invalid(format!(
+                    "format must be 1 (p2p_config.json) or 2 (config.ini), got {other}"
+                )));
+            }
+        }
+        .map_err(|e| Failure::new(RoP2pStatus::ErrConfig, e.to_string()))?;
+        let version = router::parse_version(settings.packet_version)?;
+        let policy = match settings.routing_policy.as_deref() {
+            None => Policy::default(),
+            Some(p) => p.parse::<Policy>().map_err(|e| {
+                Failure::new(RoP2pStatus::ErrConfig, format!("routing policy: {e}"))
+            })?,
+        };
+        let obfuscation =
+            if version.obfuscated_by_default() { Obfuscation::On } else { Obfuscation::Off };
+        let path = log_path
+            .map(str::to_string)
+            .or_else(|| settings.log_file.clone())
+            .unwrap_or_else(|| ROP2P_DEFAULT_LOG_FILE.to_string());
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
+        let mut state = State {
+            router: Router::new(version, policy, obfuscation),
+            log: Logger { file, level: settings.log_level, epoch: std::time::Instant::now() },
+            callback: None,
+            joined: false,
+            links_open: Default::default(),
+            p2p_active: false,
+            not_an_account: 0,
+        };
+        if let Some(aid) = options.peer_id.as_ref().and_then(ro_p2p_core::render::account_id_of) {
+            state.router.recv.set_own_account_id(aid);
+        }
+        state.log.log(
+            LogLevel::Info,
+            &format!(
+                "ro-p2p {} started: PACKETVER {}, policy {policy}, {} coordinator URL(s), peer id {}",
+                env!("CARGO_PKG_VERSION"),
+                version.number(),
+                settings.coordinator_urls.len(),
+                options.peer_id.as_ref().map_or("from the coordinator", |p| p.as_str()),
+            ),
+        );
+        let reason = if !settings.p2p_enabled {
+            "P2P disabled in the configuration"
+        } else {
+            "waiting for the coordinator session and a peer link"
+        };
+        state.emit(RoP2pEvent::new(
+            RoP2pEventKind::FallbackOn,
+            0,
+            0,
+            &format!("everything goes to the map server: {reason}"),
+        ));
+        if !settings.security.certificate_validation {
+            state.log.log(
+                LogLevel::Warn,
+                "security.certificate_validation=false is ignored: wss:// certificates are always validated",
+            );
+        }
+        let shared = Shared::new(state);
+        let mut client = settings.to_client_config();
+        client.token = options.token;
+        client.peer_id = options.peer_id;
+        let config = NodeConfig {
+            packet_version: version,
+            obfuscation,
+            policy,
+            ..NodeConfig::with_client(client)
+        };
+        let mut links = LinksConfig::default();
+        if let Some(ip) = options.udp_bind_ip {
+            links.udp_bind_addrs = vec![SocketAddr::new(ip, 0)];
+        }
+        let background = Background::start(config, os_seed()?, links, shared.clone())?;
+        shared.lock().log.log(
+            LogLevel::Info,
+            &format!(
+                "runtime started: {} worker thread(s), WebRTC bound to {}",
+                runtime::RUNTIME_WORKERS,
+                options.udp_bind_ip.map_or("every interface".to_string(), |ip| ip.to_string())
+            ),
+        );
+        let dll = Dll {
+            shared,
+            background,
+            echo_wanted: policy_has_peers_only(&policy),
+            peers_only_next: 0,
+            server_out: Vec::new(),
+            driver_gone: false,
+            last_stats: NodeStats::default(),
+            settings,
+        };
+        let handle = handles::insert(dll);
+        // SAFETY: checked non-null above; the caller promises it is writable.
+        unsafe { out_handle.write(handle) };
+        Ok(RoP2pStatus::Ok)
+    })
+}
+
+/// Registers the event callback (NULL removes it: events are then kept for
+/// `rop2p_poll_event`); events queued so far are delivered at once, on this thread.
+///
+/// # Safety
+/// `callback` must stay callable, with `user_data`, from any thread until `rop2p_stop`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_set_event_callback(
+    handle: u64,
+    callback: RoP2pEventCallback,
+    user_data: *mut c_void,
+) -> RoP2pStatus {
+    guard(|| {
+        with_dll(handle, |d| {
+            d.shared.lock().callback = callback.map(|f| Callback { f, user_data });
+            Ok(RoP2pStatus::Ok)
+        })
+    })
+}
+
+/// Takes the next event when no callback is set; `RO_P2P_STATUS_NO_DATA` when there is none.
+///
+/// # Safety
+/// `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_poll_event(handle: u64, out: *mut RoP2pEvent) -> RoP2pStatus {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        // SAFETY: checked non-null; the caller promises it is writable.
+        with_dll(handle, |d| unsafe { d.shared.lock().router.write_next_event(out) })
+    })
+}
+
+/// Tells the instance which map the player is on (e.g. `"prontera"`): the node joins that
+/// zone's session when `zones.p2p_enabled_zones` allows it, and leaves the previous one.
+///
+/// # Safety
+/// `map_name` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_set_zone(handle: u64, map_name: *const c_char) -> RoP2pStatus {
+    guard(|| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        let name =
+            unsafe { c_str("map_name", map_name) }?.ok_or_else(|| Failure::null("map_name"))?;
+        let zone = Zone::new(name.trim_end_matches(".gat"))
+            .map_err(|e| Failure::invalid(format!("map name: {e}")))?;
+        with_dll(handle, |d| {
+            let allowed = d.settings.zones.allows(&zone);
+            d.log(LogLevel::Info, &format!("zone {zone}: P2P allowed {allowed}"));
+            if !d.driver_gone
+                && d.background.block_on(d.background.node.zone_changed(zone))?.is_err()
+            {
+                d.lose_driver();
+            }
+            Ok(RoP2pStatus::Ok)
+        })
+    })
+}
+
+/// The game opened a new connection to the map server (map-server change, reconnect): the
+/// send path's framing and the receive path's view start over. Bytes for the server not yet
+/// taken are kept.
+#[unsafe(no_mangle)]
+pub extern "C" fn rop2p_new_map_connection(handle: u64) -> RoP2pStatus {
+    guard(|| {
+        with_dll(handle, |d| {
+            if !d.driver_gone
+                && d.background.block_on(d.background.node.new_map_connection())?.is_err()
+            {
+                d.lose_driver();
+            }
+            let mut state = d.shared.lock();
+            state.router.new_receive_stream();
+            state.log.log(LogLevel::Info, "new map-server connection");
+            Ok(RoP2pStatus::Ok)
+        })
+    })
+}
+
+/// The send hook: bytes the game writes to the map server in, bytes to really send out (the
+/// node routes them; peer frames leave over the links). Same contract as
+/// `rop2p_router_on_game_send` (all or nothing, size needed when `cap` is small, and no more
+/// than `ROP2P_SERVER_BYTES_QUEUED_MAX` bytes waiting).
+///
+/// # Safety
+/// As `rop2p_router_on_game_send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_on_game_send(
+    handle: u64,
+    data: *const u8,
+    len: usize,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> RoP2pStatus {
+    guard(|| {
+        if out_len.is_null() {
+            return Err(Failure::null("out_len"));
+        }
+        // SAFETY: the caller's contract for `data`/`len`.
+        let data = unsafe { input("data", data, len) }?;
+        with_dll(handle, |d| {
+            let queued = d.server_out.len();
+            if queued + data.len() > ROP2P_SERVER_BYTES_QUEUED_MAX {
+                return Err(Failure::invalid(format!(
+                    "{queued} bytes for the server are waiting; read them before sending more"
+                )));
+            }
+            if !data.is_empty() {
+                d.route(data)?;
+            }
+            // SAFETY: `out_len` checked non-null; the caller's contract for `out`/`cap`.
+            unsafe { copy_all("out", &d.server_out, out, cap, out_len) }?;
+            d.server_out.clear();
+            Ok(RoP2pStatus::Ok)
+        })
+    })
+}
+
+/// The receive hook: bytes the map server sent in (NULL/0 to just read on), bytes for the game
+/// out, with peer events and local echoes drawn in. Same contract as
+/// `rop2p_router_on_server_recv` (partial reads are normal).
+///
+/// # Safety
+/// As `rop2p_router_on_server_recv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_on_server_recv(
+    handle: u64,
+    data: *const u8,
+    len: usize,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> RoP2pStatus {
+    guard(|| {
+        if out_len.is_null() {
+            return Err(Failure::null("out_len"));
+        }
+        if out.is_null() && cap > 0 {
+            return Err(Failure::null("out"));
+        }
+        // SAFETY: the caller's contract for `data`/`len`.
+        let data = unsafe { input("data", data, len) }?;
+        // SAFETY: `out_len` checked non-null, `out` non-null when `cap > 0`; the caller's
+        // contract for the rest.
+        with_dll(handle, |d| unsafe { d.shared.lock().router.recv_hook(data, out, cap, out_len) })
+    })
+}
+
+/// How many bytes for the game wait to be read by the receive hook (peer events drawn since
+/// the last call included).
+///
+/// # Safety
+/// `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_pending_game_bytes(handle: u64, out: *mut usize) -> RoP2pStatus {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        // SAFETY: checked non-null; the caller promises it is writable.
+        with_dll(handle, |d| unsafe { d.shared.lock().router.write_pending(out) })
+    })
+}
+
+/// Reads the counters.
+///
+/// # Safety
+/// `out` valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_stats(handle: u64, out: *mut RoP2pStats) -> RoP2pStatus {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        with_dll(handle, |d| {
+            let stats = d.stats()?;
+            // SAFETY: checked non-null; the caller promises it is writable.
+            unsafe { out.write(stats) };
+            Ok(RoP2pStatus::Ok)
+        })
+    })
+}
+
+/// Stops the instance: leaves the session (the coordinator tells the others at once), closes
+/// the links and the WebSocket, waits up to `ROP2P_STOP_WAIT_MS` for the runtime, logs the
+/// final counters and closes the log. A callback running on another thread is waited for.
+/// Every later call with the handle (stop included) returns `RO_P2P_STATUS_ERR_CLOSED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rop2p_stop(handle: u64) -> RoP2pStatus {
+    guard(|| {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Failure::new(
+                RoP2pStatus::ErrRuntime,
+                "called from inside a tokio runtime; call from the game's own threads",
+            ));
+        }
+        let object = handles::remove::<Dll>(handle)?;
+        let mut d = handles::lock(&object)?;
+        let stats = d.stats().unwrap_or_default();
+        let outcome = d.background.stop(Duration::from_millis(ROP2P_STOP_WAIT_MS));
+        let mut state = d.shared.lock();
+        let s = stats.router;
+        let how = match outcome {
+            Stopped::Cleanly => "left the session",
+            Stopped::TimedOut => "the runtime did not stop in time and was aborted",
+        };
+        state.log.log(
+            LogLevel::Info,
+            &format!(
+                "stopped ({how}): {} packets ({} to server, {} to peers), {} peer frames sent, {} received, {} peer events drawn, {} local echoes",
+                s.packets,
+                s.to_server,
+                s.to_peers,
+                stats.peer_frames_sent,
+                stats.peer_frames_received,
+                s.rendered,
+                s.local_echoes
+            ),
+        );
+        state.callback = None;
+        state.log.file = None;
+        Ok(RoP2pStatus::Ok)
+    })
+}

@@ -1,0 +1,297 @@
+//! What the caller's threads and the background runtime share: the receive path (a
+//! [`Router`]'s receive stream), the event queue, the log, the callback, and what the driver
+//! reported about the session (links open, fallback). Locked briefly, never across a wait on
+//! the driver, so the driver never waits on the game.
+
+use std::collections::BTreeSet;
+use std::ffi::c_void;
+use std::fs::File;
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ro_p2p_core::client::{ClientEvent, LinkHealth};
+use ro_p2p_core::config::LogLevel;
+use ro_p2p_core::render::account_id_of;
+use ro_p2p_core::wire::PeerId;
+use ro_p2p_tokio::client::DriverEvent;
+
+use crate::event::{RoP2pEvent, RoP2pEventKind};
+use crate::router::Router;
+
+/// The integrator's event callback and its `user_data`.
+pub(crate) struct Callback {
+    pub f: unsafe extern "C" fn(*const RoP2pEvent, *mut c_void),
+    pub user_data: *mut c_void,
+}
+
+// SAFETY: `user_data` is opaque to the library; the integrator promises (docs/dll.md, the
+// header) that the callback may be invoked with it from any thread.
+unsafe impl Send for Callback {}
+
+pub(crate) fn rank(level: LogLevel) -> u8 {
+    match level {
+        LogLevel::Trace => 0,
+        LogLevel::Debug => 1,
+        LogLevel::Info => 2,
+        LogLevel::Warn => 3,
+        _ => 4,
+    }
+}
+
+/// Writes `[elapsed] [level] message` lines to the log file.
+pub(crate) struct Logger {
+    pub file: Option<File>,
+    pub level: LogLevel,
+    pub epoch: std::time::Instant,
+}
+
+impl Logger {
+    pub fn enabled(&self, level: LogLevel) -> bool {
+        self.file.is_some() && rank(level) >= rank(self.level)
+    }
+
+    pub fn log(&mut self, level: LogLevel, message: &str) {
+        if !self.enabled(level) {
+            return;
+        }
+        if let Some(file) = self.file.as_mut() {
+            let ms = self.epoch.elapsed().as_millis();
+            // A full disk must not break the game: logging errors are ignored.
+            let _ =
+                writeln!(file, "[{}.{:03}s] [{}] {message}", ms / 1000, ms % 1000, level.as_str());
+        }
+    }
+}
+
+/// The shared state of one instance.
+pub(crate) struct State {
+    /// The receive path and the event queue (its send half is unused: the node routes).
+    pub router: Router,
+    pub log: Logger,
+    pub callback: Option<Callback>,
+    /// Joined a session (between `SessionJoined` and `SessionLeft`/fallback).
+    pub joined: bool,
+    /// Peers whose link is open (healthy).
+    pub links_open: BTreeSet<PeerId>,
+    /// Whether peers are in use, as last reported by a fallback on/off event.
+    pub p2p_active: bool,
+    /// Peer events not drawn because the sender's peer id is not an account id.
+    pub not_an_account: u64,
+}
+
+impl State {
+    /// Logs `event` and queues it for the callback or for polling.
+    pub fn emit(&mut self, event: RoP2pEvent) {
+        let level = match event.kind {
+            RoP2pEventKind::Error | RoP2pEventKind::SendDesync | RoP2pEventKind::RecvDesync => {
+                LogLevel::Warn
+            }
+            _ => LogLevel::Info,
+        };
+        let text = text_of(&event);
+        self.log.log(level, &format!("event {:?}: {text}", event.kind));
+        self.router.events.push(event);
+    }
+
+    /// Peers are in use while joined with at least one open link; reports each change as
+    /// `FallbackOff`/`FallbackOn`. The node makes the same judgement for each packet; this is
+    /// only what the integrator is told.
+    fn update_active(&mut self, reason: &str) {
+        let active = self.joined && !self.links_open.is_empty();
+        if active == self.p2p_active {
+            return;
+        }
+        self.p2p_active = active;
+        let event = if active {
+            RoP2pEvent::new(RoP2pEventKind::FallbackOff, 0, 0, "peers in use")
+        } else {
+            RoP2pEvent::new(
+                RoP2pEventKind::FallbackOn,
+                0,
+                0,
+                &format!("everything goes to the map server: {reason}"),
+            )
+        };
+        self.emit(event);
+    }
+
+    /// Takes in one event of the driver: peer events are drawn into the game's stream, the
+    /// rest become integrator events and log lines.
+    pub fn on_driver_event(&mut self, event: DriverEvent) {
+        match event {
+            DriverEvent::Received { from, event } => {
+                let Some(aid) = account_id_of(&from) else {
+                    self.not_an_account += 1;
+                    self.log.log(
+                        LogLevel::Debug,
+                        &format!("peer {from} is not an account id: its event is not drawn"),
+                    );
+                    return;
+                };
+                if let Err(e) = self.router.peer_event(aid, &event.as_event()) {
+                    self.log.log(LogLevel::Debug, &format!("event from {from} not drawn: {e}"));
+                } else if self.log.enabled(LogLevel::Debug) {
+                    self.log.log(LogLevel::Debug, &format!("drew {event:?} from {from}"));
+                }
+            }
+            DriverEvent::Dropped { from, reason } => {
+                self.log.log(LogLevel::Debug, &format!("frame from {from} dropped: {reason}"));
+            }
+            DriverEvent::TransportClosed { url, reason } => {
+                self.log.log(LogLevel::Info, &format!("coordinator {url}: {reason:?}"));
+            }
+            DriverEvent::Client(event) => self.on_client_event(event),
+            other => self.log.log(LogLevel::Debug, &format!("driver: {other:?}")),
+        }
+    }
+
+    fn on_client_event(&mut self, event: ClientEvent) {
+        let peer_event = |kind, peer: &PeerId| {
+            let aid = account_id_of(peer).map_or(0, u64::from);
+            RoP2pEvent::new(kind, 0, aid, peer.as_str())
+        };
+        match event {
+            ClientEvent::Welcomed { peer_id, url } => {
+                self.log.log(LogLevel::Info, &format!("welcomed by {url} as {peer_id}"));
+            }
+            ClientEvent::SessionJoined { session_id, zone, peers, resumed, .. } => {
+                self.joined = true;
+                self.log.log(
+                    LogLevel::Info,
+                    &format!(
+                        "joined session {session_id} in {zone} with {} other member(s){}",
+                        peers.len(),
+                        if resumed { ", seat resumed" } else { "" }
+                    ),
+                );
+                self.emit(RoP2pEvent::new(
+                    RoP2pEventKind::SessionJoined,
+                    0,
+                    0,
+                    session_id.as_str(),
+                ));
+                for peer in &peers {
+                    self.emit(peer_event(RoP2pEventKind::PeerJoined, peer));
+                }
+            }
+            ClientEvent::SessionLeft { session_id } => {
+                self.joined = false;
+                self.links_open.clear();
+                self.log.log(LogLevel::Info, &format!("left session {session_id}"));
+                self.update_active("left the session");
+            }
+            ClientEvent::PeerJoined { peer } => {
+                self.emit(peer_event(RoP2pEventKind::PeerJoined, &peer));
+            }
+            ClientEvent::PeerLeft { peer } => {
+                self.emit(peer_event(RoP2pEventKind::PeerLeft, &peer));
+            }
+            ClientEvent::LinkHealthChanged { peer, health } => {
+                let was_open = self.links_open.contains(&peer);
+                let open = health == LinkHealth::Open;
+                self.log.log(LogLevel::Debug, &format!("link {peer}: {health:?}"));
+                if open && !was_open {
+                    self.links_open.insert(peer.clone());
+                    self.emit(RoP2pEvent::new(RoP2pEventKind::LinkUp, 0, 0, peer.as_str()));
+                    self.update_active("");
+                } else if !open && was_open {
+                    self.links_open.remove(&peer);
+                    self.emit(RoP2pEvent::new(RoP2pEventKind::LinkDown, 0, 0, peer.as_str()));
+                    self.update_active("no peer link open");
+                }
+            }
+            ClientEvent::Fallback { active } => {
+                self.log.log(
+                    LogLevel::Info,
+                    &format!("client fallback {}", if active { "on" } else { "off" }),
+                );
+                if active {
+                    self.joined = false;
+                    self.update_active("coordinator unreachable");
+                }
+            }
+            ClientEvent::Reconnecting { url_index, delay_ms, failures } => {
+                self.log.log(
+                    LogLevel::Info,
+                    &format!(
+                        "coordinator #{url_index}: retry in {delay_ms} ms ({failures} failure(s))"
+                    ),
+                );
+            }
+            ClientEvent::JoinRefused { code } => {
+                let text = format!("join refused: {}", code.as_str());
+                self.emit(RoP2pEvent::new(RoP2pEventKind::Error, 0, 0, &text));
+            }
+            ClientEvent::CoordinatorError { code, message } => {
+                let text = format!("coordinator error {}: {message}", code.as_str());
+                self.emit(RoP2pEvent::new(RoP2pEventKind::Error, 0, 0, &text));
+            }
+            ClientEvent::CoordinatorMisbehaved { error } => {
+                let text = format!("coordinator misbehaved: {error}");
+                self.emit(RoP2pEvent::new(RoP2pEventKind::Error, 0, 0, &text));
+            }
+            ClientEvent::Stopped { reason } => {
+                self.joined = false;
+                self.links_open.clear();
+                self.log.log(LogLevel::Info, &format!("client stopped: {reason:?}"));
+                self.update_active("stopped");
+            }
+            other => self.log.log(LogLevel::Debug, &format!("client: {other:?}")),
+        }
+    }
+}
+
+pub(crate) fn text_of(event: &RoP2pEvent) -> String {
+    let bytes: Vec<u8> = event.text.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// [`State`] behind a lock, with the delivery lock that keeps callbacks in order.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    delivering: Mutex<()>,
+}
+
+impl Shared {
+    pub fn new(state: State) -> Arc<Shared> {
+        Arc::new(Shared { state: Mutex::new(state), delivering: Mutex::new(()) })
+    }
+
+    /// Locks the state. Nothing panics while holding it, and a poisoned lock is still
+    /// consistent enough to log and stop, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands queued events to the callback, in order, without holding the state lock during
+    /// a call (so the callback may call the library). If another thread is delivering, it
+    /// delivers these too.
+    pub fn deliver(&self) {
+        loop {
+            let Ok(_delivering) = self.delivering.try_lock() else { return };
+            loop {
+                let next = {
+                    let mut state = self.lock();
+                    match state.callback.as_ref() {
+                        None => None,
+                        Some(cb) => {
+                            let (f, user_data) = (cb.f, cb.user_data);
+                            state.router.events.pop().map(|event| (f, user_data, event))
+                        }
+                    }
+                };
+                let Some((f, user_data, event)) = next else { break };
+                // SAFETY: the integrator registered `f` for exactly this signature; `event`
+                // lives across the call; `user_data` is passed back as given.
+                unsafe { f(&event, user_data) };
+            }
+            drop(_delivering);
+            // An event queued while this thread held the delivery lock, by a thread that then
+            // found it busy, is delivered here.
+            let state = self.lock();
+            if state.callback.is_none() || state.router.events.is_empty() {
+                return;
+            }
+        }
+    }
+}
