@@ -401,6 +401,11 @@ impl State {
         self.sessions.get(sid)?.seat(peer)?.capabilities
     }
 
+    pub(crate) fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
+        let sid = self.seats.get(peer)?;
+        self.sessions.get(sid)?.seat(peer)?.conn()
+    }
+
     // ---- identity and connections -------------------------------------------------------
 
     /// Makes `conn` the one connection of `peer`: an older one is closed with `replaced`, and

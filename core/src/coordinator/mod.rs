@@ -251,6 +251,11 @@ impl Coordinator {
     pub fn seat_capabilities(&self, peer: &PeerId) -> Option<Capabilities> {
         self.state.seat_capabilities(peer)
     }
+
+    /// The connection holding `peer`'s seat, if it is seated here and live.
+    pub fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
+        self.state.seat_connection(peer)
+    }
 }
 
 impl SansIo for Coordinator {

@@ -129,6 +129,23 @@ pub struct SeatRecord {
     pub host: bool,
     /// The instance holding its connection, if it is connected.
     pub connected_via: Option<InstanceId>,
+    /// The session key's epoch when written (0 in records of older versions): the next owner
+    /// gives the restored session a higher one.
+    #[serde(default)]
+    pub key_epoch: u32,
+}
+
+impl SeatRecord {
+    /// The core's input form of this record.
+    pub fn restored(&self) -> ro_p2p_core::coordinator::RestoredSeat {
+        ro_p2p_core::coordinator::RestoredSeat {
+            peer_id: self.peer_id.clone(),
+            session_id: self.session_id.clone(),
+            capabilities: self.capabilities,
+            host: self.host,
+            key_epoch: self.key_epoch,
+        }
+    }
 }
 
 /// A session as an instance publishes it in its view: the core's `SessionView` without
