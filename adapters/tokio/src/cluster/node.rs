@@ -87,6 +87,10 @@ pub struct ClusterNode {
     /// Seats may have changed since the last write.
     dirty: bool,
     shutting_down: bool,
+    /// After a failed renewal, when to try again (the store may refuse fast while it is down:
+    /// without this the overdue lease would make the driver spin).
+    renew_retry_at_ms: Option<u64>,
+    lease_ttl_ms: u64,
 }
 
 impl ClusterNode {
@@ -112,6 +116,8 @@ impl ClusterNode {
             resync: BTreeSet::new(),
             dirty: false,
             shutting_down: false,
+            renew_retry_at_ms: None,
+            lease_ttl_ms,
         }
     }
 
@@ -483,8 +489,15 @@ impl ClusterNode {
             self.dirty = true;
             self.drain().await;
         }
-        for (zone, why) in self.ownership.tick(self.clock.now_ms()).await {
-            self.lose_zone(&zone, why);
+        let now_ms = self.clock.now_ms();
+        if self.renew_retry_at_ms.is_none_or(|t| t <= now_ms) {
+            self.renew_retry_at_ms = None;
+            for (zone, why) in self.ownership.tick(now_ms).await {
+                self.lose_zone(&zone, why);
+            }
+            if self.ownership.next_tick_ms().is_some_and(|t| t <= now_ms) {
+                self.renew_retry_at_ms = Some(now_ms + (self.lease_ttl_ms / 20).clamp(10, 250));
+            }
         }
         self.sync_seats().await;
     }
@@ -500,7 +513,9 @@ impl ClusterNode {
     /// When [`ClusterNode::tick`] is next due, in the clock's ms.
     pub fn poll_timeout_ms(&self) -> Option<u64> {
         let core = self.core.poll_timeout().map(|t| t.as_millis());
-        match (core, self.ownership.next_tick_ms()) {
+        let leases =
+            self.ownership.next_tick_ms().map(|t| t.max(self.renew_retry_at_ms.unwrap_or(0)));
+        match (core, leases) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -109,6 +109,8 @@ pub struct ClusterHealth {
     pub instances: usize,
     /// Zones this instance owns.
     pub zones_owned: usize,
+    /// Which zones those are, in order.
+    pub zones: Vec<Zone>,
 }
 
 /// Opens the store of `config` (must run inside a tokio runtime).
@@ -394,6 +396,7 @@ impl ClusterHub {
                 store_error: self.store_error.clone(),
                 instances: world.instances.len(),
                 zones_owned: self.node.ownership().held().len(),
+                zones: self.node.ownership().held().keys().cloned().collect(),
             }),
         }
     }
