@@ -1,7 +1,7 @@
 //! Two cluster nodes (the prototype of cluster mode's hub) on one in-memory store: clients held
 //! by different instances join one zone, are seated in one session by the zone's owner, and
 //! signal each other through it; when the owner dies and its lease expires, the other instance
-//! takes the zone over on the next frame.
+//! takes the zone over on the next frame and restores its seats from the records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -180,8 +180,16 @@ async fn when_the_owner_dies_the_zone_moves_on_the_next_frame_after_its_lease() 
     assert!(
         b.node.ownership().held().contains_key(&ro_p2p_core::wire::Zone::new("payon").unwrap())
     );
-    assert_eq!(b.inbox[&carol].last().unwrap().type_name(), "session-joined");
-    assert_eq!(b.node.core().sessions()[0].members, [peer("carol")], "seats are not restored yet");
+    match b.inbox[&carol].last().unwrap() {
+        ServerMessage::SessionJoined { resumed, peers, .. } => {
+            assert!(*resumed, "carol resumes her seat");
+            assert_eq!(peers, &[peer("alice")], "alice's seat waits for her in grace");
+        }
+        other => panic!("carol got {other:?}"),
+    }
+    let s = &b.node.core().sessions()[0];
+    assert_eq!(s.members, [peer("alice"), peer("carol")], "both seats restored from the records");
+    assert_eq!(s.connected, [peer("carol")]);
 }
 
 /// The same signaling path over a real `redis-server` (skipped if it is not installed).

@@ -219,6 +219,7 @@ fn seat(peer: &str, session: &str, z: &str, host: bool) -> SeatRecord {
         }),
         host,
         connected_via: Some(id("a")),
+        key_epoch: 2,
     }
 }
 

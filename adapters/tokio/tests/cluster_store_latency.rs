@@ -77,6 +77,7 @@ async fn loopback_redis_bus_hop_and_fenced_write_latency() {
             capabilities: None,
             host: false,
             connected_via: None,
+            key_epoch: 1,
         };
         let t = Instant::now();
         owner.put_seat(&lease, &seat).await.unwrap();

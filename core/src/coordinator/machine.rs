@@ -11,7 +11,7 @@ use super::config::Config;
 use super::deadlines::Deadlines;
 use super::rate::{Limiter, Strike};
 use super::session::{Seat, SeatState, Session};
-use super::{ConnId, Identity, Input, Output, Placement, SessionView, Stats};
+use super::{ConnId, Identity, Input, Output, Placement, RestoredSeat, SessionView, Stats};
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::{
@@ -133,6 +133,11 @@ struct Counters {
 /// Tries at drawing an unused session id before giving up.
 const SESSION_ID_ATTEMPTS: usize = 16;
 
+/// `announced_to` of a restored seat: it was announced by another instance, on a connection
+/// this one never numbers (adapters count up from 1), so the identity's next `join` here is a
+/// resume.
+const ANNOUNCED_ELSEWHERE: ConnId = ConnId(u64::MAX);
+
 /// Everything the coordinator knows. Not `Debug`: it holds the key generator.
 pub(crate) struct State {
     pub(crate) config: Config,
@@ -181,6 +186,8 @@ impl State {
                 }
             }
             Input::Shutdown => self.on_shutdown(now),
+            Input::RestoreSeats { zone, seats } => self.restore_seats(now, &zone, seats),
+            Input::DropZone { zone } => self.drop_zone(&zone),
         }
     }
 
@@ -335,6 +342,86 @@ impl State {
         for (conn, c) in gone {
             self.detach(now, conn, c);
         }
+    }
+
+    // ---- zone handover (cluster mode) ---------------------------------------------------
+
+    fn restore_seats(&mut self, now: Instant, zone: &Zone, seats: Vec<RestoredSeat>) {
+        if self.shutting_down {
+            return;
+        }
+        let until = now.add_millis(self.config.session_timeout_s.saturating_mul(1_000));
+        for r in seats {
+            if self.seats.contains_key(&r.peer_id) {
+                continue; // seated here already: that seat is newer than the record
+            }
+            match self.sessions.get(&r.session_id) {
+                Some(s) if &s.zone != zone => continue,
+                Some(s) if s.seats.len() >= self.config.max_players_per_session => continue,
+                Some(_) => {}
+                None => {
+                    let open = self.by_zone.get(zone).map_or(0, BTreeSet::len);
+                    if open >= self.config.max_sessions_per_zone {
+                        continue;
+                    }
+                    let key = SessionKey { epoch: 1, key: self.rng.bytes32() };
+                    let session = Session {
+                        id: r.session_id.clone(),
+                        zone: zone.clone(),
+                        seats: Vec::new(),
+                        host: None,
+                        created_at: now,
+                        key,
+                    };
+                    self.sessions.insert(r.session_id.clone(), session);
+                    self.by_zone.entry(zone.clone()).or_default().insert(r.session_id.clone());
+                    self.deadlines
+                        .set(Timer::Rotate(r.session_id.clone()), self.next_rotation(now));
+                }
+            }
+            let live = self.live.get(&r.peer_id).copied();
+            let conn_caps = live.and_then(|c| self.conns.get(&c)).and_then(|c| c.capabilities);
+            let Some(session) = self.sessions.get_mut(&r.session_id) else {
+                continue;
+            };
+            session.key.epoch = session.key.epoch.max(r.key_epoch.saturating_add(1));
+            session.seats.push(Seat {
+                peer: r.peer_id.clone(),
+                state: live.map_or(SeatState::AwaitingReconnect { until }, SeatState::Live),
+                announced_to: Some(ANNOUNCED_ELSEWHERE),
+                capabilities: conn_caps.or(r.capabilities),
+            });
+            if r.host {
+                session.host = Some(r.peer_id.clone());
+            }
+            self.seats.insert(r.peer_id.clone(), r.session_id.clone());
+            if live.is_none() {
+                self.deadlines.set(Timer::Grace(r.peer_id), until);
+            }
+        }
+    }
+
+    fn drop_zone(&mut self, zone: &Zone) {
+        for sid in self.by_zone.remove(zone).unwrap_or_default() {
+            let Some(session) = self.sessions.remove(&sid) else {
+                continue;
+            };
+            self.deadlines.stop(&Timer::Rotate(sid));
+            for seat in session.seats {
+                self.seats.remove(&seat.peer);
+                self.deadlines.stop(&Timer::Grace(seat.peer));
+            }
+        }
+    }
+
+    pub(crate) fn seat_capabilities(&self, peer: &PeerId) -> Option<Capabilities> {
+        let sid = self.seats.get(peer)?;
+        self.sessions.get(sid)?.seat(peer)?.capabilities
+    }
+
+    pub(crate) fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
+        let sid = self.seats.get(peer)?;
+        self.sessions.get(sid)?.seat(peer)?.conn()
     }
 
     // ---- identity and connections -------------------------------------------------------

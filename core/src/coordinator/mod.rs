@@ -28,7 +28,7 @@ pub use rate::{RATE_ERROR_GAP_MS, STRIKE_WINDOW_MS};
 use crate::rng::Rng;
 use crate::sansio::SansIo;
 use crate::time::Instant;
-use crate::wire::{ErrorCode, IceServer, PeerId, ServerMessage, SessionId, Zone};
+use crate::wire::{Capabilities, ErrorCode, IceServer, PeerId, ServerMessage, SessionId, Zone};
 
 /// A WebSocket connection, numbered by the adapter; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,6 +69,40 @@ pub enum Input {
     },
     /// The coordinator stops: every connection is closed with `shutting-down`.
     Shutdown,
+    /// Seats another coordinator instance kept for `zone` (cluster mode: this instance has just
+    /// taken the zone over). Each seat waits in grace for its identity to come back, silently:
+    /// the other members see no `peer-left`/`peer-joined`, and the returning client's `join`
+    /// answers `session-joined` with `resumed: true`. A seat whose identity is already seated
+    /// here, or that would exceed a limit, is skipped.
+    RestoreSeats {
+        /// The zone taken over.
+        zone: Zone,
+        /// Its recorded seats.
+        seats: Vec<RestoredSeat>,
+    },
+    /// This instance no longer speaks for `zone` (cluster mode: another instance owns it now).
+    /// Its sessions and seats are forgotten without telling anyone and without any output; the
+    /// connections stay open, unseated, for the adapter to move to the new owner.
+    DropZone {
+        /// The zone lost.
+        zone: Zone,
+    },
+}
+
+/// A seat recorded by the zone's previous owner, for [`Input::RestoreSeats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredSeat {
+    /// The member.
+    pub peer_id: PeerId,
+    /// Its session (kept: the session id survives the handover).
+    pub session_id: SessionId,
+    /// What it reported for host election, if it did.
+    pub capabilities: Option<Capabilities>,
+    /// Whether it was the session's host.
+    pub host: bool,
+    /// The session key's epoch at the previous owner: the restored session's new key gets a
+    /// higher one, so members never confuse the two keys.
+    pub key_epoch: u32,
 }
 
 /// What the adapter must do, in order.
@@ -210,6 +244,17 @@ impl Coordinator {
     /// Live connections.
     pub fn connection_count(&self) -> usize {
         self.state.conns.len()
+    }
+
+    /// The capabilities `peer`'s seat reported, if it is seated here and reported any (cluster
+    /// mode records them with the seat).
+    pub fn seat_capabilities(&self, peer: &PeerId) -> Option<Capabilities> {
+        self.state.seat_capabilities(peer)
+    }
+
+    /// The connection holding `peer`'s seat, if it is seated here and live.
+    pub fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
+        self.state.seat_connection(peer)
     }
 }
 

@@ -883,3 +883,100 @@ fn seat_transition_table() {
     }
     insta::assert_snapshot!(table.join("\n"));
 }
+
+fn restored(p: &str, sid: &str, host: bool, key_epoch: u32) -> RestoredSeat {
+    RestoredSeat {
+        peer_id: peer(p),
+        session_id: SessionId::new(sid).unwrap(),
+        capabilities: host.then(|| caps(8, 4000)),
+        host,
+        key_epoch,
+    }
+}
+
+#[test]
+fn restored_seats_wait_in_grace_and_their_members_resume_without_churn() {
+    let mut h = H::new(Config::default());
+    let sid = SessionId::new("prontera-0a0b").unwrap();
+    let seats =
+        vec![restored("a", "prontera-0a0b", true, 3), restored("b", "prontera-0a0b", false, 3)];
+    let out = h.input(Input::RestoreSeats { zone: zone("prontera"), seats });
+    assert!(out.is_empty(), "a restore tells nobody anything: {out:?}");
+    let view = h.c.session(&sid).unwrap();
+    assert_eq!(view.members, vec![peer("a"), peer("b")]);
+    assert!(view.connected.is_empty());
+    assert_eq!(view.host, Some(peer("a")));
+    assert_eq!(h.c.stats().seats_in_grace, 2);
+    assert_eq!(h.c.seat_capabilities(&peer("a")), Some(caps(8, 4000)));
+
+    h.connect(1, "a");
+    let out = h.join(1, "prontera");
+    let (sid1, peers, host, epoch, resumed) = joined(&sends(&out, 1));
+    assert_eq!((sid1, peers, host, resumed), (sid.clone(), vec![peer("b")], Some(peer("a")), true));
+    assert!(epoch > 3, "the new key's epoch is above the recorded one, got {epoch}");
+
+    h.connect(2, "b");
+    let out = h.join(2, "prontera");
+    assert!(joined(&sends(&out, 2)).4, "b resumes too");
+    assert!(sends(&out, 1).is_empty(), "a sees no peer-joined for b: {out:?}");
+    assert_eq!(h.c.session(&sid).unwrap().connected, vec![peer("a"), peer("b")]);
+    assert_eq!(h.c.seat_connection(&peer("b")), Some(ConnId(2)));
+    assert_eq!(h.c.stats().joins, 0, "resumes are not joins");
+}
+
+#[test]
+fn a_restored_seat_whose_member_never_returns_ends_with_its_grace() {
+    let mut h = H::new(Config { idle_timeout_ms: 3_600_000, ..Config::default() });
+    let seats =
+        vec![restored("a", "geffen-0001", false, 1), restored("b", "geffen-0001", false, 1)];
+    h.input(Input::RestoreSeats { zone: zone("geffen"), seats });
+    h.connect(1, "a");
+    h.join(1, "geffen");
+    let out = h.advance(300_001);
+    let left: Vec<_> = sends(&out, 1)
+        .into_iter()
+        .filter(|m| matches!(m, ServerMessage::PeerLeft { reason: PeerLeftReason::Timeout, .. }))
+        .collect();
+    assert_eq!(left.len(), 1, "{out:?}");
+}
+
+#[test]
+fn restore_skips_seats_already_held_here_and_sessions_of_another_zone() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    let (here, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    let seats = vec![
+        restored("a", "prontera-ffff", false, 1),
+        RestoredSeat { session_id: here.clone(), ..restored("c", "x", false, 1) },
+    ];
+    h.input(Input::RestoreSeats { zone: zone("geffen"), seats });
+    assert_eq!(h.c.session(&here).unwrap().members, vec![peer("a")], "another zone's session");
+    assert!(h.c.session(&SessionId::new("prontera-ffff").unwrap()).is_none(), "a is seated here");
+    assert!(h.c.discover(&zone("geffen")).is_empty());
+}
+
+#[test]
+fn a_dropped_zone_is_forgotten_silently_and_its_connections_stay_open_unseated() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.connect(3, "c");
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    h.join(3, "geffen");
+    h.disconnect(2);
+    let out = h.input(Input::DropZone { zone: zone("prontera") });
+    assert!(out.is_empty(), "{out:?}");
+    assert!(h.c.discover(&zone("prontera")).is_empty());
+    assert_eq!(h.c.discover(&zone("geffen")).len(), 1, "other zones stay");
+    assert_eq!(h.c.stats().seats_in_grace, 0);
+    let out = h.msg(1, &offer_to("c"));
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::NotInSession]);
+    let out = h.msg(1, &ClientMessage::Ping { nonce: Some(5) });
+    assert!(matches!(sends(&out, 1)[..], [ServerMessage::Pong { .. }]), "still open: {out:?}");
+    // No grace timer survives the drop.
+    let out = h.advance(600_000);
+    assert!(
+        out.iter().all(|o| !matches!(o, Output::Send { msg: ServerMessage::PeerLeft { .. }, .. }))
+    );
+}

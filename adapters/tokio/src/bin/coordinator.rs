@@ -76,6 +76,20 @@ struct Cli {
     /// Load and validate the configuration, print the effective settings, and exit.
     #[arg(long)]
     check_config: bool,
+
+    /// This instance's id in a cluster (with coordinator.redis): 1 to 64 of [A-Za-z0-9_.-],
+    /// unique among the instances. Default: the host name and the process id.
+    #[arg(long, value_name = "ID", env = "RO_P2P_INSTANCE_ID", value_parser = parse_instance_id)]
+    instance_id: Option<ro_p2p_tokio::cluster::InstanceId>,
+
+    /// Zone lease lifetime in a cluster, in ms: the longest a dead instance's zones stay
+    /// unavailable before another instance takes them over. Default 10000.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..))]
+    lease_ttl_ms: Option<u64>,
+}
+
+fn parse_instance_id(s: &str) -> Result<ro_p2p_tokio::cluster::InstanceId, String> {
+    ro_p2p_tokio::cluster::InstanceId::new(s).map_err(|e| e.to_string())
 }
 
 /// Log line format.
@@ -149,6 +163,8 @@ fn main() -> ExitCode {
         log_file: cli.log_file.clone(),
         tls_cert: cli.tls_cert.clone(),
         tls_key: cli.tls_key.clone(),
+        instance_id: cli.instance_id.clone(),
+        lease_ttl_ms: cli.lease_ttl_ms,
     };
     let effective =
         match Effective::load(cli.config.as_deref(), &overrides, |k| std::env::var(k).ok()) {
@@ -184,10 +200,11 @@ fn main() -> ExitCode {
     } else if !effective.server.require_authentication {
         tracing::warn!("authentication is OFF (coordinator.require_authentication: false)");
     }
-    if effective.redis_configured {
-        tracing::warn!(
-            "coordinator.redis is configured, but this build keeps session state in memory: run \
-             one coordinator per world"
+    if let Some(cluster) = &effective.server.cluster {
+        tracing::info!(
+            instance = %cluster.instance,
+            lease_ttl_ms = cluster.lease_ttl_ms,
+            "cluster mode: sharing the world with every instance on the same Redis and key prefix"
         );
     }
     if !effective.server.require_authentication

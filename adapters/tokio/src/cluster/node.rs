@@ -1,17 +1,21 @@
-//! A prototype of cluster mode's hub logic: one instance's core, its connections, and the bus.
+//! Cluster mode's hub logic: one instance's core, its connections, and the bus.
 //!
-//! [`ClusterNode`] puts [`ZoneOwnership`], [`ConnZones`], [`RemoteConns`] and the
-//! [`Envelope`]s together around one [`Coordinator`], without sockets: the driver (a future
-//! cluster-mode hub, or a test) feeds it connection events and bus messages and executes its
-//! [`NodeOutput`]s. It shows the routing works end to end (clients on different instances in
-//! one zone signal each other through the zone's owner); it is not yet used by the service (see
-//! `docs/scaling.md`, "What is not done yet").
+//! [`ClusterNode`] puts [`ZoneOwnership`], [`ConnZones`], [`RemoteConns`], [`SeatSync`] and the
+//! [`Envelope`]s together around one [`Coordinator`], without sockets: the driver (the service's
+//! cluster hub, `server::cluster_hub`, or a test) feeds it connection events and bus messages
+//! and executes its [`NodeOutput`]s.
 //!
 //! A connection starts in the holder's own core (which sends `welcome`). When it joins a zone
 //! owned elsewhere, the holder disconnects it from its own core and attaches it to the owner's,
 //! whose second `welcome` is not passed on. Frames of a connection follow its zone's owner; when
 //! the owner no longer listens (0 receivers), the zone is routed again, which takes it over once
-//! the dead owner's lease has expired.
+//! the dead owner's lease has expired. Whenever a connection moves to another core, the holder
+//! replays its last `join` there first, so the client resumes its seat (`resumed: true`).
+//!
+//! Handover: taking a zone (a lease with a new epoch) reads the zone's seat records and feeds
+//! them to the core ([`Input::RestoreSeats`]); losing a zone (fenced, or the store unreachable
+//! until the lease's end) drops its sessions silently ([`Input::DropZone`]). After every change
+//! of seats, the owned zones' seats are written back, fenced by their leases.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -23,7 +27,8 @@ use ro_p2p_core::{Instant as CoreInstant, SansIo};
 use super::routing::REMOTE_CONN_BASE;
 use super::{
     BusMessage, Clock, ClusterStore, ConnZones, Envelope, FrameZone, InstanceId, InstanceView,
-    OwnershipError, RemoteConns, SessionSummary, StoreError, ZoneOwnership, ZoneRoute,
+    LostBecause, OwnershipError, RemoteConns, SeatSync, SeatWrite, SessionSummary, StoreError,
+    ZoneOwnership, ZoneRoute,
 };
 
 /// What the driver must do with one of its own connections.
@@ -59,6 +64,8 @@ struct Held {
     account: Option<PeerId>,
     ice_servers: Vec<IceServer>,
     placement: Placement,
+    /// The connection's last `join`, replayed when it moves to another core.
+    last_join: Option<Vec<u8>>,
 }
 
 /// One instance in cluster mode: its core, its connections, its leases and its bus.
@@ -73,6 +80,17 @@ pub struct ClusterNode {
     held: BTreeMap<ConnId, Held>,
     welcomed: BTreeSet<ConnId>,
     out: VecDeque<NodeOutput>,
+    seats: SeatSync,
+    /// Owned zones whose stored seats must be read again before the next write (a write
+    /// failed, so what was last written is unknown).
+    resync: BTreeSet<Zone>,
+    /// Seats may have changed since the last write.
+    dirty: bool,
+    shutting_down: bool,
+    /// After a failed renewal, when to try again (the store may refuse fast while it is down:
+    /// without this the overdue lease would make the driver spin).
+    renew_retry_at_ms: Option<u64>,
+    lease_ttl_ms: u64,
 }
 
 impl ClusterNode {
@@ -94,6 +112,12 @@ impl ClusterNode {
             held: BTreeMap::new(),
             welcomed: BTreeSet::new(),
             out: VecDeque::new(),
+            seats: SeatSync::default(),
+            resync: BTreeSet::new(),
+            dirty: false,
+            shutting_down: false,
+            renew_retry_at_ms: None,
+            lease_ttl_ms,
         }
     }
 
@@ -105,6 +129,16 @@ impl ClusterNode {
     /// The zones this instance holds.
     pub fn ownership(&self) -> &ZoneOwnership {
         &self.ownership
+    }
+
+    /// The store this instance acts on.
+    pub fn store(&self) -> &Arc<dyn ClusterStore> {
+        &self.store
+    }
+
+    /// Connections this instance holds (its own WebSockets).
+    pub fn held_count(&self) -> usize {
+        self.held.len()
     }
 
     /// What this instance publishes about itself: the sessions of the zones it owns (with their
@@ -176,28 +210,41 @@ impl ClusterNode {
         };
         self.held.insert(
             conn,
-            Held { account, ice_servers: ice_servers.clone(), placement: Placement::Local },
+            Held {
+                account,
+                ice_servers: ice_servers.clone(),
+                placement: Placement::Local,
+                last_join: None,
+            },
         );
         let now = self.now();
         self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
+        self.dirty = true;
         self.drain().await;
+        self.sync_seats().await;
     }
 
     /// One frame from a connection of ours.
     pub async fn frame(&mut self, conn: ConnId, bytes: Vec<u8>) {
-        if !self.held.contains_key(&conn) {
-            return;
+        let Some(held) = self.held.get_mut(&conn) else { return };
+        let (zone, is_join) = match self.zones.route(conn, &bytes) {
+            FrameZone::Unjoined => (None, false),
+            FrameZone::Joins { zone, .. } => {
+                held.last_join = Some(bytes.clone());
+                (Some(zone), true)
+            }
+            FrameZone::In(zone) => (Some(zone), false),
+        };
+        if changes_seats(&bytes) {
+            self.dirty = true;
         }
-        let zone = match self.zones.route(conn, &bytes) {
-            FrameZone::Unjoined => None,
-            FrameZone::Joins { zone, .. } | FrameZone::In(zone) => Some(zone),
-        };
         let Some(zone) = zone else {
-            return self.feed_local(conn, bytes).await;
+            self.feed_local(conn, bytes).await;
+            return self.sync_seats().await;
         };
-        let current = self.held.get(&conn).map(|h| h.placement.clone());
+        let current = held.placement.clone();
         // A frame for a remote owner goes straight there while it listens.
-        if let Some(Placement::Remote(owner)) = &current {
+        if let Placement::Remote(owner) = &current {
             let env = Envelope::Frame { conn, frame: String::from_utf8_lossy(&bytes).into_owned() };
             if self.ownership_is(&zone, owner).await
                 && matches!(self.store.publish(owner, &env.encode()).await, Ok(n) if n > 0)
@@ -205,14 +252,19 @@ impl ClusterNode {
                 return;
             }
         }
-        let now_ms = self.clock.now_ms();
-        match self.ownership.route(&zone, now_ms).await {
+        match self.route_zone(&zone).await {
             Ok(ZoneRoute::Local(_)) => {
-                self.place(conn, Placement::Local).await;
+                let moved = self.place(conn, Placement::Local).await;
+                if moved && !is_join {
+                    self.replay_join(conn).await;
+                }
                 self.feed_local(conn, bytes).await;
             }
             Ok(ZoneRoute::Remote(owner)) => {
-                self.place(conn, Placement::Remote(owner.clone())).await;
+                let moved = self.place(conn, Placement::Remote(owner.clone())).await;
+                if moved && !is_join {
+                    self.replay_join(conn).await;
+                }
                 let env =
                     Envelope::Frame { conn, frame: String::from_utf8_lossy(&bytes).into_owned() };
                 match self.store.publish(&owner, &env.encode()).await {
@@ -226,6 +278,67 @@ impl ClusterNode {
             }
             Err(e) => self.refuse(conn, &e.to_string()),
         }
+        self.sync_seats().await;
+    }
+
+    /// Feeds the connection's last `join` to the core or owner it was just placed with.
+    async fn replay_join(&mut self, conn: ConnId) {
+        let Some(held) = self.held.get(&conn) else { return };
+        let Some(join) = held.last_join.clone() else { return };
+        match held.placement.clone() {
+            Placement::Local => self.feed_local(conn, join).await,
+            Placement::Remote(owner) => {
+                let frame = String::from_utf8_lossy(&join).into_owned();
+                let _ = self.store.publish(&owner, &Envelope::Frame { conn, frame }.encode()).await;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Where `zone` is served; a zone newly taken (a lease with a new epoch) gets its seats
+    /// restored from the store first.
+    async fn route_zone(&mut self, zone: &Zone) -> Result<ZoneRoute, OwnershipError> {
+        let before = self.ownership.held().get(zone).map(|l| l.epoch);
+        let route = self.ownership.route(zone, self.clock.now_ms()).await?;
+        if let ZoneRoute::Local(lease) = &route
+            && before != Some(lease.epoch)
+        {
+            self.take_over(zone).await;
+        }
+        Ok(route)
+    }
+
+    async fn take_over(&mut self, zone: &Zone) {
+        let now = self.now();
+        // Whatever this core still holds of the zone is older than the records.
+        self.core.handle_input(now, Input::DropZone { zone: zone.clone() });
+        self.seats.forget(zone);
+        match self.store.seats(zone).await {
+            Ok(records) => {
+                let seats = records.iter().map(super::SeatRecord::restored).collect();
+                tracing::info!(%zone, seats = records.len(), "took the zone over");
+                self.core.handle_input(now, Input::RestoreSeats { zone: zone.clone(), seats });
+                self.seats.adopt(zone, records);
+                self.resync.remove(zone);
+            }
+            Err(e) => {
+                tracing::warn!(%zone, error = %e, "took the zone over without its seat records");
+                self.resync.insert(zone.clone());
+            }
+        }
+        self.dirty = true;
+        self.drain().await;
+    }
+
+    /// Forgets a zone this instance no longer owns: its sessions go without a word (the new
+    /// owner speaks for them); its connections move there on their next frame.
+    fn lose_zone(&mut self, zone: &Zone, why: LostBecause) {
+        tracing::warn!(%zone, ?why, "zone lost; dropping its sessions");
+        let now = self.now();
+        self.core.handle_input(now, Input::DropZone { zone: zone.clone() });
+        self.seats.forget(zone);
+        self.resync.remove(zone);
+        // DropZone has no outputs; nothing to drain.
     }
 
     /// Whether `owner` still holds `zone` (cheap when it is in the connection's placement).
@@ -245,11 +358,12 @@ impl ClusterNode {
         self.drain().await;
     }
 
-    /// Moves `conn` to be served by `to`: out of the core or owner that served it, into the new.
-    async fn place(&mut self, conn: ConnId, to: Placement) {
-        let Some(held) = self.held.get_mut(&conn) else { return };
+    /// Moves `conn` to be served by `to`: out of the core or owner that served it, into the
+    /// new. Returns whether it moved.
+    async fn place(&mut self, conn: ConnId, to: Placement) -> bool {
+        let Some(held) = self.held.get_mut(&conn) else { return false };
         if held.placement == to {
-            return;
+            return false;
         }
         let from = std::mem::replace(&mut held.placement, to.clone());
         let (account, ice_servers) = (held.account.clone(), held.ice_servers.clone());
@@ -275,6 +389,8 @@ impl ClusterNode {
                 let _ = self.store.publish(&owner, &env.encode()).await;
             }
         }
+        self.dirty = true;
+        true
     }
 
     /// A connection of ours closed.
@@ -286,7 +402,9 @@ impl ClusterNode {
             Placement::Local => {
                 let now = self.now();
                 self.core.handle_input(now, Input::Disconnected { conn });
+                self.dirty = true;
                 self.drain().await;
+                self.sync_seats().await;
             }
             Placement::Remote(owner) => {
                 let _ = self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await;
@@ -310,10 +428,14 @@ impl ClusterNode {
                 let identity = account.map_or(Identity::Anonymous, Identity::Account);
                 self.core
                     .handle_input(now, Input::Connected { conn: local, identity, ice_servers });
+                self.dirty = true;
             }
             Envelope::Frame { conn, frame } => match self.remote.local(&msg.from, conn) {
                 Some(local) => {
                     let bytes = frame.into_bytes();
+                    if changes_seats(&bytes) {
+                        self.dirty = true;
+                    }
                     self.core.handle_input(now, Input::Frame { conn: local, bytes });
                 }
                 None => {
@@ -327,6 +449,7 @@ impl ClusterNode {
             Envelope::Detach { conn } => {
                 if let Some(local) = self.remote.detach(&msg.from, conn) {
                     self.core.handle_input(now, Input::Disconnected { conn: local });
+                    self.dirty = true;
                 }
             }
             Envelope::Deliver { conn, frame } => {
@@ -335,6 +458,9 @@ impl ClusterNode {
                     .get(&conn)
                     .is_some_and(|h| h.placement == Placement::Remote(msg.from.clone()));
                 if from_owner && !(is_welcome(&frame) && self.welcomed.contains(&conn)) {
+                    if is_welcome(&frame) {
+                        self.welcomed.insert(conn);
+                    }
                     self.out.push_back(NodeOutput::Send { conn, text: frame });
                 }
             }
@@ -352,25 +478,131 @@ impl ClusterNode {
             }
         }
         self.drain().await;
+        self.sync_seats().await;
     }
 
     /// Runs the core's due timers and keeps the leases; call at least every `poll_timeout`.
     pub async fn tick(&mut self) {
         let now = self.now();
-        self.core.handle_timeout(now);
-        self.drain().await;
-        for (zone, why) in self.ownership.tick(self.clock.now_ms()).await {
-            // The core cannot drop a zone yet (no input for it): see docs/scaling.md.
-            tracing::warn!(%zone, ?why, "zone lost to another owner");
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+            self.dirty = true;
+            self.drain().await;
         }
+        let now_ms = self.clock.now_ms();
+        if self.renew_retry_at_ms.is_none_or(|t| t <= now_ms) {
+            self.renew_retry_at_ms = None;
+            for (zone, why) in self.ownership.tick(now_ms).await {
+                self.lose_zone(&zone, why);
+            }
+            if self.ownership.next_tick_ms().is_some_and(|t| t <= now_ms) {
+                self.renew_retry_at_ms = Some(now_ms + (self.lease_ttl_ms / 20).clamp(10, 250));
+            }
+        }
+        self.sync_seats().await;
+    }
+
+    /// Writes the seats of every owned zone (whether or not they look changed) and re-reads
+    /// the records of zones whose last write failed. Call it now and then (the driver's view
+    /// timer), so a missed change is written eventually.
+    pub async fn maintain(&mut self) {
+        self.dirty = true;
+        self.sync_seats().await;
     }
 
     /// When [`ClusterNode::tick`] is next due, in the clock's ms.
     pub fn poll_timeout_ms(&self) -> Option<u64> {
         let core = self.core.poll_timeout().map(|t| t.as_millis());
-        match (core, self.ownership.next_tick_ms()) {
+        let leases =
+            self.ownership.next_tick_ms().map(|t| t.max(self.renew_retry_at_ms.unwrap_or(0)));
+        match (core, leases) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Stops: every connection of the core is closed with `shutting-down` (connections held
+    /// elsewhere are left to their holders, which move them to the zone's next owner), the
+    /// seats are written (in grace), and every lease is released so other instances take the
+    /// zones over on their next frame instead of after the lease.
+    pub async fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let now = self.now();
+        self.core.handle_input(now, Input::Shutdown);
+        self.dirty = true;
+        self.drain().await;
+        self.sync_seats().await;
+        self.ownership.release_all().await;
+        let remote_placed: Vec<ConnId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| matches!(h.placement, Placement::Remote(_)))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in remote_placed {
+            if let Some(Held { placement: Placement::Remote(owner), .. }) = self.held.remove(&conn)
+            {
+                let _ = self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await;
+            }
+            self.out.push_back(NodeOutput::Close {
+                conn,
+                code: ErrorCode::ShuttingDown,
+                reason: "coordinator is shutting down".to_owned(),
+            });
+        }
+    }
+
+    /// Writes what changed in the owned zones' seats, fenced by their leases.
+    async fn sync_seats(&mut self) {
+        if !self.dirty || self.shutting_down && self.ownership.held().is_empty() {
+            return;
+        }
+        self.dirty = false;
+        let owned: Vec<(Zone, super::Lease)> =
+            self.ownership.held().iter().map(|(z, l)| (z.clone(), l.clone())).collect();
+        for (zone, lease) in owned {
+            if self.resync.contains(&zone) {
+                match self.store.seats(&zone).await {
+                    Ok(stored) => {
+                        self.seats.adopt(&zone, stored);
+                        self.resync.remove(&zone);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let sessions = self.core.discover(&zone);
+            let me = self.store.instance().clone();
+            let core = &self.core;
+            let remote = &self.remote;
+            let records = SeatSync::records(
+                &zone,
+                &sessions,
+                |p| core.seat_capabilities(p),
+                |p| {
+                    let conn = core.seat_connection(p)?;
+                    Some(remote.remote(conn).map_or_else(|| me.clone(), |(h, _)| h.clone()))
+                },
+            );
+            for write in self.seats.diff(&zone, records) {
+                let result = match &write {
+                    SeatWrite::Put(record) => self.store.put_seat(&lease, record).await,
+                    SeatWrite::Remove { peer, .. } => self.store.remove_seat(&lease, peer).await,
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(StoreError::Fenced { .. } | StoreError::NotOurLease { .. }) => {
+                        self.ownership.forget(&zone);
+                        self.lose_zone(&zone, LostBecause::Fenced);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(%zone, error = %e, "seat write failed; will resync");
+                        self.resync.insert(zone.clone());
+                        self.dirty = true;
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -392,8 +624,12 @@ impl ClusterNode {
                 }
                 Output::Close { conn, code, reason } => {
                     if let Some((holder, rc)) = self.remote.forget_local(conn) {
-                        let env = Envelope::Close { conn: rc, code, reason };
-                        let _ = self.store.publish(&holder, &env.encode()).await;
+                        // At shutdown the holder keeps its client and moves it to the next
+                        // owner; otherwise the owner's decision (idle, rate, replaced) holds.
+                        if code != ErrorCode::ShuttingDown {
+                            let env = Envelope::Close { conn: rc, code, reason };
+                            let _ = self.store.publish(&holder, &env.encode()).await;
+                        }
                     } else if self.held.remove(&conn).is_some() {
                         self.zones.forget(conn);
                         self.welcomed.remove(&conn);
@@ -407,4 +643,11 @@ impl ClusterNode {
 
 fn is_welcome(frame: &str) -> bool {
     frame.starts_with(r#"{"type":"welcome""#)
+}
+
+/// Whether a client frame may change seats (join, leave, capabilities). A cheap scan, not a
+/// decode: a miss is caught by the next [`ClusterNode::maintain`].
+fn changes_seats(frame: &[u8]) -> bool {
+    const MARKERS: [&[u8]; 3] = [b"join", b"leave", b"update-capabilities"];
+    MARKERS.iter().any(|m| frame.windows(m.len()).any(|w| w == *m))
 }

@@ -56,6 +56,7 @@ impl SeatSync {
                         capabilities: capabilities(peer),
                         host: s.host.as_ref() == Some(peer),
                         connected_via: if connected { holder(peer) } else { None },
+                        key_epoch: s.key_epoch,
                     },
                 );
             }

@@ -48,6 +48,19 @@ impl InstanceId {
         Ok(InstanceId(s))
     }
 
+    /// An id made from any text: characters outside `[A-Za-z0-9_.-]` become `-`, it is cut to
+    /// [`INSTANCE_ID_BYTES_MAX`], and empty text gives `coordinator`.
+    pub fn sanitized(s: &str) -> Self {
+        let id: String = s
+            .chars()
+            .map(
+                |c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' },
+            )
+            .take(INSTANCE_ID_BYTES_MAX)
+            .collect();
+        if id.is_empty() { InstanceId("coordinator".to_owned()) } else { InstanceId(id) }
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -129,6 +142,23 @@ pub struct SeatRecord {
     pub host: bool,
     /// The instance holding its connection, if it is connected.
     pub connected_via: Option<InstanceId>,
+    /// The session key's epoch when written (0 in records of older versions): the next owner
+    /// gives the restored session a higher one.
+    #[serde(default)]
+    pub key_epoch: u32,
+}
+
+impl SeatRecord {
+    /// The core's input form of this record.
+    pub fn restored(&self) -> ro_p2p_core::coordinator::RestoredSeat {
+        ro_p2p_core::coordinator::RestoredSeat {
+            peer_id: self.peer_id.clone(),
+            session_id: self.session_id.clone(),
+            capabilities: self.capabilities,
+            host: self.host,
+            key_epoch: self.key_epoch,
+        }
+    }
 }
 
 /// A session as an instance publishes it in its view: the core's `SessionView` without

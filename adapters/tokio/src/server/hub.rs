@@ -77,6 +77,9 @@ pub struct Health {
     pub sessions: usize,
     /// The coordinator's version.
     pub version: &'static str,
+    /// Cluster mode only: this instance and the store's reachability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster_hub::ClusterHealth>,
 }
 
 /// REST queries, each with its reply channel.
@@ -232,6 +235,7 @@ impl Hub {
             connections: self.core.connection_count(),
             sessions: stats.sessions_per_zone.values().sum(),
             version: env!("CARGO_PKG_VERSION"),
+            cluster: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! blocking work, so it runs unchanged under turmoil's simulated time.
 
 pub mod auth;
+mod cluster_hub;
 mod hub;
 pub mod metrics;
 pub mod rest;
@@ -37,6 +38,10 @@ use tokio::task::JoinHandle;
 
 pub use auth::{
     AuthError, Authenticator, IceConfig, ManualClock, SystemClock, TurnServer, WallClock,
+};
+pub use cluster_hub::{
+    ClusterBackend, ClusterConfig, ClusterHealth, LEASE_TTL_MS_DEFAULT, VIEW_INTERVAL_MS_DEFAULT,
+    default_instance_id,
 };
 pub use hub::Health;
 pub use rest::ApiError;
@@ -76,6 +81,9 @@ pub struct ServerConfig {
     pub hub_queue_len: usize,
     /// Whether the listener is TLS (only changes the `websocket_url` login reports).
     pub tls: bool,
+    /// Cluster mode (several instances, one world, a shared store); `None`: one instance with
+    /// everything in memory.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +111,7 @@ impl ServerConfig {
             outbound_queue_len: 256,
             hub_queue_len: 16_384,
             tls: false,
+            cluster: None,
         }
     }
 }
@@ -122,6 +131,9 @@ pub enum ServiceError {
     /// A queue length is zero.
     #[error("{0} must be at least 1")]
     ZeroQueue(&'static str),
+    /// Cluster mode's store cannot be opened (bad Redis settings).
+    #[error("coordinator.redis: {0}")]
+    Cluster(#[from] crate::cluster::StoreError),
 }
 
 /// Counts live connection tasks, so shutdown can wait for their close frames.
@@ -224,7 +236,14 @@ impl Service {
         let heartbeat_interval_ms = config.core.heartbeat_interval_ms;
         let core = Coordinator::new(config.core, rng);
         let (tx, rx) = mpsc::channel(config.hub_queue_len);
-        let hub = tokio::spawn(hub::Hub::new(core).run(rx));
+        let hub = match &config.cluster {
+            None => tokio::spawn(hub::Hub::new(core).run(rx)),
+            Some(cluster) => {
+                let clock = Arc::new(crate::cluster::TokioClock::new());
+                let store = cluster_hub::open_store(cluster, clock)?;
+                tokio::spawn(cluster_hub::ClusterHub::new(core, store, cluster).run(rx))
+            }
+        };
         let shared = Arc::new(Shared {
             auth,
             ice: config.ice,

@@ -12,7 +12,7 @@ use ro_p2p_core::config::{CoordinatorSettings, LogFormat};
 use ro_p2p_core::coordinator::{self, RateLimit};
 
 use super::auth::{IceConfig, TurnServer};
-use super::{ServerConfig, WEBSOCKET_PATH};
+use super::{ClusterConfig, ServerConfig, WEBSOCKET_PATH, default_instance_id};
 
 /// Command-line values that override the file.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +31,10 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--instance-id` (cluster mode).
+    pub instance_id: Option<crate::cluster::InstanceId>,
+    /// `--lease-ttl-ms` (cluster mode).
+    pub lease_ttl_ms: Option<u64>,
 }
 
 /// Why the effective configuration could not be built.
@@ -100,6 +104,10 @@ impl ServerConfig {
             } else {
                 s.websocket_path.clone()
             },
+            cluster: s
+                .redis
+                .as_ref()
+                .map(|r| ClusterConfig::redis(r.clone(), default_instance_id())),
             ..ServerConfig::base()
         }
     }
@@ -120,7 +128,7 @@ pub struct Effective {
     pub tls_key: Option<PathBuf>,
     /// `coordinator.enabled`.
     pub enabled: bool,
-    /// Whether `coordinator.redis` is configured (this build keeps sessions in memory).
+    /// Whether `coordinator.redis` is configured (cluster mode).
     pub redis_configured: bool,
     /// Log filter.
     pub log_level: String,
@@ -195,6 +203,14 @@ impl Effective {
             eff.tls_cert.clone_from(&overrides.tls_cert);
             eff.tls_key.clone_from(&overrides.tls_key);
         }
+        if let Some(cluster) = &mut eff.server.cluster {
+            if let Some(id) = &overrides.instance_id {
+                cluster.instance = id.clone();
+            }
+            if let Some(ttl) = overrides.lease_ttl_ms {
+                cluster.lease_ttl_ms = ttl;
+            }
+        }
         if eff.tls_cert.is_some() != eff.tls_key.is_some() {
             return Err(SettingsError::HalfTls);
         }
@@ -236,6 +252,18 @@ impl Effective {
             "turn_shared_secret: {}",
             if s.ice.turn_shared_secret.is_some() { "<set>" } else { "<unset>" }
         );
+        match &s.cluster {
+            Some(c) => {
+                let _ = writeln!(
+                    out,
+                    "cluster: instance={} lease_ttl_ms={} (redis)",
+                    c.instance, c.lease_ttl_ms
+                );
+            }
+            None => {
+                let _ = writeln!(out, "cluster: off (one instance, sessions in memory)");
+            }
+        }
         let _ = write!(
             out,
             "logging: level={} format={} file={:?}",

@@ -1,0 +1,524 @@
+//! Cluster mode's hub: the same [`Event`]s as the single-instance hub, served by a
+//! [`ClusterNode`] so several instances share one world through a [`ClusterStore`].
+//!
+//! Connection tasks and REST handlers do not know which hub they talk to: both read the same
+//! channel of [`Event`]s. This task owns the node (core, leases, routing tables, seat records)
+//! and the bus subscription, and sleeps until the earliest of: the next event, the next bus
+//! message, the node's next timer, and the view timer. On the view timer (every
+//! [`ClusterConfig::view_interval_ms`]) it publishes its [`InstanceView`], reads the merged
+//! [`WorldView`] of every instance (what discovery, the session endpoints, health and metrics
+//! answer from, with its own view always fresh), re-writes the owned zones' seats, and notes
+//! whether the store answers. While the store is unreachable the node keeps serving the zones
+//! it owns until their leases would end and refuses others with `zone-unavailable`; nothing
+//! here needs a restart when the store comes back.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use ro_p2p_core::coordinator::{ConnId, Coordinator, Placement, SessionView, Stats};
+use ro_p2p_core::wire::{ErrorCode, ServerMessage, SessionId, Zone, encode_server};
+use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::hub::{ConnHandle, Event, Health, Outbound, Query};
+use super::metrics::{self, ServiceMetrics};
+use crate::cluster::{
+    Clock, ClusterNode, ClusterStore, InstanceId, InstanceView, NodeOutput, RedisStore,
+    SessionSummary, StoreConfig, StoreError, Subscription, TokioClock, WorldView,
+};
+
+/// Where cluster mode keeps its shared state.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ClusterBackend {
+    /// A Redis server (the `redis` block of `config.yaml`), opened when the service starts.
+    Redis(RedisSettings),
+    /// A store already opened (tests; the simulation's in-memory store). Its instance id wins
+    /// over [`ClusterConfig::instance`].
+    Store(Arc<dyn ClusterStore>),
+}
+
+/// Cluster mode: this instance is one of several serving one world.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This instance's name in the cluster (unique among the instances).
+    pub instance: InstanceId,
+    /// The shared store.
+    pub backend: ClusterBackend,
+    /// How long a zone lease lasts unless renewed (renewed at half-life), in ms: the longest
+    /// a dead owner's zones stay unavailable.
+    pub lease_ttl_ms: u64,
+    /// How often the instance view is published and the world view read, in ms.
+    pub view_interval_ms: u64,
+}
+
+/// Default zone lease, in ms.
+pub const LEASE_TTL_MS_DEFAULT: u64 = 10_000;
+/// Default view interval, in ms.
+pub const VIEW_INTERVAL_MS_DEFAULT: u64 = 1_000;
+
+impl ClusterConfig {
+    /// Cluster mode on the Redis of `settings`, as `instance`, with the default timings.
+    pub fn redis(settings: RedisSettings, instance: InstanceId) -> Self {
+        ClusterConfig {
+            instance,
+            backend: ClusterBackend::Redis(settings),
+            lease_ttl_ms: LEASE_TTL_MS_DEFAULT,
+            view_interval_ms: VIEW_INTERVAL_MS_DEFAULT,
+        }
+    }
+
+    /// Cluster mode on a store already opened, with the default timings.
+    pub fn store(store: Arc<dyn ClusterStore>) -> Self {
+        ClusterConfig {
+            instance: store.instance().clone(),
+            backend: ClusterBackend::Store(store),
+            lease_ttl_ms: LEASE_TTL_MS_DEFAULT,
+            view_interval_ms: VIEW_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
+/// A default instance id: the host name and the process id (`host-1234`), so several instances
+/// on one machine differ.
+pub fn default_instance_id() -> InstanceId {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host.trim().chars().take(40).collect();
+    let host = if host.is_empty() { "coordinator" } else { host.as_str() };
+    InstanceId::sanitized(&format!("{host}-{}", std::process::id()))
+}
+
+/// What `GET /api/v1/health` adds in cluster mode.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClusterHealth {
+    /// This instance's id.
+    pub instance: String,
+    /// `ok` when the store answered at the last view update, else `unreachable`.
+    pub store: &'static str,
+    /// The last store error, if the store is unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
+    /// Instances with a live view (this one included).
+    pub instances: usize,
+    /// Zones this instance owns.
+    pub zones_owned: usize,
+    /// Which zones those are, in order.
+    pub zones: Vec<Zone>,
+}
+
+/// Opens the store of `config` (must run inside a tokio runtime).
+pub(crate) fn open_store(
+    config: &ClusterConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn ClusterStore>, StoreError> {
+    match &config.backend {
+        ClusterBackend::Store(store) => Ok(Arc::clone(store)),
+        ClusterBackend::Redis(settings) => {
+            let store =
+                RedisStore::open(settings, config.instance.clone(), StoreConfig::default(), clock)?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The task state of cluster mode.
+pub(crate) struct ClusterHub {
+    node: ClusterNode,
+    clock: Arc<dyn Clock>,
+    conns: BTreeMap<ConnId, ConnHandle>,
+    metrics: ServiceMetrics,
+    shutting_down: bool,
+    /// The other instances' views as last read (this instance's own is taken fresh).
+    world: WorldView,
+    store_error: Option<String>,
+    view_interval_ms: u64,
+    max_players: usize,
+    max_sessions_per_zone: usize,
+}
+
+impl ClusterHub {
+    /// The hub around `core`, on `store`.
+    pub(crate) fn new(
+        core: Coordinator,
+        store: Arc<dyn ClusterStore>,
+        config: &ClusterConfig,
+    ) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let max_players = core.config().max_players_per_session;
+        let max_sessions_per_zone = core.config().max_sessions_per_zone;
+        ClusterHub {
+            node: ClusterNode::new(core, store, Arc::clone(&clock), config.lease_ttl_ms),
+            clock,
+            conns: BTreeMap::new(),
+            metrics: ServiceMetrics::default(),
+            shutting_down: false,
+            world: WorldView::default(),
+            store_error: None,
+            view_interval_ms: config.view_interval_ms.max(10),
+            max_players,
+            max_sessions_per_zone,
+        }
+    }
+
+    fn store(&self) -> Arc<dyn ClusterStore> {
+        Arc::clone(self.node.store())
+    }
+
+    /// Runs until every sender of `events` is gone.
+    pub(crate) async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let tick = tokio::time::sleep_until(far);
+        tokio::pin!(tick);
+        let mut armed: Option<u64> = None;
+        let mut views = tokio::time::interval(Duration::from_millis(self.view_interval_ms));
+        views.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bus: Option<Subscription> = None;
+        loop {
+            let wake = self.node.poll_timeout_ms();
+            if wake != armed {
+                let at = wake.map_or(far, |ms| {
+                    Instant::now() + Duration::from_millis(ms.saturating_sub(self.clock.now_ms()))
+                });
+                tick.as_mut().reset(at);
+                armed = wake;
+            }
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.handle(ev).await,
+                    None => break,
+                },
+                msg = async { bus.as_mut()?.recv().await }, if bus.is_some() => match msg {
+                    Some(msg) => {
+                        self.node.bus(msg).await;
+                        self.flush(None).await;
+                    }
+                    None => bus = None,
+                },
+                () = &mut tick, if armed.is_some() => {
+                    armed = None;
+                    self.node.tick().await;
+                    self.flush(None).await;
+                }
+                _ = views.tick() => {
+                    if bus.is_none() && !self.shutting_down {
+                        match self.store().subscribe().await {
+                            Ok(sub) => bus = Some(sub),
+                            Err(e) => tracing::warn!(error = %e, "cannot subscribe to the bus yet"),
+                        }
+                    }
+                    self.refresh_views().await;
+                }
+            }
+        }
+    }
+
+    async fn refresh_views(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.node.maintain().await;
+        self.flush(None).await;
+        let store = self.store();
+        let ttl_ms = self.view_interval_ms.saturating_mul(3);
+        let result = async {
+            store.publish_view(&self.own_view(), ttl_ms).await?;
+            store.world().await
+        }
+        .await;
+        match result {
+            Ok(world) => {
+                if self.store_error.take().is_some() {
+                    tracing::info!("cluster store reachable again");
+                }
+                self.world = world;
+            }
+            Err(e) => {
+                if self.store_error.is_none() {
+                    tracing::warn!(error = %e, "cluster store unreachable");
+                }
+                self.store_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// This instance's view with the service's own counters added.
+    fn own_view(&self) -> InstanceView {
+        let mut view = self.node.view();
+        view.counters.insert("connections_accepted".to_owned(), self.metrics.connections_accepted);
+        for (code, n) in &self.metrics.rejects {
+            view.counters.insert(format!("service_rejects:{}", code.as_str()), *n);
+        }
+        view
+    }
+
+    /// The world as last read, with this instance's view fresh.
+    fn world_now(&self) -> WorldView {
+        let mut world = self.world.clone();
+        world.instances.insert(self.node.store().instance().clone(), self.own_view());
+        world
+    }
+
+    async fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Connected { conn, identity, ice_servers, handle } => {
+                self.metrics.connections_accepted += 1;
+                self.conns.insert(conn, handle);
+                self.node.connected(conn, identity, ice_servers).await;
+                self.flush(None).await;
+            }
+            Event::Frame { conn, bytes, arrived } => {
+                if !self.conns.contains_key(&conn) {
+                    return;
+                }
+                self.node.frame(conn, bytes).await;
+                self.flush(Some(arrived)).await;
+            }
+            Event::Binary { conn } => {
+                let msg =
+                    ServerMessage::error(ErrorCode::BadValue, "binary frames are not accepted");
+                self.metrics.reject(ErrorCode::BadValue);
+                if !self.send(conn, encode_server(&msg)) {
+                    self.node.disconnected(conn).await;
+                    self.flush(None).await;
+                }
+            }
+            Event::Disconnected { conn } => {
+                self.conns.remove(&conn);
+                self.node.disconnected(conn).await;
+                self.flush(None).await;
+            }
+            Event::Rejected { code } => self.metrics.reject(code),
+            Event::Query(q) => self.answer(q),
+            Event::Shutdown => {
+                self.shutting_down = true;
+                self.node.shutdown().await;
+                self.flush(None).await;
+            }
+        }
+    }
+
+    /// Executes the node's outputs; `arrived` is when the triggering frame arrived, for the
+    /// signaling latency of relays served here.
+    async fn flush(&mut self, arrived: Option<Instant>) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                NodeOutput::Send { conn, text } => {
+                    let relay = is_relay(&text);
+                    if self.send(conn, text) {
+                        if relay && let Some(arrived) = arrived {
+                            self.metrics.signaling_latency.observe(arrived.elapsed());
+                        }
+                    } else if !self.conns.contains_key(&conn) {
+                        // Closed as a slow consumer: the node learns it is gone.
+                        self.node.disconnected(conn).await;
+                    }
+                }
+                NodeOutput::Close { conn, code, reason } => {
+                    if let Some(handle) = self.conns.remove(&conn) {
+                        let close = Outbound::Close { code, reason };
+                        if let Err(mpsc::error::TrySendError::Full(Outbound::Close {
+                            code,
+                            reason,
+                        })) = handle.outbound.try_send(close)
+                        {
+                            let _ = handle.kill.send((code, reason));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `text` for `conn`; a full queue closes it as a slow consumer. Returns whether the
+    /// frame was queued.
+    fn send(&mut self, conn: ConnId, text: String) -> bool {
+        let Some(handle) = self.conns.get(&conn) else { return false };
+        match handle.outbound.try_send(Outbound::Text(Utf8Bytes::from(text))) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if let Some(handle) = self.conns.remove(&conn) {
+                    let reason = "outbound queue full: the client does not read".to_owned();
+                    let _ = handle.kill.send((ErrorCode::SlowConsumer, reason));
+                }
+                self.metrics.reject(ErrorCode::SlowConsumer);
+                false
+            }
+        }
+    }
+
+    fn answer(&mut self, q: Query) {
+        // A dropped receiver means the HTTP client went away; nothing to do.
+        match q {
+            Query::Health(tx) => {
+                let _ = tx.send(self.health());
+            }
+            Query::Sessions(tx) => {
+                let _ = tx.send(self.sessions(None));
+            }
+            Query::Session(id, tx) => {
+                let _ = tx.send(self.session(&id));
+            }
+            Query::Discover(zone, tx) => {
+                let _ = tx.send(self.sessions(Some(&zone)));
+            }
+            Query::Placement(zone, tx) => {
+                let _ = tx.send(self.placement(&zone));
+            }
+            Query::Metrics(tx) => {
+                let _ = tx.send(self.render_metrics());
+            }
+        }
+    }
+
+    fn uptime_s(&self) -> u64 {
+        self.clock.now_ms() / 1000
+    }
+
+    fn health(&self) -> Health {
+        let world = self.world_now();
+        Health {
+            status: if self.shutting_down { "shutting-down" } else { "ok" },
+            uptime_s: self.uptime_s(),
+            connections: usize::try_from(world.connections()).unwrap_or(usize::MAX),
+            sessions: world.sessions().len(),
+            version: env!("CARGO_PKG_VERSION"),
+            cluster: Some(ClusterHealth {
+                instance: self.node.store().instance().to_string(),
+                store: if self.store_error.is_some() { "unreachable" } else { "ok" },
+                store_error: self.store_error.clone(),
+                instances: world.instances.len(),
+                zones_owned: self.node.ownership().held().len(),
+                zones: self.node.ownership().held().keys().cloned().collect(),
+            }),
+        }
+    }
+
+    /// A world session as the REST API shows it: `created_at` is this core's when it owns the
+    /// session, else 0 (another instance's clock means nothing here).
+    fn to_view(&self, s: SessionSummary) -> SessionView {
+        let created_at = self
+            .node
+            .core()
+            .session(&s.session_id)
+            .map_or(CoreInstant::from_millis(0), |v| v.created_at);
+        SessionView {
+            session_id: s.session_id,
+            zone: s.zone,
+            members: s.members,
+            connected: s.connected,
+            host: s.host,
+            max_players: s.max_players,
+            created_at,
+            key_epoch: s.key_epoch,
+        }
+    }
+
+    /// Every session of the world (or of one zone), by zone then id.
+    fn sessions(&self, zone: Option<&Zone>) -> Vec<SessionView> {
+        let mut all: Vec<SessionSummary> = self
+            .world_now()
+            .sessions()
+            .into_iter()
+            .filter(|s| zone.is_none_or(|z| &s.zone == z))
+            .collect();
+        all.sort_by(|a, b| (&a.zone, &a.session_id).cmp(&(&b.zone, &b.session_id)));
+        all.into_iter().map(|s| self.to_view(s)).collect()
+    }
+
+    fn session(&self, id: &SessionId) -> Option<SessionView> {
+        self.world_now().session(id).map(|s| self.to_view(s))
+    }
+
+    /// Where a `join` would go, from the world's sessions of `zone` (the fullest with room;
+    /// ties by id, since other instances' creation times are not comparable).
+    fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
+        let sessions = self.world_now().discover(zone);
+        let fullest = sessions
+            .iter()
+            .filter(|s| s.members.len() < self.max_players)
+            .min_by_key(|s| (std::cmp::Reverse(s.members.len()), s.session_id.clone()));
+        match fullest {
+            Some(s) => Ok(Placement::Existing(s.session_id.clone())),
+            None if sessions.len() < self.max_sessions_per_zone && self.max_players > 0 => {
+                Ok(Placement::New)
+            }
+            None => Err(ErrorCode::ZoneFull),
+        }
+    }
+
+    /// Prometheus text for the whole world: gauges from every instance's sessions, counters
+    /// summed over the instances, the latency histogram of this instance only, and a few
+    /// `ro_p2p_cluster_*` lines about this instance.
+    fn render_metrics(&self) -> String {
+        let world = self.world_now();
+        let counters = world.counters();
+        let get = |name: &str| counters.get(name).copied().unwrap_or(0);
+        let mut stats = Stats {
+            connections: usize::try_from(world.connections()).unwrap_or(usize::MAX),
+            joins: get("joins"),
+            leaves: get("leaves"),
+            sessions_created: get("sessions_created"),
+            sessions_expired: get("sessions_expired"),
+            host_changes: get("host_changes"),
+            key_rotations: get("key_rotations"),
+            ..Stats::default()
+        };
+        let mut service = ServiceMetrics {
+            connections_accepted: get("connections_accepted"),
+            signaling_latency: self.metrics.signaling_latency.clone(),
+            ..ServiceMetrics::default()
+        };
+        for (name, n) in &counters {
+            if let Some(kind) = name.strip_prefix("relays:") {
+                stats.relays.insert(kind.to_owned(), *n);
+            } else if let Some(code) = name.strip_prefix("rejects:").and_then(parse_code) {
+                stats.rejects.insert(code, *n);
+            } else if let Some(code) = name.strip_prefix("service_rejects:").and_then(parse_code) {
+                service.rejects.insert(code, *n);
+            }
+        }
+        for s in world.sessions() {
+            *stats.sessions_per_zone.entry(s.zone.clone()).or_default() += 1;
+            *stats.players_per_zone.entry(s.zone.clone()).or_default() += s.members.len();
+            stats.seats_in_grace += s.members.len().saturating_sub(s.connected.len());
+        }
+        let mut out = metrics::render(&stats, &service, self.uptime_s(), self.shutting_down);
+        let lines: [(&str, &str, usize); 3] = [
+            ("ro_p2p_cluster_instances", "Instances with a live view.", world.instances.len()),
+            (
+                "ro_p2p_cluster_zones_owned",
+                "Zones this instance owns.",
+                self.node.ownership().held().len(),
+            ),
+            (
+                "ro_p2p_cluster_store_up",
+                "1 when the cluster store answered at the last view update.",
+                usize::from(self.store_error.is_none()),
+            ),
+        ];
+        for (name, help, value) in lines {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+fn parse_code(s: &str) -> Option<ErrorCode> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+fn is_relay(text: &str) -> bool {
+    ["{\"type\":\"offer\"", "{\"type\":\"answer\"", "{\"type\":\"ice-candidate\""]
+        .iter()
+        .any(|p| text.starts_with(p))
+}

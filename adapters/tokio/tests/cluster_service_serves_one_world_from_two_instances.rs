@@ -1,0 +1,135 @@
+//! Cluster mode in the service, in one process: two coordinator services on one in-memory
+//! cluster store serve one world. Clients on different instances share a session and signal
+//! each other; the REST views, health and metrics of either instance describe the whole world;
+//! with the store down an instance keeps its zones, refuses new ones with `zone-unavailable`,
+//! and recovers by itself.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestServer, WAIT, join};
+use ro_p2p_core::wire::{ClientMessage, ErrorCode, PeerId, ServerMessage};
+use ro_p2p_tokio::cluster::{Clock, InstanceId, MemoryWorld, StoreConfig, TokioClock};
+use ro_p2p_tokio::server::{ClusterConfig, ServerConfig};
+
+fn instance(world: &MemoryWorld, name: &str) -> ServerConfig {
+    let store = Arc::new(world.store(InstanceId::new(name).unwrap()));
+    let cluster = ClusterConfig { view_interval_ms: 50, ..ClusterConfig::store(store) };
+    ServerConfig { cluster: Some(cluster), ..ServerConfig::default() }
+}
+
+fn peer(s: &str) -> PeerId {
+    PeerId::new(s).unwrap()
+}
+
+/// Polls `check` until it holds (views are published every 50 ms), at most [`WAIT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "not in time: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_instances_serve_one_world_and_survive_a_store_outage() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let world = MemoryWorld::new(clock, StoreConfig::default());
+    let a = TestServer::start(instance(&world, "a")).await;
+    let b = TestServer::start(instance(&world, "b")).await;
+
+    let (mut alice, joined_a) = a.joined("alice", "prontera").await;
+    let (mut bob, joined_b) = b.joined("bob", "prontera").await;
+    let (
+        ServerMessage::SessionJoined { session_id: sa, .. },
+        ServerMessage::SessionJoined { session_id: sb, peers, .. },
+    ) = (&joined_a, &joined_b)
+    else {
+        unreachable!()
+    };
+    assert_eq!(sa, sb, "one session across both instances");
+    assert_eq!(peers, &[peer("alice")]);
+    alice
+        .expect(|m| matches!(m, ServerMessage::PeerJoined { peer_id } if peer_id == &peer("bob")))
+        .await;
+
+    bob.send(&ClientMessage::Offer { to: peer("alice"), sdp: "v=0\r\n".into() }).await;
+    match alice.expect(|m| matches!(m, ServerMessage::Offer { .. })).await {
+        ServerMessage::Offer { from, .. } => assert_eq!(from, peer("bob")),
+        _ => unreachable!(),
+    }
+    alice.send(&ClientMessage::Answer { to: peer("bob"), sdp: "v=0\r\n".into() }).await;
+    match bob.expect(|m| matches!(m, ServerMessage::Answer { .. })).await {
+        ServerMessage::Answer { from, .. } => assert_eq!(from, peer("alice")),
+        _ => unreachable!(),
+    }
+
+    // Either instance answers for the world.
+    for server in [&a, &b] {
+        eventually("the world's session in list", || async {
+            let list = server.get("/api/v1/sessions/list").await.json();
+            list["sessions"].as_array().is_some_and(|s| {
+                s.len() == 1 && s[0]["members"] == serde_json::json!(["alice", "bob"])
+            })
+        })
+        .await;
+        let found = server.get("/api/v1/sessions/discover?zone=prontera").await.json();
+        assert_eq!(found["sessions"][0]["session_id"], serde_json::json!(sa.as_str()));
+        let one = server.get(&format!("/api/v1/sessions/{}", sa.as_str())).await;
+        assert_eq!(one.status, 200, "{}", one.body);
+        eventually("world-wide health and metrics", || async {
+            let h = server.get("/api/v1/health").await.json();
+            let m = server.metrics().await;
+            h["connections"] == 2
+                && h["sessions"] == 1
+                && h["cluster"]["store"] == "ok"
+                && h["cluster"]["instances"] == 2
+                && m.contains("ro_p2p_relays_total{type=\"offer\"} 1\n")
+                && m.contains("ro_p2p_players{zone=\"prontera\"} 2\n")
+                && m.contains("ro_p2p_cluster_instances 2\n")
+        })
+        .await;
+    }
+
+    // The store goes down: a keeps serving the zone it owns, refuses a new one.
+    world.set_down(true);
+    alice.ping(1).await;
+    bob.send(&join(Some("bob"), "geffen")).await;
+    let (code, _) = bob.expect_error().await;
+    assert_eq!(code, ErrorCode::ZoneUnavailable);
+    eventually("health reports the store unreachable", || async {
+        let h = a.get("/api/v1/health").await;
+        h.status == 200 && h.json()["cluster"]["store"] == "unreachable"
+    })
+    .await;
+
+    // It comes back: no restart needed.
+    world.set_down(false);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        bob.send(&join(Some("bob"), "geffen")).await;
+        let answer = bob
+            .expect(|m| {
+                matches!(m, ServerMessage::SessionJoined { .. } | ServerMessage::Error { .. })
+            })
+            .await;
+        if matches!(answer, ServerMessage::SessionJoined { .. }) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "geffen not taken after the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually("health reports the store reachable", || async {
+        a.get("/api/v1/health").await.json()["cluster"]["store"] == "ok"
+    })
+    .await;
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
