@@ -28,7 +28,7 @@ use super::hub::{ConnHandle, Event, Health, Outbound, Query};
 use super::metrics::{self, ServiceMetrics};
 use crate::cluster::{
     Clock, ClusterNode, ClusterStore, InstanceId, InstanceView, NodeOutput, RedisStore,
-    SessionSummary, StoreConfig, StoreError, Subscription, TokioClock, WorldView,
+    SessionSummary, StoreConfig, StoreError, Subscription, WorldView,
 };
 
 /// Where cluster mode keeps its shared state.
@@ -54,6 +54,10 @@ pub struct ClusterConfig {
     pub lease_ttl_ms: u64,
     /// How often the instance view is published and the world view read, in ms.
     pub view_interval_ms: u64,
+    /// The clock leases, timers and the core are measured on; `None`: tokio's clock from the
+    /// service's start. Instances sharing a store that measures leases on its own clock (the
+    /// simulation's [`MemoryWorld`](crate::cluster::MemoryWorld)) must use that same clock.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 /// Default zone lease, in ms.
@@ -69,6 +73,7 @@ impl ClusterConfig {
             backend: ClusterBackend::Redis(settings),
             lease_ttl_ms: LEASE_TTL_MS_DEFAULT,
             view_interval_ms: VIEW_INTERVAL_MS_DEFAULT,
+            clock: None,
         }
     }
 
@@ -79,6 +84,7 @@ impl ClusterConfig {
             backend: ClusterBackend::Store(store),
             lease_ttl_ms: LEASE_TTL_MS_DEFAULT,
             view_interval_ms: VIEW_INTERVAL_MS_DEFAULT,
+            clock: None,
         }
     }
 }
@@ -144,13 +150,13 @@ pub(crate) struct ClusterHub {
 }
 
 impl ClusterHub {
-    /// The hub around `core`, on `store`.
+    /// The hub around `core`, on `store`, measuring time on `clock`.
     pub(crate) fn new(
         core: Coordinator,
         store: Arc<dyn ClusterStore>,
         config: &ClusterConfig,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
         let max_players = core.config().max_players_per_session;
         let max_sessions_per_zone = core.config().max_sessions_per_zone;
         ClusterHub {

@@ -239,9 +239,12 @@ impl Service {
         let hub = match &config.cluster {
             None => tokio::spawn(hub::Hub::new(core).run(rx)),
             Some(cluster) => {
-                let clock = Arc::new(crate::cluster::TokioClock::new());
-                let store = cluster_hub::open_store(cluster, clock)?;
-                tokio::spawn(cluster_hub::ClusterHub::new(core, store, cluster).run(rx))
+                let clock: Arc<dyn crate::cluster::Clock> = match &cluster.clock {
+                    Some(clock) => Arc::clone(clock),
+                    None => Arc::new(crate::cluster::TokioClock::new()),
+                };
+                let store = cluster_hub::open_store(cluster, Arc::clone(&clock))?;
+                tokio::spawn(cluster_hub::ClusterHub::new(core, store, cluster, clock).run(rx))
             }
         };
         let shared = Arc::new(Shared {
