@@ -18,12 +18,18 @@
 //!    (a blocked NAT, a dead link) must make the router fall back to the server for it, never
 //!    lose it. And once the network has healed (the quiet end of the liveness phase), every
 //!    such frame is opened by the peer it was sent to.
+//! 7. `cluster-fencing` (multi-coordinator worlds, after every step): a zone's lease epochs
+//!    only grow and one epoch is one instance's, and a stale owner never changes a zone's
+//!    seats once a later epoch has been granted (the store's record of every fenced write).
+//! 8. `cluster-single-owner` (end of the liveness phase): among the instances' live views,
+//!    each zone has one owner and each session is served by one instance, with one host.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ro_p2p_core::client::Backoff;
 use serde::Serialize;
 
+use crate::cluster::{StoreEvent, VIEW_INTERVAL_MS};
 use crate::plan::{P2P_ZONES, Plan};
 use crate::record::Recorder;
 use crate::run::QUIET_MS;
@@ -54,6 +60,9 @@ pub struct Checkers {
     snapshots_seen: usize,
     compared: BTreeMap<String, usize>,
     empty_since: BTreeMap<String, u64>,
+    store_seen: usize,
+    /// Per zone: the highest lease epoch granted, and to whom.
+    epochs: BTreeMap<String, (u64, String)>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -202,7 +211,77 @@ impl Checkers {
             }
         }
         self.snapshots_seen = r.snapshots.len();
+
+        for (_, event) in r.store_events.iter().skip(self.store_seen) {
+            match event {
+                StoreEvent::Granted { zone, instance, epoch } => {
+                    match self.epochs.get(zone) {
+                        Some((max, _)) if epoch < max => push(
+                            "cluster-fencing",
+                            format!(
+                                "{instance} was granted {zone} under epoch {epoch} after epoch {max}"
+                            ),
+                        ),
+                        Some((max, owner)) if epoch == max && owner != instance => push(
+                            "cluster-fencing",
+                            format!("{instance} and {owner} both hold {zone} under epoch {epoch}"),
+                        ),
+                        _ => {}
+                    }
+                    let newer = self.epochs.get(zone).is_none_or(|(max, _)| epoch > max);
+                    if newer {
+                        self.epochs.insert(zone.clone(), (*epoch, instance.clone()));
+                    }
+                }
+                StoreEvent::Wrote { zone, instance, epoch } => {
+                    if let Some((max, owner)) = self.epochs.get(zone)
+                        && epoch < max
+                    {
+                        push(
+                            "cluster-fencing",
+                            format!(
+                                "stale owner {instance} changed {zone}'s seats under epoch {epoch} after {owner} took it over under epoch {max}"
+                            ),
+                        );
+                    }
+                }
+                StoreEvent::Fenced { .. } | StoreEvent::View { .. } => {}
+            }
+        }
+        self.store_seen = r.store_events.len();
         v
+    }
+
+    /// Checker 8 over the instances' views still live at the end (published within the view
+    /// expiry): one owner per zone, one instance and one host per session.
+    fn single_owner(r: &Recorder, push: &mut impl FnMut(&'static str, String)) {
+        let live_from_ms = r.now_ms.saturating_sub(3 * VIEW_INTERVAL_MS);
+        let mut owners: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        let mut served: BTreeMap<&str, Vec<(&String, Option<&str>)>> = BTreeMap::new();
+        for (instance, (t_ms, view)) in &r.instance_views {
+            if *t_ms < live_from_ms {
+                continue;
+            }
+            for zone in view.zones.keys() {
+                owners.entry(zone.as_str()).or_default().push(instance);
+            }
+            for s in &view.sessions {
+                served
+                    .entry(s.session_id.as_str())
+                    .or_default()
+                    .push((instance, s.host.as_ref().map(|h| h.as_str())));
+            }
+        }
+        for (zone, by) in owners {
+            if by.len() > 1 {
+                push("cluster-single-owner", format!("zone {zone} is owned by {by:?}"));
+            }
+        }
+        for (sid, by) in served {
+            if by.len() > 1 {
+                push("cluster-single-owner", format!("session {sid} is served by {by:?}"));
+            }
+        }
     }
 
     /// The end-of-run checks: checker 4, and checker 2's "all of it".
@@ -281,6 +360,7 @@ impl Checkers {
                 }
             }
         }
+        Self::single_owner(r, &mut push);
         // Checker 6, delivery: in the quiet end of the liveness phase the network is healed,
         // loss is off and nobody moves, so a peers-only frame sent early enough to land must
         // have been opened by its recipient.

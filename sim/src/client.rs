@@ -262,8 +262,10 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     let obfuscation = if plan.obfuscated { Obfuscation::On } else { Obfuscation::Off };
     let character = format!("Player{:02}", ctx.index);
 
+    let mut client = client_config(&name, &mut vocab_rng);
+    client.coordinator_urls = crate::cluster::coordinator_urls(&plan, ctx.index);
     let config = NodeConfig {
-        client: client_config(&name, &mut vocab_rng),
+        client,
         packet_version: version,
         obfuscation,
         policy,

@@ -125,11 +125,16 @@ pub async fn relay() -> turmoil::Result {
     }
 }
 
-/// Polls `GET /api/v1/sessions/list` every second and records the coordinator's sessions.
-pub async fn observer(recorder: Shared) -> turmoil::Result {
+/// Polls `GET /api/v1/sessions/list` every second and records the coordinator's sessions. With
+/// several coordinator hosts it asks each in turn (each answers for the whole world).
+pub async fn observer(recorder: Shared, coordinators: Vec<String>) -> turmoil::Result {
+    let mut round = 0usize;
     loop {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        let fetched = tokio::time::timeout(Duration::from_millis(800), fetch_sessions()).await;
+        let host = coordinators.get(round % coordinators.len().max(1)).cloned();
+        round += 1;
+        let Some(host) = host else { continue };
+        let fetched = tokio::time::timeout(Duration::from_millis(800), fetch_sessions(&host)).await;
         if let Ok(Some(sessions)) = fetched {
             let mut r = recorder.borrow_mut();
             let t_ms = r.now_ms;
@@ -138,8 +143,8 @@ pub async fn observer(recorder: Shared) -> turmoil::Result {
     }
 }
 
-async fn fetch_sessions() -> Option<BTreeMap<String, SessionRow>> {
-    let mut s = turmoil::net::TcpStream::connect(("coordinator", COORDINATOR_PORT)).await.ok()?;
+async fn fetch_sessions(host: &str) -> Option<BTreeMap<String, SessionRow>> {
+    let mut s = turmoil::net::TcpStream::connect((host, COORDINATOR_PORT)).await.ok()?;
     s.write_all(
         b"GET /api/v1/sessions/list HTTP/1.1\r\nHost: coordinator\r\nConnection: close\r\n\r\n",
     )

@@ -8,10 +8,13 @@
 //! simulated links at the datagram boundary ([`peer`]). [`run::run_seed`] steps it through a
 //! safety phase with faults and a liveness phase healed, and runs the [`check`]ers after every
 //! step. Everything observable goes into the [`record`]; the same seed gives the same trace.
+//! A seed may derive several coordinators instead of one ([`cluster`]): each runs the real
+//! service in cluster mode on one shared in-memory store, with store faults in the plan.
 //! How to run it, and what is and is not simulated: `docs/simulation.md`.
 
 pub mod check;
 pub mod client;
+pub mod cluster;
 pub mod hosts;
 pub mod peer;
 pub mod plan;

@@ -42,6 +42,10 @@ struct Args {
     /// whatever the parallelism.
     #[arg(long)]
     jobs: Option<usize>,
+    /// Coordinator instances (1: the single in-memory coordinator; 2 or more: cluster mode on
+    /// one shared store). Default: derived from each seed.
+    #[arg(long)]
+    coordinators: Option<usize>,
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         sabotage_npc_to_peer: args.sabotage_npc_to_peer,
         sabotage_lose_peer_frames: args.sabotage_lose_peer_frames,
         tick_ms: args.tick_ms.max(1),
+        coordinators: args.coordinators,
     };
     if let Some(range) = &args.seeds {
         let Some((a, b)) = parse_range(range) else {

@@ -92,6 +92,28 @@ pub enum Fault {
         /// The client host.
         client: String,
     },
+    /// Multi-coordinator worlds: crash the coordinator instance that owns `zone`'s lease when
+    /// the fault is applied (the runner records which one; none if the zone has no owner).
+    CrashOwner {
+        /// The zone whose owner dies.
+        zone: String,
+    },
+    /// Multi-coordinator worlds: restart every crashed coordinator instance.
+    RestartInstances,
+    /// Multi-coordinator worlds: cut one instance off the shared store (it keeps its clients).
+    StorePartition {
+        /// The coordinator host.
+        instance: String,
+    },
+    /// Multi-coordinator worlds: reconnect an instance to the store.
+    StoreRepair {
+        /// The coordinator host.
+        instance: String,
+    },
+    /// Multi-coordinator worlds: the whole store stops answering (data kept).
+    StoreDown,
+    /// Multi-coordinator worlds: the store answers again.
+    StoreUp,
 }
 
 /// Sizes and durations, from the command line.
@@ -110,6 +132,8 @@ pub struct Options {
     pub sabotage_lose_peer_frames: bool,
     /// turmoil's tick (simulated ms per step; the checkers run after each).
     pub tick_ms: u64,
+    /// Coordinator instances; `None`: derived from the seed (see [`Plan::coordinators`]).
+    pub coordinators: Option<usize>,
 }
 
 impl Default for Options {
@@ -121,6 +145,7 @@ impl Default for Options {
             sabotage_npc_to_peer: false,
             sabotage_lose_peer_frames: false,
             tick_ms: 5,
+            coordinators: None,
         }
     }
 }
@@ -148,6 +173,10 @@ pub struct Plan {
     pub action_interval_ms: u64,
     /// Percent chance that an action is a zone change.
     pub zone_change_percent: u64,
+    /// Coordinator instances: 1 is the single in-memory coordinator (host `coordinator`);
+    /// 2 or more run in cluster mode on one shared store (hosts `coordinator-1` ...). Drawn
+    /// from its own stream of the seed, so a seed that draws 1 runs the world it always ran.
+    pub coordinators: usize,
     /// The safety phase's faults, by simulated ms.
     pub faults: Vec<(u64, Fault)>,
 }
@@ -198,7 +227,21 @@ impl Plan {
         let policy = Policy { movement: pick(), chat: pick(), emote: pick() };
         let action_interval_ms = rng.range_inclusive(100, 400);
         let zone_change_percent = rng.range_inclusive(0, 2);
-        let faults = derive_faults(&mut rng, &clients, options.safety_ms);
+        let mut faults = derive_faults(&mut rng, &clients, options.safety_ms);
+        // The cluster's draws come from their own stream: the draws above stay what they were
+        // before multi-coordinator worlds existed.
+        let mut cluster_rng = Rng::from_seed(seed ^ 0x5CA1_E0D7_C1A5_7E55);
+        let coordinators = match options.coordinators {
+            Some(n) => n.clamp(1, COORDINATORS_MAX),
+            None => match cluster_rng.below_inclusive(99) {
+                0..=59 => 1,
+                60..=79 => 2,
+                _ => 3,
+            },
+        };
+        if coordinators > 1 {
+            faults = cluster_faults(&mut cluster_rng, faults, coordinators, options.safety_ms);
+        }
         Plan {
             seed,
             options,
@@ -210,6 +253,7 @@ impl Plan {
             policy: policy.to_string(),
             action_interval_ms,
             zone_change_percent,
+            coordinators,
             faults,
         }
     }
@@ -228,6 +272,102 @@ impl Plan {
     pub fn total_ms(&self) -> u64 {
         self.options.safety_ms + self.options.liveness_ms
     }
+
+    /// The coordinator host names: `coordinator`, or `coordinator-1` ... in a cluster.
+    pub fn coordinator_hosts(&self) -> Vec<String> {
+        if self.coordinators <= 1 {
+            vec!["coordinator".to_owned()]
+        } else {
+            (1..=self.coordinators).map(|i| format!("coordinator-{i}")).collect()
+        }
+    }
+}
+
+/// Most coordinator instances a world runs.
+pub const COORDINATORS_MAX: usize = 5;
+
+/// Turns the single-coordinator faults of a plan into a cluster's: a link to `coordinator`
+/// becomes a link to one instance, a coordinator crash crashes the owner of a zone (and its
+/// restart restarts the crashed instances), and store faults are added: instances cut off the
+/// store and repaired, the store down for a while.
+fn cluster_faults(
+    rng: &mut Rng,
+    faults: Vec<(u64, Fault)>,
+    coordinators: usize,
+    safety_ms: u64,
+) -> Vec<(u64, Fault)> {
+    let instance =
+        |rng: &mut Rng| format!("coordinator-{}", rng.range_inclusive(1, coordinators as u64));
+    let map = |rng: &mut Rng, h: &str| {
+        if h == "coordinator" { instance(rng) } else { h.to_owned() }
+    };
+    // A repair (release) names the instance its partition (hold) was mapped to: the mapped
+    // links of each original pair, oldest first.
+    type Link = (String, String);
+    let mut open: BTreeMap<(bool, Link), Vec<Link>> = BTreeMap::new();
+    let mut mapped = |rng: &mut Rng, a: &str, b: &str, held: bool, opening: bool| {
+        let key = (held, pair(a, b));
+        if opening {
+            let link = (map(rng, a), map(rng, b));
+            open.entry(key).or_default().push(link.clone());
+            link
+        } else {
+            match open.get_mut(&key).filter(|v| !v.is_empty()) {
+                Some(v) => v.remove(0),
+                None => (map(rng, a), map(rng, b)),
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for (t, f) in faults {
+        let f = match f {
+            Fault::Partition { a, b } => {
+                let (a, b) = mapped(rng, &a, &b, false, true);
+                Fault::Partition { a, b }
+            }
+            Fault::PartitionOneway { from, to } => {
+                let (from, to) = mapped(rng, &from, &to, false, true);
+                Fault::PartitionOneway { from, to }
+            }
+            Fault::Repair { a, b } => {
+                let (a, b) = mapped(rng, &a, &b, false, false);
+                Fault::Repair { a, b }
+            }
+            Fault::Hold { a, b } => {
+                let (a, b) = mapped(rng, &a, &b, true, true);
+                Fault::Hold { a, b }
+            }
+            Fault::Release { a, b } => {
+                let (a, b) = mapped(rng, &a, &b, true, false);
+                Fault::Release { a, b }
+            }
+            Fault::CrashCoordinator => Fault::CrashOwner {
+                zone: P2P_ZONES[rng.below_inclusive(P2P_ZONES.len() as u64 - 1) as usize]
+                    .to_owned(),
+            },
+            Fault::RestartCoordinator => Fault::RestartInstances,
+            other => other,
+        };
+        out.push((t, f));
+    }
+    let start = 3_000.min(safety_ms);
+    let end = safety_ms.saturating_sub(2_000).max(start);
+    if end > start {
+        for _ in 0..rng.range_inclusive(1, 3) {
+            let t = rng.range_inclusive(start, end);
+            let cut = instance(rng);
+            let back = (t + rng.range_inclusive(500, 6_000)).min(end);
+            out.push((t, Fault::StorePartition { instance: cut.clone() }));
+            out.push((back, Fault::StoreRepair { instance: cut }));
+        }
+        if rng.chance(1, 2) {
+            let t = rng.range_inclusive(start, end);
+            out.push((t, Fault::StoreDown));
+            out.push(((t + rng.range_inclusive(300, 4_000)).min(end), Fault::StoreUp));
+        }
+    }
+    out.sort_by_key(|(t, _)| *t);
+    out
 }
 
 /// The ordered key of a pair.
@@ -354,6 +494,14 @@ impl fmt::Display for Plan {
         )?;
         let zones: Vec<String> = self.start_zones.iter().map(|(c, z)| format!("{c}@{z}")).collect();
         writeln!(f, "  zones: {}", zones.join(" "))?;
+        if self.coordinators > 1 {
+            writeln!(
+                f,
+                "  coordinators: {} instances in cluster mode on one shared store ({})",
+                self.coordinators,
+                self.coordinator_hosts().join(" ")
+            )?;
+        }
         let mut counts = BTreeMap::new();
         for n in self.nat.values() {
             *counts.entry(*n).or_insert(0usize) += 1;

@@ -88,6 +88,12 @@ pub enum What {
         /// Incarnation number.
         incarnation: u64,
     },
+    /// Multi-coordinator worlds: a takeover or a refused write the store saw, or which
+    /// instance a fault hit.
+    Cluster {
+        /// The event as JSON.
+        event: serde_json::Value,
+    },
     /// A checker found a violation.
     Violation {
         /// Which checker.
@@ -222,6 +228,10 @@ pub struct Recorder {
     pub peers_only_lost: Vec<(u64, String)>,
     /// Violations found by hosts themselves (e.g. a packet the router dropped).
     pub host_violations: Vec<(String, String)>,
+    /// Multi-coordinator worlds: leases granted and fenced writes, in order (views apart).
+    pub store_events: Vec<(u64, crate::cluster::StoreEvent)>,
+    /// Multi-coordinator worlds: the latest view each instance published.
+    pub instance_views: crate::cluster::Views,
 }
 
 impl Recorder {

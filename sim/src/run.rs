@@ -3,15 +3,17 @@
 //! restarted), runs the checkers after every step, and returns the [`Outcome`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::check::{Checkers, SETTLE_MS, Violation};
 use crate::client::{ClientCtx, client_host};
+use crate::cluster::{Cluster, StoreEvent, cluster_coordinator, host_of, instance_id};
 use crate::hosts::{coordinator, coordinator_config, map_server, observer, relay};
 use crate::plan::{Fault, Options, Plan};
 use crate::record::{Recorder, Shared, What};
+use ro_p2p_tokio::cluster::InstanceId;
 
 /// The last part of the liveness phase without zone changes, in ms.
 pub const QUIET_MS: u64 = 5_000;
@@ -63,6 +65,9 @@ pub fn reproduce_line(plan: &Plan) -> String {
     if o.tick_ms != defaults.tick_ms {
         line.push_str(&format!(" --tick-ms {}", o.tick_ms));
     }
+    if let Some(n) = o.coordinators {
+        line.push_str(&format!(" --coordinators {n}"));
+    }
     if o.sabotage_npc_to_peer {
         line.push_str(" --sabotage-npc-to-peer");
     }
@@ -70,6 +75,41 @@ pub fn reproduce_line(plan: &Plan) -> String {
         line.push_str(" --sabotage-lose-peer-frames");
     }
     line
+}
+
+/// Moves what the store saw into the record: views apart, every lease and write for the
+/// checkers, and into the trace the takeovers (a zone's first grant of an epoch) and the
+/// refused writes.
+fn record_store(
+    r: &mut Recorder,
+    events: Vec<(u64, StoreEvent)>,
+    grants: &mut BTreeMap<String, u64>,
+) {
+    for (t_ms, event) in events {
+        match event {
+            StoreEvent::View { instance, view } => {
+                r.instance_views.insert(instance, (t_ms, view));
+            }
+            other => {
+                let traced = match &other {
+                    StoreEvent::Granted { zone, epoch, .. } => {
+                        let new = grants.get(zone).is_none_or(|e| e < epoch);
+                        if new {
+                            grants.insert(zone.clone(), *epoch);
+                        }
+                        new
+                    }
+                    StoreEvent::Fenced { .. } => true,
+                    _ => false,
+                };
+                if traced {
+                    let event = serde_json::to_value(&other).unwrap_or_default();
+                    r.push("store", What::Cluster { event });
+                }
+                r.store_events.push((t_ms, other));
+            }
+        }
+    }
 }
 
 /// Runs `seed` with `options`.
@@ -88,10 +128,29 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         .build();
     let plan_rc = std::sync::Arc::new(plan.clone());
 
-    let incarnations = Rc::new(Cell::new(0u64));
-    {
-        let (r, inc) = (recorder.clone(), incarnations.clone());
-        sim.host("coordinator", move || coordinator(r.clone(), seed, inc.clone()));
+    let coordinator_hosts = plan.coordinator_hosts();
+    let cluster = (plan.coordinators > 1).then(|| Rc::new(Cluster::new()));
+    let mut incarnations: BTreeMap<String, Rc<Cell<u64>>> = BTreeMap::new();
+    for (k, host) in coordinator_hosts.iter().enumerate() {
+        let inc = Rc::new(Cell::new(0u64));
+        incarnations.insert(host.clone(), inc.clone());
+        let r = recorder.clone();
+        match &cluster {
+            None => sim.host(host.as_str(), move || coordinator(r.clone(), seed, inc.clone())),
+            Some(cluster) => {
+                let (cluster, name) = (cluster.clone(), host.clone());
+                sim.host(host.as_str(), move || {
+                    cluster_coordinator(
+                        r.clone(),
+                        seed,
+                        name.clone(),
+                        k as u64 + 1,
+                        inc.clone(),
+                        cluster.clone(),
+                    )
+                });
+            }
+        }
     }
     {
         let (r, p) = (recorder.clone(), plan_rc.clone());
@@ -99,8 +158,8 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
     }
     sim.host("relay", relay);
     {
-        let r = recorder.clone();
-        sim.host("observer", move || observer(r.clone()));
+        let (r, hosts) = (recorder.clone(), coordinator_hosts.clone());
+        sim.host("observer", move || observer(r.clone(), hosts.clone()));
     }
     let loss = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
     let sabotage = Rc::new(Cell::new(options.sabotage_npc_to_peer));
@@ -125,9 +184,13 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
     let mut faults = plan.faults.iter().peekable();
     let mut crashed: BTreeSet<String> = BTreeSet::new();
     let mut coordinator_down = false;
+    // Multi-coordinator worlds: crashed instances, and instance ids cut off the store.
+    let mut instances_down: BTreeSet<String> = BTreeSet::new();
+    let mut store_cut: BTreeSet<InstanceId> = BTreeSet::new();
+    let mut grants: BTreeMap<String, u64> = BTreeMap::new();
     let mut liveness = false;
     let mut hosts: Vec<String> = plan.clients.clone();
-    hosts.push("coordinator".to_owned());
+    hosts.extend(coordinator_hosts.iter().cloned());
     hosts.push("relay".to_owned());
     recorder.borrow_mut().push("runner", What::Phase { phase: "safety".to_owned() });
     let mut now_ms = 0;
@@ -148,6 +211,15 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
             if coordinator_down {
                 sim.bounce("coordinator");
                 coordinator_down = false;
+            }
+            if let Some(cluster) = &cluster {
+                cluster.world.set_down(false);
+                for id in std::mem::take(&mut store_cut) {
+                    cluster.world.partition(&id, false);
+                }
+                for host in std::mem::take(&mut instances_down) {
+                    sim.bounce(host.as_str());
+                }
             }
             for c in std::mem::take(&mut crashed) {
                 sim.bounce(c.as_str());
@@ -199,6 +271,47 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                     sim.bounce(client.as_str());
                     crashed.remove(client.as_str());
                 }
+                Fault::CrashOwner { zone } => {
+                    let owner = cluster.as_ref().and_then(|c| c.owner(zone));
+                    let host = owner.as_ref().map(|id| host_of(id.as_str()).to_owned());
+                    let hit = host.filter(|h| !instances_down.contains(h));
+                    recorder.borrow_mut().push(
+                        "runner",
+                        What::Cluster {
+                            event: serde_json::json!({
+                                "crash-owner": zone,
+                                "owner": owner.map(|o| o.to_string()),
+                                "crashed": hit,
+                            }),
+                        },
+                    );
+                    if let Some(h) = hit {
+                        sim.crash(h.as_str());
+                        instances_down.insert(h);
+                    }
+                }
+                Fault::RestartInstances => {
+                    for h in std::mem::take(&mut instances_down) {
+                        sim.bounce(h.as_str());
+                    }
+                }
+                Fault::StorePartition { instance } | Fault::StoreRepair { instance } => {
+                    let cut = matches!(fault, Fault::StorePartition { .. });
+                    if let (Some(c), Some(inc)) = (&cluster, incarnations.get(instance)) {
+                        let id = instance_id(instance, inc.get());
+                        c.world.partition(&id, cut);
+                        if cut {
+                            store_cut.insert(id);
+                        } else {
+                            store_cut.remove(&id);
+                        }
+                    }
+                }
+                Fault::StoreDown | Fault::StoreUp => {
+                    if let Some(c) = &cluster {
+                        c.world.set_down(matches!(fault, Fault::StoreDown));
+                    }
+                }
             }
         }
         if now_ms + QUIET_MS >= total_ms {
@@ -214,6 +327,10 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
         }
         now_ms = sim.elapsed().as_millis() as u64;
         recorder.borrow_mut().now_ms = now_ms;
+        if let Some(c) = &cluster {
+            c.clock.set(now_ms);
+            record_store(&mut recorder.borrow_mut(), c.drain(), &mut grants);
+        }
         let found = checkers.step(&recorder.borrow(), session_timeout_ms);
         if !found.is_empty() {
             violations.extend(found);
