@@ -42,10 +42,10 @@ struct Args {
     /// whatever the parallelism.
     #[arg(long)]
     jobs: Option<usize>,
-    /// Coordinator instances (1: the single in-memory coordinator; 2 or more: cluster mode on
-    /// one shared store). Default: derived from each seed.
-    #[arg(long)]
-    coordinators: Option<usize>,
+    /// Coordinator instances (1: the single in-memory coordinator; 2 to 5: cluster mode on one
+    /// shared store; 0: derived from each seed, 1 to 3).
+    #[arg(long, default_value_t = Options::default().coordinators)]
+    coordinators: usize,
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {

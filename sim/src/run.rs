@@ -65,8 +65,8 @@ pub fn reproduce_line(plan: &Plan) -> String {
     if o.tick_ms != defaults.tick_ms {
         line.push_str(&format!(" --tick-ms {}", o.tick_ms));
     }
-    if let Some(n) = o.coordinators {
-        line.push_str(&format!(" --coordinators {n}"));
+    if o.coordinators != defaults.coordinators {
+        line.push_str(&format!(" --coordinators {}", o.coordinators));
     }
     if o.sabotage_npc_to_peer {
         line.push_str(" --sabotage-npc-to-peer");

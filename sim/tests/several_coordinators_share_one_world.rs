@@ -1,0 +1,172 @@
+//! Multi-coordinator worlds: several instances of the real service in cluster mode on one
+//! shared in-memory store, with owner crashes and store faults. Kept small (5 clients, 16
+//! simulated s) so the whole sim suite stays inside CI's budget.
+
+use ro_p2p_sim::check::Checkers;
+use ro_p2p_sim::cluster::StoreEvent;
+use ro_p2p_sim::plan::Fault;
+use ro_p2p_sim::record::Recorder;
+use ro_p2p_sim::{Options, Plan, run_seed};
+
+fn small(coordinators: usize) -> Options {
+    Options {
+        clients_max: 5,
+        safety_ms: 8_000,
+        liveness_ms: 8_000,
+        coordinators,
+        ..Options::default()
+    }
+}
+
+fn grants(r: &Recorder) -> Vec<(String, String, u64)> {
+    r.store_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            StoreEvent::Granted { zone, instance, epoch } => {
+                Some((zone.clone(), instance.clone(), *epoch))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn seeds_with_several_coordinators_pass_every_checker() {
+    // Derived multi-coordinator seeds (3 and 6: three instances, 5 and 9: two), and two
+    // seeds forced to three instances.
+    let runs = [(3, 0), (5, 0), (6, 0), (9, 0), (1, 3), (2, 2)];
+    for (seed, n) in runs {
+        let outcome = run_seed(seed, small(n));
+        assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
+        assert!(
+            outcome.passed(),
+            "seed {seed} failed: {:?}\nreproduce: {}",
+            outcome.violations,
+            outcome.reproduce()
+        );
+        let r = outcome.recorder.borrow();
+        assert!(!grants(&r).is_empty(), "seed {seed}: no instance ever owned a zone");
+        assert!(!r.instance_views.is_empty(), "seed {seed}: no instance published a view");
+        assert!(!r.server_received.is_empty(), "seed {seed}: the map server received nothing");
+    }
+}
+
+/// Seed 15 crashes the owner of a zone in the safety phase: another instance takes the zone
+/// over under a higher epoch, and the world converges.
+#[test]
+fn a_crashed_owner_hands_its_zones_to_another_instance() {
+    let outcome = run_seed(15, small(0));
+    assert!(
+        outcome.plan.faults.iter().any(|(_, f)| matches!(f, Fault::CrashOwner { .. })),
+        "seed 15 no longer crashes an owner:\n{}",
+        outcome.plan
+    );
+    assert!(outcome.passed(), "{:?}\nreproduce: {}", outcome.violations, outcome.reproduce());
+    let r = outcome.recorder.borrow();
+    let crashed = r.trace.iter().any(|e| {
+        e.host == "runner"
+            && serde_json::to_string(&e.what)
+                .is_ok_and(|s| s.contains("\"crashed\":\"coordinator-"))
+    });
+    assert!(crashed, "the owner was not found and crashed");
+    let g = grants(&r);
+    let moved = g.iter().any(|(zone, instance, epoch)| {
+        g.iter().any(|(z, i, e)| z == zone && i != instance && e > epoch)
+    });
+    assert!(moved, "no zone moved to another instance under a higher epoch: {g:?}");
+}
+
+#[test]
+fn a_multi_coordinator_seed_gives_the_same_trace_twice() {
+    let a = run_seed(9, small(0));
+    let b = run_seed(9, small(0));
+    assert!(a.plan.coordinators > 1);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.recorder.borrow().trace.len(), b.recorder.borrow().trace.len());
+    assert!(a.recorder.borrow().trace.len() > 100, "the trace is nearly empty");
+}
+
+#[test]
+fn a_seed_that_draws_one_coordinator_runs_the_single_coordinator_world() {
+    let plan = Plan::derive(1, small(0));
+    assert_eq!(plan.coordinators, 1);
+    assert_eq!(plan.coordinator_hosts(), vec!["coordinator".to_owned()]);
+    assert!(plan.faults.iter().all(|(_, f)| !matches!(
+        f,
+        Fault::CrashOwner { .. }
+            | Fault::RestartInstances
+            | Fault::StorePartition { .. }
+            | Fault::StoreRepair { .. }
+            | Fault::StoreDown
+            | Fault::StoreUp
+    )));
+}
+
+#[test]
+fn the_plan_prints_the_cluster_and_its_store_faults() {
+    let plan = Plan::derive(9, small(3));
+    let text = plan.to_string();
+    assert!(text.contains("coordinators: 3 instances"), "{text}");
+    assert!(text.contains("store-partition"), "{text}");
+    assert!(!text.contains("\"coordinator\""), "a fault names the single coordinator: {text}");
+}
+
+/// The fencing checker bites: a write under an epoch older than the zone's latest grant.
+#[test]
+fn the_fencing_checker_catches_a_stale_owner_writing_after_a_takeover() {
+    let mut r = Recorder::default();
+    let granted = |instance: &str, epoch| StoreEvent::Granted {
+        zone: "prontera".into(),
+        instance: instance.into(),
+        epoch,
+    };
+    r.store_events.push((10, granted("coordinator-1.1", 7)));
+    r.store_events.push((
+        20,
+        StoreEvent::Wrote { zone: "prontera".into(), instance: "coordinator-1.1".into(), epoch: 7 },
+    ));
+    r.store_events.push((30, granted("coordinator-2.1", 8)));
+    let mut checkers = Checkers::default();
+    assert!(checkers.step(&r, 5_000).is_empty(), "an honest takeover is no violation");
+    r.store_events.push((
+        40,
+        StoreEvent::Wrote { zone: "prontera".into(), instance: "coordinator-1.1".into(), epoch: 7 },
+    ));
+    let found = checkers.step(&r, 5_000);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].checker, "cluster-fencing");
+    assert!(found[0].detail.contains("stale owner coordinator-1.1"), "{}", found[0].detail);
+    r.store_events.push((50, granted("coordinator-3.1", 8)));
+    let found = checkers.step(&r, 5_000);
+    assert_eq!(found.len(), 1, "two owners of one epoch: {found:?}");
+}
+
+/// Findings of the multi-coordinator world, open in the cluster code (see
+/// `docs/simulation.md`, "Findings"); ignored until fixed, run with `--ignored`.
+///
+/// - 22 (small): an instance cut off the store loses its zone and takes it back under a new
+///   epoch; restoring the seats gives the session a new key, but members whose connections
+///   were live in that core are never told (no `key-rotated`, no resumed `session-joined`), so
+///   the newcomer's peer frames and theirs cannot be opened (`peers-only-delivered`).
+/// - 42, 141 (full size): a `join` refused with `zone-unavailable` (the owner did not answer on
+///   the bus) is executed later anyway: the client never accepted the `session-joined` that
+///   follows, yet members send it offers (`signaling-in-session`).
+/// - 123, 153 (full size): after the network heals, a member still lists a peer that left
+///   (`liveness-converges`): a `peer-left` lost across a takeover.
+#[test]
+#[ignore = "open findings in the cluster code, see docs/simulation.md"]
+fn multi_coordinator_findings_pass_every_checker() {
+    let runs = [(22, small(0)), (42, full(0)), (141, full(0)), (123, full(0)), (153, full(0))];
+    let mut failed = Vec::new();
+    for (seed, options) in runs {
+        let outcome = run_seed(seed, options);
+        if !outcome.passed() {
+            failed.push(format!("{:?} ({})", outcome.violations[0], outcome.reproduce()));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+fn full(coordinators: usize) -> Options {
+    Options { coordinators, ..Options::default() }
+}
