@@ -21,7 +21,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use ro_p2p_core::coordinator::{ConnId, Coordinator, Identity, Input, Output};
-use ro_p2p_core::wire::{ErrorCode, IceServer, PeerId, ServerMessage, Zone, encode_server};
+use ro_p2p_core::wire::{
+    ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, Zone, decode_client, encode_server,
+};
 use ro_p2p_core::{Instant as CoreInstant, SansIo};
 
 use super::routing::REMOTE_CONN_BASE;
@@ -238,6 +240,10 @@ impl ClusterNode {
         if changes_seats(&bytes) {
             self.dirty = true;
         }
+        // After a `leave` there is no seat to resume: a later move must not re-join.
+        if matches!(decode_client(&bytes), Ok(ClientMessage::Leave)) {
+            held.last_join = None;
+        }
         let Some(zone) = zone else {
             self.feed_local(conn, bytes).await;
             return self.sync_seats().await;
@@ -270,15 +276,24 @@ impl ClusterNode {
                 match self.store.publish(&owner, &env.encode()).await {
                     Ok(0) => {
                         // The owner is gone and its lease has not run out yet.
-                        self.refuse(conn, &format!("owner {owner} does not answer"));
+                        self.refuse_frame(conn, is_join, &format!("owner {owner} does not answer"));
                     }
                     Ok(_) => {}
-                    Err(e) => self.refuse(conn, &e.to_string()),
+                    Err(e) => self.refuse_frame(conn, is_join, &e.to_string()),
                 }
             }
-            Err(e) => self.refuse(conn, &e.to_string()),
+            Err(e) => self.refuse_frame(conn, is_join, &e.to_string()),
         }
         self.sync_seats().await;
+    }
+
+    /// Refuses a frame; a refused `join` is forgotten, so a later move of the connection does
+    /// not replay it (the client was told it is not joined and will send its own again).
+    fn refuse_frame(&mut self, conn: ConnId, is_join: bool, why: &str) {
+        if is_join && let Some(held) = self.held.get_mut(&conn) {
+            held.last_join = None;
+        }
+        self.refuse(conn, why);
     }
 
     /// Feeds the connection's last `join` to the core or owner it was just placed with.
