@@ -141,22 +141,39 @@ fn the_fencing_checker_catches_a_stale_owner_writing_after_a_takeover() {
     assert_eq!(found.len(), 1, "two owners of one epoch: {found:?}");
 }
 
-/// Findings of the multi-coordinator world, open in the cluster code (see
-/// `docs/simulation.md`, "Findings"); ignored until fixed, run with `--ignored`.
+/// Full-size seeds that failed while this was built. 123 and 153: a client that sent `leave`
+/// while its zone's owner was dead was re-seated when the holder took the zone over (its last
+/// `join` was replayed) and later joiners saw it as a member, even as host; fixed in
+/// `ClusterNode` (a refused `join` or a `leave` is not replayed).
+#[test]
+fn regression_seeds_with_several_coordinators_pass_every_checker() {
+    for seed in [123, 153] {
+        let outcome = run_seed(seed, full(0));
+        assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
+        assert!(
+            outcome.passed(),
+            "seed {seed} failed: {:?}\nreproduce: {}",
+            outcome.violations,
+            outcome.reproduce()
+        );
+    }
+}
+
+/// Findings of the multi-coordinator world still open in the cluster code (see
+/// `docs/simulation.md`, "Findings in cluster mode"); ignored until fixed, run with
+/// `cargo test -p ro-p2p-sim -- --ignored`.
 ///
 /// - 22 (small): an instance cut off the store loses its zone and takes it back under a new
 ///   epoch; restoring the seats gives the session a new key, but members whose connections
 ///   were live in that core are never told (no `key-rotated`, no resumed `session-joined`), so
 ///   the newcomer's peer frames and theirs cannot be opened (`peers-only-delivered`).
-/// - 42, 141 (full size): a `join` refused with `zone-unavailable` (the owner did not answer on
-///   the bus) is executed later anyway: the client never accepted the `session-joined` that
-///   follows, yet members send it offers (`signaling-in-session`).
-/// - 123, 153 (full size): after the network heals, a member still lists a peer that left
-///   (`liveness-converges`): a `peer-left` lost across a takeover.
+/// - 42, 141 (full size): a zone taken over restores a stale seat record onto a connection that
+///   is live in the new owner's core and seated elsewhere: its peers in the restored session
+///   send it signaling for a session it never joined (`signaling-in-session`).
 #[test]
 #[ignore = "open findings in the cluster code, see docs/simulation.md"]
 fn multi_coordinator_findings_pass_every_checker() {
-    let runs = [(22, small(0)), (42, full(0)), (141, full(0)), (123, full(0)), (153, full(0))];
+    let runs = [(22, small(0)), (42, full(0)), (141, full(0))];
     let mut failed = Vec::new();
     for (seed, options) in runs {
         let outcome = run_seed(seed, options);
