@@ -55,15 +55,15 @@ fn peers_exchange_sealed_frames_in_a_healthy_world() {
     assert!(r.deliveries.len() > 20, "only {} peer frames delivered", r.deliveries.len());
 }
 
-/// CI sets `RO_P2P_SIM_COMMIT` (e.g. to `$GITHUB_SHA`): one more seed, derived from the commit,
-/// so every commit explores a new world. Without it the test checks nothing.
+/// CI sets `RO_P2P_SIM_COMMIT` (e.g. to `$GITHUB_SHA`): one more full-size seed, derived from
+/// the commit, so every commit explores a new world. Without it the test checks nothing.
 #[test]
 fn the_seed_derived_from_the_commit_passes() {
     let Ok(commit) = std::env::var("RO_P2P_SIM_COMMIT") else { return };
     let seed = commit
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    let outcome = run_seed(seed, small());
+    let outcome = run_seed(seed, Options::default());
     assert!(
         outcome.passed(),
         "seed {seed} (from commit {commit}) failed: {:?}\nreproduce: {}",
