@@ -172,8 +172,12 @@ impl Dll {
                 let mut state = self.shared.lock();
                 for event in sent {
                     let now = state.router.now();
-                    if let Err(e) = state.router.recv.push_local_echo(now, &event.as_event()) {
-                        state.log.log(LogLevel::Debug, &format!("no echo for {event:?}: {e}"));
+                    let what = state::describe(&event);
+                    match state.router.recv.push_local_echo(now, &event.as_event()) {
+                        Ok(()) => state.log.log(LogLevel::Debug, &format!("echoed {what}")),
+                        Err(e) => {
+                            state.log.log(LogLevel::Debug, &format!("no echo for {what}: {e}"));
+                        }
                     }
                 }
             }
