@@ -154,6 +154,14 @@ int main(int argc, char **argv) {
     CHECK(ev.kind == RO_P2P_EVENT_KIND_FALLBACK_ON);
     CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
     CHECK_STATUS(rop2p_on_server_recv(h, NULL, 0, NULL, 8, &len), RO_P2P_STATUS_ERR_NULL_POINTER);
+    /* Garbage from the game: passed to the server untouched, a send desync is reported. */
+    const uint8_t game_garbage[] = {0xFF, 0xFF, 1, 2, 3};
+    CHECK_STATUS(rop2p_on_game_send(h, game_garbage, sizeof game_garbage, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof game_garbage && memcmp(out, game_garbage, len) == 0);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_OK);
+    CHECK(ev.kind == RO_P2P_EVENT_KIND_SEND_DESYNC);
+    CHECK_STATUS(rop2p_stats(h, &st), RO_P2P_STATUS_OK);
+    CHECK(st.router.send_desynced == 1);
     CHECK_STATUS(rop2p_new_map_connection(h), RO_P2P_STATUS_OK);
     CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
     CHECK_STATUS(rop2p_new_map_connection(h), RO_P2P_STATUS_ERR_CLOSED);
@@ -165,6 +173,18 @@ int main(int argc, char **argv) {
     CHECK_STATUS(rop2p_set_event_callback(r.handle, reenter, &r), RO_P2P_STATUS_OK);
     CHECK(r.calls == 1 && r.stats_status == RO_P2P_STATUS_OK && r.stop_status == RO_P2P_STATUS_OK);
     CHECK_STATUS(rop2p_stop(r.handle), RO_P2P_STATUS_ERR_CLOSED);
+
+    /* P2P off in the configuration: the node stops at once, the hooks pass everything through,
+     * and that is no error. */
+    CHECK_STATUS(rop2p_start("[P2P]\nEnableP2P=0\n", RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_OK);
+    CHECK(ev.kind == RO_P2P_EVENT_KIND_FALLBACK_ON && strstr(ev.text, "disabled") != NULL);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof WALK && memcmp(out, WALK, len) == 0);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof WALK && memcmp(out, WALK, len) == 0);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_NO_DATA);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
 
     /* Start options: a bad peer id or bind address is refused; NULL fields are defaults. */
     RoP2pStartOptions bad_id = {NULL, "not a valid peer id!", NULL};
