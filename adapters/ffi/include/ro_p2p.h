@@ -75,7 +75,7 @@ enum RoP2pEventKind
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   // The game-to-server stream could not be framed; it now goes to the server untouched.
-  // `value`: stream offset.
+  // `value`: stream offset (core layer; 0 in the batteries layer).
   RO_P2P_EVENT_KIND_SEND_DESYNC = 1,
   // The server-to-game stream could not be framed; peer events are no longer drawn.
   RO_P2P_EVENT_KIND_RECV_DESYNC = 2,

@@ -16,7 +16,7 @@ pub const ROP2P_EVENT_TEXT_BYTES: usize = 256;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoP2pEventKind {
     /// The game-to-server stream could not be framed; it now goes to the server untouched.
-    /// `value`: stream offset.
+    /// `value`: stream offset (core layer; 0 in the batteries layer).
     SendDesync = 1,
     /// The server-to-game stream could not be framed; peer events are no longer drawn.
     RecvDesync = 2,

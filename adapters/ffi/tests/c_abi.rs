@@ -13,7 +13,17 @@ fn profile_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
+/// The directory holding the cdylib to link against. `cargo test` builds this crate's library
+/// with all its crate types for the integration tests, so the `.so` of exactly this build sits
+/// beside the test binary in `deps/`; only when it is missing (a test binary run by hand after
+/// a clean) is it built with a nested `cargo build` (whose feature set differs from the test
+/// build's, so that costs a rebuild of the dependencies).
 fn build_cdylib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap().to_path_buf();
+    if deps.join("libro_p2p_ffi.so").exists() {
+        return deps;
+    }
     let dir = profile_dir();
     let mut cargo = Command::new(env!("CARGO"));
     cargo.args(["build", "-p", "ro-p2p-ffi", "--lib"]);

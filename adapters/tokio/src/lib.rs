@@ -6,7 +6,7 @@
 //! simulation runs the same [`server::Service`] on turmoil's listener. [`client`] drives the
 //! client library's [`ro_p2p_core::node::Node`] over any stream and any peer transport.
 //! [`cluster`] is what several instances share to serve one world (zone leases, a bus, seat
-//! records, world-wide views), on Redis or in memory; the server does not use it yet.
+//! records, world-wide views), on Redis or in memory; the server uses it in cluster mode.
 
 pub mod client;
 pub mod cluster;

@@ -133,3 +133,30 @@ async fn two_instances_serve_one_world_and_survive_a_store_outage() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stopping_owner_hands_its_zone_over_at_once_and_seats_are_resumed() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let world = MemoryWorld::new(clock, StoreConfig::default());
+    let a = TestServer::start(instance(&world, "a")).await;
+    let b = TestServer::start(instance(&world, "b")).await;
+    let (_alice, joined_a) = a.joined("alice", "prontera").await;
+    let (mut bob, _) = b.joined("bob", "prontera").await;
+    let ServerMessage::SessionJoined { session_id, .. } = joined_a else { unreachable!() };
+
+    // a stops gracefully: it writes its seats and releases its lease, so b takes the zone on
+    // bob's next frame instead of after the 10 s lease.
+    let stopped = tokio::time::Instant::now();
+    a.shutdown().await;
+    bob.send(&join(Some("bob"), "prontera")).await;
+    match bob.expect(|m| matches!(m, ServerMessage::SessionJoined { .. })).await {
+        ServerMessage::SessionJoined { session_id: again, peers, resumed, .. } => {
+            assert_eq!(again, session_id, "the same session, now owned by b");
+            assert!(resumed);
+            assert_eq!(peers, [peer("alice")], "alice's seat waits for her in grace");
+        }
+        _ => unreachable!(),
+    }
+    assert!(stopped.elapsed() < Duration::from_secs(8), "no wait for the lease to run out");
+    b.shutdown().await;
+}

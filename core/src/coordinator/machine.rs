@@ -419,6 +419,11 @@ impl State {
         self.sessions.get(sid)?.seat(peer)?.capabilities
     }
 
+    pub(crate) fn seat_zone(&self, peer: &PeerId) -> Option<Zone> {
+        let sid = self.seats.get(peer)?;
+        self.sessions.get(sid).map(|s| s.zone.clone())
+    }
+
     pub(crate) fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
         let sid = self.seats.get(peer)?;
         self.sessions.get(sid)?.seat(peer)?.conn()

@@ -252,6 +252,11 @@ impl Coordinator {
         self.state.seat_capabilities(peer)
     }
 
+    /// The zone of `peer`'s seat, if it is seated here.
+    pub fn seat_zone(&self, peer: &PeerId) -> Option<Zone> {
+        self.state.seat_zone(peer)
+    }
+
     /// The connection holding `peer`'s seat, if it is seated here and live.
     pub fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
         self.state.seat_connection(peer)

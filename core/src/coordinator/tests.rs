@@ -921,6 +921,7 @@ fn restored_seats_wait_in_grace_and_their_members_resume_without_churn() {
     assert!(sends(&out, 1).is_empty(), "a sees no peer-joined for b: {out:?}");
     assert_eq!(h.c.session(&sid).unwrap().connected, vec![peer("a"), peer("b")]);
     assert_eq!(h.c.seat_connection(&peer("b")), Some(ConnId(2)));
+    assert_eq!(h.c.seat_zone(&peer("b")), Some(zone("prontera")));
     assert_eq!(h.c.stats().joins, 0, "resumes are not joins");
 }
 

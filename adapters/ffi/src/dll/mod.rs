@@ -118,14 +118,20 @@ impl Dll {
         self.shared.lock().log.log(level, message);
     }
 
-    /// The driver is gone (it panicked or stopped on its own): from now on the game's bytes
-    /// go to the server untouched, which is what fallback promises.
+    /// The driver is gone (P2P is off in the configuration, or it stopped on its own): from
+    /// now on the game's bytes go to the server untouched, which is what fallback promises.
     fn lose_driver(&mut self) {
         if self.driver_gone {
             return;
         }
         self.driver_gone = true;
         let mut state = self.shared.lock();
+        if !self.settings.p2p_enabled || self.settings.coordinator_urls.is_empty() {
+            state
+                .log
+                .log(LogLevel::Info, "P2P is off: everything goes to the map server untouched");
+            return;
+        }
         state.emit(RoP2pEvent::new(
             RoP2pEventKind::Error,
             RoP2pStatus::ErrRuntime as i32,
@@ -144,15 +150,15 @@ impl Dll {
     }
 
     /// Routes the game's bytes through the node; the server's share is appended to
-    /// `server_out`, the echoes of peers-only actions to the game's stream.
+    /// `server_out`. Then one look at the node gives its counters (desync, debug log) and the
+    /// player's new peers-only actions, whose echo is drawn into the game's stream.
     fn route(&mut self, data: &[u8]) -> Result<(), Failure> {
         if self.driver_gone {
             self.server_out.extend_from_slice(data);
             return Ok(());
         }
         let node = self.background.node.clone();
-        let bytes = data.to_vec();
-        match self.background.block_on(node.game_send(bytes))? {
+        match self.background.block_on(node.game_send(data.to_vec()))? {
             Ok(to_server) => self.server_out.extend_from_slice(&to_server),
             Err(DriverStopped) => {
                 self.lose_driver();
@@ -160,28 +166,41 @@ impl Dll {
                 return Ok(());
             }
         }
-        if self.echo_wanted {
-            let from = self.peers_only_next;
-            let query = node.inspect(move |n| {
-                let sent: Vec<ReceivedEvent> =
-                    n.peers_only_since(from).map(|p| p.event.clone()).collect();
-                (n.peers_only_next_seq(), sent)
-            });
-            if let Ok((next, sent)) = self.background.block_on(query)? {
-                self.peers_only_next = next;
-                let mut state = self.shared.lock();
-                for event in sent {
-                    let now = state.router.now();
-                    if let Err(e) = state.router.recv.push_local_echo(now, &event.as_event()) {
-                        state.log.log(LogLevel::Debug, &format!("no echo for {event:?}: {e}"));
-                    }
-                }
+        let from = self.peers_only_next;
+        let echo = self.echo_wanted;
+        let look = node.inspect(move |n| {
+            let sent: Vec<ReceivedEvent> = if echo {
+                n.peers_only_since(from).map(|p| p.event.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            (n.stats().clone(), n.peers_only_next_seq(), sent)
+        });
+        let Ok((after, next, sent)) = self.background.block_on(look)? else {
+            self.lose_driver();
+            return Ok(());
+        };
+        let before = std::mem::replace(&mut self.last_stats, after.clone());
+        self.peers_only_next = next;
+        let mut state = self.shared.lock();
+        for event in sent {
+            let now = state.router.now();
+            let what = state::describe(&event);
+            match state.router.recv.push_local_echo(now, &event.as_event()) {
+                Ok(()) => state.log.log(LogLevel::Debug, &format!("echoed {what}")),
+                Err(e) => state.log.log(LogLevel::Debug, &format!("no echo for {what}: {e}")),
             }
         }
-        if self.shared.lock().log.enabled(LogLevel::Debug) {
-            let before = self.last_stats.clone();
-            let after = self.node_stats()?;
-            self.log(
+        if before.desyncs == 0 && after.desyncs > 0 {
+            state.emit(RoP2pEvent::new(
+                RoP2pEventKind::SendDesync,
+                0,
+                0,
+                "game-to-server stream desynced: everything now goes to the server untouched",
+            ));
+        }
+        if state.log.enabled(LogLevel::Debug) {
+            state.log.log(
                 LogLevel::Debug,
                 &format!(
                     "routed {} packet(s): {} to the server only, {} to peers only, {} mirrored, {} fallback(s)",

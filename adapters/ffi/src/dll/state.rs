@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ro_p2p_core::client::{ClientEvent, LinkHealth};
 use ro_p2p_core::config::LogLevel;
+use ro_p2p_core::node::ReceivedEvent;
 use ro_p2p_core::render::account_id_of;
 use ro_p2p_core::wire::PeerId;
 use ro_p2p_tokio::client::DriverEvent;
@@ -131,7 +132,8 @@ impl State {
                 if let Err(e) = self.router.peer_event(aid, &event.as_event()) {
                     self.log.log(LogLevel::Debug, &format!("event from {from} not drawn: {e}"));
                 } else if self.log.enabled(LogLevel::Debug) {
-                    self.log.log(LogLevel::Debug, &format!("drew {event:?} from {from}"));
+                    self.log
+                        .log(LogLevel::Debug, &format!("drew {} from {from}", describe(&event)));
                 }
             }
             DriverEvent::Dropped { from, reason } => {
@@ -238,6 +240,14 @@ impl State {
             }
             other => self.log.log(LogLevel::Debug, &format!("client: {other:?}")),
         }
+    }
+}
+
+/// An event for the log, chat text as text.
+pub(crate) fn describe(event: &ReceivedEvent) -> String {
+    match event {
+        ReceivedEvent::Chat { text } => format!("chat {:?}", String::from_utf8_lossy(text)),
+        other => format!("{other:?}"),
     }
 }
 

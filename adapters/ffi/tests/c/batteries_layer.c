@@ -33,6 +33,20 @@ static void on_event(const RoP2pEvent *event, void *user_data) {
         s->fallback_on++;
 }
 
+/* Calls back into the library from the callback: reads the stats, then stops its own
+ * instance (allowed: no lock is held while a callback runs). */
+struct reentrant { uint64_t handle; int calls; RoP2pStatus stats_status; RoP2pStatus stop_status; };
+
+static void reenter(const RoP2pEvent *event, void *user_data) {
+    struct reentrant *r = (struct reentrant *)user_data;
+    (void)event;
+    RoP2pStats st;
+    if (r->calls++ == 0) {
+        r->stats_status = rop2p_stats(r->handle, &st);
+        r->stop_status = rop2p_stop(r->handle);
+    }
+}
+
 static int file_contains(const char *path, const char *needle) {
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
@@ -132,6 +146,57 @@ int main(int argc, char **argv) {
     CHECK_STATUS(rop2p_poll_event(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
     CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
     CHECK(file_contains(log_ini, "started"));
+
+    /* A NULL callback: events stay for polling. */
+    CHECK_STATUS(rop2p_start(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_set_event_callback(h, NULL, NULL), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_OK);
+    CHECK(ev.kind == RO_P2P_EVENT_KIND_FALLBACK_ON);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+    CHECK_STATUS(rop2p_on_server_recv(h, NULL, 0, NULL, 8, &len), RO_P2P_STATUS_ERR_NULL_POINTER);
+    /* Garbage from the game: passed to the server untouched, a send desync is reported. */
+    const uint8_t game_garbage[] = {0xFF, 0xFF, 1, 2, 3};
+    CHECK_STATUS(rop2p_on_game_send(h, game_garbage, sizeof game_garbage, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof game_garbage && memcmp(out, game_garbage, len) == 0);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_OK);
+    CHECK(ev.kind == RO_P2P_EVENT_KIND_SEND_DESYNC);
+    CHECK_STATUS(rop2p_stats(h, &st), RO_P2P_STATUS_OK);
+    CHECK(st.router.send_desynced == 1);
+    CHECK_STATUS(rop2p_new_map_connection(h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_new_map_connection(h), RO_P2P_STATUS_ERR_CLOSED);
+    CHECK_STATUS(rop2p_stats(h, &st), RO_P2P_STATUS_ERR_CLOSED);
+
+    /* A callback that calls the library, and stops its own instance. */
+    struct reentrant r = {0, 0, RO_P2P_STATUS_ERR_PANIC, RO_P2P_STATUS_ERR_PANIC};
+    CHECK_STATUS(rop2p_start(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &r.handle), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_set_event_callback(r.handle, reenter, &r), RO_P2P_STATUS_OK);
+    CHECK(r.calls == 1 && r.stats_status == RO_P2P_STATUS_OK && r.stop_status == RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_stop(r.handle), RO_P2P_STATUS_ERR_CLOSED);
+
+    /* P2P off in the configuration: the node stops at once, the hooks pass everything through,
+     * and that is no error. */
+    CHECK_STATUS(rop2p_start("[P2P]\nEnableP2P=0\n", RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_OK);
+    CHECK(ev.kind == RO_P2P_EVENT_KIND_FALLBACK_ON && strstr(ev.text, "disabled") != NULL);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof WALK && memcmp(out, WALK, len) == 0);
+    CHECK_STATUS(rop2p_on_game_send(h, WALK, sizeof WALK, out, sizeof out, &len), RO_P2P_STATUS_OK);
+    CHECK(len == sizeof WALK && memcmp(out, WALK, len) == 0);
+    CHECK_STATUS(rop2p_poll_event(h, &ev), RO_P2P_STATUS_NO_DATA);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+
+    /* Start options: a bad peer id or bind address is refused; NULL fields are defaults. */
+    RoP2pStartOptions bad_id = {NULL, "not a valid peer id!", NULL};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &bad_id, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "peer_id") != NULL);
+    RoP2pStartOptions bad_ip = {NULL, NULL, "localhost:99"};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &bad_ip, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "udp_bind_ip") != NULL);
+    RoP2pStartOptions defaults = {NULL, NULL, NULL};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &defaults, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+    CHECK(file_contains(log_ini, "stopped (left the session)"));
 
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

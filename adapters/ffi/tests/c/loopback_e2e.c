@@ -11,8 +11,11 @@
  * 2. a walk and a public chat line sent through one handle's send hook come back whole in its
  *    server bytes (mirror policy) and come out of the other two receive hooks as the walking
  *    packet 0x09FD and the chat packet 0x008D of that account; geffen sees nothing;
- * 3. an NPC click and an `@` command go only to the server bytes: no peer frame is sent;
- * 4. a handle that stops is reported as PEER_LEFT to the others; every call on a stopped
+ * 3. the third player's policy sends chat and emotes to peers only: its server bytes are
+ *    empty, the others draw them, and its own receive hook gets the echo rAthena would have
+ *    sent (0x008E for its chat line, its own 0x00C0);
+ * 4. an NPC click and an `@` command go only to the server bytes: no peer frame is sent;
+ * 5. a handle that stops is reported as PEER_LEFT to the others; every call on a stopped
  *    handle returns RO_P2P_STATUS_ERR_CLOSED, a second stop too.
  * argv[2] is a scratch directory for the log files. */
 #define _POSIX_C_SOURCE 199309L
@@ -148,6 +151,22 @@ static int count_shown(int i, uint16_t id, size_t aid_at, uint32_t aid, const ch
     return count;
 }
 
+/* How many whole packets `id` the game client i was shown that contain `text`. */
+static int count_text(int i, uint16_t id, const char *text) {
+    int count = 0;
+    size_t at = 0, tl = strlen(text);
+    while (at < shown_len[i]) {
+        const uint8_t *p = shown[i] + at;
+        size_t len = zc_len(p, shown_len[i] - at);
+        if (len < 4 || at + len > shown_len[i]) return -1;
+        if ((p[0] | p[1] << 8) == id)
+            for (size_t k = 4; k + tl <= len; k++)
+                if (memcmp(p + k, text, tl) == 0) { count++; break; }
+        at += len;
+    }
+    return count;
+}
+
 static RoP2pStats stats_of(uint64_t h) {
     RoP2pStats st;
     memset(&st, 0, sizeof st);
@@ -171,15 +190,17 @@ int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: loopback_e2e WS_URL SCRATCH_DIR\n"); return 2; }
     setvbuf(stdout, NULL, _IONBF, 0);
     uint64_t h[N];
-    char config[1024];
-    snprintf(config, sizeof config,
-             "{ \"coordinator\": { \"websocket_url\": \"%s\", \"reconnect_delay_ms\": 100 },\n"
-             "  \"p2p\": { \"policy\": \"movement=mirror,chat=mirror,emote=mirror\" },\n"
-             "  \"security\": { \"enable_authentication\": false },\n"
-             "  \"logging\": { \"level\": \"debug\" },\n"
-             "  \"zones\": { \"p2p_enabled_zones\": [\"prontera\", \"geffen\"] } }\n",
-             argv[1]);
     for (int i = 0; i < N; i++) {
+        char config[1024];
+        snprintf(config, sizeof config,
+                 "{ \"coordinator\": { \"websocket_url\": \"%s\", \"reconnect_delay_ms\": 100 },\n"
+                 "  \"p2p\": { \"policy\": \"%s\" },\n"
+                 "  \"security\": { \"enable_authentication\": false },\n"
+                 "  \"logging\": { \"level\": \"debug\" },\n"
+                 "  \"zones\": { \"p2p_enabled_zones\": [\"prontera\", \"geffen\"] } }\n",
+                 argv[1],
+                 i == 2 ? "movement=mirror,chat=peers,emote=peers"
+                        : "movement=mirror,chat=mirror,emote=mirror");
         char log_path[1024];
         snprintf(log_path, sizeof log_path, "%s/e2e-%s.log", argv[2], IDS[i]);
         remove(log_path);
@@ -252,7 +273,41 @@ int main(int argc, char **argv) {
     read_game(h[0], 0);
     CHECK(count_shown(0, 0x09FD, 5, AIDS[0], NULL) == 0); /* nobody draws the player itself */
 
-    /* 3. An NPC click and an @ command: server only. */
+    /* 3. Peers-only chat and emote from the third player: echoed locally, drawn for others. */
+    const char *secret = "Carol : peers only";
+    uint8_t pchat[64];
+    size_t pchat_len = 4 + strlen(secret);
+    put_u16(pchat, 0x00F3);
+    put_u16(pchat + 2, (uint16_t)pchat_len);
+    memcpy(pchat + 4, secret, strlen(secret));
+    const uint8_t emote[] = {0xBF, 0x00, 5};
+    {
+        uint8_t out[256];
+        size_t out_len = 99;
+        CHECK_STATUS(rop2p_on_game_send(h[2], pchat, pchat_len, out, sizeof out, &out_len), RO_P2P_STATUS_OK);
+        CHECK(out_len == 0);
+        CHECK_STATUS(rop2p_on_game_send(h[2], emote, sizeof emote, out, sizeof out, &out_len), RO_P2P_STATUS_OK);
+        CHECK(out_len == 0);
+    }
+    read_game(h[2], 2);
+    CHECK(count_text(2, 0x008E, secret) == 1);
+    CHECK(count_shown(2, 0x00C0, 2, AIDS[2], NULL) == 1);
+    CHECK(stats_of(h[2]).router.local_echoes == 2);
+    start = now_s();
+    drawn = 0;
+    while (!drawn && now_s() - start < WAIT_S) {
+        drawn = 1;
+        for (int i = 0; i < 2; i++) {
+            read_game(h[i], i);
+            if (count_shown(i, 0x008D, 4, AIDS[2], secret) < 1 ||
+                count_shown(i, 0x00C0, 2, AIDS[2], NULL) < 1)
+                drawn = 0;
+        }
+        if (!drawn) sleep_ms(20);
+    }
+    CHECK(drawn);
+
+    /* 4. An NPC click and an @ command: server only. */
     const uint8_t npc[] = {0x90, 0x00, 0x10, 0x27, 0x00, 0x00, 1}; /* NPC 10000 */
     const char *command = "Alice : @where";
     uint8_t cmd[64];
@@ -291,7 +346,7 @@ int main(int argc, char **argv) {
     CHECK(shown_len[3] == 0);
     CHECK(stats_of(h[3]).peer_frames_received == 0);
 
-    /* 4. Stop the first: the others hear it left; calls on it are refused. */
+    /* 5. Stop the first: the others hear it left; calls on it are refused. */
     CHECK_STATUS(rop2p_stop(h[0]), RO_P2P_STATUS_OK);
     start = now_s();
     while ((load(&seen[1].peer_left) < 1 || load(&seen[2].peer_left) < 1) && now_s() - start < WAIT_S)

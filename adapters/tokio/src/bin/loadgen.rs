@@ -25,9 +25,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 #[derive(Debug, Parser)]
 #[command(name = "ro-p2p-loadgen", version, about, long_about)]
 struct Cli {
-    /// Signaling WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8001/api/v1/signaling/ws")]
-    url: String,
+    /// Signaling WebSocket URL. Repeat it for several coordinator instances (cluster mode):
+    /// the clients of each zone are spread over them in turn.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8001/api/v1/signaling/ws")]
+    urls: Vec<String>,
     /// Number of concurrent clients.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
@@ -328,7 +329,7 @@ async fn run(cli: Cli) {
         cli.relay_rate,
         cli.burst,
         cli.duration_s,
-        cli.url
+        cli.urls.join(" ")
     );
     let rss_before = rss("before");
 
@@ -340,9 +341,11 @@ async fn run(cli: Cli) {
         let (tx, rx) = mpsc::channel(64);
         senders.push(tx);
         let zone = zones[i % zones.len()].clone();
+        // Members of one zone go to the instances in turn, so relays cross instances.
+        let url = cli.urls[(i / zones.len().max(1)) % cli.urls.len().max(1)].clone();
         tokio::spawn(client(
             i,
-            cli.url.clone(),
+            url,
             zone,
             cli.jwt_secret.clone(),
             rx,

@@ -145,7 +145,6 @@ pub enum DriverEvent {
 /// What the application can ask of a running driver.
 enum Command {
     GameSend { bytes: Vec<u8>, reply: oneshot::Sender<Vec<u8>> },
-    GameSendWithStats { bytes: Vec<u8>, reply: oneshot::Sender<(Vec<u8>, NodeStats)> },
     NewMapConnection,
     Zone(Zone),
     Inspect(Box<dyn FnOnce(&Node) + Send>),
@@ -170,18 +169,6 @@ impl NodeHandle {
     pub async fn game_send(&self, bytes: Vec<u8>) -> Result<Vec<u8>, DriverStopped> {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::GameSend { bytes, reply }).await.map_err(|_| DriverStopped)?;
-        rx.await.map_err(|_| DriverStopped)
-    }
-
-    /// As [`NodeHandle::game_send`], and also returns the node's counters right after routing
-    /// (compare them with the previous ones to see how the bytes were routed).
-    pub async fn game_send_with_stats(
-        &self,
-        bytes: Vec<u8>,
-    ) -> Result<(Vec<u8>, NodeStats), DriverStopped> {
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::GameSendWithStats { bytes, reply };
-        self.commands.send(cmd).await.map_err(|_| DriverStopped)?;
         rx.await.map_err(|_| DriverStopped)
     }
 
@@ -422,10 +409,6 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
             Command::GameSend { bytes, reply } => {
                 let to_server = self.game_send(now, &bytes);
                 let _ = reply.send(to_server);
-            }
-            Command::GameSendWithStats { bytes, reply } => {
-                let to_server = self.game_send(now, &bytes);
-                let _ = reply.send((to_server, self.node.stats().clone()));
             }
             Command::NewMapConnection => self.node.new_map_connection(),
             Command::Zone(zone) => self.node.handle_input(now, client::Input::ZoneChanged(zone)),

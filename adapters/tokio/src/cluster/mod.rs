@@ -22,8 +22,8 @@
 //! connection and the zone's owner; [`ownership`] decides, frame by frame, whether a zone is
 //! served here or elsewhere, and keeps the leases; [`routing`] maps connections to zones on the
 //! holder and remote connections to core numbers on the owner; [`seats`] keeps the seat records
-//! in step with the owner's core; [`node`] is a socket-free prototype of the cluster-mode hub
-//! that puts them together around one core.
+//! in step with the owner's core; [`node`] puts them together around one core, without sockets
+//! (the service's cluster hub, `server::cluster_hub`, drives it).
 //!
 //! Time: every store takes a [`Clock`] in milliseconds; lease deadlines it reports are measured
 //! on it, conservatively (from before the request was sent).

@@ -86,8 +86,11 @@ pub struct ClusterNode {
     /// Owned zones whose stored seats must be read again before the next write (a write
     /// failed, so what was last written is unknown).
     resync: BTreeSet<Zone>,
-    /// Seats may have changed since the last write.
-    dirty: bool,
+    /// Zones whose seats may have changed since the last write.
+    dirty: Dirty,
+    /// The zone each core connection (ours or remote) last joined, to know which zone's seats
+    /// an event touches.
+    core_zones: BTreeMap<ConnId, Zone>,
     shutting_down: bool,
     /// After a failed renewal, when to try again (the store may refuse fast while it is down:
     /// without this the overdue lease would make the driver spin).
@@ -116,7 +119,8 @@ impl ClusterNode {
             out: VecDeque::new(),
             seats: SeatSync::default(),
             resync: BTreeSet::new(),
-            dirty: false,
+            dirty: Dirty::default(),
+            core_zones: BTreeMap::new(),
             shutting_down: false,
             renew_retry_at_ms: None,
             lease_ttl_ms,
@@ -219,9 +223,10 @@ impl ClusterNode {
                 last_join: None,
             },
         );
+        let peer = account_of(&identity);
         let now = self.now();
         self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
-        self.dirty = true;
+        self.touch_peer(peer.as_ref());
         self.drain().await;
         self.sync_seats().await;
     }
@@ -237,9 +242,6 @@ impl ClusterNode {
             }
             FrameZone::In(zone) => (Some(zone), false),
         };
-        if changes_seats(&bytes) {
-            self.dirty = true;
-        }
         // After a `leave` there is no seat to resume: a later move must not re-join.
         if matches!(decode_client(&bytes), Ok(ClientMessage::Leave)) {
             held.last_join = None;
@@ -307,7 +309,6 @@ impl ClusterNode {
                 let _ = self.store.publish(&owner, &Envelope::Frame { conn, frame }.encode()).await;
             }
         }
-        self.dirty = true;
     }
 
     /// Where `zone` is served; a zone newly taken (a lease with a new epoch) gets its seats
@@ -341,7 +342,7 @@ impl ClusterNode {
                 self.resync.insert(zone.clone());
             }
         }
-        self.dirty = true;
+        self.dirty.zones.insert(zone.clone());
         self.drain().await;
     }
 
@@ -368,6 +369,7 @@ impl ClusterNode {
     }
 
     async fn feed_local(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        self.note_frame(conn, &bytes);
         let now = self.now();
         self.core.handle_input(now, Input::Frame { conn, bytes });
         self.drain().await;
@@ -384,6 +386,7 @@ impl ClusterNode {
         let (account, ice_servers) = (held.account.clone(), held.ice_servers.clone());
         match from {
             Placement::Local => {
+                self.forget_core_conn(conn);
                 let now = self.now();
                 self.core.handle_input(now, Input::Disconnected { conn });
                 self.drain().await;
@@ -394,9 +397,11 @@ impl ClusterNode {
         }
         match to {
             Placement::Local => {
+                let peer = account.clone();
                 let identity = account.map_or(Identity::Anonymous, Identity::Account);
                 let now = self.now();
                 self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
+                self.touch_peer(peer.as_ref());
                 self.drain().await;
             }
             Placement::Remote(owner) => {
@@ -404,7 +409,6 @@ impl ClusterNode {
                 let _ = self.store.publish(&owner, &env.encode()).await;
             }
         }
-        self.dirty = true;
         true
     }
 
@@ -415,9 +419,9 @@ impl ClusterNode {
         self.welcomed.remove(&conn);
         match held.placement {
             Placement::Local => {
+                self.forget_core_conn(conn);
                 let now = self.now();
                 self.core.handle_input(now, Input::Disconnected { conn });
-                self.dirty = true;
                 self.drain().await;
                 self.sync_seats().await;
             }
@@ -440,17 +444,16 @@ impl ClusterNode {
         match env {
             Envelope::Attach { conn, account, ice_servers } => {
                 let local = self.remote.attach(&msg.from, conn);
+                let peer = account.clone();
                 let identity = account.map_or(Identity::Anonymous, Identity::Account);
                 self.core
                     .handle_input(now, Input::Connected { conn: local, identity, ice_servers });
-                self.dirty = true;
+                self.touch_peer(peer.as_ref());
             }
             Envelope::Frame { conn, frame } => match self.remote.local(&msg.from, conn) {
                 Some(local) => {
                     let bytes = frame.into_bytes();
-                    if changes_seats(&bytes) {
-                        self.dirty = true;
-                    }
+                    self.note_frame(local, &bytes);
                     self.core.handle_input(now, Input::Frame { conn: local, bytes });
                 }
                 None => {
@@ -463,8 +466,8 @@ impl ClusterNode {
             },
             Envelope::Detach { conn } => {
                 if let Some(local) = self.remote.detach(&msg.from, conn) {
+                    self.forget_core_conn(local);
                     self.core.handle_input(now, Input::Disconnected { conn: local });
-                    self.dirty = true;
                 }
             }
             Envelope::Deliver { conn, frame } => {
@@ -501,7 +504,7 @@ impl ClusterNode {
         let now = self.now();
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);
-            self.dirty = true;
+            self.dirty.all = true;
             self.drain().await;
         }
         let now_ms = self.clock.now_ms();
@@ -521,7 +524,7 @@ impl ClusterNode {
     /// the records of zones whose last write failed. Call it now and then (the driver's view
     /// timer), so a missed change is written eventually.
     pub async fn maintain(&mut self) {
-        self.dirty = true;
+        self.dirty.all = true;
         self.sync_seats().await;
     }
 
@@ -544,7 +547,7 @@ impl ClusterNode {
         self.shutting_down = true;
         let now = self.now();
         self.core.handle_input(now, Input::Shutdown);
-        self.dirty = true;
+        self.dirty.all = true;
         self.drain().await;
         self.sync_seats().await;
         self.ownership.release_all().await;
@@ -569,12 +572,20 @@ impl ClusterNode {
 
     /// Writes what changed in the owned zones' seats, fenced by their leases.
     async fn sync_seats(&mut self) {
-        if !self.dirty || self.shutting_down && self.ownership.held().is_empty() {
+        if self.shutting_down && self.ownership.held().is_empty() {
             return;
         }
-        self.dirty = false;
-        let owned: Vec<(Zone, super::Lease)> =
-            self.ownership.held().iter().map(|(z, l)| (z.clone(), l.clone())).collect();
+        let dirty = std::mem::take(&mut self.dirty);
+        if !dirty.all && dirty.zones.is_empty() {
+            return;
+        }
+        let owned: Vec<(Zone, super::Lease)> = self
+            .ownership
+            .held()
+            .iter()
+            .filter(|(z, _)| dirty.all || dirty.zones.contains(*z))
+            .map(|(z, l)| (z.clone(), l.clone()))
+            .collect();
         for (zone, lease) in owned {
             if self.resync.contains(&zone) {
                 match self.store.seats(&zone).await {
@@ -582,7 +593,10 @@ impl ClusterNode {
                         self.seats.adopt(&zone, stored);
                         self.resync.remove(&zone);
                     }
-                    Err(_) => continue,
+                    Err(_) => {
+                        self.dirty.zones.insert(zone);
+                        continue;
+                    }
                 }
             }
             let sessions = self.core.discover(&zone);
@@ -613,7 +627,7 @@ impl ClusterNode {
                     Err(e) => {
                         tracing::debug!(%zone, error = %e, "seat write failed; will resync");
                         self.resync.insert(zone.clone());
-                        self.dirty = true;
+                        self.dirty.zones.insert(zone.clone());
                         break;
                     }
                 }
@@ -650,9 +664,52 @@ impl ClusterNode {
                         self.welcomed.remove(&conn);
                         self.out.push_back(NodeOutput::Close { conn, code, reason });
                     }
+                    self.forget_core_conn(conn);
                 }
             }
         }
+    }
+
+    /// Notes which zone's seats a frame fed to the core (as `conn`) may change.
+    fn note_frame(&mut self, conn: ConnId, bytes: &[u8]) {
+        if !changes_seats(bytes) {
+            return;
+        }
+        if let Some(zone) = self.core_zones.get(&conn) {
+            self.dirty.zones.insert(zone.clone());
+        }
+        if let Ok(ClientMessage::Join { zone, .. }) = decode_client(bytes) {
+            self.dirty.zones.insert(zone.clone());
+            self.core_zones.insert(conn, zone);
+        }
+    }
+
+    /// A core connection ends: its zone's seats change (the seat goes into grace).
+    fn forget_core_conn(&mut self, conn: ConnId) {
+        if let Some(zone) = self.core_zones.remove(&conn) {
+            self.dirty.zones.insert(zone);
+        }
+    }
+
+    /// An identity became live in the core: its seat, if any, changed.
+    fn touch_peer(&mut self, peer: Option<&PeerId>) {
+        if let Some(zone) = peer.and_then(|p| self.core.seat_zone(p)) {
+            self.dirty.zones.insert(zone);
+        }
+    }
+}
+
+/// Which owned zones' seats to write at the next sync.
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    zones: BTreeSet<Zone>,
+}
+
+fn account_of(identity: &Identity) -> Option<PeerId> {
+    match identity {
+        Identity::Account(p) => Some(p.clone()),
+        _ => None,
     }
 }
 
