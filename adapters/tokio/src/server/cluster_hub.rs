@@ -195,18 +195,11 @@ impl ClusterHub {
                 tick.as_mut().reset(at);
                 armed = wake;
             }
+            // Biased, so a run replays exactly (an unbiased select draws from tokio's unseeded
+            // RNG): the timers first (each is ready once per deadline, so they cannot starve
+            // the rest), then the bus, then the connections.
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(ev) => self.handle(ev).await,
-                    None => break,
-                },
-                msg = async { bus.as_mut()?.recv().await }, if bus.is_some() => match msg {
-                    Some(msg) => {
-                        self.node.bus(msg).await;
-                        self.flush(None).await;
-                    }
-                    None => bus = None,
-                },
+                biased;
                 () = &mut tick, if armed.is_some() => {
                     armed = None;
                     self.node.tick().await;
@@ -221,6 +214,17 @@ impl ClusterHub {
                     }
                     self.refresh_views().await;
                 }
+                msg = async { bus.as_mut()?.recv().await }, if bus.is_some() => match msg {
+                    Some(msg) => {
+                        self.node.bus(msg).await;
+                        self.flush(None).await;
+                    }
+                    None => bus = None,
+                },
+                ev = events.recv() => match ev {
+                    Some(ev) => self.handle(ev).await,
+                    None => break,
+                },
             }
         }
     }

@@ -134,7 +134,17 @@ impl Hub {
                 sleep.as_mut().reset(wake.unwrap_or(far));
                 armed = wake;
             }
+            // Biased, so a simulated run replays exactly (an unbiased select draws from
+            // tokio's unseeded RNG): the timer first, ready once per deadline, so it cannot
+            // starve the events.
             tokio::select! {
+                biased;
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                    self.drain(None);
+                }
                 ev = events.recv() => match ev {
                     Some(ev) => {
                         self.handle(ev);
@@ -149,12 +159,6 @@ impl Hub {
                     }
                     None => break,
                 },
-                () = &mut sleep, if armed.is_some() => {
-                    armed = None;
-                    let now = self.now();
-                    self.core.handle_timeout(now);
-                    self.drain(None);
-                }
             }
         }
     }
