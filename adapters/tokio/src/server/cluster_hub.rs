@@ -24,7 +24,7 @@ use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::hub::{ConnHandle, Event, Health, Outbound, Query};
+use super::hub::{self, ConnHandle, Event, Health, Query, Queued};
 use super::metrics::{self, ServiceMetrics};
 use crate::cluster::{
     Clock, ClusterNode, ClusterStore, InstanceId, InstanceView, NodeOutput, RedisStore,
@@ -332,14 +332,7 @@ impl ClusterHub {
                 }
                 NodeOutput::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
-                        let close = Outbound::Close { code, reason };
-                        if let Err(mpsc::error::TrySendError::Full(Outbound::Close {
-                            code,
-                            reason,
-                        })) = handle.outbound.try_send(close)
-                        {
-                            let _ = handle.kill.send((code, reason));
-                        }
+                        handle.close(code, reason);
                     }
                 }
             }
@@ -349,15 +342,10 @@ impl ClusterHub {
     /// Queues `text` for `conn`; a full queue closes it as a slow consumer. Returns whether the
     /// frame was queued.
     fn send(&mut self, conn: ConnId, text: String) -> bool {
-        let Some(handle) = self.conns.get(&conn) else { return false };
-        match handle.outbound.try_send(Outbound::Text(Utf8Bytes::from(text))) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if let Some(handle) = self.conns.remove(&conn) {
-                    let reason = "outbound queue full: the client does not read".to_owned();
-                    let _ = handle.kill.send((ErrorCode::SlowConsumer, reason));
-                }
+        match hub::queue_text(&mut self.conns, conn, Utf8Bytes::from(text)) {
+            Queued::Yes => true,
+            Queued::Gone => false,
+            Queued::SlowConsumer => {
                 self.metrics.reject(ErrorCode::SlowConsumer);
                 false
             }

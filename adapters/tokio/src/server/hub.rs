@@ -45,6 +45,51 @@ pub(crate) struct ConnHandle {
     pub(crate) kill: oneshot::Sender<(ErrorCode, String)>,
 }
 
+impl ConnHandle {
+    /// Queues a close with this reason; when the queue is full (a client that does not read),
+    /// closes the connection at once instead.
+    pub(crate) fn close(self, code: ErrorCode, reason: String) {
+        let close = Outbound::Close { code, reason };
+        if let Err(mpsc::error::TrySendError::Full(Outbound::Close { code, reason })) =
+            self.outbound.try_send(close)
+        {
+            let _ = self.kill.send((code, reason));
+        }
+    }
+}
+
+/// What became of a frame queued with [`queue_text`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// It is in the connection's queue.
+    Yes,
+    /// The connection is unknown or its task has ended.
+    Gone,
+    /// The queue was full: the connection was removed and closed as a slow consumer.
+    SlowConsumer,
+}
+
+/// Queues `text` for `conn`; a full queue removes the connection from `conns` and closes it
+/// at once with `slow-consumer`. Shared by the single-instance hub and the cluster hub.
+pub(crate) fn queue_text(
+    conns: &mut BTreeMap<ConnId, ConnHandle>,
+    conn: ConnId,
+    text: Utf8Bytes,
+) -> Queued {
+    let Some(handle) = conns.get(&conn) else { return Queued::Gone };
+    match handle.outbound.try_send(Outbound::Text(text)) {
+        Ok(()) => Queued::Yes,
+        Err(mpsc::error::TrySendError::Closed(_)) => Queued::Gone,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            if let Some(handle) = conns.remove(&conn) {
+                let reason = "outbound queue full: the client does not read".to_owned();
+                let _ = handle.kill.send((ErrorCode::SlowConsumer, reason));
+            }
+            Queued::SlowConsumer
+        }
+    }
+}
+
 /// Everything the hub can be asked.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -264,14 +309,7 @@ impl Hub {
                 }
                 Output::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
-                        let close = Outbound::Close { code, reason };
-                        if let Err(mpsc::error::TrySendError::Full(Outbound::Close {
-                            code,
-                            reason,
-                        })) = handle.outbound.try_send(close)
-                        {
-                            let _ = handle.kill.send((code, reason));
-                        }
+                        handle.close(code, reason);
                     }
                 }
             }
@@ -281,16 +319,14 @@ impl Hub {
     /// Queues `msg` for `conn`; a full queue closes it as a slow consumer. Returns whether the
     /// message was queued.
     fn send(&mut self, conn: ConnId, msg: &ServerMessage) -> bool {
-        let Some(handle) = self.conns.get(&conn) else { return false };
+        if !self.conns.contains_key(&conn) {
+            return false;
+        }
         let text = Utf8Bytes::from(encode_server(msg));
-        match handle.outbound.try_send(Outbound::Text(text)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if let Some(handle) = self.conns.remove(&conn) {
-                    let reason = "outbound queue full: the client does not read".to_owned();
-                    let _ = handle.kill.send((ErrorCode::SlowConsumer, reason));
-                }
+        match queue_text(&mut self.conns, conn, text) {
+            Queued::Yes => true,
+            Queued::Gone => false,
+            Queued::SlowConsumer => {
                 self.metrics.reject(ErrorCode::SlowConsumer);
                 let now = self.now();
                 self.core.handle_input(now, Input::Disconnected { conn });
