@@ -115,6 +115,10 @@ pub(crate) struct Conn {
     /// cost a deadline-queue update per relayed signal): when it fires it looks here and is
     /// re-armed if the connection was heard from since it was set.
     last_frame_at: Instant,
+    /// The session this connection's client was last told (`session-joined`) it is seated in,
+    /// until it leaves. Kept when the zone is dropped: it is what the client still believes,
+    /// which decides whether a restored seat may be attached to this connection.
+    told: Option<(SessionId, Zone)>,
 }
 
 /// The counters of [`Stats`] that are not derived from the state.
@@ -244,6 +248,7 @@ impl State {
             limiter,
             capabilities: None,
             last_frame_at: now,
+            told: None,
         };
         self.conns.insert(conn, state);
         self.deadlines.set(Timer::Idle(conn), now.add_millis(self.config.idle_timeout_ms));
@@ -351,9 +356,22 @@ impl State {
             return;
         }
         let until = now.add_millis(self.config.session_timeout_s.saturating_mul(1_000));
+        // Restored seats whose members are connected here: they are told the session again.
+        let mut live_seats = Vec::new();
         for r in seats {
             if self.seats.contains_key(&r.peer_id) {
                 continue; // seated here already: that seat is newer than the record
+            }
+            let live = self.live.get(&r.peer_id).copied();
+            if let Some(conn) = live
+                && self.conns.get(&conn).and_then(|c| c.told.as_ref()).map(|(sid, _)| sid)
+                    != Some(&r.session_id)
+            {
+                // Connected here, but its client does not believe it holds this seat (it moved
+                // on while the record could not be rewritten, or never joined here): the
+                // record is stale. Seating it would relay this session's signaling to a client
+                // of another session.
+                continue;
             }
             match self.sessions.get(&r.session_id) {
                 Some(s) if &s.zone != zone => continue,
@@ -379,7 +397,6 @@ impl State {
                         .set(Timer::Rotate(r.session_id.clone()), self.next_rotation(now));
                 }
             }
-            let live = self.live.get(&r.peer_id).copied();
             let conn_caps = live.and_then(|c| self.conns.get(&c)).and_then(|c| c.capabilities);
             let Some(session) = self.sessions.get_mut(&r.session_id) else {
                 continue;
@@ -395,8 +412,37 @@ impl State {
                 session.host = Some(r.peer_id.clone());
             }
             self.seats.insert(r.peer_id.clone(), r.session_id.clone());
-            if live.is_none() {
-                self.deadlines.set(Timer::Grace(r.peer_id), until);
+            match live {
+                Some(conn) => live_seats.push((conn, r.session_id, r.peer_id)),
+                None => {
+                    self.deadlines.set(Timer::Grace(r.peer_id), until);
+                }
+            }
+        }
+        // A member still connected here (this instance lost the zone and took it back) holds
+        // the old key and the member list it last heard: it gets the restored session whole,
+        // as a resume (`session-joined`, `resumed: true`, the new key). The others hear of it
+        // when they come back.
+        for (conn, sid, peer) in live_seats {
+            self.announce(conn, &sid, &peer);
+        }
+        // A member connected here that no record seats (it joined while the records could not
+        // be written) still believes in a session of this zone that is gone: it is placed
+        // again, as if it had sent its `join`, and told its new session.
+        let orphans: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.told.as_ref().is_some_and(|(_, z)| z == zone) && !self.seats.contains_key(&c.peer)
+            })
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in orphans {
+            if let Err(rejection) = self.join(now, conn, None, None, zone.clone(), None) {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.told = None;
+                }
+                self.reject(conn, rejection);
             }
         }
     }
@@ -654,6 +700,9 @@ impl State {
         };
         let resumed = seat.announced_to.is_some_and(|a| a != conn);
         seat.announced_to = Some(conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.told = Some((session.id.clone(), session.zone.clone()));
+        }
         let msg = ServerMessage::SessionJoined {
             session_id: session.id.clone(),
             zone: session.zone.clone(),
@@ -667,7 +716,11 @@ impl State {
     }
 
     fn leave(&mut self, conn: ConnId) -> Result<(), Rejection> {
-        let peer = self.conns.get(&conn).map(|c| c.peer.clone()).ok_or(Rejection::NotSeated)?;
+        let c = self.conns.get_mut(&conn).ok_or(Rejection::NotSeated)?;
+        // Whether or not a seat is left here (its zone may have been dropped), the client
+        // believes in no session any more.
+        c.told = None;
+        let peer = c.peer.clone();
         let sid = self.seats.get(&peer).cloned().ok_or(Rejection::NotSeated)?;
         self.send(conn, ServerMessage::SessionLeft { session_id: sid });
         self.unseat(&peer, PeerLeftReason::Left);

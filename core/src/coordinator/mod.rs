@@ -72,8 +72,14 @@ pub enum Input {
     /// Seats another coordinator instance kept for `zone` (cluster mode: this instance has just
     /// taken the zone over). Each seat waits in grace for its identity to come back, silently:
     /// the other members see no `peer-left`/`peer-joined`, and the returning client's `join`
-    /// answers `session-joined` with `resumed: true`. A seat whose identity is already seated
-    /// here, or that would exceed a limit, is skipped.
+    /// answers `session-joined` with `resumed: true`. A connection here whose client was told a
+    /// session of this zone that no record restores (it joined while the records could not be
+    /// written) is placed again as if it had sent its `join`. A seat whose identity is connected here
+    /// is attached to that connection only if its client was last told it holds this very seat
+    /// (this instance lost the zone and took it back); it is then sent the restored session at
+    /// once (`session-joined`, `resumed: true`, with the new key). A seat whose identity is
+    /// connected here believing anything else, is already seated here, or would exceed a limit,
+    /// is skipped: the record is stale.
     RestoreSeats {
         /// The zone taken over.
         zone: Zone,

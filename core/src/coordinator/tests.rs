@@ -981,3 +981,115 @@ fn a_dropped_zone_is_forgotten_silently_and_its_connections_stay_open_unseated()
         out.iter().all(|o| !matches!(o, Output::Send { msg: ServerMessage::PeerLeft { .. }, .. }))
     );
 }
+
+/// Seed 22 of the multi-coordinator simulation: an instance lost a zone (its lease lapsed while
+/// the store was out of reach) and took it back under a new epoch. Its members never left its
+/// core, so no `join` of theirs will come: the restore itself must hand them the new key.
+#[test]
+fn a_zone_taken_back_tells_its_still_connected_members_the_restored_session_and_new_key() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    let (sid, _, _, first_epoch, _) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "prontera");
+    h.input(Input::DropZone { zone: zone("prontera") });
+    let seats = vec![
+        RestoredSeat { session_id: sid.clone(), ..restored("a", "x", true, first_epoch) },
+        RestoredSeat { session_id: sid.clone(), ..restored("b", "x", false, first_epoch) },
+    ];
+    let out = h.input(Input::RestoreSeats { zone: zone("prontera"), seats });
+    let (sid_a, peers_a, host_a, epoch_a, resumed_a) = joined(&sends(&out, 1));
+    let (sid_b, peers_b, host_b, epoch_b, resumed_b) = joined(&sends(&out, 2));
+    assert_eq!(
+        (&sid_a, &peers_a, &host_a, resumed_a),
+        (&sid, &vec![peer("b")], &Some(peer("a")), true)
+    );
+    assert_eq!(
+        (&sid_b, &peers_b, &host_b, resumed_b),
+        (&sid, &vec![peer("a")], &Some(peer("a")), true)
+    );
+    assert!(
+        epoch_a > first_epoch && epoch_a == epoch_b,
+        "one new key for both: {epoch_a} {epoch_b}"
+    );
+    assert!(
+        out.iter()
+            .all(|o| !matches!(o, Output::Send { msg: ServerMessage::PeerJoined { .. }, .. })),
+        "no churn: {out:?}"
+    );
+    assert_eq!(h.c.session(&sid).unwrap().connected, vec![peer("a"), peer("b")]);
+    // The restored seats are live: signaling flows between them again.
+    let out = h.msg(1, &offer_to("b"));
+    assert!(matches!(sends(&out, 2)[..], [ServerMessage::Offer { .. }]), "{out:?}");
+}
+
+/// Seed 141 of the multi-coordinator simulation: the store was down while a client moved from
+/// prontera to geffen, so prontera's records still name it. An instance taking prontera over
+/// must not seat that client there on the connection it now uses for geffen.
+#[test]
+fn a_restored_record_is_not_attached_to_a_connection_whose_client_is_elsewhere() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a"); // seated here in geffen (the record is older)
+    h.connect(2, "b"); // connected here, not joined anywhere yet
+    h.connect(3, "c"); // connected here, left prontera-0a0b
+    let (geffen, ..) = joined(&sends(&h.join(1, "geffen"), 1));
+    h.join(3, "payon");
+    h.msg(3, &ClientMessage::Leave);
+    let seats = vec![
+        restored("a", "prontera-0a0b", true, 2),
+        restored("b", "prontera-0a0b", false, 2),
+        restored("c", "prontera-0a0b", false, 2),
+        restored("d", "prontera-0a0b", false, 2),
+    ];
+    let out = h.input(Input::RestoreSeats { zone: zone("prontera"), seats });
+    assert!(out.is_empty(), "nobody connected here believes in the record: {out:?}");
+    let restored_sid = SessionId::new("prontera-0a0b").unwrap();
+    let view = h.c.session(&restored_sid).unwrap();
+    assert_eq!(view.members, vec![peer("d")], "only the absent member waits in grace");
+    assert_eq!(h.c.seat_zone(&peer("a")), Some(zone("geffen")));
+    assert_eq!(h.c.session(&geffen).unwrap().members, vec![peer("a")]);
+    assert_eq!(h.c.seat_zone(&peer("b")), None);
+    assert_eq!(h.c.seat_zone(&peer("c")), None);
+    // b's own join places it as a newcomer (d is in grace in the only session: b joins it).
+    let (sid_b, peers_b, _, _, resumed_b) = joined(&sends(&h.join(2, "prontera"), 2));
+    assert_eq!((sid_b, peers_b, resumed_b), (restored_sid, vec![peer("d")], false));
+}
+
+/// Seed 141 again: a client joined while the store was down, so no record names it; the
+/// instance lost the zone and took it back. Its client still believes in the dropped session:
+/// the restore places it again, as a newcomer, instead of leaving it seated nowhere.
+#[test]
+fn a_zone_taken_back_places_again_a_connected_member_that_no_record_names() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.connect(3, "c");
+    let (sid, ..) = joined(&sends(&h.join(1, "prontera"), 1));
+    h.join(2, "prontera"); // not in the records
+    h.join(3, "geffen"); // another zone: untouched
+    h.input(Input::DropZone { zone: zone("prontera") });
+    let seats = vec![RestoredSeat { session_id: sid.clone(), ..restored("a", "x", true, 1) }];
+    let out = h.input(Input::RestoreSeats { zone: zone("prontera"), seats });
+    let (sid_a, ..) = joined(&sends(&out, 1));
+    let (sid_b, peers_b, _, _, resumed_b) = joined(&sends(&out, 2));
+    assert_eq!(sid_a, sid);
+    assert_eq!((sid_b, peers_b, resumed_b), (sid.clone(), vec![peer("a")], false));
+    assert!(sends(&out, 3).is_empty(), "{out:?}");
+    assert_eq!(h.c.session(&sid).unwrap().connected, vec![peer("a"), peer("b")]);
+    // a, told the session before b was placed again, hears of b as of any newcomer.
+    assert!(
+        sends(&out, 1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::PeerJoined { peer_id } if *peer_id == peer("b"))),
+        "{out:?}"
+    );
+    // After a leave, a connection is told nothing when its old zone comes back, even when the
+    // leave came after the zone was dropped (the seat was already gone: `not-in-session`).
+    h.input(Input::DropZone { zone: zone("prontera") });
+    let out = h.msg(2, &ClientMessage::Leave);
+    assert_eq!(error_codes(&sends(&out, 2)), vec![ErrorCode::NotInSession]);
+    h.input(Input::DropZone { zone: zone("prontera") });
+    let seats = vec![RestoredSeat { session_id: sid.clone(), ..restored("a", "x", true, 1) }];
+    let out = h.input(Input::RestoreSeats { zone: zone("prontera"), seats });
+    assert!(sends(&out, 2).is_empty(), "{out:?}");
+}

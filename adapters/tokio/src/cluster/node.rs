@@ -96,6 +96,12 @@ pub struct ClusterNode {
     /// without this the overdue lease would make the driver spin).
     renew_retry_at_ms: Option<u64>,
     lease_ttl_ms: u64,
+    /// `Detach`es an owner did not receive (it was cut off the bus), with when the first try
+    /// was: retried on every tick until it is heard or has surely lost the zone. Without this
+    /// a connection that left or moved while its owner was unreachable kept a live seat there.
+    pending_detach: BTreeMap<ConnId, (InstanceId, u64)>,
+    /// When the owed `Detach`es are next retried.
+    detach_retry_at_ms: Option<u64>,
 }
 
 impl ClusterNode {
@@ -124,6 +130,8 @@ impl ClusterNode {
             shutting_down: false,
             renew_retry_at_ms: None,
             lease_ttl_ms,
+            pending_detach: BTreeMap::new(),
+            detach_retry_at_ms: None,
         }
     }
 
@@ -243,7 +251,8 @@ impl ClusterNode {
             FrameZone::In(zone) => (Some(zone), false),
         };
         // After a `leave` there is no seat to resume: a later move must not re-join.
-        if matches!(decode_client(&bytes), Ok(ClientMessage::Leave)) {
+        let is_leave = matches!(decode_client(&bytes), Ok(ClientMessage::Leave));
+        if is_leave {
             held.last_join = None;
         }
         let Some(zone) = zone else {
@@ -275,14 +284,25 @@ impl ClusterNode {
                 }
                 let env =
                     Envelope::Frame { conn, frame: String::from_utf8_lossy(&bytes).into_owned() };
-                match self.store.publish(&owner, &env.encode()).await {
-                    Ok(0) => {
-                        // The owner is gone and its lease has not run out yet.
-                        self.refuse_frame(conn, is_join, &format!("owner {owner} does not answer"));
-                    }
-                    Ok(_) => {}
-                    Err(e) => self.refuse_frame(conn, is_join, &e.to_string()),
+                let refused = match self.store.publish(&owner, &env.encode()).await {
+                    // The owner is gone and its lease has not run out yet.
+                    Ok(0) => Some(format!("owner {owner} does not answer")),
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(why) = refused {
+                    // The owner missed a frame (a `leave`, say): what it holds for this
+                    // connection is stale. It is detached there (retried until heard) and the
+                    // next frame attaches it afresh, replaying its `join`.
+                    self.place(conn, Placement::Local).await;
+                    self.refuse_frame(conn, is_join, &why);
                 }
+            }
+            // A `leave` needs no owner: this core forgets what it told the client (its seat
+            // went with the zone), so taking the zone back later cannot seat it again.
+            Err(_) if is_leave => {
+                self.place(conn, Placement::Local).await;
+                self.feed_local(conn, bytes).await;
             }
             Err(e) => self.refuse_frame(conn, is_join, &e.to_string()),
         }
@@ -339,6 +359,10 @@ impl ClusterNode {
             }
             Err(e) => {
                 tracing::warn!(%zone, error = %e, "took the zone over without its seat records");
+                // No records: connections here that believed in the zone's sessions are
+                // placed again, as newcomers.
+                self.core
+                    .handle_input(now, Input::RestoreSeats { zone: zone.clone(), seats: vec![] });
                 self.resync.insert(zone.clone());
             }
         }
@@ -391,9 +415,7 @@ impl ClusterNode {
                 self.core.handle_input(now, Input::Disconnected { conn });
                 self.drain().await;
             }
-            Placement::Remote(owner) => {
-                let _ = self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await;
-            }
+            Placement::Remote(owner) => self.detach_remote(conn, owner).await,
         }
         match to {
             Placement::Local => {
@@ -405,11 +427,55 @@ impl ClusterNode {
                 self.drain().await;
             }
             Placement::Remote(owner) => {
+                // A `Detach` still owed to this owner goes first: arriving after the `Attach`,
+                // it would undo it.
+                if self.pending_detach.get(&conn).is_some_and(|(o, _)| *o == owner) {
+                    let heard = matches!(
+                        self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await,
+                        Ok(n) if n > 0
+                    );
+                    if heard {
+                        self.pending_detach.remove(&conn);
+                    }
+                }
                 let env = Envelope::Attach { conn, account, ice_servers };
                 let _ = self.store.publish(&owner, &env.encode()).await;
             }
         }
         true
+    }
+
+    /// Tells `owner` that `conn` is no longer served there; kept for a retry if it does not
+    /// hear it.
+    async fn detach_remote(&mut self, conn: ConnId, owner: InstanceId) {
+        let heard = matches!(
+            self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await,
+            Ok(n) if n > 0
+        );
+        if !heard {
+            let now_ms = self.clock.now_ms();
+            self.pending_detach.insert(conn, (owner, now_ms));
+        }
+    }
+
+    /// Retries the owed `Detach`es; gives one up once its owner has surely lost the zone (its
+    /// lease ran out twice over: it restarted, died or was fenced, and the seat is in grace at
+    /// the next owner).
+    async fn retry_detaches(&mut self) {
+        let now_ms = self.clock.now_ms();
+        let pending = std::mem::take(&mut self.pending_detach);
+        for (conn, (owner, since_ms)) in pending {
+            if now_ms.saturating_sub(since_ms) > self.lease_ttl_ms.saturating_mul(2) {
+                continue;
+            }
+            let heard = matches!(
+                self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await,
+                Ok(n) if n > 0
+            );
+            if !heard {
+                self.pending_detach.insert(conn, (owner, since_ms));
+            }
+        }
     }
 
     /// A connection of ours closed.
@@ -425,9 +491,7 @@ impl ClusterNode {
                 self.drain().await;
                 self.sync_seats().await;
             }
-            Placement::Remote(owner) => {
-                let _ = self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await;
-            }
+            Placement::Remote(owner) => self.detach_remote(conn, owner).await,
         }
     }
 
@@ -508,6 +572,11 @@ impl ClusterNode {
             self.drain().await;
         }
         let now_ms = self.clock.now_ms();
+        if !self.pending_detach.is_empty() && self.detach_retry_at_ms.is_none_or(|t| t <= now_ms) {
+            self.retry_detaches().await;
+            self.detach_retry_at_ms = (!self.pending_detach.is_empty())
+                .then(|| now_ms + (self.lease_ttl_ms / 20).clamp(10, 250));
+        }
         if self.renew_retry_at_ms.is_none_or(|t| t <= now_ms) {
             self.renew_retry_at_ms = None;
             for (zone, why) in self.ownership.tick(now_ms).await {
@@ -533,10 +602,12 @@ impl ClusterNode {
         let core = self.core.poll_timeout().map(|t| t.as_millis());
         let leases =
             self.ownership.next_tick_ms().map(|t| t.max(self.renew_retry_at_ms.unwrap_or(0)));
-        match (core, leases) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let detaches = if self.pending_detach.is_empty() {
+            None
+        } else {
+            Some(self.detach_retry_at_ms.unwrap_or(0))
+        };
+        [core, leases, detaches].into_iter().flatten().min()
     }
 
     /// Stops: every connection of the core is closed with `shutting-down` (connections held
