@@ -58,6 +58,9 @@ pub enum NodeOutput {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Placement {
     Local,
+    /// In no core: its zone's owner missed one of its frames, so what that owner held for it
+    /// is being detached. Its next frame places it again and replays its `join`.
+    Nowhere,
     Remote(InstanceId),
 }
 
@@ -294,7 +297,7 @@ impl ClusterNode {
                     // The owner missed a frame (a `leave`, say): what it holds for this
                     // connection is stale. It is detached there (retried until heard) and the
                     // next frame attaches it afresh, replaying its `join`.
-                    self.place(conn, Placement::Local).await;
+                    self.place(conn, Placement::Nowhere).await;
                     self.refuse_frame(conn, is_join, &why);
                 }
             }
@@ -328,6 +331,7 @@ impl ClusterNode {
                 let frame = String::from_utf8_lossy(&join).into_owned();
                 let _ = self.store.publish(&owner, &Envelope::Frame { conn, frame }.encode()).await;
             }
+            Placement::Nowhere => {}
         }
     }
 
@@ -416,6 +420,7 @@ impl ClusterNode {
                 self.drain().await;
             }
             Placement::Remote(owner) => self.detach_remote(conn, owner).await,
+            Placement::Nowhere => {}
         }
         match to {
             Placement::Local => {
@@ -441,6 +446,7 @@ impl ClusterNode {
                 let env = Envelope::Attach { conn, account, ice_servers };
                 let _ = self.store.publish(&owner, &env.encode()).await;
             }
+            Placement::Nowhere => {}
         }
         true
     }
@@ -492,6 +498,7 @@ impl ClusterNode {
                 self.sync_seats().await;
             }
             Placement::Remote(owner) => self.detach_remote(conn, owner).await,
+            Placement::Nowhere => {}
         }
     }
 
@@ -625,7 +632,7 @@ impl ClusterNode {
         let remote_placed: Vec<ConnId> = self
             .held
             .iter()
-            .filter(|(_, h)| matches!(h.placement, Placement::Remote(_)))
+            .filter(|(_, h)| h.placement != Placement::Local)
             .map(|(c, _)| *c)
             .collect();
         for conn in remote_placed {
