@@ -714,13 +714,38 @@ impl ClusterNode {
     }
 
     async fn drain(&mut self) {
+        // Remote connections whose holder did not hear a frame for them.
+        let mut unheard = Vec::new();
+        loop {
+            self.drain_once(&mut unheard).await;
+            if unheard.is_empty() {
+                return;
+            }
+            // The holder missed a message (it is cut off the bus, or gone): its client's view
+            // is stale. The connection leaves this core (its seat waits in grace, silently);
+            // its next frame finds it unknown here, and the holder is told to close it, so
+            // the client comes back and resumes the seat with the whole session.
+            let now = self.now();
+            for conn in std::mem::take(&mut unheard) {
+                if self.remote.forget_local(conn).is_some() {
+                    self.forget_core_conn(conn);
+                    self.core.handle_input(now, Input::Disconnected { conn });
+                }
+            }
+        }
+    }
+
+    async fn drain_once(&mut self, unheard: &mut Vec<ConnId>) {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { conn, msg } => {
                     let text = encode_server(&msg);
                     if let Some((holder, rc)) = self.remote.remote(conn).cloned() {
                         let env = Envelope::Deliver { conn: rc, frame: text };
-                        let _ = self.store.publish(&holder, &env.encode()).await;
+                        let heard = matches!(self.store.publish(&holder, &env.encode()).await, Ok(n) if n > 0);
+                        if !heard && !unheard.contains(&conn) {
+                            unheard.push(conn);
+                        }
                     } else if matches!(msg, ServerMessage::Welcome { .. }) {
                         if self.welcomed.insert(conn) {
                             self.out.push_back(NodeOutput::Send { conn, text });
