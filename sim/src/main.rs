@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use ro_p2p_sim::run::option_args;
 use ro_p2p_sim::{Options, Plan, run_seed};
 
 /// Deterministic simulation of ro-p2p: one seed, or a sweep of seeds.
@@ -38,10 +39,17 @@ struct Args {
     /// Simulated ms per step (the checkers run after every step).
     #[arg(long, default_value_t = Options::default().tick_ms)]
     tick_ms: u64,
-    /// Seeds run in parallel by a sweep (default: one per core). Each seed is deterministic
-    /// whatever the parallelism.
+    /// Seeds run in parallel by a sweep (default: one per core), each in its own process, as
+    /// its reproduce line runs it: a seed's result does not depend on the parallelism.
     #[arg(long)]
     jobs: Option<usize>,
+    /// Extra tokio task numbers drawn before the run (0 to 63): explores another order in which
+    /// a crashed host's sockets close (docs/simulation.md, "Determinism").
+    #[arg(long, default_value_t = Options::default().task_order)]
+    task_order: u64,
+    /// Internal (a sweep's child process): print only one summary line.
+    #[arg(long, hide = true, requires = "seed")]
+    summary: bool,
     /// Coordinator instances (1: the single in-memory coordinator; 2 to 5: cluster mode on one
     /// shared store; 0: derived from each seed, 1 to 3).
     #[arg(long, default_value_t = Options::default().coordinators)]
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
         sabotage_lose_peer_frames: args.sabotage_lose_peer_frames,
         tick_ms: args.tick_ms.max(1),
         coordinators: args.coordinators,
+        task_order: args.task_order,
     };
     if let Some(range) = &args.seeds {
         let Some((a, b)) = parse_range(range) else {
@@ -76,6 +85,17 @@ fn main() -> ExitCode {
         return sweep(a, b, options, jobs);
     }
     let seed = args.seed.unwrap_or(0);
+    if args.summary {
+        let outcome = run_seed(seed, options);
+        let first = outcome
+            .violations
+            .first()
+            .map(|v| format!("[{}] {}", v.checker, v.detail).replace(['\t', '\n'], " "))
+            .unwrap_or_default();
+        let verdict = if outcome.passed() { "pass" } else { "fail" };
+        println!("{SUMMARY}\t{}\t{verdict}\t{first}", outcome.simulated_ms);
+        return ExitCode::SUCCESS;
+    }
     let plan = Plan::derive(seed, options);
     print!("{plan}");
     let started = std::time::Instant::now();
@@ -125,6 +145,46 @@ fn main() -> ExitCode {
     code
 }
 
+/// The first word of a `--summary` line.
+const SUMMARY: &str = "ro-p2p-sim-summary";
+
+/// Runs `seed` in a child process (this binary with `--seed N --summary`), so that nothing a
+/// run leaves in the process (tokio's task numbers) reaches another.
+fn run_child(seed: u64, options: &Options) -> Done {
+    let plan = Plan::derive(seed, *options);
+    let reproduce = ro_p2p_sim::run::reproduce_line(&plan);
+    let broken =
+        |why: String| Done { seed, simulated_ms: 0, failure: Some((why, reproduce.clone())) };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return broken(format!("[runner] cannot find this binary: {e}")),
+    };
+    let output = std::process::Command::new(exe)
+        .arg("--seed")
+        .arg(seed.to_string())
+        .args(option_args(options))
+        .arg("--summary")
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => return broken(format!("[runner] cannot start the seed's process: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = stdout.lines().find(|l| l.starts_with(SUMMARY)) else {
+        return broken(format!(
+            "[runner] the seed's process ended without a result ({})",
+            output.status
+        ));
+    };
+    let mut fields = line.splitn(4, '\t').skip(1);
+    let simulated_ms = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    let verdict = fields.next().unwrap_or("fail");
+    let first = fields.next().unwrap_or("").to_owned();
+    let failure = (verdict != "pass").then(|| (first, reproduce.clone()));
+    Done { seed, simulated_ms, failure }
+}
+
 /// What a sweep keeps of one seed.
 struct Done {
     seed: u64,
@@ -146,16 +206,7 @@ fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
                 if seed >= b {
                     return;
                 }
-                let outcome = run_seed(seed, options);
-                let failure = (!outcome.passed()).then(|| {
-                    let first = outcome
-                        .violations
-                        .first()
-                        .map(|v| format!("[{}] {}", v.checker, v.detail))
-                        .unwrap_or_default();
-                    (first, outcome.reproduce())
-                });
-                let done = Done { seed, simulated_ms: outcome.simulated_ms, failure };
+                let done = run_child(seed, &options);
                 if tx.send(done).is_err() {
                     return;
                 }

@@ -136,6 +136,10 @@ pub struct Options {
     /// [`Plan::coordinators`]). The default is 1 while the multi-coordinator findings of
     /// `docs/simulation.md` are open, so the default sweep stays the single-coordinator one.
     pub coordinators: usize,
+    /// Extra tokio task numbers drawn before the run (0 to 63): another order in which a
+    /// crashed host's tasks are dropped, hence its sockets closed (see `run::align_task_ids`).
+    /// A seed with the same task order replays exactly.
+    pub task_order: u64,
 }
 
 impl Default for Options {
@@ -148,6 +152,7 @@ impl Default for Options {
             sabotage_lose_peer_frames: false,
             tick_ms: 5,
             coordinators: 1,
+            task_order: 0,
         }
     }
 }
