@@ -203,6 +203,14 @@ pub enum ReceiveDrop {
     /// The opened payload is not a valid peer event.
     #[error("invalid peer event: {0}")]
     InvalidEvent(#[from] PeerEventError),
+    /// Not dropped yet: sealed under a newer key epoch than this node holds for the sender
+    /// (the sender heard the rotation first). Kept for [`EARLY_FRAME_HOLD_MS`] and opened when
+    /// the key arrives.
+    #[error("held until key epoch {epoch} arrives")]
+    HeldForKey {
+        /// The epoch in the frame.
+        epoch: u32,
+    },
     /// A walk to a cell outside the current map.
     #[error("move to ({x}, {y}) outside the {width}x{height} map")]
     OutsideMap {
@@ -251,6 +259,9 @@ pub struct NodeStats {
     pub dropped_no_key: u64,
     /// [`ReceiveDrop::Open`]; the seal's own counters say why ([`Node::open_counters`]).
     pub dropped_by_seal: u64,
+    /// [`ReceiveDrop::HeldForKey`]: frames under a key epoch not yet known here, held now
+    /// (when the key arrives they move to the counter of what became of them).
+    pub held_for_key: u64,
     /// [`ReceiveDrop::InvalidEvent`].
     pub dropped_invalid_event: u64,
     /// [`ReceiveDrop::OutsideMap`].
@@ -285,6 +296,9 @@ pub struct Node {
     sealer: Option<Sealer>,
     keyed: Option<Keyed>,
     openers: BTreeMap<PeerId, Opener>,
+    /// Frames sealed under a newer epoch than this node holds for their sender, kept a little
+    /// while: the sender heard `key-rotated` first, and the same rotation is on its way here.
+    early: VecDeque<EarlyFrame>,
     /// Map size in cells, when the driver knows it; otherwise 0..=1023 is accepted.
     map_size: Option<(u16, u16)>,
     outputs: VecDeque<Output>,
@@ -313,6 +327,7 @@ impl Node {
             sealer: None,
             keyed: None,
             openers: BTreeMap::new(),
+            early: VecDeque::new(),
             map_size: None,
             outputs: VecDeque::new(),
             scratch: Vec::with_capacity(64),
@@ -509,25 +524,48 @@ impl Node {
         bytes: &[u8],
     ) -> Result<(), ReceiveDrop> {
         self.stats.frames_received += 1;
-        let result = self.receive(now, from, bytes);
-        let slot = match &result {
+        let result = self.receive(now, now, from, bytes);
+        self.count(&result);
+        result
+    }
+
+    fn count(&mut self, result: &Result<(), ReceiveDrop>) {
+        let slot = match result {
             Ok(()) => &mut self.stats.events_received,
             Err(ReceiveDrop::NotMember { .. }) => &mut self.stats.dropped_not_member,
             Err(ReceiveDrop::NoSessionKey) => &mut self.stats.dropped_no_key,
             Err(ReceiveDrop::Open(_)) => &mut self.stats.dropped_by_seal,
             Err(ReceiveDrop::InvalidEvent(_)) => &mut self.stats.dropped_invalid_event,
             Err(ReceiveDrop::OutsideMap { .. }) => &mut self.stats.dropped_outside_map,
+            Err(ReceiveDrop::HeldForKey { .. }) => &mut self.stats.held_for_key,
         };
         *slot += 1;
-        result
     }
 
-    fn receive(&mut self, now: Instant, from: &PeerId, bytes: &[u8]) -> Result<(), ReceiveDrop> {
+    /// `since`: when the frame arrived (earlier than `now` for a frame held for its key).
+    fn receive(
+        &mut self,
+        now: Instant,
+        since: Instant,
+        from: &PeerId,
+        bytes: &[u8],
+    ) -> Result<(), ReceiveDrop> {
         if !self.client.members().contains(from) {
             return Err(ReceiveDrop::NotMember { from: from.clone() });
         }
         let opener = self.openers.get_mut(from).ok_or(ReceiveDrop::NoSessionKey)?;
-        let payload = opener.open(now, bytes)?;
+        let payload = match opener.open(now, bytes) {
+            Ok(payload) => payload,
+            Err(OpenError::UnknownEpoch { epoch }) if epoch > opener.epoch() => {
+                if self.early.len() >= EARLY_FRAMES_MAX {
+                    self.early.pop_front();
+                }
+                let frame = EarlyFrame { at: since, from: from.clone(), bytes: bytes.to_vec() };
+                self.early.push_back(frame);
+                return Err(ReceiveDrop::HeldForKey { epoch });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let event = PeerEvent::decode(&payload)?;
         if let (PeerEvent::Move { x, y }, Some((width, height))) = (event, self.map_size)
             && (x >= width || y >= height)
@@ -605,7 +643,38 @@ impl Node {
                 self.openers.insert(peer.clone(), opener);
             }
         }
+        // The key that frames held back were waiting for may be here now.
+        let held = std::mem::take(&mut self.early);
+        for frame in held {
+            if now.saturating_duration_since(frame.at).as_millis()
+                <= u128::from(EARLY_FRAME_HOLD_MS)
+            {
+                // Counted once when it arrived; now only what became of it.
+                let result = self.receive(now, frame.at, &frame.from, &frame.bytes);
+                if !matches!(result, Err(ReceiveDrop::HeldForKey { .. })) {
+                    self.stats.held_for_key = self.stats.held_for_key.saturating_sub(1);
+                    self.count(&result);
+                }
+            } else {
+                self.stats.held_for_key = self.stats.held_for_key.saturating_sub(1);
+                self.stats.dropped_by_seal += 1;
+            }
+        }
     }
+}
+
+/// How long a frame under a key epoch not yet known here is kept for that key.
+pub const EARLY_FRAME_HOLD_MS: u64 = 2_000;
+
+/// Most frames kept for a key not yet known here (the oldest goes first).
+const EARLY_FRAMES_MAX: usize = 64;
+
+/// A frame kept for a key epoch not yet known here.
+#[derive(Debug)]
+struct EarlyFrame {
+    at: Instant,
+    from: PeerId,
+    bytes: Vec<u8>,
 }
 
 fn route_context(inputs: &RouteInputs, members: &[PeerId], sealer: bool) -> RouteContext {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::coordinator::{self, ConnId, Coordinator, Identity};
-use crate::wire::{Zone, encode_server};
+use crate::wire::{ServerMessage, Zone, encode_server};
 
 fn pid(s: &str) -> PeerId {
     PeerId::new(s).unwrap()
@@ -636,4 +636,51 @@ mod properties {
             prop_assert_eq!(w.received[b].len() as u64, w.nodes[a].stats().frames_sealed);
         }
     }
+}
+
+/// The sender heard `key-rotated` before this node did (in cluster mode the two members may be
+/// served through different instances): its first frames under the new epoch wait for the
+/// key here instead of being lost.
+#[test]
+fn a_frame_under_a_key_not_yet_known_here_is_held_and_opened_when_the_key_arrives() {
+    let mut w = world();
+    let _a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let old = w.nodes[b].client().current_key().unwrap().clone();
+    let session_id = w.nodes[b].client().session_id().unwrap().clone();
+    let new = SessionKey { epoch: old.epoch + 1, key: [7; 32] };
+    let mut alice = Sealer::new(pid("alice"), &new, &mut Rng::from_seed(9), SealConfig::default());
+    let mut payload = Vec::new();
+    PeerEvent::Move { x: 5, y: 6 }.encode(&mut payload);
+    let early = alice.seal(&payload).unwrap();
+    let got = w.nodes[b].on_peer_frame(w.now, &pid("alice"), &early);
+    assert_eq!(got, Err(ReceiveDrop::HeldForKey { epoch: new.epoch }));
+    assert_eq!(w.nodes[b].stats().held_for_key, 1);
+    while w.nodes[b].poll_output().is_some() {}
+    let rotated = ServerMessage::KeyRotated { session_id, key: new.clone() };
+    w.nodes[b].handle_input(w.now, client::Input::Frame(encode_server(&rotated).into_bytes()));
+    let mut received = Vec::new();
+    while let Some(out) = w.nodes[b].poll_output() {
+        if let Output::Received { from, event } = out {
+            received.push((from, event));
+        }
+    }
+    assert_eq!(received.len(), 1, "the held frame is opened once the key is here");
+    assert_eq!(received[0].0, pid("alice"));
+    let stats = w.nodes[b].stats();
+    assert_eq!((stats.held_for_key, stats.events_received), (0, 1));
+    // Held frames are kept only a while: one from a key that never comes is not opened later.
+    let newer = SessionKey { epoch: new.epoch + 1, key: [8; 32] };
+    let mut alice2 =
+        Sealer::new(pid("alice"), &newer, &mut Rng::from_seed(3), SealConfig::default());
+    let late = alice2.seal(&payload).unwrap();
+    let _ = w.nodes[b].on_peer_frame(w.now, &pid("alice"), &late);
+    let later = w.now.add_millis(EARLY_FRAME_HOLD_MS + 1);
+    let session_id = w.nodes[b].client().session_id().unwrap().clone();
+    let rotated = ServerMessage::KeyRotated { session_id, key: newer };
+    w.nodes[b].handle_input(later, client::Input::Frame(encode_server(&rotated).into_bytes()));
+    let opened = std::iter::from_fn(|| w.nodes[b].poll_output())
+        .filter(|o| matches!(o, Output::Received { .. }))
+        .count();
+    assert_eq!(opened, 0);
 }
