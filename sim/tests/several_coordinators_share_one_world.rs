@@ -159,21 +159,53 @@ fn regression_seeds_with_several_coordinators_pass_every_checker() {
     }
 }
 
-/// Findings of the multi-coordinator world still open in the cluster code (see
-/// `docs/simulation.md`, "Findings in cluster mode"); ignored until fixed, run with
-/// `cargo test -p ro-p2p-sim -- --ignored`.
+/// Findings of the multi-coordinator world, fixed (see `docs/simulation.md`, "Findings in
+/// cluster mode"):
 ///
-/// - 22 (small): an instance cut off the store loses its zone and takes it back under a new
-///   epoch; restoring the seats gives the session a new key, but members whose connections
-///   were live in that core are never told (no `key-rotated`, no resumed `session-joined`), so
-///   the newcomer's peer frames and theirs cannot be opened (`peers-only-delivered`).
-/// - 42, 141 (full size): a zone taken over restores a stale seat record onto a connection that
-///   is live in the new owner's core and seated elsewhere: its peers in the restored session
-///   send it signaling for a session it never joined (`signaling-in-session`).
+/// - 22 (small): an instance lost a zone and took it back; members live in its core were
+///   never told the restored session's new key (fixed: `RestoreSeats` announces it).
+/// - 42, 141: a stale seat record was restored onto a connection whose client was in another
+///   zone (fixed: a record is attached only to a connection told that very session), and a
+///   client that joined while the store was down was seated nowhere after the takeover (fixed:
+///   placed again).
+/// - 94: a `leave` refused while the zone had no owner left the client's old session in the
+///   core, which a later takeover restored (fixed: a `leave` needs no owner).
+/// - 6 (two instances): a `leave` the owner never heard left a live seat there (fixed: owed
+///   `Detach`es are retried; the connection is placed afresh on its next frame).
+/// - 3: a connection placed in the holder's own core after its owner missed a frame was skipped
+///   by the takeover (fixed: placed nowhere until its next frame).
+/// - 68, 140 (three instances): a holder cut off the bus missed a `host-changed` for good
+///   (fixed: an unheard delivery detaches the connection, whose client then resumes).
 #[test]
-#[ignore = "open findings in the cluster code, see docs/simulation.md"]
-fn multi_coordinator_findings_pass_every_checker() {
-    let runs = [(22, small(0)), (42, full(0)), (141, full(0))];
+fn multi_coordinator_findings_stay_fixed() {
+    let runs = [
+        (22, small(0)),
+        (42, full(0)),
+        (141, full(0)),
+        (94, full(0)),
+        (3, full(0)),
+        (6, full(2)),
+        (68, full(3)),
+        (140, full(3)),
+    ];
+    let mut failed = Vec::new();
+    for (seed, options) in runs {
+        let outcome = run_seed(seed, options);
+        assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
+        if !outcome.passed() {
+            failed.push(format!("{:?} ({})", outcome.violations[0], outcome.reproduce()));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// Still open (`docs/simulation.md`): with three instances, one peers-only walk sent after a
+/// zone change is never opened by one member (seed 80; seed 598 with `--task-order 1`). Run
+/// with `cargo test -p ro-p2p-sim -- --ignored`.
+#[test]
+#[ignore = "open finding in cluster mode, see docs/simulation.md"]
+fn open_multi_coordinator_findings_pass_every_checker() {
+    let runs = [(80, full(3)), (598, Options { task_order: 1, ..full(3) })];
     let mut failed = Vec::new();
     for (seed, options) in runs {
         let outcome = run_seed(seed, options);
