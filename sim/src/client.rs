@@ -217,6 +217,11 @@ impl Observer for SimObserver {
     fn stepped(&mut self, node: &Node) {
         self.peers_only = None;
         publish_view(&self.ctx, node.client());
+        // Frames held for a key not yet known here were opened when it arrived.
+        let mut r = self.ctx.recorder.borrow_mut();
+        for (peer, frame) in node.opened_after_key() {
+            r.peer_frames_opened.insert((peer.to_string(), self.ctx.name.clone(), frame_id(frame)));
+        }
     }
 }
 

@@ -299,6 +299,9 @@ pub struct Node {
     /// Frames sealed under a newer epoch than this node holds for their sender, kept a little
     /// while: the sender heard `key-rotated` first, and the same rotation is on its way here.
     early: VecDeque<EarlyFrame>,
+    /// The last frames opened after waiting for their key (for observers: such a frame is
+    /// opened when the key arrives, not when the frame did).
+    opened_late: VecDeque<EarlyFrame>,
     /// Map size in cells, when the driver knows it; otherwise 0..=1023 is accepted.
     map_size: Option<(u16, u16)>,
     outputs: VecDeque<Output>,
@@ -328,6 +331,7 @@ impl Node {
             keyed: None,
             openers: BTreeMap::new(),
             early: VecDeque::new(),
+            opened_late: VecDeque::new(),
             map_size: None,
             outputs: VecDeque::new(),
             scratch: Vec::with_capacity(64),
@@ -385,6 +389,14 @@ impl Node {
     /// ([`Client::peer_id`]).
     pub fn own_peer_id(&self) -> Option<&PeerId> {
         self.client.peer_id()
+    }
+
+    /// The last frames (at most 64, oldest first) that were held for a key not yet known here
+    /// and opened when it arrived: `(sender, sealed frame)`. An observer that matches frames
+    /// sent with frames opened finds these here, since [`Node::on_peer_frame`] returned
+    /// [`ReceiveDrop::HeldForKey`] for them.
+    pub fn opened_after_key(&self) -> impl Iterator<Item = (&PeerId, &[u8])> {
+        self.opened_late.iter().map(|f| (&f.from, f.bytes.as_slice()))
     }
 
     /// The epoch frames are sealed under, if a session key is held.
@@ -654,6 +666,12 @@ impl Node {
                 if !matches!(result, Err(ReceiveDrop::HeldForKey { .. })) {
                     self.stats.held_for_key = self.stats.held_for_key.saturating_sub(1);
                     self.count(&result);
+                }
+                if result.is_ok() {
+                    if self.opened_late.len() >= EARLY_FRAMES_MAX {
+                        self.opened_late.pop_front();
+                    }
+                    self.opened_late.push_back(frame);
                 }
             } else {
                 self.stats.held_for_key = self.stats.held_for_key.saturating_sub(1);

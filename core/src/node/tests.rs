@@ -667,6 +667,8 @@ fn a_frame_under_a_key_not_yet_known_here_is_held_and_opened_when_the_key_arrive
     }
     assert_eq!(received.len(), 1, "the held frame is opened once the key is here");
     assert_eq!(received[0].0, pid("alice"));
+    let late: Vec<_> = w.nodes[b].opened_after_key().collect();
+    assert_eq!(late, vec![(&pid("alice"), early.as_slice())]);
     let stats = w.nodes[b].stats();
     assert_eq!((stats.held_for_key, stats.events_received), (0, 1));
     // Held frames are kept only a while: one from a key that never comes is not opened later.
