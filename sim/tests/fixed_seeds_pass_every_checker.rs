@@ -3,8 +3,8 @@
 
 use ro_p2p_sim::{Options, run_seed};
 
-/// The reproduce line for the profile these tests run in: at the default 5 ms tick a debug and
-/// a release build may give different traces for one seed (see docs/simulation.md).
+/// The reproduce line for the profile these tests run in (both profiles replay a seed the same
+/// way, see docs/simulation.md, "Determinism"; the line names the one that ran it).
 fn debug_line(release_line: &str) -> String {
     if cfg!(debug_assertions) {
         release_line.replace(" --release", "")
@@ -66,18 +66,21 @@ fn peers_exchange_sealed_frames_in_a_healthy_world() {
 }
 
 /// CI sets `RO_P2P_SIM_COMMIT` (e.g. to `$GITHUB_SHA`): one more full-size seed, derived from
-/// the commit, so every commit explores a new world. Without it the test checks nothing.
+/// the commit, so every commit explores a new world: once with one coordinator, once with the
+/// count the seed draws (1 to 3 instances in cluster mode). Without it the test checks nothing.
 #[test]
 fn the_seed_derived_from_the_commit_passes() {
     let Ok(commit) = std::env::var("RO_P2P_SIM_COMMIT") else { return };
     let seed = commit
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    let outcome = run_seed(seed, Options::default());
-    assert!(
-        outcome.passed(),
-        "seed {seed} (from commit {commit}) failed: {:?}\nreproduce: {}",
-        outcome.violations,
-        debug_line(&outcome.reproduce())
-    );
+    for coordinators in [1, 0] {
+        let outcome = run_seed(seed, Options { coordinators, ..Options::default() });
+        assert!(
+            outcome.passed(),
+            "seed {seed} (from commit {commit}) failed: {:?}\nreproduce: {}",
+            outcome.violations,
+            debug_line(&outcome.reproduce())
+        );
+    }
 }
