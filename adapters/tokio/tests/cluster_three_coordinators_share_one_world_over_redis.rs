@@ -165,17 +165,28 @@ async fn join_until_seated(
 ) -> (ServerMessage, Vec<ServerMessage>) {
     let deadline = tokio::time::Instant::now() + PHASE;
     let mut seen = Vec::new();
+    let mut nonce = 0;
     loop {
+        // A `ping` after the `join` is answered after it (same owner, in order), so the last
+        // `session-joined` before the `pong` answers this join, not an earlier one still
+        // queued (an instance that takes a zone back sends one unasked).
+        nonce += 1;
         c.send(&join(Some(who), zone)).await;
+        c.send(&ClientMessage::Ping { nonce: Some(nonce) }).await;
+        let mut reply = None;
         while let Ok(next) = tokio::time::timeout(Duration::from_secs(1), c.next()).await {
             match next.unwrap_or_else(|e| panic!("{who} closed: {e:?}")) {
-                m @ ServerMessage::SessionJoined { .. } => return (m, seen),
+                m @ ServerMessage::SessionJoined { .. } => reply = Some(m),
                 m @ ServerMessage::Error { .. } => {
+                    reply = None;
                     seen.push(m);
-                    break;
                 }
+                ServerMessage::Pong { nonce: Some(n) } if n == nonce => break,
                 other => seen.push(other),
             }
+        }
+        if let Some(m) = reply {
+            return (m, seen);
         }
         assert!(tokio::time::Instant::now() < deadline, "{who} not seated in time: {seen:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;

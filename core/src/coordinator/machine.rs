@@ -698,7 +698,10 @@ impl State {
         let Some(seat) = session.seat_mut(peer) else {
             return;
         };
-        let resumed = seat.announced_to.is_some_and(|a| a != conn);
+        // Any seat announced before is held already: a resume on a new connection, a restore,
+        // or the same connection's repeated `join` (a client that retried its `join` must not
+        // take the second answer for a new seat and drop its links).
+        let resumed = seat.announced_to.is_some();
         seat.announced_to = Some(conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.told = Some((session.id.clone(), session.zone.clone()));
