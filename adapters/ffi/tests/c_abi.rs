@@ -147,6 +147,11 @@ fn c_three_game_clients_see_each_others_walk_and_chat_over_webrtc_on_loopback() 
     let out = compile_and_run("loopback_e2e.c", &[Path::new(&url), &scratch]);
     println!("{out}");
     assert!(out.contains("all checks passed"), "{out}");
+    // The handles log at debug: their log files also carry the WebRTC adapter's `tracing`
+    // lines and the WebRTC stack's `log` lines, not only the DLL's own.
+    let log = std::fs::read_to_string(scratch.join("e2e-2000001.log")).unwrap();
+    assert!(log.contains("] [debug] ro_p2p_webrtc::links: "), "no adapter line in:\n{log}");
+    assert!(log.contains("] [debug] rtc"), "no WebRTC stack line in:\n{log}");
     let _ = stop_tx.send(());
     runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })

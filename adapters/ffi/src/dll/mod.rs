@@ -9,6 +9,7 @@
 //! are polled; `rop2p_stop` leaves the session and ends the runtime. Every protocol decision is
 //! the core's ([`ro_p2p_core::node::Node`], [`ro_p2p_core::render`]); this module moves bytes.
 
+mod logsink;
 mod runtime;
 mod state;
 
@@ -388,7 +389,7 @@ pub unsafe extern "C" fn rop2p_start_with(
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
         let mut state = State {
             router: Router::new(version, policy, obfuscation),
-            log: Logger { file, level: settings.log_level, epoch: std::time::Instant::now() },
+            log: Logger { sink: file.map(|f| logsink::LogSink::new(f, settings.log_level)) },
             callback: None,
             joined: false,
             links_open: Default::default(),
@@ -687,7 +688,7 @@ pub extern "C" fn rop2p_stop(handle: u64) -> RoP2pStatus {
             ),
         );
         state.callback = None;
-        state.log.file = None;
+        state.log.sink = None;
         Ok(RoP2pStatus::Ok)
     })
 }

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::ffi::c_void;
-use std::fs::File;
-use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ro_p2p_core::client::{ClientEvent, LinkHealth};
@@ -16,6 +14,7 @@ use ro_p2p_core::render::account_id_of;
 use ro_p2p_core::wire::PeerId;
 use ro_p2p_tokio::client::DriverEvent;
 
+use super::logsink::LogSink;
 use crate::event::{RoP2pEvent, RoP2pEventKind};
 use crate::router::Router;
 
@@ -39,27 +38,20 @@ pub(crate) fn rank(level: LogLevel) -> u8 {
     }
 }
 
-/// Writes `[elapsed] [level] message` lines to the log file.
+/// The handle's log: its own lines go to its [`LogSink`] (which also receives the libraries'
+/// diagnostics, see `logsink`).
 pub(crate) struct Logger {
-    pub file: Option<File>,
-    pub level: LogLevel,
-    pub epoch: std::time::Instant,
+    pub sink: Option<Arc<LogSink>>,
 }
 
 impl Logger {
     pub fn enabled(&self, level: LogLevel) -> bool {
-        self.file.is_some() && rank(level) >= rank(self.level)
+        self.sink.as_ref().is_some_and(|s| s.enabled(level))
     }
 
     pub fn log(&mut self, level: LogLevel, message: &str) {
-        if !self.enabled(level) {
-            return;
-        }
-        if let Some(file) = self.file.as_mut() {
-            let ms = self.epoch.elapsed().as_millis();
-            // A full disk must not break the game: logging errors are ignored.
-            let _ =
-                writeln!(file, "[{}.{:03}s] [{}] {message}", ms / 1000, ms % 1000, level.as_str());
+        if let Some(sink) = &self.sink {
+            sink.write(level, message);
         }
     }
 }
