@@ -266,9 +266,7 @@ impl ClusterNode {
         // A frame for a remote owner goes straight there while it listens.
         if let Placement::Remote(owner) = &current {
             let env = Envelope::Frame { conn, frame: String::from_utf8_lossy(&bytes).into_owned() };
-            if self.ownership_is(&zone, owner).await
-                && matches!(self.store.publish(owner, &env.encode()).await, Ok(n) if n > 0)
-            {
+            if self.ownership_is(&zone, owner).await && self.publish_heard(owner, &env).await {
                 return;
             }
         }
@@ -434,14 +432,10 @@ impl ClusterNode {
             Placement::Remote(owner) => {
                 // A `Detach` still owed to this owner goes first: arriving after the `Attach`,
                 // it would undo it.
-                if self.pending_detach.get(&conn).is_some_and(|(o, _)| *o == owner) {
-                    let heard = matches!(
-                        self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await,
-                        Ok(n) if n > 0
-                    );
-                    if heard {
-                        self.pending_detach.remove(&conn);
-                    }
+                if self.pending_detach.get(&conn).is_some_and(|(o, _)| *o == owner)
+                    && self.publish_heard(&owner, &Envelope::Detach { conn }).await
+                {
+                    self.pending_detach.remove(&conn);
                 }
                 let env = Envelope::Attach { conn, account, ice_servers };
                 let _ = self.store.publish(&owner, &env.encode()).await;
@@ -454,14 +448,16 @@ impl ClusterNode {
     /// Tells `owner` that `conn` is no longer served there; kept for a retry if it does not
     /// hear it.
     async fn detach_remote(&mut self, conn: ConnId, owner: InstanceId) {
-        let heard = matches!(
-            self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await,
-            Ok(n) if n > 0
-        );
-        if !heard {
+        if !self.publish_heard(&owner, &Envelope::Detach { conn }).await {
             let now_ms = self.clock.now_ms();
             self.pending_detach.insert(conn, (owner, now_ms));
         }
+    }
+
+    /// Publishes `env` on `to`'s channel; whether anyone there heard it (a store error counts
+    /// as not heard).
+    async fn publish_heard(&self, to: &InstanceId, env: &Envelope) -> bool {
+        matches!(self.store.publish(to, &env.encode()).await, Ok(n) if n > 0)
     }
 
     /// Retries the owed `Detach`es; gives one up once its owner has surely lost the zone (its
@@ -474,11 +470,7 @@ impl ClusterNode {
             if now_ms.saturating_sub(since_ms) > self.lease_ttl_ms.saturating_mul(2) {
                 continue;
             }
-            let heard = matches!(
-                self.store.publish(&owner, &Envelope::Detach { conn }.encode()).await,
-                Ok(n) if n > 0
-            );
-            if !heard {
+            if !self.publish_heard(&owner, &Envelope::Detach { conn }).await {
                 self.pending_detach.insert(conn, (owner, since_ms));
             }
         }
@@ -742,8 +734,7 @@ impl ClusterNode {
                     let text = encode_server(&msg);
                     if let Some((holder, rc)) = self.remote.remote(conn).cloned() {
                         let env = Envelope::Deliver { conn: rc, frame: text };
-                        let heard = matches!(self.store.publish(&holder, &env.encode()).await, Ok(n) if n > 0);
-                        if !heard && !unheard.contains(&conn) {
+                        if !self.publish_heard(&holder, &env).await && !unheard.contains(&conn) {
                             unheard.push(conn);
                         }
                     } else if matches!(msg, ServerMessage::Welcome { .. }) {
