@@ -492,18 +492,35 @@ pub unsafe extern "C" fn rop2p_router_on_server_recv(
     out_len: *mut usize,
 ) -> RoP2pStatus {
     guard(|| {
-        if out_len.is_null() {
-            return Err(Failure::null("out_len"));
-        }
-        if out.is_null() && cap > 0 {
-            return Err(Failure::null("out"));
-        }
         // SAFETY: the caller's contract for `data`/`len`.
-        let data = unsafe { input("data", data, len) }?;
+        let data = unsafe { recv_hook_input(data, len, out, cap, out_len) }?;
         // SAFETY: `out_len` checked non-null, `out` non-null when `cap > 0`; the caller's
         // contract for the rest.
         with_router(handle, |r| unsafe { r.recv_hook(data, out, cap, out_len) })
     })
+}
+
+/// Checks the arguments of a receive hook (this one and the batteries layer's, before the
+/// handle is looked up) and borrows its input: `out_len` non-null, `out` non-null when
+/// `cap > 0`, `data` NULL only with `len` 0.
+///
+/// # Safety
+/// `data` must be valid for `len` bytes of reads for the duration of the call.
+pub(crate) unsafe fn recv_hook_input<'a>(
+    data: *const u8,
+    len: usize,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+) -> Result<&'a [u8], Failure> {
+    if out_len.is_null() {
+        return Err(Failure::null("out_len"));
+    }
+    if out.is_null() && cap > 0 {
+        return Err(Failure::null("out"));
+    }
+    // SAFETY: the caller's contract for `data`/`len`.
+    unsafe { input("data", data, len) }
 }
 
 /// How many bytes for the game wait to be read.

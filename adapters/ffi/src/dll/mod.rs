@@ -602,14 +602,8 @@ pub unsafe extern "C" fn rop2p_on_server_recv(
     out_len: *mut usize,
 ) -> RoP2pStatus {
     guard(|| {
-        if out_len.is_null() {
-            return Err(Failure::null("out_len"));
-        }
-        if out.is_null() && cap > 0 {
-            return Err(Failure::null("out"));
-        }
         // SAFETY: the caller's contract for `data`/`len`.
-        let data = unsafe { input("data", data, len) }?;
+        let data = unsafe { router::recv_hook_input(data, len, out, cap, out_len) }?;
         // SAFETY: `out_len` checked non-null, `out` non-null when `cap > 0`; the caller's
         // contract for the rest.
         with_dll(handle, |d| unsafe { d.shared.lock().router.recv_hook(data, out, cap, out_len) })
