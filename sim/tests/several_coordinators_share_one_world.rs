@@ -36,14 +36,7 @@ fn seeds_with_several_coordinators_pass_every_checker() {
     // seeds forced to three instances.
     let runs = [(3, 0), (5, 0), (6, 0), (9, 0), (1, 3), (2, 2)];
     for (seed, n) in runs {
-        let outcome = run_seed(seed, small(n));
-        assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
-        assert!(
-            outcome.passed(),
-            "seed {seed} failed: {:?}\nreproduce: {}",
-            outcome.violations,
-            outcome.reproduce()
-        );
+        let outcome = passes_with_several_coordinators(seed, small(n));
         let r = outcome.recorder.borrow();
         assert!(!grants(&r).is_empty(), "seed {seed}: no instance ever owned a zone");
         assert!(!r.instance_views.is_empty(), "seed {seed}: no instance published a view");
@@ -148,14 +141,7 @@ fn the_fencing_checker_catches_a_stale_owner_writing_after_a_takeover() {
 #[test]
 fn regression_seeds_with_several_coordinators_pass_every_checker() {
     for seed in [123, 153] {
-        let outcome = run_seed(seed, full(0));
-        assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
-        assert!(
-            outcome.passed(),
-            "seed {seed} failed: {:?}\nreproduce: {}",
-            outcome.violations,
-            outcome.reproduce()
-        );
+        passes_with_several_coordinators(seed, full(0));
     }
 }
 
@@ -193,15 +179,22 @@ fn multi_coordinator_findings_stay_fixed() {
         (80, full(3)),
         (598, Options { task_order: 1, ..full(3) }),
     ];
-    let mut failed = Vec::new();
     for (seed, options) in runs {
-        let outcome = run_seed(seed, options);
-        assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
-        if !outcome.passed() {
-            failed.push(format!("{:?} ({})", outcome.violations[0], outcome.reproduce()));
-        }
+        passes_with_several_coordinators(seed, options);
     }
-    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// Runs `seed`, which must run with more than one coordinator and pass every checker.
+fn passes_with_several_coordinators(seed: u64, options: Options) -> ro_p2p_sim::Outcome {
+    let outcome = run_seed(seed, options);
+    assert!(outcome.plan.coordinators > 1, "seed {seed} derived one coordinator");
+    assert!(
+        outcome.passed(),
+        "seed {seed} failed: {:?}\nreproduce: {}",
+        outcome.violations,
+        outcome.reproduce()
+    );
+    outcome
 }
 
 fn full(coordinators: usize) -> Options {
