@@ -189,9 +189,10 @@ impl ClusterStore for RecordingStore {
     async fn publish_to_owner(
         &self,
         zone: &Zone,
+        owner: &InstanceId,
         payload: &[u8],
-    ) -> Result<(InstanceId, usize), StoreError> {
-        self.inner.publish_to_owner(zone, payload).await
+    ) -> Result<Option<usize>, StoreError> {
+        self.inner.publish_to_owner(zone, owner, payload).await
     }
 
     async fn subscribe(&self) -> Result<Subscription, StoreError> {

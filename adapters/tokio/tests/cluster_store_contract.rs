@@ -344,21 +344,20 @@ async fn bus_delivers_between_handles_within_bounds(h: &mut impl Harness) {
     let m = recv(&mut sub_a).await;
     assert_eq!((m.from, m.payload), (id("b"), b"{\"frame\":1}".to_vec()));
 
-    // To the zone's owner, in one step.
+    // To the zone's owner, in one step, only while it holds the zone.
     let z = zone("alberta");
-    assert!(matches!(
-        a.publish_to_owner(&z, b"x").await,
-        Err(StoreError::NoOwner { zone }) if zone == z
-    ));
+    assert_eq!(a.publish_to_owner(&z, &id("b"), b"x").await.unwrap(), None, "no lease");
     owned(b.acquire(&z, TTL_MS).await.unwrap());
-    assert_eq!(a.publish_to_owner(&z, b"to-owner").await.unwrap(), (id("b"), 1));
+    assert_eq!(a.publish_to_owner(&z, &id("c"), b"x").await.unwrap(), None, "not c's lease");
+    assert_eq!(a.publish_to_owner(&z, &id("b"), b"to-owner").await.unwrap(), Some(1));
     let m = recv(&mut sub_b).await;
     assert_eq!((m.from, m.payload), (id("a"), b"to-owner".to_vec()));
+    assert!(sub_b.try_recv().is_none(), "the refused sends reached nobody");
 
     // An owner that listens no more (dead, lease not expired yet) receives nothing.
     let c = h.store("c");
     owned(c.acquire(&zone("comodo"), TTL_MS).await.unwrap());
-    assert_eq!(a.publish_to_owner(&zone("comodo"), b"void").await.unwrap(), (id("c"), 0));
+    assert_eq!(a.publish_to_owner(&zone("comodo"), &id("c"), b"void").await.unwrap(), Some(0));
 
     // Bounded: the limit passes, one byte more does not.
     let max = config().bus_payload_bytes_max;

@@ -62,7 +62,7 @@ async fn loopback_redis_bus_hop_and_fenced_write_latency() {
     let mut hop = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        holder.publish_to_owner(&zone, &frame).await.unwrap();
+        holder.publish_to_owner(&zone, &lease.owner, &frame).await.unwrap();
         let m = owner_sub.recv().await.unwrap();
         owner.publish(&m.from, &m.payload).await.unwrap();
         holder_sub.recv().await.unwrap();

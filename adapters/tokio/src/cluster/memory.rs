@@ -291,15 +291,15 @@ impl ClusterStore for MemoryStore {
     async fn publish_to_owner(
         &self,
         zone: &Zone,
+        owner: &InstanceId,
         payload: &[u8],
-    ) -> Result<(InstanceId, usize), StoreError> {
+    ) -> Result<Option<usize>, StoreError> {
         let msg = self.bounded(payload)?;
         let (mut s, _) = self.reach()?;
-        let Some(owner) = s.leases.get(zone).map(|h| h.owner.clone()) else {
-            return Err(StoreError::NoOwner { zone: zone.clone() });
-        };
-        let receivers = s.deliver(&owner, &msg);
-        Ok((owner, receivers))
+        if s.leases.get(zone).is_none_or(|h| &h.owner != owner) {
+            return Ok(None);
+        }
+        Ok(Some(s.deliver(owner, &msg)))
     }
 
     async fn subscribe(&self) -> Result<Subscription, StoreError> {

@@ -89,14 +89,16 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
     /// (0: nobody listens, the message is lost).
     async fn publish(&self, to: &InstanceId, payload: &[u8]) -> Result<usize, StoreError>;
 
-    /// Sends `payload` to whoever holds `zone`'s lease, in one atomic step; returns that
-    /// instance and how many of its subscriptions received it (0: the owner is gone and its
-    /// lease not expired yet), or [`StoreError::NoOwner`].
+    /// Sends `payload` to `owner`'s channel if `owner` holds `zone`'s lease, in one atomic
+    /// step (one round trip): a frame never reaches an instance that has just lost the zone.
+    /// Returns how many of its subscriptions received it (0: the owner is gone and its lease
+    /// not expired yet), or `None` when `owner` does not hold the lease (nobody, or another).
     async fn publish_to_owner(
         &self,
         zone: &Zone,
+        owner: &InstanceId,
         payload: &[u8],
-    ) -> Result<(InstanceId, usize), StoreError>;
+    ) -> Result<Option<usize>, StoreError>;
 
     /// Subscribes to this instance's own channel. The subscription follows the store through
     /// outages (messages published meanwhile are lost) until it is dropped.

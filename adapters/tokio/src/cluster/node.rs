@@ -263,10 +263,12 @@ impl ClusterNode {
             return self.sync_seats().await;
         };
         let current = held.placement.clone();
-        // A frame for a remote owner goes straight there while it listens.
+        // A frame for a remote owner goes straight there while it holds the zone and listens
+        // (checked and sent in one store round trip).
         if let Placement::Remote(owner) = &current {
             let env = Envelope::Frame { conn, frame: String::from_utf8_lossy(&bytes).into_owned() };
-            if self.ownership_is(&zone, owner).await && self.publish_heard(owner, &env).await {
+            let sent = self.store.publish_to_owner(&zone, owner, &env.encode()).await;
+            if matches!(sent, Ok(Some(n)) if n > 0) {
                 return;
             }
         }
@@ -381,11 +383,6 @@ impl ClusterNode {
         self.seats.forget(zone);
         self.resync.remove(zone);
         // DropZone has no outputs; nothing to drain.
-    }
-
-    /// Whether `owner` still holds `zone` (cheap when it is in the connection's placement).
-    async fn ownership_is(&self, zone: &Zone, owner: &InstanceId) -> bool {
-        matches!(self.store.owner(zone).await, Ok(Some(h)) if &h.owner == owner)
     }
 
     fn refuse(&mut self, conn: ConnId, why: &str) {

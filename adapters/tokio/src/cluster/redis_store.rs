@@ -110,11 +110,10 @@ return {'1'}
 /// Returns {} (no owner) or {owner, receivers}.
 const PUBLISH_TO_OWNER: &str = r"
 local cur = redis.call('GET', KEYS[1])
-if not cur then return {} end
+if not cur then return -1 end
 local sep = string.find(cur, ':', 1, true)
-local owner = string.sub(cur, 1, sep - 1)
-local n = redis.call('PUBLISH', ARGV[1] .. owner, ARGV[2])
-return {owner, tostring(n)}
+if not sep or string.sub(cur, 1, sep - 1) ~= ARGV[3] then return -1 end
+return redis.call('PUBLISH', ARGV[1] .. ARGV[3], ARGV[2])
 ";
 
 #[derive(Debug)]
@@ -430,20 +429,15 @@ impl ClusterStore for RedisStore {
     async fn publish_to_owner(
         &self,
         zone: &Zone,
+        owner: &InstanceId,
         payload: &[u8],
-    ) -> Result<(InstanceId, usize), StoreError> {
+    ) -> Result<Option<usize>, StoreError> {
         let bytes = self.bounded(payload)?;
         let mut conn = self.conn.clone();
-        let lease_key = self.key("lease", zone.as_str());
-        let mut inv = self.scripts.publish_to_owner.key(&lease_key);
-        inv.arg(self.channel_prefix()).arg(bytes);
-        let reply: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
-        let Some(owner) = reply.first() else {
-            return Err(StoreError::NoOwner { zone: zone.clone() });
-        };
-        let owner = InstanceId::new(owner.as_str())
-            .map_err(|e| StoreError::Corrupt { key: lease_key.clone(), reason: e.to_string() })?;
-        Ok((owner, usize::try_from(parse_non_negative(reply.get(1))).unwrap_or(usize::MAX)))
+        let mut inv = self.scripts.publish_to_owner.key(self.key("lease", zone.as_str()));
+        inv.arg(self.channel_prefix()).arg(bytes).arg(owner.as_str());
+        let n: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        Ok(usize::try_from(n).ok())
     }
 
     async fn subscribe(&self) -> Result<Subscription, StoreError> {

@@ -363,12 +363,6 @@ pub enum StoreError {
         /// The current holder as `owner:epoch`, if any.
         holder: Option<String>,
     },
-    /// Nobody holds the zone's lease, so nobody receives its frames.
-    #[error("zone {zone} has no owner")]
-    NoOwner {
-        /// The zone.
-        zone: Zone,
-    },
     /// A bus payload over the configured bound.
     #[error("bus message of {len} bytes exceeds the limit of {max}")]
     MessageTooLarge {
