@@ -108,3 +108,41 @@ async fn a_client_that_never_reads_is_closed_as_slow_consumer_and_others_carry_o
     drop(fresh);
     drop(stuck);
 }
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_refused_with_server_full_and_the_rest_carry_on() {
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+
+    let server =
+        TestServer::start(ServerConfig { max_connections: 2, ..ServerConfig::default() }).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+
+    // The third upgrade is answered 503 with a typed body, and no WebSocket is opened.
+    let url = server.ws_url("/api/v1/signaling/ws");
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(WsError::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body = response.body().clone().unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&body)));
+            assert_eq!(body["code"], "server-full", "{body}");
+        }
+        Err(other) => panic!("refused the wrong way: {other}"),
+        Ok(_) => panic!("a third connection was accepted over max_connections 2"),
+    }
+    a.ping(1).await;
+    b.ping(2).await;
+    let metrics = server.metrics().await;
+    assert!(metrics.contains("ro_p2p_rejects_total{code=\"server-full\"} 1\n"), "{metrics}");
+
+    // Once a connection's socket is closed, its place is free again.
+    a.ws.close(None).await.unwrap();
+    let mut tcp = a.ws.into_inner();
+    let mut sink = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut sink)).await.unwrap().unwrap();
+    let mut c = server.client().await;
+    c.ping(3).await;
+    b.ping(4).await;
+}

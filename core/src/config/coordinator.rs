@@ -29,6 +29,10 @@ pub struct CoordinatorSettings {
     /// `coordinator.session_timeout_seconds`: an empty session, or a seat whose peer is gone,
     /// is dropped after this long.
     pub session_timeout_s: u64,
+    /// `coordinator.max_connections`: most signaling connections served at once; an upgrade
+    /// beyond it is refused with `server-full` (HTTP 503), so a connection flood cannot
+    /// exhaust memory or file descriptors.
+    pub max_connections: u32,
     /// `coordinator.stun_servers`: `stun:`/`stuns:` URLs handed to clients.
     pub stun_servers: Vec<String>,
     /// `coordinator.turn_servers`.
@@ -191,6 +195,7 @@ impl Default for CoordinatorSettings {
             max_sessions_per_zone: 10,
             max_players_per_session: 50,
             session_timeout_s: 300,
+            max_connections: 50_000,
             stun_servers: vec![DEFAULT_STUN.to_owned()],
             turn_servers: Vec::new(),
             turn_shared_secret: None,
@@ -251,6 +256,7 @@ impl CoordinatorSettings {
             c.uint("max_players_per_session", d.max_players_per_session, 1..=1000)?;
         let session_timeout_s =
             c.uint("session_timeout_seconds", d.session_timeout_s, 1..=86_400)?;
+        let max_connections = c.uint("max_connections", d.max_connections, 1..=1_000_000)?;
 
         let stun_present = c.has("stun_servers");
         let mut stun_servers = Vec::new();
@@ -381,6 +387,7 @@ impl CoordinatorSettings {
             max_sessions_per_zone,
             max_players_per_session,
             session_timeout_s,
+            max_connections,
             stun_servers,
             turn_servers,
             turn_shared_secret,

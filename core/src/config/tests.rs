@@ -39,6 +39,7 @@ mod coordinator_yaml {
         assert_eq!(s.websocket_path, "/api/v1/signaling/ws");
         assert_eq!((s.max_sessions_per_zone, s.max_players_per_session), (10, 50));
         assert_eq!(s.session_timeout_s, 300);
+        assert_eq!(s.max_connections, 50_000);
         assert_eq!(s.stun_servers, vec!["stun:stun.l.google.com:19302".to_owned()]);
         assert!(s.turn_servers.is_empty());
         assert!(s.require_authentication);
@@ -144,6 +145,7 @@ coordinator:
   max_sessions_per_zone: 3
   max_players_per_session: 1000
   session_timeout_seconds: 60
+  max_connections: 1234
   stun_servers: ["stun:a.example:3478", "stuns:b.example"]
   turn_servers:
     - "turn:c.example:3478"
@@ -173,6 +175,7 @@ logging: {level: Warning, file: c.log, format: JSON}
         assert_eq!(s.logging.level, LogLevel::Warn);
         assert_eq!(s.logging.format, LogFormat::Json);
         assert_eq!(s.heartbeat_interval_ms, 5000);
+        assert_eq!(s.max_connections, 1234);
     }
 
     #[test]
@@ -188,6 +191,8 @@ logging: {level: Warning, file: c.log, format: JSON}
             ("  host: \"a b\"\n", "coordinator.host"),
             ("  websocket_path: ws\n", "coordinator.websocket_path"),
             ("  session_timeout_seconds: 0\n", "coordinator.session_timeout_seconds"),
+            ("  max_connections: 0\n", "coordinator.max_connections"),
+            ("  max_connections: 1000001\n", "coordinator.max_connections"),
             ("  stun_servers: [\"http://x\"]\n", "coordinator.stun_servers[0]"),
             ("  stun_servers: \"stun:x\"\n", "coordinator.stun_servers"),
             (

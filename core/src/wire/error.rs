@@ -48,6 +48,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The zone cannot be served right now (e.g. its owner is unreachable); retry later.
     ZoneUnavailable,
+    /// The coordinator serves its `max_connections` already; retry later or elsewhere.
+    ServerFull,
     /// An internal error of the coordinator.
     Internal,
     /// A code this build does not know (sent by a newer peer); treat as a generic error.
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "slow-consumer",
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::ZoneUnavailable => "zone-unavailable",
+            ErrorCode::ServerFull => "server-full",
             ErrorCode::Internal => "internal",
             ErrorCode::Other => "other",
         }
@@ -102,6 +105,7 @@ impl ErrorCode {
         ErrorCode::SlowConsumer,
         ErrorCode::ShuttingDown,
         ErrorCode::ZoneUnavailable,
+        ErrorCode::ServerFull,
         ErrorCode::Internal,
     ];
 }

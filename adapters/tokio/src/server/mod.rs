@@ -77,6 +77,8 @@ pub struct ServerConfig {
     pub auth_deadline: Duration,
     /// Frames queued per connection before it is closed as a slow consumer.
     pub outbound_queue_len: usize,
+    /// Most signaling connections at once (upgrades beyond it get `server-full`, HTTP 503).
+    pub max_connections: usize,
     /// Events queued towards the hub before connection tasks wait (back-pressure).
     pub hub_queue_len: usize,
     /// Whether the listener is TLS (only changes the `websocket_url` login reports).
@@ -109,6 +111,7 @@ impl ServerConfig {
             websocket_path: WEBSOCKET_PATH.to_owned(),
             auth_deadline: Duration::from_secs(5),
             outbound_queue_len: 256,
+            max_connections: 50_000,
             hub_queue_len: 16_384,
             tls: false,
             cluster: None,
@@ -148,9 +151,12 @@ pub(crate) struct Tracker {
 pub(crate) struct Alive(Arc<Tracker>);
 
 impl Tracker {
-    fn enter(self: &Arc<Self>) -> Alive {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        Alive(Arc::clone(self))
+    /// Counts one more connection task, unless `max` are live already.
+    fn try_enter(self: &Arc<Self>, max: usize) -> Option<Alive> {
+        self.live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        Some(Alive(Arc::clone(self)))
     }
 
     async fn wait_idle(&self) {
@@ -181,6 +187,7 @@ pub(crate) struct Shared {
     pub(crate) ice: IceConfig,
     pub(crate) next_conn: AtomicU64,
     pub(crate) outbound_queue_len: usize,
+    pub(crate) max_connections: usize,
     pub(crate) auth_deadline: Duration,
     pub(crate) websocket_path: String,
     pub(crate) heartbeat_interval_ms: u64,
@@ -252,6 +259,7 @@ impl Service {
             ice: config.ice,
             next_conn: AtomicU64::new(1),
             outbound_queue_len: config.outbound_queue_len,
+            max_connections: config.max_connections,
             auth_deadline: config.auth_deadline,
             websocket_path: config.websocket_path,
             heartbeat_interval_ms,
@@ -376,7 +384,15 @@ async fn ws_upgrade(
         (true, None) => ws::PreAuth::AwaitAuthFrame,
         (_, token) => ws::PreAuth::Settled(state.shared.auth.identify(token.as_deref())),
     };
-    let alive = state.shared.tracker.enter();
+    let Some(alive) = state.shared.tracker.try_enter(state.shared.max_connections) else {
+        let _ = state.hub.send(hub::Event::Rejected { code: ErrorCode::ServerFull }).await;
+        let max = state.shared.max_connections;
+        return ApiError::new(
+            ErrorCode::ServerFull,
+            format!("this coordinator serves {max} connections already; retry later"),
+        )
+        .into_response();
+    };
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         // Frames queued together are written with one flush (see `ws::write_batch`); the
@@ -385,8 +401,5 @@ async fn ws_upgrade(
         .max_write_buffer_size(2 * limits::FRAME_BYTES_MAX + 1024)
         .max_message_size(limits::FRAME_BYTES_MAX)
         .max_frame_size(limits::FRAME_BYTES_MAX)
-        .on_upgrade(move |socket| async move {
-            ws::run(socket, state, pre).await;
-            drop(alive);
-        })
+        .on_upgrade(move |socket| ws::run(socket, state, pre, alive))
 }

@@ -104,6 +104,7 @@ impl ServerConfig {
             } else {
                 s.websocket_path.clone()
             },
+            max_connections: s.max_connections as usize,
             cluster: s
                 .redis
                 .as_ref()
@@ -240,6 +241,7 @@ impl Effective {
         let _ = writeln!(out, "max_sessions_per_zone: {}", c.max_sessions_per_zone);
         let _ = writeln!(out, "max_players_per_session: {}", c.max_players_per_session);
         let _ = writeln!(out, "session_timeout_s: {}", c.session_timeout_s);
+        let _ = writeln!(out, "max_connections: {}", s.max_connections);
         let _ = writeln!(out, "heartbeat_interval_ms: {}", c.heartbeat_interval_ms);
         let _ = writeln!(out, "idle_timeout_ms: {}", c.idle_timeout_ms);
         let _ = writeln!(out, "key_rotation_interval_s: {}", c.key_rotation_interval_s);

@@ -16,9 +16,9 @@ use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_client, 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
 
-use super::AppState;
 use super::auth::AuthError;
 use super::hub::{ConnHandle, Event, Outbound};
+use super::{Alive, AppState};
 
 /// How long a close handshake may take before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -37,11 +37,11 @@ pub(crate) enum PreAuth {
 /// The WebSocket close code for a protocol error code.
 pub fn close_code(code: ErrorCode) -> u16 {
     match code {
-        ErrorCode::ShuttingDown => 1001,    // going away
-        ErrorCode::TooLarge => 1009,        // message too big
-        ErrorCode::Internal => 1011,        // internal error
-        ErrorCode::ZoneUnavailable => 1013, // try again later
-        _ => 1008,                          // policy violation
+        ErrorCode::ShuttingDown => 1001, // going away
+        ErrorCode::TooLarge => 1009,     // message too big
+        ErrorCode::Internal => 1011,     // internal error
+        ErrorCode::ZoneUnavailable | ErrorCode::ServerFull => 1013, // try again later
+        _ => 1008,                       // policy violation
     }
 }
 
@@ -152,18 +152,26 @@ async fn write_batch(
     socket.flush().await
 }
 
-/// Runs one upgraded connection to its end.
-pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
+/// Runs one upgraded connection to its end. The connection stops counting against
+/// `max_connections` before its socket is closed, so a client that saw the close can connect
+/// again at once.
+pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth, alive: Alive) {
+    serve(&mut socket, state, pre).await;
+    drop(alive);
+    drop(socket);
+}
+
+async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth) {
     let identity = match pre {
         PreAuth::Settled(r) => r,
-        PreAuth::AwaitAuthFrame => auth_frame(&mut socket, &state).await,
+        PreAuth::AwaitAuthFrame => auth_frame(socket, &state).await,
     };
     let identity = match identity {
         Ok(identity) => identity,
         Err(e) => {
             tracing::debug!(error = %e, "refusing signaling connection");
             let _ = state.hub.send(Event::Rejected { code: e.code() }).await;
-            refuse(&mut socket, e.code(), &e.to_string()).await;
+            refuse(socket, e.code(), &e.to_string()).await;
             return;
         }
     };
@@ -179,7 +187,7 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
     let (kill_tx, mut kill) = oneshot::channel::<(ErrorCode, String)>();
     let handle = ConnHandle { outbound: outbound_tx, kill: kill_tx };
     if state.hub.send(Event::Connected { conn, identity, ice_servers, handle }).await.is_err() {
-        close_with(&mut socket, ErrorCode::ShuttingDown, "the coordinator is stopping").await;
+        close_with(socket, ErrorCode::ShuttingDown, "the coordinator is stopping").await;
         return;
     }
     tracing::trace!(conn = conn.0, "signaling connection open");
@@ -209,7 +217,7 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
                             tracing::debug!(conn = conn.0, %code, "dropping stalled connection");
                             true
                         }
-                        sent = write_batch(&mut socket, text, &mut outbound, &mut then_close) => {
+                        sent = write_batch(socket, text, &mut outbound, &mut then_close) => {
                             sent.is_err()
                         }
                     };
@@ -217,12 +225,12 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
                         break;
                     }
                     if let Some((code, reason)) = then_close {
-                        close_with(&mut socket, code, &reason).await;
+                        close_with(socket, code, &reason).await;
                         break;
                     }
                 }
                 Some(Outbound::Close { code, reason }) => {
-                    close_with(&mut socket, code, &reason).await;
+                    close_with(socket, code, &reason).await;
                     break;
                 }
                 None => break,
@@ -240,7 +248,7 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth) {
                 Some(Err(e)) => {
                     if let Some(detail) = is_too_large(e) {
                         let _ = state.hub.send(Event::Rejected { code: ErrorCode::TooLarge }).await;
-                        close_with(&mut socket, ErrorCode::TooLarge, &detail).await;
+                        close_with(socket, ErrorCode::TooLarge, &detail).await;
                     }
                     break;
                 }
