@@ -83,6 +83,8 @@ pub fn client_config(name: &str, rng: &mut Rng) -> client::Config {
         heartbeat_interval_ms: 1_000,
         negotiation_timeout_ms: 4_000,
         buffered_candidates_max: 32,
+        relink_backoff_base_ms: 500,
+        relink_backoff_cap_ms: 8_000,
     }
 }
 

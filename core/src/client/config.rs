@@ -56,6 +56,14 @@ pub struct Config {
     /// Remote ICE candidates kept per peer while its remote description is not yet applied;
     /// beyond this they are dropped and counted.
     pub buffered_candidates_max: usize,
+    /// Per-peer backoff of links that keep failing, in ms: after `k >= 2` links in a row to
+    /// one peer ended before connecting, its next offer waits a delay drawn from `[d/2, d]`,
+    /// `d = min(relink_backoff_cap_ms, relink_backoff_base_ms * 2^(k-2))`. (The first failure
+    /// is offered again at once.) A pair that can never connect then costs a few offers per
+    /// minute, not one per failure, which could be one a second.
+    pub relink_backoff_base_ms: u64,
+    /// The longest such delay, in ms.
+    pub relink_backoff_cap_ms: u64,
 }
 
 impl Default for Config {
@@ -77,6 +85,8 @@ impl Default for Config {
             heartbeat_interval_ms: 15_000,
             negotiation_timeout_ms: 15_000,
             buffered_candidates_max: 32,
+            relink_backoff_base_ms: 1_000,
+            relink_backoff_cap_ms: 60_000,
         }
     }
 }

@@ -326,6 +326,8 @@ pub struct ClientStats {
     /// Links this, the non-designated, side offered again because the designated side did not
     /// within a negotiation timeout after the link died.
     pub relinks: u64,
+    /// Offers to a peer put off by the per-peer backoff, after links to it kept failing.
+    pub relinks_backed_off: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -440,6 +442,8 @@ pub struct Client {
     /// Peers whose link died on this, the non-designated, side: if the designated side has not
     /// offered by then (it may not have noticed, e.g. behind a one-way partition), we offer.
     relink_at: BTreeMap<PeerId, Instant>,
+    /// Links in a row to each peer that ended before connecting (reset once one connects).
+    link_failures: BTreeMap<PeerId, u32>,
     current_key: Option<SessionKey>,
     previous_key: Option<SessionKey>,
     ping_nonce: u64,
@@ -473,6 +477,7 @@ impl Client {
             current_key: None,
             previous_key: None,
             relink_at: BTreeMap::new(),
+            link_failures: BTreeMap::new(),
             ping_nonce: 0,
             stats: ClientStats::default(),
             now,
@@ -654,6 +659,7 @@ impl Client {
         }
         self.session = None;
         self.relink_at.clear();
+        self.link_failures.clear();
         self.current_key = None;
         self.previous_key = None;
     }
@@ -746,9 +752,11 @@ impl Client {
                 self.disconnect(&peer);
             }
         }
+        self.link_failures.retain(|p, _| members.contains(p));
         if rewire {
             for peer in members {
                 if !self.links.contains_key(&peer)
+                    && !self.relink_at.contains_key(&peer)
                     && self.wants_link(&peer)
                     && self.offers_on_rewire(&peer)
                 {
@@ -779,9 +787,34 @@ impl Client {
         for peer in expired {
             self.stats.negotiations_timed_out += 1;
             self.disconnect(&peer);
+            let delay_ms = self.link_failed(&peer);
             if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
-                self.connect(peer, Role::Offerer);
+                self.offer_again(now, peer, delay_ms);
             }
+        }
+    }
+
+    /// Counts a link to `peer` that ended before connecting; returns how long the next offer
+    /// to it waits (0 after a first failure; see `Config::relink_backoff_base_ms`).
+    fn link_failed(&mut self, peer: &PeerId) -> u64 {
+        let k = self.link_failures.entry(peer.clone()).or_insert(0);
+        *k = k.saturating_add(1);
+        let Some(doublings) = k.checked_sub(2) else { return 0 };
+        let full = self
+            .config
+            .relink_backoff_base_ms
+            .saturating_mul(1u64 << doublings.min(32))
+            .min(self.config.relink_backoff_cap_ms);
+        self.rng.range_inclusive(full / 2, full)
+    }
+
+    /// The designated side offers to `peer` again: now, or after `delay_ms` of backoff.
+    fn offer_again(&mut self, now: Instant, peer: PeerId, delay_ms: u64) {
+        if delay_ms == 0 {
+            self.connect(peer, Role::Offerer);
+        } else {
+            self.stats.relinks_backed_off += 1;
+            self.relink_at.insert(peer, now.add_millis(delay_ms));
         }
     }
 
@@ -792,7 +825,9 @@ impl Client {
         for peer in due {
             self.relink_at.remove(&peer);
             if joined && !self.links.contains_key(&peer) && self.wants_link(&peer) {
-                self.stats.relinks += 1;
+                if !self.offers_on_rewire(&peer) {
+                    self.stats.relinks += 1;
+                }
                 self.connect(peer, Role::Offerer);
             }
         }
@@ -1224,6 +1259,7 @@ impl Client {
             LinkEvent::Connected => {
                 link.connected = true;
                 link.deadline = None;
+                self.link_failures.remove(&peer);
                 self.reassess(&peer);
             }
             LinkEvent::Measured { rtt_ms, loss_percent } => {
@@ -1232,15 +1268,26 @@ impl Client {
                 self.reassess(&peer);
             }
             LinkEvent::Failed | LinkEvent::Closed => {
+                let had_connected = link.connected;
                 self.disconnect(&peer);
+                // A link that worked and ended starts afresh; one that never connected counts
+                // towards the peer's backoff.
+                let delay_ms = if had_connected {
+                    self.link_failures.remove(&peer);
+                    0
+                } else {
+                    self.link_failed(&peer)
+                };
                 // The designated side tries again; the other waits for its offer, but only
-                // for one negotiation timeout: the designated side may not have noticed.
+                // for one negotiation timeout (after the backoff): the designated side may not
+                // have noticed.
                 if joined && self.wants_link(&peer) {
+                    let now = self.now;
                     if self.offers_on_rewire(&peer) {
-                        self.connect(peer, Role::Offerer);
+                        self.offer_again(now, peer, delay_ms);
                     } else {
-                        let at = self.now.add_millis(self.config.negotiation_timeout_ms);
-                        self.relink_at.insert(peer, at);
+                        let wait = self.config.negotiation_timeout_ms.saturating_add(delay_ms);
+                        self.relink_at.insert(peer, now.add_millis(wait));
                     }
                 }
             }

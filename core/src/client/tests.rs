@@ -720,3 +720,59 @@ fn an_offer_from_the_designated_side_cancels_the_pending_relink() {
     }
     assert_eq!(h.c.stats().relinks, 0);
 }
+
+/// Fires timers (answering heartbeats) until the client offers a link to `peer`; returns when.
+fn next_offer_to(h: &mut H, peer: &str, give_up_at: Instant) -> Instant {
+    loop {
+        let out = h.fire();
+        let offered = out.iter().any(|o| {
+            matches!(o, Output::ConnectPeer { peer: p, role: Role::Offerer, .. } if *p == pid(peer))
+        });
+        if offered {
+            return h.now;
+        }
+        assert!(h.now < give_up_at, "no offer to {peer} by {give_up_at:?}");
+        h.input(frame(ServerMessage::Pong { nonce: None }));
+    }
+}
+
+#[test]
+fn links_to_a_peer_that_keep_failing_are_offered_again_with_a_growing_capped_backoff() {
+    // "me" < "z" and no host: "me" is the designated offerer. Its links to "z" fail at once
+    // (say, DTLS refused) again and again: the first failure is offered again at once, later
+    // ones after a jittered, doubling delay, up to the cap; a link that connects resets it.
+    let mut h = H::joined("me", &["z"], None);
+    let (base, cap) = (h.c.config().relink_backoff_base_ms, h.c.config().relink_backoff_cap_ms);
+    assert_eq!(h.c.links().len(), 1, "joining links to z");
+    let out = h.input(Input::PeerLinkEvent { peer: pid("z"), event: LinkEvent::Failed });
+    assert!(
+        out.iter().any(|o| matches!(o, Output::ConnectPeer { peer, .. } if *peer == pid("z"))),
+        "a first failure is offered again at once"
+    );
+    let mut delays = Vec::new();
+    for k in 2..=9u32 {
+        let failed_at = h.now;
+        h.input(Input::PeerLinkEvent { peer: pid("z"), event: LinkEvent::Failed });
+        let at = next_offer_to(&mut h, "z", failed_at.add_millis(cap + 1));
+        let delay = at.millis_since(failed_at);
+        let full = (base << (k - 2)).min(cap);
+        assert!(
+            (full / 2..=full).contains(&delay),
+            "failure {k}: waited {delay} ms, not in [{}, {full}]",
+            full / 2
+        );
+        delays.push(delay);
+    }
+    assert_eq!(h.c.stats().relinks_backed_off, 8, "{delays:?}");
+    assert!(delays.last().is_some_and(|d| *d >= cap / 2), "reached the cap: {delays:?}");
+
+    // A link that connects resets the count: its failure is offered again at once.
+    h.input(Input::PeerLinkEvent { peer: pid("z"), event: LinkEvent::Connected });
+    let out = h.input(Input::PeerLinkEvent { peer: pid("z"), event: LinkEvent::Closed });
+    assert!(out.iter().any(|o| matches!(o, Output::ConnectPeer { peer, .. } if *peer == pid("z"))));
+    let out = h.input(Input::PeerLinkEvent { peer: pid("z"), event: LinkEvent::Failed });
+    assert!(
+        out.iter().any(|o| matches!(o, Output::ConnectPeer { peer, .. } if *peer == pid("z"))),
+        "one failure since the reset is offered again at once"
+    );
+}
