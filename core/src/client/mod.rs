@@ -439,8 +439,9 @@ pub struct Client {
     fallback: bool,
     session: Option<Session>,
     links: BTreeMap<PeerId, PeerLink>,
-    /// Peers whose link died on this, the non-designated, side: if the designated side has not
-    /// offered by then (it may not have noticed, e.g. behind a one-way partition), we offer.
+    /// When to offer to a peer without a link: on the non-designated side, if the designated
+    /// side has not offered by then (it may not have noticed the link die, e.g. behind a
+    /// one-way partition); on the designated side, when the per-peer backoff ends.
     relink_at: BTreeMap<PeerId, Instant>,
     /// Links in a row to each peer that ended before connecting (reset once one connects).
     link_failures: BTreeMap<PeerId, u32>,

@@ -153,8 +153,8 @@ async fn write_batch(
 }
 
 /// Runs one upgraded connection to its end. The connection stops counting against
-/// `max_connections` before its socket is closed, so a client that saw the close can connect
-/// again at once.
+/// `max_connections` before its socket is dropped, so a client that saw its TCP connection
+/// end can connect again at once.
 pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth, alive: Alive) {
     serve(&mut socket, state, pre).await;
     drop(alive);
