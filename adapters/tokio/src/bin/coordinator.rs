@@ -120,7 +120,11 @@ fn init_logging(level: &str, json: bool, file: Option<&PathBuf>) -> Result<(), S
             }
         }
         (None, true) => builder.json().try_init(),
-        (None, false) => builder.try_init(),
+        // Colours only on a terminal: stdout redirected to a file or the journal stays plain.
+        (None, false) => {
+            use std::io::IsTerminal as _;
+            builder.with_ansi(std::io::stdout().is_terminal()).try_init()
+        }
     };
     result.map_err(|e| e.to_string())
 }
@@ -255,6 +259,7 @@ async fn run(effective: Effective, grace: Duration) -> Result<(), String> {
         let _ = tcp.set_nodelay(true);
     });
     let mut config = effective.server;
+    fit_to_open_file_limit(&mut config);
     let tls = match (&effective.tls_cert, &effective.tls_key) {
         (Some(cert), Some(key)) => {
             Some(tls::load_server_config(cert, key).map_err(|e| e.to_string())?)
@@ -284,4 +289,31 @@ async fn run(effective: Effective, grace: Duration) -> Result<(), String> {
     result.map_err(|e| e.to_string())?;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Raises the open-file soft limit to the hard one and, if `max_connections` would still not
+/// fit under it, serves fewer (with a warning): past the limit `accept` fails and stalls every
+/// new connection, while a refused upgrade (`server-full`) only turns that one away.
+fn fit_to_open_file_limit(config: &mut server::ServerConfig) {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let fitted = server::connections_within_open_file_limit(config.max_connections, limit);
+            if fitted < config.max_connections {
+                tracing::warn!(
+                    configured = config.max_connections,
+                    open_file_limit = limit,
+                    serving_at_most = fitted,
+                    "coordinator.max_connections does not fit under the open-file limit; raise \
+                     `ulimit -n` (LimitNOFILE= under systemd) to serve more"
+                );
+                config.max_connections = fitted;
+            } else {
+                tracing::debug!(open_file_limit = limit, "open-file limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+    #[cfg(not(unix))]
+    let _ = config;
 }

@@ -57,6 +57,18 @@ pub const WS_READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Bytes of outgoing frames gathered before tungstenite writes to the socket (a flush writes
 /// whatever is gathered anyway).
 pub const WS_WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// File descriptors left for everything but signaling connections (listener, Redis, log file,
+/// the runtime's own) when `max_connections` is fitted under the open-file limit.
+pub const FD_RESERVE: u64 = 64;
+
+/// The most signaling connections a process with `open_file_limit` descriptors can serve
+/// without `accept` failing (which stalls every new connection), capped at `max_connections`:
+/// one descriptor per connection, [`FD_RESERVE`] kept for the rest, at least 1.
+pub fn connections_within_open_file_limit(max_connections: usize, open_file_limit: u64) -> usize {
+    let room = open_file_limit.saturating_sub(FD_RESERVE).max(1);
+    max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
 /// Largest HTTP request body the REST API reads, in bytes.
 pub const REST_BODY_BYTES_MAX: usize = 64 * 1024;
 
