@@ -16,11 +16,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, http, join};
+use common::{Client, Proc, free_port, http, join};
 use ro_p2p_core::wire::{ClientMessage, PeerId, ServerMessage, SessionId, Zone};
 use ro_p2p_tokio::cluster::{ClusterStore, InstanceId, RedisStore, StoreConfig, TokioClock};
 
@@ -48,39 +48,6 @@ impl Drop for TempDir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([sig, &self.0.id().to_string()]).status().unwrap();
-        assert!(status.success(), "kill {sig} failed");
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit.
-    fn stop(mut self) {
-        self.signal("-TERM");
-        for _ in 0..200 {
-            if self.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("process did not stop");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn wait_for_port(port: u16) {

@@ -1,29 +1,19 @@
 //! The coordinator binary under a low open-file limit serves as many connections as the limit
 //! leaves room for and refuses the next with `server-full`, instead of letting `accept` fail.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{Proc, free_port};
 use futures_util::StreamExt;
 use ro_p2p_tokio::server::{FD_RESERVE, connections_within_open_file_limit};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 const WAIT: Duration = Duration::from_secs(10);
 const OPEN_FILES: u64 = 100;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 #[test]
 fn the_fit_keeps_a_reserve_and_never_goes_to_zero() {
@@ -49,7 +39,7 @@ async fn under_a_low_open_file_limit_the_binary_refuses_with_server_full_instead
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _child = Killed(child);
+    let _child = Proc(child);
     // Its log up to the line that says it listens (it prints nothing after, at this level).
     let startup = tokio::time::timeout(
         WAIT,

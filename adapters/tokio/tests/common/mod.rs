@@ -4,6 +4,7 @@
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -351,4 +352,37 @@ fn dechunk(mut s: &str) -> String {
         s = &rest[n + 2..];
     }
     out
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([sig, &self.0.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {sig} failed");
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        for _ in 0..200 {
+            if self.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("process did not stop");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
