@@ -133,3 +133,25 @@ fn idle_timeout_fires_in_simulated_time() {
     });
     sim.run().unwrap();
 }
+
+#[test]
+fn a_connection_that_never_sends_a_request_is_closed_after_the_header_read_timeout() {
+    use tokio::io::AsyncReadExt as _;
+    let mut sim = sim();
+    sim.client("silent", async {
+        let start = tokio::time::Instant::now();
+        let mut tcp = turmoil::net::TcpStream::connect(("coordinator", 8001)).await.unwrap();
+        let mut buf = [0u8; 256];
+        // The server ends the connection (EOF, or an error once it reset it).
+        let n = tcp.read(&mut buf).await.unwrap_or(0);
+        let waited = start.elapsed();
+        assert_eq!(n, 0, "the server sent {:?}", String::from_utf8_lossy(&buf[..n]));
+        let timeout = ro_p2p_tokio::server::HEADER_READ_TIMEOUT;
+        assert!(
+            waited >= timeout && waited < timeout + Duration::from_secs(1),
+            "closed after {waited:?}"
+        );
+        Ok(())
+    });
+    sim.run().unwrap();
+}

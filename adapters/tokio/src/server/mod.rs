@@ -69,6 +69,10 @@ pub fn connections_within_open_file_limit(max_connections: usize, open_file_limi
     max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
+/// How long a connection has to send a request's headers, from its accept or its previous
+/// request; then it is closed. Bounds what silent or byte-dripping clients can hold.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Largest HTTP request body the REST API reads, in bytes.
 pub const REST_BODY_BYTES_MAX: usize = 64 * 1024;
 
@@ -288,9 +292,13 @@ impl Service {
 
     /// Serves on `listener` until `shutdown` resolves; then closes every WebSocket with
     /// `shutting-down` and waits (at most `drain`) for their close handshakes.
+    ///
+    /// Each connection is served by hyper's HTTP/1.1 server with a [`HEADER_READ_TIMEOUT`]
+    /// (`axum::serve` sets none, so a client that connected and never sent a request held its
+    /// socket for ever).
     pub async fn serve<L>(
         self,
-        listener: L,
+        mut listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
         drain: Duration,
     ) -> std::io::Result<()>
@@ -300,12 +308,47 @@ impl Service {
     {
         let hub = self.state.hub.clone();
         let tracker = Arc::clone(&self.state.shared.tracker);
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing every signaling connection");
-            let _ = hub.send(hub::Event::Shutdown).await;
-        };
-        axum::serve(listener, self.router()).with_graceful_shutdown(signal).await?;
+        let router = self.router();
+        // `stop` tells connection tasks to finish; every task holds a `done` receiver, so
+        // `done_tx.closed()` resolves once all of them have ended.
+        let (stop_tx, _) = tokio::sync::watch::channel(false);
+        let (done_tx, done_rx) = tokio::sync::watch::channel(());
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (io, addr) = tokio::select! {
+                conn = listener.accept() => conn,
+                () = &mut shutdown => break,
+            };
+            tracing::trace!(?addr, "connection accepted");
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let mut stop = stop_tx.subscribe();
+            let done = done_rx.clone();
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    _ = stop.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
+                drop(done);
+            });
+        }
+        tracing::info!("shutting down: closing every signaling connection");
+        let _ = hub.send(hub::Event::Shutdown).await;
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_rx);
+        done_tx.closed().await;
         if tokio::time::timeout(drain, tracker.wait_idle()).await.is_err() {
             tracing::warn!("some connections did not finish closing in time");
         }
