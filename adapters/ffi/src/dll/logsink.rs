@@ -97,8 +97,8 @@ fn log_filter(level: LogLevel) -> log::LevelFilter {
     }
 }
 
-/// Writes one record to every live sink that takes its level.
-fn forward(level: LogLevel, target: &str, message: &str) {
+/// Writes one record to every live sink that takes its level (formatting it only then).
+fn forward(level: LogLevel, target: &str, message: &dyn std::fmt::Display) {
     let sinks: Vec<Arc<LogSink>> = match SINKS.lock() {
         Ok(sinks) => sinks.iter().filter_map(Weak::upgrade).collect(),
         Err(_) => return,
@@ -165,7 +165,7 @@ impl tracing::Subscriber for Forward {
         let mut text = Fields(String::new());
         event.record(&mut text);
         let meta = event.metadata();
-        forward(from_tracing(meta.level()), meta.target(), text.0.trim_start());
+        forward(from_tracing(meta.level()), meta.target(), &text.0.trim_start());
     }
 
     fn enter(&self, _: &tracing::span::Id) {}
@@ -205,10 +205,8 @@ impl log::Log for ForwardLog {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let level = from_log(record.level());
-        if wanted(level) {
-            forward(level, record.target(), &record.args().to_string());
-        }
+        // `forward` skips the record (before formatting it) when no sink takes its level.
+        forward(from_log(record.level()), record.target(), record.args());
     }
 
     fn flush(&self) {}

@@ -106,8 +106,8 @@ end
 return {'1'}
 ";
 
-/// Publishes to the lease holder's channel. KEYS: lease. ARGV: channel prefix, payload.
-/// Returns {} (no owner) or {owner, receivers}.
+/// Publishes to an instance's channel if it holds the lease. KEYS: lease. ARGV: channel
+/// prefix, payload, instance. Returns -1 (the lease is not that instance's) or the receivers.
 const PUBLISH_TO_OWNER: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return -1 end
