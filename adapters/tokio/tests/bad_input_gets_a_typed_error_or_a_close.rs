@@ -112,7 +112,6 @@ async fn a_client_that_never_reads_is_closed_as_slow_consumer_and_others_carry_o
 #[tokio::test]
 async fn connections_beyond_max_connections_are_refused_with_server_full_and_the_rest_carry_on() {
     use tokio::io::AsyncReadExt;
-    use tokio_tungstenite::tungstenite::Error as WsError;
 
     let server =
         TestServer::start(ServerConfig { max_connections: 2, ..ServerConfig::default() }).await;
@@ -121,17 +120,9 @@ async fn connections_beyond_max_connections_are_refused_with_server_full_and_the
 
     // The third upgrade is answered 503 with a typed body, and no WebSocket is opened.
     let url = server.ws_url("/api/v1/signaling/ws");
-    match tokio_tungstenite::connect_async(url.as_str()).await {
-        Err(WsError::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 503);
-            let body = response.body().clone().unwrap_or_default();
-            let body: serde_json::Value = serde_json::from_slice(&body)
-                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&body)));
-            assert_eq!(body["code"], "server-full", "{body}");
-        }
-        Err(other) => panic!("refused the wrong way: {other}"),
-        Ok(_) => panic!("a third connection was accepted over max_connections 2"),
-    }
+    let (status, body) = refused_upgrade(&url).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "server-full", "{body}");
     a.ping(1).await;
     b.ping(2).await;
     let metrics = server.metrics().await;

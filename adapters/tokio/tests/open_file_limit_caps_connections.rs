@@ -7,10 +7,8 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, free_port};
-use futures_util::StreamExt;
+use common::{Client, Proc, free_port, refused_upgrade};
 use ro_p2p_tokio::server::{FD_RESERVE, connections_within_open_file_limit};
-use tokio_tungstenite::tungstenite::Error as WsError;
 
 const WAIT: Duration = Duration::from_secs(10);
 const OPEN_FILES: u64 = 100;
@@ -65,20 +63,13 @@ async fn under_a_low_open_file_limit_the_binary_refuses_with_server_full_instead
     let room = connections_within_open_file_limit(50_000, OPEN_FILES);
     let mut clients = Vec::new();
     for i in 0..room {
-        let (mut ws, _) =
-            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url.as_str()))
-                .await
-                .expect("connect timed out")
-                .unwrap_or_else(|e| panic!("connection {i} of {room} refused: {e}"));
-        let welcome = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
-        assert!(welcome.to_text().unwrap().contains("\"welcome\""), "{welcome:?}");
-        clients.push(ws);
+        let client = Client::connect(&url, &[])
+            .await
+            .unwrap_or_else(|(_, closed)| panic!("connection {i} of {room}: {closed:?}"));
+        clients.push(client);
     }
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url.as_str())).await.unwrap()
-    {
-        Err(WsError::Http(response)) => assert_eq!(response.status().as_u16(), 503),
-        Err(other) => panic!("refused the wrong way: {other}"),
-        Ok(_) => panic!("connection {} accepted over the fitted limit of {room}", room + 1),
-    }
+    let (status, body) = refused_upgrade(&url).await;
+    assert_eq!(status, 503, "connection {} over the fitted limit of {room}", room + 1);
+    assert_eq!(body["code"], "server-full", "{body}");
     assert!(startup.contains(&format!("serving_at_most={room}")), "{startup}");
 }

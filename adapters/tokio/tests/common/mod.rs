@@ -386,3 +386,19 @@ impl Drop for Proc {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// An upgrade the server must refuse: its HTTP status and JSON body.
+pub async fn refused_upgrade(url: &str) -> (u16, serde_json::Value) {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let attempt = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await;
+    match attempt.expect("no answer to the upgrade in time") {
+        Err(WsError::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            let json = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&body)));
+            (response.status().as_u16(), json)
+        }
+        Err(other) => panic!("refused the wrong way: {other}"),
+        Ok(_) => panic!("the upgrade was accepted"),
+    }
+}
