@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod coordinator;
 pub mod fuzz;
+pub mod gate;
 pub mod node;
 pub mod packet;
 pub mod render;
