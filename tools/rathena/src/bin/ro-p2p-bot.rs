@@ -1,0 +1,3 @@
+//! `ro-p2p-bot`: a headless Ragnarok Online client (work in progress).
+
+fn main() {}
