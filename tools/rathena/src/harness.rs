@@ -519,7 +519,8 @@ fn write_conf(tree: &Path, config: &HarnessConfig, ports: Ports) -> Result<(), H
         &import.join("login_conf.txt"),
         &format!(
             "// written by ro-p2p-rathena\nbind_ip: 127.0.0.1\nlogin_port: {login}\n\
-             new_account: yes\nipban_enable: no\n"
+             new_account: yes\nallowed_regs: 100000\ntime_allowed: 1\n\
+             ipban_enable: no\n"
         ),
     )?;
     write(

@@ -12,4 +12,6 @@
 pub mod bot;
 pub mod harness;
 
+pub use bot::{Bot, BotError, Packet};
+
 pub use harness::{Harness, HarnessConfig, HarnessError, RathenaSource, Server, start_or_skip};
