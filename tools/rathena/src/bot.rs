@@ -451,7 +451,9 @@ impl Bot {
     }
 
     /// Connects to the map server where `HC_NOTIFY_ZONESVR` said, sends `CZ_ENTER`, waits for
-    /// `ZC_ACCEPT_ENTER` and sends `CZ_NOTIFY_ACTORINIT` (loaded). Returns the position.
+    /// `ZC_ACCEPT_ENTER`, sends `CZ_NOTIFY_ACTORINIT` (loaded) and waits until the server has
+    /// put the character on the map (`ZC_MAPPROPERTY`): rAthena drops what a client sends
+    /// before that. Returns the position.
     pub async fn enter_map(&mut self) -> Result<(u16, u16), BotError> {
         let (Some(zone), Some(character)) = (self.zone.clone(), self.character.clone()) else {
             return Err(BotError::OutOfOrder { step: "enter_map", needs: "select_or_create_char" });
@@ -538,6 +540,16 @@ impl Bot {
         let (x, y, _) = decode_pos(accept.bytes.get(6..9).unwrap_or_default()).unwrap_or_default();
         lock(&self.inbox).position = (x, y);
         self.send_raw(&MapIds::LOADED.to_le_bytes()).await?;
+        // rAthena ignores `CZ_NOTIFY_ACTORINIT` until the char server's data for the character
+        // has arrived (it re-runs it then) and silently drops every other packet until the
+        // character is placed on the map. Placing it sends the map property to the player
+        // first thing, so nothing is sent before that arrives.
+        self.wait_for_named(
+            "ZC_MAPPROPERTY (on the map)",
+            |p| matches!(p.id, 0x099B | 0x01D6),
+            STEP_TIMEOUT,
+        )
+        .await?;
         let (w, ids, created) = (writer, self.ids, self.created);
         let keepalive = tokio::spawn(async move {
             let mut every = tokio::time::interval(KEEPALIVE_INTERVAL);
