@@ -21,7 +21,8 @@ use serde::Serialize;
 use crate::Rng;
 use crate::client::{self, Client, ClientEvent, RouteInputs};
 use crate::packet::{
-    GameStream, Obfuscation, PacketVersion, PeerCategory, PeerEvent, PeerEventError, Verdict,
+    GameStream, Obfuscation, OwnNameError, PacketVersion, PeerCategory, PeerEvent, PeerEventError,
+    Verdict,
 };
 use crate::route::{Choice, Policy, Route, RouteContext};
 use crate::sansio::SansIo;
@@ -311,6 +312,8 @@ pub struct Node {
     peers_only: VecDeque<PeersOnlySent>,
     /// The `seq` of the next one.
     peers_only_next: u64,
+    /// The player's character name, once set ([`Node::set_own_name`]).
+    own_name: Option<Vec<u8>>,
     stats: NodeStats,
 }
 
@@ -337,6 +340,7 @@ impl Node {
             scratch: Vec::with_capacity(64),
             peers_only: VecDeque::new(),
             peers_only_next: 0,
+            own_name: None,
             stats: NodeStats::default(),
         };
         node.pump_client(now);
@@ -373,6 +377,19 @@ impl Node {
     /// of the old connection are discarded.
     pub fn new_map_connection(&mut self) {
         self.stream = GameStream::new(self.packet_version, self.obfuscation);
+        if let Some(name) = &self.own_name {
+            // Checked when it was set.
+            let _ = self.stream.set_own_name(name);
+        }
+    }
+
+    /// Sets the player's character name (from the char server's list): public chat is then
+    /// peer-eligible only when it starts with exactly `"<name> : "`, as rAthena requires. Kept
+    /// across map connections.
+    pub fn set_own_name(&mut self, name: &[u8]) -> Result<(), OwnNameError> {
+        self.stream.set_own_name(name)?;
+        self.own_name = Some(name.to_vec());
+        Ok(())
     }
 
     /// Sets the current map's size in cells, so moves outside it are dropped; `None` accepts

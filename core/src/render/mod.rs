@@ -21,8 +21,8 @@ mod table;
 pub use framer::{ZcDesyncReason, ZcFrame, ZcFramer};
 pub use packets::{Cell, UnitLayout};
 pub use stream::{
-    OUTPUT_BYTES_MAX, ReceiveStats, ReceiveStream, RenderConfig, RenderRejected, SHOWN_MAX,
-    UNITS_MAX, WalkForm,
+    MAP_CHANGES_MAX, MapChange, OUTPUT_BYTES_MAX, ReceiveStats, ReceiveStream, RenderConfig,
+    RenderRejected, SHOWN_MAX, UNITS_MAX, WalkForm,
 };
 pub use table::{ZC_VARIABLE_LEN_MIN, ZcLen, ZcTable};
 

@@ -3,12 +3,17 @@
 //! from a peer dropped, and local echoes for categories the policy keeps away from the server.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddrV4;
 
 use super::framer::{ZcDesyncReason, ZcFrame, ZcFramer};
 use super::packets::{
     self, Cell, UNIT_AID_AT, UNIT_TYPE_AT, UnitLayout, ZC_ACCEPT_ENTER, ZC_ACCEPT_ENTER2, ZC_AID,
     ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERMOVE, ZC_NOTIFY_TIME,
     ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE, get_u16, get_u32,
+};
+use crate::gate::{
+    MapMove, ServerMove, ZC_NPCACK_SERVERMOVE, ZC_NPCACK_SERVERMOVE_OLD, parse_map_move,
+    parse_server_move, rewrite_server_address,
 };
 use crate::packet::{PacketVersion, PeerEvent};
 use crate::time::Instant;
@@ -20,6 +25,28 @@ pub const OUTPUT_BYTES_MAX: usize = 256 * 1024;
 pub const UNITS_MAX: usize = 2048;
 /// Most lines (chat or emote) remembered for duplicate suppression.
 pub const SHOWN_MAX: usize = 512;
+/// Most map changes kept until [`ReceiveStream::take_map_changes`] (oldest dropped first).
+pub const MAP_CHANGES_MAX: usize = 16;
+
+/// A change of map the server announced to the game.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapChange {
+    /// `ZC_NPCACK_MAPMOVE`: another map on the same map server.
+    SameServer(MapMove),
+    /// `ZC_NPCACK_SERVERMOVE`: a map on another map server; the game reconnects there (to the
+    /// address as the redirect of [`ReceiveStream::push_server_redirecting`] left it).
+    OtherServer(ServerMove),
+}
+
+impl MapChange {
+    /// The new map's name, e.g. `izlude.gat`.
+    pub fn map(&self) -> &str {
+        match self {
+            MapChange::SameServer(m) => &m.map,
+            MapChange::OtherServer(m) => &m.map,
+        }
+    }
+}
 
 /// How a peer's walk is drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,7 +121,7 @@ pub enum RenderRejected {
 }
 
 /// Counters of a [`ReceiveStream`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReceiveStats {
     /// Whole packets from the server handed to the game.
     pub server_packets: u64,
@@ -308,6 +335,7 @@ pub struct ReceiveStream {
     view: View,
     out: Output,
     stats: ReceiveStats,
+    changes: VecDeque<MapChange>,
 }
 
 /// Bytes for the game: `buf[start..]` are not taken yet.
@@ -364,6 +392,7 @@ impl ReceiveStream {
             },
             out: Output::default(),
             stats: ReceiveStats::default(),
+            changes: VecDeque::new(),
         }
     }
 
@@ -403,13 +432,50 @@ impl ReceiveStream {
 
     /// Takes bytes the map server sent to the game.
     pub fn push_server(&mut self, now: Instant, bytes: &[u8]) {
+        self.push_server_redirecting(now, bytes, |_| None);
+    }
+
+    /// Takes bytes the map server sent to the game; a move to another map server
+    /// (`ZC_NPCACK_SERVERMOVE`) is shown to `redirect`, and when it answers an address, the
+    /// game is sent there instead (a proxy's door). Map changes are kept for
+    /// [`ReceiveStream::take_map_changes`].
+    pub fn push_server_redirecting(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        mut redirect: impl FnMut(&ServerMove) -> Option<SocketAddrV4>,
+    ) {
         self.framer.push(bytes);
         loop {
-            let ReceiveStream { framer, view, out, stats } = self;
+            let ReceiveStream { framer, view, out, stats, changes } = self;
             let Some(frame) = framer.next_frame() else { break };
+            let mut rewritten = None;
             let keep = match frame {
                 ZcFrame::Packet { id, bytes } => {
                     let keep = view.observe(now, id, bytes);
+                    let change = match id {
+                        ZC_NPCACK_MAPMOVE => parse_map_move(bytes).ok().map(MapChange::SameServer),
+                        ZC_NPCACK_SERVERMOVE | ZC_NPCACK_SERVERMOVE_OLD => {
+                            parse_server_move(bytes).ok().map(|to| {
+                                if let Some(door) = redirect(&to) {
+                                    let mut p = bytes.to_vec();
+                                    if rewrite_server_address(&mut p, *door.ip(), door.port())
+                                        .is_ok()
+                                    {
+                                        rewritten = Some(p);
+                                    }
+                                }
+                                MapChange::OtherServer(to)
+                            })
+                        }
+                        _ => None,
+                    };
+                    if let Some(change) = change {
+                        if changes.len() >= MAP_CHANGES_MAX {
+                            changes.pop_front();
+                        }
+                        changes.push_back(change);
+                    }
                     if keep {
                         stats.server_packets += 1;
                     } else {
@@ -420,11 +486,16 @@ impl ReceiveStream {
                 ZcFrame::Desync { .. } | ZcFrame::PassThrough { .. } => true,
             };
             if keep {
-                let bytes = frame.bytes();
+                let bytes = rewritten.as_deref().unwrap_or(frame.bytes());
                 stats.server_bytes += bytes.len() as u64;
                 out.append(bytes);
             }
         }
+    }
+
+    /// The map changes the server announced since the last call, oldest first.
+    pub fn take_map_changes(&mut self) -> impl Iterator<Item = MapChange> + '_ {
+        self.changes.drain(..)
     }
 
     /// Ends the connection: a partial packet left in the framer is handed to the game as it is.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use ro_p2p_core::client::{self, ClientEvent, CloseReason, LinkEvent, Role, Signal};
 use ro_p2p_core::node::{Channel, Node, NodeStats, ReceiveDrop, ReceivedEvent};
+use ro_p2p_core::packet::OwnNameError;
 use ro_p2p_core::wire::{ErrorCode, IceServer, PeerId, Zone, limits};
 use ro_p2p_core::{Instant, SansIo};
 use tokio::sync::{mpsc, oneshot};
@@ -146,6 +147,7 @@ pub enum DriverEvent {
 enum Command {
     GameSend { bytes: Vec<u8>, reply: oneshot::Sender<Vec<u8>> },
     NewMapConnection,
+    OwnName { name: Vec<u8>, reply: oneshot::Sender<Result<(), OwnNameError>> },
     Zone(Zone),
     Inspect(Box<dyn FnOnce(&Node) + Send>),
     Shutdown,
@@ -175,6 +177,16 @@ impl NodeHandle {
     /// The game opened a new map-server connection.
     pub async fn new_map_connection(&self) -> Result<(), DriverStopped> {
         self.commands.send(Command::NewMapConnection).await.map_err(|_| DriverStopped)
+    }
+
+    /// The player's character name (see [`Node::set_own_name`]).
+    pub async fn set_own_name(
+        &self,
+        name: Vec<u8>,
+    ) -> Result<Result<(), OwnNameError>, DriverStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::OwnName { name, reply }).await.map_err(|_| DriverStopped)?;
+        rx.await.map_err(|_| DriverStopped)
     }
 
     /// The player is on a (new) map.
@@ -411,6 +423,9 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
                 let _ = reply.send(to_server);
             }
             Command::NewMapConnection => self.node.new_map_connection(),
+            Command::OwnName { name, reply } => {
+                let _ = reply.send(self.node.set_own_name(&name));
+            }
             Command::Zone(zone) => self.node.handle_input(now, client::Input::ZoneChanged(zone)),
             Command::Inspect(f) => f(&self.node),
             Command::Shutdown => self.node.handle_input(now, client::Input::Shutdown),

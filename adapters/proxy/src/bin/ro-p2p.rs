@@ -3,15 +3,22 @@
 //! `ro-p2p classify` reads a raw client-to-map-server byte stream (a capture of what the game
 //! client sent) and prints, one JSON object per line, how ro-p2p frames, classifies and routes
 //! each packet under a given PACKETVER, obfuscation and policy. See docs/packets.md.
+//!
+//! `ro-p2p proxy` runs P2P for game clients that are pointed at it instead of the login server
+//! (no DLL, no change to the game's executable). See docs/proxy.md.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ro_p2p_core::config::ClientSettings;
 use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, Verdict};
 use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_proxy::{Proxy, ProxyConfig};
+use ro_p2p_webrtc::LinksConfig;
 use serde::Serialize;
 
 /// ro-p2p operator tools.
@@ -26,6 +33,41 @@ struct Cli {
 enum Command {
     /// Frame, classify and route a raw client-to-map-server byte stream; one JSON line per packet.
     Classify(ClassifyArgs),
+    /// Proxy game clients to an rAthena server (login -> char -> map), with P2P for each player.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Where game clients connect, as they would to the login server.
+    #[arg(long, default_value = "127.0.0.1:6900")]
+    listen: SocketAddr,
+    /// The rAthena login server.
+    #[arg(long)]
+    login_server: SocketAddr,
+    /// The IPv4 address game clients reach the proxy at (written into the servers' replies);
+    /// default: the listen address.
+    #[arg(long)]
+    public_ip: Option<Ipv4Addr>,
+    /// The client library's settings: `p2p_config.json` (coordinator URLs, PACKETVER, routing
+    /// policy, zones) or the game's `Data/config.ini`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Coordinator WebSocket URL, overriding the configuration's (repeat for backups).
+    #[arg(long = "coordinator")]
+    coordinators: Vec<String>,
+    /// The game clients' PACKETVER, overriding the configuration's.
+    #[arg(long, value_parser = parse_version)]
+    packetver: Option<PacketVersion>,
+    /// Routing policy, overriding the configuration's, e.g. `chat=peers`.
+    #[arg(long, value_parser = parse_policy)]
+    policy: Option<Policy>,
+    /// Bind WebRTC to 127.0.0.1 only (every player on this machine, for tests).
+    #[arg(long)]
+    loopback: bool,
+    /// Log level filter (tracing's syntax, e.g. `info` or `ro_p2p_proxy=debug`).
+    #[arg(long, default_value = "info")]
+    log: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,7 +152,72 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Proxy(args) => match proxy(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ro-p2p proxy: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// The proxy's configuration from its arguments and settings file.
+fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, String> {
+    let mut settings = match &args.config {
+        None => ClientSettings::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let is_ini = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ini"));
+            let parsed = if is_ini {
+                ClientSettings::from_ini(&text, None)
+            } else {
+                ClientSettings::from_json(&text)
+            };
+            parsed.map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    if !args.coordinators.is_empty() {
+        settings.coordinator_urls = args.coordinators.clone();
+    }
+    if let Some(v) = args.packetver {
+        settings.packet_version = v.number();
+    }
+    if let Some(p) = &args.policy {
+        settings.routing_policy = Some(p.to_string());
+    }
+    let links = if args.loopback { LinksConfig::loopback() } else { LinksConfig::default() };
+    Ok(ProxyConfig {
+        listen: args.listen,
+        login_server: args.login_server,
+        public_ip: args.public_ip,
+        settings,
+        links,
+        door_wait_ms: ro_p2p_proxy::DOOR_WAIT_MS_DEFAULT,
+    })
+}
+
+fn proxy(args: ProxyArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .map_err(|e| format!("--log {:?}: {e}", args.log))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).init();
+    let config = proxy_config(&args)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
+    runtime.block_on(async move {
+        let proxy = Proxy::start(config).await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            listen = %proxy.local_addr(),
+            login_server = %args.login_server,
+            packetver = proxy.packet_version().number(),
+            "proxy ready: point the game's login address here"
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        let stats = proxy.stats();
+        proxy.stop().await;
+        println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+        Ok(())
+    })
 }
 
 fn open_input(file: Option<&PathBuf>) -> io::Result<Box<dyn Read>> {
