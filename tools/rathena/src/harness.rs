@@ -542,6 +542,13 @@ fn write_conf(tree: &Path, config: &HarnessConfig, ports: Ports) -> Result<(), H
         );
     }
     write(&import.join("map_conf.txt"), &map_conf)?;
+    // rAthena refuses a 6th connection from one IP within 3 s as a DDoS (packet_athena.conf);
+    // every test client, and every player behind `ro-p2p proxy`, comes from 127.0.0.1. An
+    // allowed IP is accepted even when flagged (docs/proxy.md tells operators the same).
+    write(
+        &import.join("packet_conf.txt"),
+        "// written by ro-p2p-rathena\norder: deny,allow\nallow: 127.0.0.1\n",
+    )?;
     let mut inter = String::from("// written by ro-p2p-rathena\n");
     for key in ["login_server", "char_server", "map_server", "web_server"] {
         inter.push_str(&format!("{key}_ip: 127.0.0.1\n{key}_port: {db}\n"));
