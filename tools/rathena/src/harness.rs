@@ -330,22 +330,20 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn free_port() -> Result<u16, HarnessError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(io_err("bind a free port"))?;
-    l.local_addr().map(|a| a.port()).map_err(io_err("local_addr"))
-}
-
 /// Four distinct free ports.
 fn free_ports() -> Result<Ports, HarnessError> {
     // Hold all four listeners at once so the kernel hands out four different ports.
-    let ls: Vec<TcpListener> = (0..4)
+    let listeners: Vec<TcpListener> = (0..4)
         .map(|_| TcpListener::bind("127.0.0.1:0").map_err(io_err("bind a free port")))
         .collect::<Result<_, _>>()?;
-    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0)).collect();
-    if p.contains(&0) {
-        let _ = free_port()?;
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()).map_err(io_err("local_addr")))
+        .collect::<Result<_, _>>()?;
+    match ports[..] {
+        [db, login, char, map] => Ok(Ports { db, login, char, map }),
+        _ => Err(io_err("free ports")(io::Error::other("expected four ports"))),
     }
-    Ok(Ports { db: p[0], login: p[1], char: p[2], map: p[3] })
 }
 
 /// The unpacked tree for `packetver` (unpacked now if not cached yet).

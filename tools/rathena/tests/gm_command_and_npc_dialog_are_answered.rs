@@ -1,5 +1,6 @@
 //! On a real rAthena at 20211103: a GM's `@where` is answered, and a dialog with an NPC loaded
-//! in fast mode (mes, next, select, close) runs to its end.
+//! in fast mode (mes, next, select, close) runs to its end; the `ro-p2p-bot` binary runs a
+//! script of JSON lines against the same server.
 
 mod common;
 
@@ -64,6 +65,37 @@ fn gm_at_command_and_npc_dialog_get_their_answers_at_20211103() {
             .unwrap();
         assert!(!gm.is_closed() && !p.is_closed());
     });
+
+    // The binary: a script of JSON lines in, JSON lines out.
+    let script = dir.join("script.jsonl");
+    std::fs::write(
+        &script,
+        "{\"walk\":{\"x\":158,\"y\":190}}\n{\"chat\":{\"text\":\"from the cli\"}}\n\
+         {\"wait_for\":{\"id\":\"0x008e\",\"timeout_ms\":10000}}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ro-p2p-bot"))
+        .args([
+            "--login",
+            &h.login_addr().to_string(),
+            "--user",
+            "cliuser1",
+            "--password",
+            "pass1234",
+        ])
+        .args(["--packetver", "20211103", "--linger-ms", "0", "--script"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["event"], "login");
+    assert!(lines.iter().any(|l| l["event"] == "map" && l["map"] == "prontera.gat"));
+    assert!(lines.iter().any(|l| l["event"] == "packet" && l["id"] == "0x008e"));
+    assert_eq!(lines.iter().filter(|l| l["event"] == "done").count(), 3);
+
     assert_server_kept_everyone(&mut h);
     h.stop().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -21,10 +21,12 @@ fn two_instances_start_side_by_side_and_stop_by_pid() {
     assert!(a.log_contains(Server::Map, "Map Server is now online"));
     assert!(a.db_url().starts_with("mysql://ragnarok:ragnarok@127.0.0.1:"));
     assert_eq!(a.sql("SELECT COUNT(*) FROM login WHERE sex = 'S'").unwrap().trim(), "1");
+    let b_dir = b.work_dir().to_path_buf();
     let state = b.detach();
     a.stop().unwrap();
     ro_p2p_rathena::harness::stop_state(&state);
     for pid in state.pids.values() {
         assert!(!pid_alive(*pid), "pid {pid} still running");
     }
+    let _ = std::fs::remove_dir_all(b_dir);
 }
