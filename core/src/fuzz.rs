@@ -173,18 +173,25 @@ pub fn chat_parse(data: &[u8]) {
 /// identity rule must hold after every step.
 pub fn coordinator_frames(data: &[u8]) {
     use crate::SansIo;
-    use crate::coordinator::{Config, ConnId, Coordinator, Identity, Input};
+    use crate::coordinator::{Config, ConnId, Coordinator, Identity, Input, RateLimit};
     use crate::wire::PeerId;
 
-    let config =
-        Config { max_sessions_per_zone: 2, max_players_per_session: 3, ..Config::default() };
-    let (max_sessions, max_players) =
-        (config.max_sessions_per_zone, config.max_players_per_session);
+    let config = Config {
+        max_sessions_per_zone: 2,
+        max_players_per_session: 3,
+        grace_seats_max: 3,
+        grace_seats_per_origin_max: 2,
+        rate_limit: RateLimit { per_s: 5, burst: 10, strikes_max: 6 },
+        ..Config::default()
+    };
+    let (max_sessions, max_players, max_grace) =
+        (config.max_sessions_per_zone, config.max_players_per_session, config.grace_seats_max);
     let mut c = Coordinator::new(config, crate::Rng::from_seed(data.len() as u64));
     let mut now = crate::Instant::ZERO;
     for line in data.split(|b| *b == b'\n').take(256) {
         let (op, rest) = line.split_first().map_or((0, &[][..]), |(op, rest)| (*op, rest));
-        let conn = ConnId(u64::from(rest.first().copied().unwrap_or(0) % 4));
+        let arg = rest.first().copied().unwrap_or(0);
+        let conn = ConnId(u64::from(arg % 4));
         let input = match op {
             0 => Input::Connected {
                 conn,
@@ -193,16 +200,33 @@ pub fn coordinator_frames(data: &[u8]) {
                     Err(_) => Identity::Anonymous,
                 },
                 ice_servers: Vec::new(),
+                origin: None,
             },
-            1 => Input::Connected { conn, identity: Identity::Anonymous, ice_servers: Vec::new() },
+            1 => Input::Connected {
+                conn,
+                identity: Identity::Anonymous,
+                ice_servers: Vec::new(),
+                // Two addresses, so the per-address bound on seats in grace is reached.
+                origin: Some(std::net::IpAddr::from([127, 0, 0, arg / 4 % 2])),
+            },
             2 => Input::Disconnected { conn },
             3 => {
-                now = now.add_millis(u64::from(rest.first().copied().unwrap_or(0)) * 1_000);
+                now = now.add_millis(u64::from(arg) * 1_000);
                 c.handle_timeout(now);
                 c.drain_outputs();
                 continue;
             }
             4 => Input::Shutdown,
+            5 => Input::Binary { conn },
+            6 => Input::Control { conn },
+            // A burst of frames in the same millisecond, to reach the rate limit.
+            7 => {
+                for _ in 0..u32::from(arg / 4 % 32) {
+                    c.handle_input(now, Input::Control { conn });
+                    c.drain_outputs();
+                }
+                continue;
+            }
             _ => Input::Frame { conn: ConnId(u64::from(op % 4)), bytes: rest.to_vec() },
         };
         c.handle_input(now, input);
@@ -213,9 +237,11 @@ pub fn coordinator_frames(data: &[u8]) {
             assert!(!s.members.is_empty() && s.members.len() <= max_players, "{s:?}");
             assert!(s.members.iter().all(|m| seated.insert(m.clone())), "a peer seated twice");
         }
-        for (_, n) in c.stats().sessions_per_zone {
-            assert!(n <= max_sessions);
+        let stats = c.stats();
+        for n in stats.sessions_per_zone.values() {
+            assert!(*n <= max_sessions);
         }
+        assert!(stats.seats_in_grace <= max_grace, "{} seats in grace", stats.seats_in_grace);
     }
 }
 

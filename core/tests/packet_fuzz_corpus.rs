@@ -1,5 +1,6 @@
-//! Replays the kept fuzz corpora of `fuzz/corpus/{packet_stream,chat_parse}` through the same
-//! entry points the cargo-fuzz targets call, so CI on stable checks every kept input.
+//! Replays the kept fuzz corpora of `fuzz/corpus/{packet_stream,chat_parse,coordinator_frames,
+//! wire_decode}` through the same entry points the cargo-fuzz targets call, so CI on stable
+//! checks every kept input.
 
 use std::path::Path;
 
@@ -25,4 +26,14 @@ fn packet_stream_corpus_replays_cleanly() {
 #[test]
 fn chat_parse_corpus_replays_cleanly() {
     replay("chat_parse", ro_p2p_core::fuzz::chat_parse);
+}
+
+#[test]
+fn coordinator_frames_corpus_replays_cleanly() {
+    replay("coordinator_frames", ro_p2p_core::fuzz::coordinator_frames);
+}
+
+#[test]
+fn wire_decode_corpus_replays_cleanly() {
+    replay("wire_decode", ro_p2p_core::fuzz::wire_decode);
 }

@@ -475,7 +475,12 @@ impl World {
                     let identity = Identity::Account(self.nodes[client].id.clone());
                     coord.handle_input(
                         self.now,
-                        coordinator::Input::Connected { conn, identity, ice_servers: vec![] },
+                        coordinator::Input::Connected {
+                            conn,
+                            identity,
+                            ice_servers: vec![],
+                            origin: None,
+                        },
                     );
                     self.client_input(client, Input::TransportOpened);
                     self.drain_client(client);

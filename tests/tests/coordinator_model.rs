@@ -518,6 +518,7 @@ impl World {
                     conn: ConnId(conn),
                     identity,
                     ice_servers: vec![],
+                    origin: None,
                 });
                 let closed: Vec<_> = out
                     .iter()
@@ -537,6 +538,7 @@ impl World {
                     conn: ConnId(conn),
                     identity: Identity::Anonymous,
                     ice_servers: vec![],
+                    origin: None,
                 });
                 let welcome = sends_to(&out, conn);
                 let [ServerMessage::Welcome { peer_id, .. }] = &welcome[..] else {

@@ -96,7 +96,12 @@ fn scripted_session() -> Vec<String> {
     }];
     for (conn, account) in [(1, "2000001"), (2, "2000002"), (3, "2000003")] {
         let identity = Identity::Account(peer(account));
-        s.input(Input::Connected { conn: ConnId(conn), identity, ice_servers: ice.clone() });
+        s.input(Input::Connected {
+            conn: ConnId(conn),
+            identity,
+            ice_servers: ice.clone(),
+            origin: None,
+        });
     }
     s.at(100);
     s.send(1, join(caps(8, 3600)));

@@ -178,3 +178,76 @@ async fn login_validates_the_token_and_returns_turn_credentials() {
     let r = server.http("POST", "/api/v1/auth/login", &[], "{oops").await;
     assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("malformed-json")));
 }
+
+#[tokio::test]
+async fn the_auth_deadline_counts_from_the_upgrade_and_waiting_connections_are_counted() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let deadline = Duration::from_millis(600);
+    let config = ro_p2p_tokio::server::ServerConfig { auth_deadline: deadline, ..auth_config() };
+    let server = TestServer::start(config).await;
+    let mut bystanders = Bystanders::join_with_tokens(&server, "prontera").await;
+    let url = server.ws_url("/api/v1/signaling/ws");
+
+    let started = tokio::time::Instant::now();
+    let mut ws = Client::raw(&url, &[]).await;
+    // The connection waits for its `auth` frame: health and metrics show it.
+    let health = server.get("/api/v1/health").await.json();
+    assert_eq!(health["connections_pending_auth"], 1, "{health}");
+    assert_eq!(health["connections"], 2, "{health}");
+    let metrics = server.metrics().await;
+    assert!(metrics.contains("\nro_p2p_connections_pending_auth 1\n"), "{metrics}");
+    assert!(metrics.contains("\nro_p2p_connections_open 3\n"), "{metrics}");
+
+    // A ping every 100 ms used to restart the wait; now the close comes at the deadline.
+    let mut pings = tokio::time::interval(Duration::from_millis(100));
+    let closed = loop {
+        tokio::select! {
+            _ = pings.tick() => {
+                if ws.send(Message::Ping(vec![1].into())).await.is_err() {
+                    break None;
+                }
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                _ => break None,
+            },
+        }
+        assert!(started.elapsed() < WAIT, "still open after {:?}", started.elapsed());
+    };
+    let elapsed = started.elapsed();
+    let frame = closed.expect("a close frame");
+    assert!(frame.reason.starts_with("auth-required"), "{frame:?}");
+    assert!(elapsed >= deadline, "closed after {elapsed:?}, before the deadline");
+    assert!(elapsed < deadline * 3, "closed after {elapsed:?}: the pings moved the deadline");
+    bystanders.relay().await;
+    let health = server.get("/api/v1/health").await.json();
+    assert_eq!(health["connections_pending_auth"], 0, "{health}");
+}
+
+#[tokio::test]
+async fn an_alg_none_token_is_refused_for_its_algorithm() {
+    let server = TestServer::with_auth().await;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&format!(r#"{{"sub":"1","exp":{}}}"#, NOW_UNIX_S + 3600))
+    );
+    let bearer = format!("Bearer {none}");
+    let url = server.ws_url("/api/v1/signaling/ws");
+    let (seen, _) = match Client::connect(&url, &[("Authorization", &bearer)]).await {
+        Ok(_) => panic!("accepted"),
+        Err(x) => x,
+    };
+    match seen.as_slice() {
+        [ServerMessage::Error { code: ErrorCode::AuthInvalid, message }] => {
+            assert!(message.contains("algorithm \"none\""), "{message}");
+            assert!(!message.contains("claims"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -208,3 +208,84 @@ async fn metrics_parse_as_prometheus_text_and_cover_the_operators_needs() {
     assert_eq!(get("ro_p2p_signaling_latency_seconds_count"), Some(1.0));
     assert_eq!(get("ro_p2p_signaling_latency_seconds_bucket{le=\"+Inf\"}"), Some(1.0));
 }
+
+/// Sends `head` (request line and headers, without the blank line) and `body`, then reads the
+/// response to the end.
+async fn raw_http(server: &TestServer, head: &str, body: &[u8]) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(format!("{head}\r\n\r\n").as_bytes()).await.unwrap();
+    // The server may answer (and close) before it has read everything.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("no answer");
+    parse_response(&raw)
+}
+
+fn assert_json_error(r: &HttpResponse, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
+    let v = r.json();
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+}
+
+#[tokio::test]
+async fn errors_the_framework_answers_are_json_too() {
+    let server = TestServer::open().await;
+    let mut bystanders = Bystanders::join(&server, "prontera").await;
+    let host = format!("Host: {}\r\nConnection: close", server.addr);
+
+    // A path segment that is not UTF-8.
+    let r = server.get("/api/v1/sessions/%ff%fe").await;
+    assert_json_error(&r, 400, "bad-value");
+
+    // Bodies over the limit (10 MB announced; the server stops reading at the limit).
+    for path in ["/api/v1/sessions/join", "/api/v1/auth/login"] {
+        let head = format!("POST {path} HTTP/1.1\r\n{host}\r\nContent-Length: 10000000");
+        let r = raw_http(&server, &head, &vec![b' '; 64 * 1024 + 1]).await;
+        assert_json_error(&r, 413, "too-large");
+    }
+    bystanders.relay().await;
+
+    // Wrong methods.
+    for (method, path) in [("DELETE", "/api/v1/health"), ("GET", "/api/v1/sessions/join")] {
+        let r = server.http(method, path, &[], "").await;
+        assert_json_error(&r, 405, "method-not-allowed");
+        assert!(r.header("allow").is_some(), "{r:?}");
+    }
+
+    // Oversized headers: one huge field, and too many fields.
+    let huge = "x".repeat(40 * 1024);
+    let r =
+        raw_http(&server, &format!("GET /api/v1/health HTTP/1.1\r\n{host}\r\nX-Big: {huge}"), b"")
+            .await;
+    assert_json_error(&r, 431, "too-large");
+    let many: String = (0..150).map(|i| format!("\r\nX-H{i}: v")).collect();
+    let r = raw_http(&server, &format!("GET /api/v1/health HTTP/1.1\r\n{host}{many}"), b"").await;
+    assert_json_error(&r, 431, "too-large");
+    bystanders.relay().await;
+    assert_eq!(server.get("/api/v1/health").await.status, 200);
+}
+
+#[tokio::test]
+async fn login_builds_websocket_url_from_the_public_url_not_the_host_header() {
+    let config = ServerConfig {
+        public_url: Some("wss://coord.example.org:8443".into()),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\
+                Content-Length: 0";
+    let r = raw_http(&server, head, b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["websocket_url"], "wss://coord.example.org:8443/api/v1/signaling/ws");
+
+    // Without one, Host is used, but only when it looks like a host.
+    let server = TestServer::open().await;
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: a\"b<script>\r\nConnection: close\r\n\
+                Content-Length: 0";
+    let r = raw_http(&server, head, b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["websocket_url"], "ws://127.0.0.1:8001/api/v1/signaling/ws");
+}

@@ -58,6 +58,18 @@ pub struct CoordinatorSettings {
     pub host_requirements: HostRequirements,
     /// `coordinator.rate_limit`: per-connection signaling rate limit.
     pub rate_limit: RateLimit,
+    /// `coordinator.public_url`: where clients reach the coordinator (`ws://` or `wss://`,
+    /// host and port, no path); login's `websocket_url` is built from it, never from the
+    /// request's `Host`. `None`: from `Host`.
+    pub public_url: Option<String>,
+    /// `coordinator.outbound_queue_bytes`: bytes queued towards one client before it is
+    /// closed as a slow consumer.
+    pub outbound_queue_bytes: u64,
+    /// `coordinator.grace_seats_max`: most seats held in grace at once.
+    pub grace_seats_max: u32,
+    /// `coordinator.grace_seats_per_address`: most seats in grace from one address, for
+    /// anonymous clients (authentication off).
+    pub grace_seats_per_address: u32,
     /// `coordinator.redis`: shared session state; `None` keeps it in memory.
     pub redis: Option<RedisSettings>,
     /// `security.ssl_cert` and `security.ssl_key`: serve `wss://`/`https://` when set.
@@ -77,18 +89,25 @@ pub struct TurnServer {
     pub credential: Option<Secret>,
 }
 
-/// A token bucket: `per_second` tokens refilled each second, at most `burst` saved up.
+/// A token bucket: `per_second` tokens refilled each second, at most `burst` saved up; every
+/// frame (text, binary, WebSocket ping) takes one. `strikes_max` rejected frames within 10 s
+/// close the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RateLimit {
-    /// Sustained messages per second.
+    /// Sustained frames per second.
     pub per_second: u32,
     /// Largest burst.
     pub burst: u32,
+    /// Rejected frames (over the rate, undecodable, binary) within 10 s that close the
+    /// connection.
+    pub strikes_max: u32,
 }
 
 impl Default for RateLimit {
+    /// The same numbers as the coordinator core's default.
     fn default() -> Self {
-        RateLimit { per_second: 50, burst: 100 }
+        let core = crate::coordinator::RateLimit::default();
+        RateLimit { per_second: core.per_s, burst: core.burst, strikes_max: core.strikes_max }
     }
 }
 
@@ -187,6 +206,7 @@ impl Default for CoordinatorSettings {
     /// The embedded default: what the coordinator runs with when no file is given. Unlike a
     /// file, it has authentication OFF (development); the binary warns about it.
     fn default() -> Self {
+        let core_default = crate::coordinator::Config::default();
         CoordinatorSettings {
             enabled: true,
             host: "127.0.0.1".to_owned(),
@@ -208,6 +228,10 @@ impl Default for CoordinatorSettings {
             key_rotation_interval_s: 3600,
             host_requirements: HostRequirements::default(),
             rate_limit: RateLimit::default(),
+            public_url: None,
+            outbound_queue_bytes: crate::coordinator::OUTBOUND_QUEUE_BYTES_MAX_DEFAULT as u64,
+            grace_seats_max: core_default.grace_seats_max as u32,
+            grace_seats_per_address: core_default.grace_seats_per_origin_max as u32,
             redis: None,
             tls: None,
             logging: LoggingSettings::default(),
@@ -333,8 +357,20 @@ impl CoordinatorSettings {
                 reason: format!("{burst} must be at least per_second ({per_second})"),
             });
         }
-        let rate_limit = RateLimit { per_second, burst };
+        let strikes_max = rl.uint("strikes_max", d.rate_limit.strikes_max, 1..=100_000)?;
+        let rate_limit = RateLimit { per_second, burst, strikes_max };
         rl.finish()?;
+
+        let public_url = c.opt_string("public_url")?;
+        if let Some(url) = &public_url {
+            check_public_url(&c.key("public_url"), url)?;
+        }
+        // At least one frame of the largest size (64 KiB) must fit.
+        let outbound_queue_bytes =
+            c.uint("outbound_queue_bytes", d.outbound_queue_bytes, 65_536..=1 << 30)?;
+        let grace_seats_max = c.uint("grace_seats_max", d.grace_seats_max, 0..=10_000_000)?;
+        let grace_seats_per_address =
+            c.uint("grace_seats_per_address", d.grace_seats_per_address, 0..=10_000_000)?;
 
         let redis = c.opt_table("redis")?.map(redis_settings).transpose()?;
         c.finish()?;
@@ -400,6 +436,10 @@ impl CoordinatorSettings {
             key_rotation_interval_s,
             host_requirements,
             rate_limit,
+            public_url,
+            outbound_queue_bytes,
+            grace_seats_max,
+            grace_seats_per_address,
             redis,
             tls,
             logging: LoggingSettings { level, file, format },
@@ -449,6 +489,26 @@ fn check_path(key: &str, path: &str) -> Result<(), ConfigError> {
         Err(ConfigError::Invalid {
             key: key.to_owned(),
             reason: format!("{path:?} must be a URL path starting with '/'"),
+        })
+    }
+}
+
+/// `ws://` or `wss://`, a host (and port), no path: the coordinator's address as clients
+/// reach it.
+fn check_public_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let bare = url.trim_end_matches('/');
+    let rest = bare.strip_prefix("wss://").or_else(|| bare.strip_prefix("ws://"));
+    let ok = rest.is_some_and(|r| {
+        !r.is_empty()
+            && r.len() <= 253
+            && r.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            reason: format!("{url:?} must be ws://host[:port] or wss://host[:port], with no path"),
         })
     }
 }

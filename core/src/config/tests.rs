@@ -170,7 +170,7 @@ logging: {level: Warning, file: c.log, format: JSON}
         assert_eq!(s.stun_servers.len(), 2);
         assert_eq!(s.turn_servers[0].username, None);
         assert_eq!(s.host_requirements.min_cpu_cores, 2);
-        assert_eq!(s.rate_limit, RateLimit { per_second: 10, burst: 30 });
+        assert_eq!(s.rate_limit, RateLimit { per_second: 10, burst: 30, strikes_max: 20 });
         assert_eq!(s.redis.as_ref().unwrap().connection_url(), "rediss://:pw@redis.example:6380/2");
         assert_eq!(s.logging.level, LogLevel::Warn);
         assert_eq!(s.logging.format, LogFormat::Json);

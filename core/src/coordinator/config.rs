@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The default of [`Config::outbound_queue_bytes_max`]: 1 MiB, sixteen maximum-size frames.
+pub const OUTBOUND_QUEUE_BYTES_MAX_DEFAULT: usize = 1 << 20;
+
 /// Everything the coordinator core can be tuned with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -24,6 +27,15 @@ pub struct Config {
     pub host_requirements: HostRequirements,
     /// The per-connection frame rate limit.
     pub rate_limit: RateLimit,
+    /// Bytes of frames queued towards one connection (written by the adapter, not yet taken
+    /// by the socket) beyond which it is closed as a slow consumer.
+    pub outbound_queue_bytes_max: usize,
+    /// Most seats held in grace at once, coordinator-wide. A connection that goes away while
+    /// this many wait gives its seat up at once (`peer-left`, `left`) instead of holding it.
+    pub grace_seats_max: usize,
+    /// Most seats in grace whose anonymous connections (authentication off) came from one
+    /// address; beyond it, as for [`Config::grace_seats_max`].
+    pub grace_seats_per_origin_max: usize,
     /// The software name announced in `welcome`.
     pub server_name: String,
 }
@@ -39,6 +51,9 @@ impl Default for Config {
             key_rotation_interval_s: 3600,
             host_requirements: HostRequirements::default(),
             rate_limit: RateLimit::default(),
+            outbound_queue_bytes_max: OUTBOUND_QUEUE_BYTES_MAX_DEFAULT,
+            grace_seats_max: 16_384,
+            grace_seats_per_origin_max: 16,
             server_name: format!("ro-p2p-coordinator/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -71,7 +86,8 @@ impl Default for HostRequirements {
     }
 }
 
-/// A token bucket per connection, and how many rejected frames close it.
+/// A token bucket per connection, and how many rejected frames close it. Every frame costs a
+/// token: text, binary, and WebSocket pings and pongs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
     /// Sustained frames per second.
@@ -84,6 +100,6 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
-        RateLimit { per_s: 20, burst: 40, strikes_max: 20 }
+        RateLimit { per_s: 50, burst: 100, strikes_max: 20 }
     }
 }

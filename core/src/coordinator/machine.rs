@@ -6,6 +6,7 @@
 //! a reconnect inside the grace period is invisible to the other members.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
 
 use super::config::Config;
 use super::deadlines::Deadlines;
@@ -26,6 +27,9 @@ pub enum Rejection {
     /// The frame could not be decoded.
     #[error("{0}")]
     Undecodable(WireError),
+    /// A binary frame: the protocol is JSON text.
+    #[error("binary frames are not accepted")]
+    BinaryFrame,
     /// An `auth` message on a connection the adapter already authenticated.
     #[error("already authenticated")]
     AlreadyAuthenticated,
@@ -78,7 +82,7 @@ impl Rejection {
     pub fn code(&self) -> ErrorCode {
         match self {
             Rejection::Undecodable(e) => e.code(),
-            Rejection::AlreadyAuthenticated => ErrorCode::BadValue,
+            Rejection::AlreadyAuthenticated | Rejection::BinaryFrame => ErrorCode::BadValue,
             Rejection::NotSeated | Rejection::RelayOutsideSession { .. } => ErrorCode::NotInSession,
             Rejection::SessionNotFound { .. } => ErrorCode::SessionNotFound,
             Rejection::SessionFull { .. } => ErrorCode::SessionFull,
@@ -115,6 +119,9 @@ pub(crate) struct Conn {
     /// cost a deadline-queue update per relayed signal): when it fires it looks here and is
     /// re-armed if the connection was heard from since it was set.
     last_frame_at: Instant,
+    /// The address of an anonymous connection (authentication off), for the per-address bound
+    /// on seats in grace; `None` for accounts.
+    anon_origin: Option<IpAddr>,
     /// The session this connection's client was last told (`session-joined`) it is seated in,
     /// until it leaves. Kept when the zone is dropped: it is what the client still believes,
     /// which decides whether a restored seat may be attached to this connection.
@@ -157,6 +164,11 @@ pub(crate) struct State {
     pub(crate) outputs: VecDeque<Output>,
     counters: Counters,
     shutting_down: bool,
+    /// Seats in grace (exactly those with a `Timer::Grace` armed) and the address of the
+    /// anonymous connection that held each, for the bounds of `Config::grace_seats_*`.
+    grace: BTreeMap<PeerId, Option<IpAddr>>,
+    /// Seats in `grace` per address.
+    grace_per_origin: BTreeMap<IpAddr, usize>,
 }
 
 impl State {
@@ -173,6 +185,8 @@ impl State {
             outputs: VecDeque::new(),
             counters: Counters::default(),
             shutting_down: false,
+            grace: BTreeMap::new(),
+            grace_per_origin: BTreeMap::new(),
         }
     }
 
@@ -180,10 +194,18 @@ impl State {
 
     pub(crate) fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Connected { conn, identity, ice_servers } => {
-                self.on_connected(now, conn, identity, ice_servers)
+            Input::Connected { conn, identity, ice_servers, origin } => {
+                self.on_connected(now, conn, identity, ice_servers, origin)
             }
             Input::Frame { conn, bytes } => self.on_frame(now, conn, &bytes),
+            Input::Binary { conn } => {
+                if self.charge(now, conn) {
+                    self.refuse_frame(now, conn, Rejection::BinaryFrame);
+                }
+            }
+            Input::Control { conn } => {
+                self.charge(now, conn);
+            }
             Input::Disconnected { conn } => {
                 if self.conns.contains_key(&conn) {
                     self.forget_conn(now, conn);
@@ -210,7 +232,10 @@ impl State {
                         }
                     }
                 }
-                Timer::Grace(peer) => self.grace_ended(peer),
+                Timer::Grace(peer) => {
+                    self.forget_grace(&peer);
+                    self.grace_ended(peer);
+                }
                 Timer::Rotate(sid) => self.rotate_key(now, sid),
             }
         }
@@ -222,6 +247,7 @@ impl State {
         conn: ConnId,
         identity: Identity,
         ice_servers: Vec<IceServer>,
+        origin: Option<IpAddr>,
     ) {
         if self.conns.contains_key(&conn) {
             return; // The adapter never reuses ids; a duplicate is ignored.
@@ -243,6 +269,7 @@ impl State {
         let limiter = Limiter::new(&self.config.rate_limit, now);
         let state = Conn {
             peer: peer.clone(),
+            anon_origin: if identity_open { origin } else { None },
             identity_open,
             ice_servers,
             limiter,
@@ -265,35 +292,49 @@ impl State {
         self.bind_identity(conn, peer);
     }
 
-    fn on_frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+    /// Charges one frame of any kind to `conn`'s budget: it counts as activity, and takes a
+    /// token. Without a token the frame is a strike (a `rate-limited` error at most once per
+    /// second; the close once the strikes are exhausted) and `false` says to drop it.
+    fn charge(&mut self, now: Instant, conn: ConnId) -> bool {
         let limit = self.config.rate_limit;
         let Some(c) = self.conns.get_mut(&conn) else {
-            return; // A frame racing its connection's close.
+            return false; // A frame racing its connection's close.
         };
         c.last_frame_at = now;
-        if !c.limiter.admit(&limit, now) {
-            let strike = c.limiter.strike(&limit, now);
-            if c.limiter.may_send_rate_error(now) {
-                self.reject(conn, Rejection::RateLimited { per_s: limit.per_s });
-            }
-            if strike == Strike::Exhausted {
-                self.close(now, conn, ErrorCode::RateLimited, "too many rejected frames".into());
-            }
+        if c.limiter.admit(&limit, now) {
+            return true;
+        }
+        let strike = c.limiter.strike(&limit, now);
+        if c.limiter.may_send_rate_error(now) {
+            self.reject(conn, Rejection::RateLimited { per_s: limit.per_s });
+        }
+        if strike == Strike::Exhausted {
+            self.close(now, conn, ErrorCode::RateLimited, "too many rejected frames".into());
+        }
+        false
+    }
+
+    /// Answers a frame that was admitted but cannot be used: its `error`, and a strike.
+    fn refuse_frame(&mut self, now: Instant, conn: ConnId, rejection: Rejection) {
+        let limit = self.config.rate_limit;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let strike = c.limiter.strike(&limit, now);
+        self.reject(conn, rejection);
+        if strike == Strike::Exhausted {
+            self.close(now, conn, ErrorCode::RateLimited, "too many rejected frames".into());
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        if !self.charge(now, conn) {
             return;
         }
         let msg = match decode_client(bytes) {
             Ok(msg) => msg,
             Err(err) => {
-                let strike = c.limiter.strike(&limit, now);
-                self.reject(conn, Rejection::Undecodable(err));
-                if strike == Strike::Exhausted {
-                    self.close(
-                        now,
-                        conn,
-                        ErrorCode::RateLimited,
-                        "too many rejected frames".into(),
-                    );
-                }
+                self.refuse_frame(now, conn, Rejection::Undecodable(err));
                 return;
             }
         };
@@ -414,9 +455,7 @@ impl State {
             self.seats.insert(r.peer_id.clone(), r.session_id.clone());
             match live {
                 Some(conn) => live_seats.push((conn, r.session_id, r.peer_id)),
-                None => {
-                    self.deadlines.set(Timer::Grace(r.peer_id), until);
-                }
+                None => self.arm_grace(r.peer_id, until, None),
             }
         }
         // A member still connected here (this instance lost the zone and took it back) holds
@@ -455,7 +494,7 @@ impl State {
             self.deadlines.stop(&Timer::Rotate(sid));
             for seat in session.seats {
                 self.seats.remove(&seat.peer);
-                self.deadlines.stop(&Timer::Grace(seat.peer));
+                self.stop_grace(&seat.peer);
             }
         }
     }
@@ -496,7 +535,7 @@ impl State {
         let Some(sid) = self.seats.get(&peer).cloned() else {
             return;
         };
-        self.deadlines.stop(&Timer::Grace(peer.clone()));
+        self.stop_grace(&peer);
         if let Some(session) = self.sessions.get_mut(&sid)
             && let Some(seat) = session.seat_mut(&peer)
         {
@@ -528,6 +567,18 @@ impl State {
         let Some(sid) = self.seats.get(&c.peer).cloned() else {
             return;
         };
+        if !self.grace_has_room(c.anon_origin) {
+            // Over a bound on seats in grace: the seat is given up now, not held.
+            let held_by_conn = self
+                .sessions
+                .get(&sid)
+                .and_then(|s| s.seat(&c.peer))
+                .is_some_and(|seat| seat.state == SeatState::Live(conn));
+            if held_by_conn {
+                self.unseat(&c.peer, PeerLeftReason::Left);
+            }
+            return;
+        }
         let grace_ms = self.config.session_timeout_s.saturating_mul(1_000);
         let until = now.add_millis(grace_ms);
         let mut detached = false;
@@ -539,8 +590,56 @@ impl State {
             detached = true;
         }
         if detached {
-            self.deadlines.set(Timer::Grace(c.peer.clone()), until);
+            self.arm_grace(c.peer.clone(), until, c.anon_origin);
             self.reelect(&sid, None);
+        }
+    }
+
+    // ---- seats in grace -----------------------------------------------------------------
+
+    /// Whether one more seat may wait in grace, for a connection from `origin`.
+    fn grace_has_room(&self, origin: Option<IpAddr>) -> bool {
+        if self.grace.len() >= self.config.grace_seats_max {
+            return false;
+        }
+        origin.is_none_or(|ip| {
+            self.grace_per_origin.get(&ip).copied().unwrap_or(0)
+                < self.config.grace_seats_per_origin_max
+        })
+    }
+
+    /// Puts `peer`'s seat in grace until `until`.
+    fn arm_grace(&mut self, peer: PeerId, until: Instant, origin: Option<IpAddr>) {
+        self.deadlines.set(Timer::Grace(peer.clone()), until);
+        if let Some(old) = self.grace.insert(peer, origin) {
+            self.uncount_origin(old);
+        }
+        if let Some(ip) = origin {
+            *self.grace_per_origin.entry(ip).or_default() += 1;
+        }
+    }
+
+    /// Ends `peer`'s grace, if its seat is in grace.
+    fn stop_grace(&mut self, peer: &PeerId) {
+        self.deadlines.stop(&Timer::Grace(peer.clone()));
+        self.forget_grace(peer);
+    }
+
+    /// Forgets `peer`'s grace bookkeeping (its timer is already disarmed).
+    fn forget_grace(&mut self, peer: &PeerId) {
+        if let Some(origin) = self.grace.remove(peer) {
+            self.uncount_origin(origin);
+        }
+    }
+
+    fn uncount_origin(&mut self, origin: Option<IpAddr>) {
+        if let Some(ip) = origin
+            && let Some(n) = self.grace_per_origin.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.grace_per_origin.remove(&ip);
+            }
         }
     }
 
@@ -584,7 +683,7 @@ impl State {
             && named.as_ref().is_none_or(|n| n == cur)
             && self.sessions.get(cur).is_some_and(|s| s.zone == zone)
         {
-            self.deadlines.stop(&Timer::Grace(peer.clone()));
+            self.stop_grace(&peer);
             self.remember_capabilities(conn, caps);
             if let Some(seat) = self.sessions.get_mut(cur).and_then(|s| s.seat_mut(&peer)) {
                 seat.state = SeatState::Live(conn);
@@ -748,7 +847,7 @@ impl State {
         let Some(sid) = self.seats.remove(peer) else {
             return;
         };
-        self.deadlines.stop(&Timer::Grace(peer.clone()));
+        self.stop_grace(peer);
         self.counters.leaves += 1;
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;

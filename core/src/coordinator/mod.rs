@@ -18,10 +18,11 @@ mod session;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{Config, HostRequirements, RateLimit};
+pub use config::{Config, HostRequirements, OUTBOUND_QUEUE_BYTES_MAX_DEFAULT, RateLimit};
 pub use machine::Rejection;
 pub use rate::{RATE_ERROR_GAP_MS, STRIKE_WINDOW_MS};
 
@@ -54,6 +55,9 @@ pub enum Input {
         identity: Identity,
         /// STUN/TURN servers for this connection (with its own TURN credentials).
         ice_servers: Vec<IceServer>,
+        /// The address it came from, when the adapter knows it: anonymous seats in grace are
+        /// bounded per address ([`Config::grace_seats_per_origin_max`]).
+        origin: Option<IpAddr>,
     },
     /// One text frame, as received.
     Frame {
@@ -61,6 +65,18 @@ pub enum Input {
         conn: ConnId,
         /// Its bytes.
         bytes: Vec<u8>,
+    },
+    /// One binary frame (refused with `bad-value`: the protocol is JSON text). It costs a
+    /// token and a strike like any undecodable frame.
+    Binary {
+        /// The connection it came on.
+        conn: ConnId,
+    },
+    /// One WebSocket control frame (ping or pong; the adapter's WebSocket layer answers pings
+    /// itself). It costs a token like any frame and counts as activity for the idle timeout.
+    Control {
+        /// The connection it came on.
+        conn: ConnId,
     },
     /// The WebSocket closed (or broke).
     Disconnected {

@@ -83,12 +83,22 @@ impl H {
 
     fn connect(&mut self, conn: u64, account: &str) -> Vec<Output> {
         let identity = Identity::Account(peer(account));
-        self.input(Input::Connected { conn: ConnId(conn), identity, ice_servers: vec![] })
+        self.input(Input::Connected {
+            conn: ConnId(conn),
+            identity,
+            ice_servers: vec![],
+            origin: None,
+        })
     }
 
     fn connect_anon(&mut self, conn: u64) -> Vec<Output> {
         let identity = Identity::Anonymous;
-        self.input(Input::Connected { conn: ConnId(conn), identity, ice_servers: vec![] })
+        self.input(Input::Connected {
+            conn: ConnId(conn),
+            identity,
+            ice_servers: vec![],
+            origin: None,
+        })
     }
 
     fn raw(&mut self, conn: u64, bytes: &[u8]) -> Vec<Output> {
@@ -1093,4 +1103,82 @@ fn a_zone_taken_back_places_again_a_connected_member_that_no_record_names() {
     let seats = vec![RestoredSeat { session_id: sid.clone(), ..restored("a", "x", true, 1) }];
     let out = h.input(Input::RestoreSeats { zone: zone("prontera"), seats });
     assert!(sends(&out, 2).is_empty(), "{out:?}");
+}
+
+#[test]
+fn binary_and_control_frames_take_tokens_and_binary_ones_are_strikes() {
+    let config = Config {
+        rate_limit: RateLimit { per_s: 1, burst: 3, strikes_max: 3 },
+        ..Config::default()
+    };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    // Control frames take the burst silently; the next frame of any kind is over the rate.
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        out.extend(h.input(Input::Control { conn: ConnId(1) }));
+    }
+    assert!(sends(&out, 1).is_empty());
+    let out = h.input(Input::Control { conn: ConnId(1) });
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::RateLimited]);
+    // With a token again, a binary frame is refused and counted as a strike: the third closes.
+    h.advance(1_000);
+    let out = h.input(Input::Binary { conn: ConnId(1) });
+    assert_eq!(error_codes(&sends(&out, 1)), vec![ErrorCode::BadValue]);
+    let out = h.input(Input::Binary { conn: ConnId(1) });
+    assert_eq!(closes(&out), vec![(1, ErrorCode::RateLimited)]);
+}
+
+#[test]
+fn seats_in_grace_are_bounded_globally_and_per_address() {
+    let config = Config { grace_seats_max: 3, grace_seats_per_origin_max: 2, ..Config::default() };
+    let mut h = H::new(config);
+    let from = |n: u8| Some(std::net::IpAddr::from([10, 0, 0, n]));
+    let mut conn = 0;
+    let mut cycle = |h: &mut H, origin, z: &str| {
+        conn += 1;
+        h.input(Input::Connected {
+            conn: ConnId(conn),
+            identity: Identity::Anonymous,
+            ice_servers: vec![],
+            origin,
+        });
+        h.join(conn, z);
+        h.disconnect(conn);
+        h.c.stats()
+    };
+    // One address: two seats wait in grace, the third is given up at once.
+    assert_eq!(cycle(&mut h, from(1), "z1").seats_in_grace, 1);
+    assert_eq!(cycle(&mut h, from(1), "z2").seats_in_grace, 2);
+    let stats = cycle(&mut h, from(1), "z3");
+    assert_eq!(stats.seats_in_grace, 2);
+    assert!(!stats.sessions_per_zone.contains_key(&zone("z3")), "{stats:?}");
+    // Another address: one more fits under the global bound, then none.
+    assert_eq!(cycle(&mut h, from(2), "z4").seats_in_grace, 3);
+    assert_eq!(cycle(&mut h, from(3), "z5").seats_in_grace, 3);
+    assert_eq!(h.c.sessions().len(), 3);
+    // Accounts are bounded by the global number only; a grace that ends frees a place.
+    h.advance(300_000);
+    assert_eq!(h.c.stats().seats_in_grace, 0);
+    assert!(h.c.sessions().is_empty());
+    assert_eq!(cycle(&mut h, from(1), "z6").seats_in_grace, 1);
+}
+
+#[test]
+fn a_seat_given_up_for_lack_of_grace_room_is_announced_as_left() {
+    let config = Config { grace_seats_max: 0, ..Config::default() };
+    let mut h = H::new(config);
+    h.connect(1, "a");
+    h.connect(2, "b");
+    h.join(1, "prontera");
+    h.join(2, "prontera");
+    let out = h.disconnect(1);
+    assert!(
+        sends(&out, 2).contains(&ServerMessage::PeerLeft {
+            peer_id: peer("a"),
+            reason: PeerLeftReason::Left
+        }),
+        "{out:?}"
+    );
+    assert_eq!(h.c.stats().seats_in_grace, 0);
 }

@@ -144,6 +144,7 @@ impl World {
                         conn,
                         identity: Identity::Anonymous,
                         ice_servers: vec![],
+                        origin: None,
                     },
                 );
                 self.nodes[i].handle_input(now, client::Input::TransportOpened);

@@ -236,7 +236,7 @@ impl ClusterNode {
         );
         let peer = account_of(&identity);
         let now = self.now();
-        self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
+        self.core.handle_input(now, Input::Connected { conn, identity, ice_servers, origin: None });
         self.touch_peer(peer.as_ref());
         self.drain().await;
         self.sync_seats().await;
@@ -391,6 +391,16 @@ impl ClusterNode {
         self.out.push_back(NodeOutput::Send { conn, text: encode_server(&msg) });
     }
 
+    /// A binary (`binary: true`) or control frame from `conn`: charged to the connection's
+    /// budget in this instance's core. While the connection is placed on another instance
+    /// the core here does not hold it and the frame is dropped (it carries nothing to relay).
+    pub async fn non_text_frame(&mut self, conn: ConnId, binary: bool) {
+        let now = self.now();
+        let input = if binary { Input::Binary { conn } } else { Input::Control { conn } };
+        self.core.handle_input(now, input);
+        self.drain().await;
+    }
+
     async fn feed_local(&mut self, conn: ConnId, bytes: Vec<u8>) {
         self.note_frame(conn, &bytes);
         let now = self.now();
@@ -422,7 +432,10 @@ impl ClusterNode {
                 let peer = account.clone();
                 let identity = account.map_or(Identity::Anonymous, Identity::Account);
                 let now = self.now();
-                self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
+                self.core.handle_input(
+                    now,
+                    Input::Connected { conn, identity, ice_servers, origin: None },
+                );
                 self.touch_peer(peer.as_ref());
                 self.drain().await;
             }
@@ -506,8 +519,10 @@ impl ClusterNode {
                 let local = self.remote.attach(&msg.from, conn);
                 let peer = account.clone();
                 let identity = account.map_or(Identity::Anonymous, Identity::Account);
-                self.core
-                    .handle_input(now, Input::Connected { conn: local, identity, ice_servers });
+                self.core.handle_input(
+                    now,
+                    Input::Connected { conn: local, identity, ice_servers, origin: None },
+                );
                 self.touch_peer(peer.as_ref());
             }
             Envelope::Frame { conn, frame } => match self.remote.local(&msg.from, conn) {

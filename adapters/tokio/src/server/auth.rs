@@ -194,6 +194,15 @@ impl Authenticator {
                 ),
             });
         }
+        // The header first: a token naming another algorithm (`none` above all) is refused for
+        // its algorithm, whatever its claims say.
+        if let Some(alg) = header_alg(token)
+            && alg != "HS256"
+        {
+            return Err(AuthError::Invalid {
+                detail: format!("algorithm {alg:?} is refused: only HS256 is accepted"),
+            });
+        }
         let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             let detail = match e.kind() {
@@ -224,6 +233,19 @@ impl Authenticator {
         PeerId::new(sub)
             .map_err(|e| AuthError::Invalid { detail: format!("`sub` is not an account id: {e}") })
     }
+}
+
+/// The `alg` a token's header names, if the header decodes (base64url JSON with a string
+/// `alg`).
+fn header_alg(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let alg = value.get("alg")?.as_str()?;
+    // Bounded: the detail goes into an error message.
+    Some(alg.chars().take(32).collect())
 }
 
 /// A TURN server from the configuration.
@@ -350,6 +372,10 @@ mod tests {
         );
         let bad_sub = token(serde_json::json!({"sub": "a b", "exp": NOW + 60}));
         let no_exp = token(serde_json::json!({"sub": "1"}));
+        let err = auth().verify(&none).unwrap_err().to_string();
+        assert!(err.contains("algorithm \"none\"") && !err.contains("claims"), "{err}");
+        let err = auth().verify(&hs512).unwrap_err().to_string();
+        assert!(err.contains("only HS256"), "{err}");
         for t in [forged, hs512, none, bad_sub, no_exp, "garbage".into(), "x".repeat(5000)] {
             assert_eq!(auth().verify(&t).unwrap_err().code(), ErrorCode::AuthInvalid, "{t:.40}");
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use ro_p2p_core::coordinator::{ConnId, Coordinator, Placement, SessionView, Stats};
-use ro_p2p_core::wire::{ErrorCode, ServerMessage, SessionId, Zone, encode_server};
+use ro_p2p_core::wire::{ErrorCode, SessionId, Zone};
 use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -277,7 +277,7 @@ impl ClusterHub {
 
     async fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Connected { conn, identity, ice_servers, handle } => {
+            Event::Connected { conn, identity, ice_servers, origin: _, handle } => {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
                 self.node.connected(conn, identity, ice_servers).await;
@@ -290,14 +290,13 @@ impl ClusterHub {
                 self.node.frame(conn, bytes).await;
                 self.flush(Some(arrived)).await;
             }
-            Event::Binary { conn } => {
-                let msg =
-                    ServerMessage::error(ErrorCode::BadValue, "binary frames are not accepted");
-                self.metrics.reject(ErrorCode::BadValue);
-                if !self.send(conn, encode_server(&msg)) {
-                    self.node.disconnected(conn).await;
-                    self.flush(None).await;
+            Event::Binary { conn } | Event::Control { conn } => {
+                if !self.conns.contains_key(&conn) {
+                    return;
                 }
+                let binary = matches!(ev, Event::Binary { .. });
+                self.node.non_text_frame(conn, binary).await;
+                self.flush(None).await;
             }
             Event::Disconnected { conn } => {
                 self.conns.remove(&conn);
@@ -386,6 +385,7 @@ impl ClusterHub {
             status: if self.shutting_down { "shutting-down" } else { "ok" },
             uptime_s: self.uptime_s(),
             connections: usize::try_from(world.connections()).unwrap_or(usize::MAX),
+            connections_pending_auth: 0, // filled in by the REST handler
             sessions: world.sessions().len(),
             version: env!("CARGO_PKG_VERSION"),
             cluster: Some(ClusterHealth {

@@ -12,6 +12,9 @@
 //! millisecond [`CoreInstant`] relative to the instant the hub started.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use ro_p2p_core::coordinator::{
@@ -41,6 +44,11 @@ pub(crate) enum Outbound {
 pub(crate) struct ConnHandle {
     /// Bounded, ordered queue of frames to send.
     pub(crate) outbound: mpsc::Sender<Outbound>,
+    /// Bytes of the text frames in `outbound`: the hub adds, the connection task subtracts
+    /// what it has handed to the socket.
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
+    /// The core's `outbound_queue_bytes_max`: more queued bytes make a slow consumer.
+    pub(crate) queued_bytes_max: usize,
     /// Closes the connection at once, skipping the queue (a slow consumer cannot drain it).
     pub(crate) kill: oneshot::Sender<(ErrorCode, String)>,
 }
@@ -69,20 +77,38 @@ pub(crate) enum Queued {
     SlowConsumer,
 }
 
-/// Queues `text` for `conn`; a full queue removes the connection from `conns` and closes it
-/// at once with `slow-consumer`. Shared by the single-instance hub and the cluster hub.
+/// Queues `text` for `conn`; a full queue (in frames, or in bytes over the core's
+/// `outbound_queue_bytes_max`) removes the connection from `conns` and closes it at once with
+/// `slow-consumer`. Shared by the single-instance hub and the cluster hub.
 pub(crate) fn queue_text(
     conns: &mut BTreeMap<ConnId, ConnHandle>,
     conn: ConnId,
     text: Utf8Bytes,
 ) -> Queued {
     let Some(handle) = conns.get(&conn) else { return Queued::Gone };
-    match handle.outbound.try_send(Outbound::Text(text)) {
-        Ok(()) => Queued::Yes,
-        Err(mpsc::error::TrySendError::Closed(_)) => Queued::Gone,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+    let len = text.len();
+    let queued = handle.queued_bytes.load(Ordering::Relaxed);
+    let full = if queued.saturating_add(len) > handle.queued_bytes_max {
+        Some(format!(
+            "outbound queue over {} bytes: the client does not read",
+            handle.queued_bytes_max
+        ))
+    } else {
+        match handle.outbound.try_send(Outbound::Text(text)) {
+            Ok(()) => {
+                handle.queued_bytes.fetch_add(len, Ordering::Relaxed);
+                None
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Queued::Gone,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Some("outbound queue full: the client does not read".to_owned())
+            }
+        }
+    };
+    match full {
+        None => Queued::Yes,
+        Some(reason) => {
             if let Some(handle) = conns.remove(&conn) {
-                let reason = "outbound queue full: the client does not read".to_owned();
                 let _ = handle.kill.send((ErrorCode::SlowConsumer, reason));
             }
             Queued::SlowConsumer
@@ -94,11 +120,20 @@ pub(crate) fn queue_text(
 #[derive(Debug)]
 pub(crate) enum Event {
     /// An authenticated connection is ready.
-    Connected { conn: ConnId, identity: Identity, ice_servers: Vec<IceServer>, handle: ConnHandle },
+    Connected {
+        conn: ConnId,
+        identity: Identity,
+        ice_servers: Vec<IceServer>,
+        /// The client's address.
+        origin: Option<IpAddr>,
+        handle: ConnHandle,
+    },
     /// One text frame from a connection, and when it arrived.
     Frame { conn: ConnId, bytes: Vec<u8>, arrived: Instant },
-    /// A binary frame (refused: the protocol is JSON text).
+    /// A binary frame (refused by the core: the protocol is JSON text).
     Binary { conn: ConnId },
+    /// A WebSocket ping or pong (answered by the WebSocket layer; charged by the core).
+    Control { conn: ConnId },
     /// The connection's socket ended.
     Disconnected { conn: ConnId },
     /// The service refused something before the core saw it (auth, oversized frame).
@@ -116,8 +151,11 @@ pub struct Health {
     pub status: &'static str,
     /// Seconds since the hub started.
     pub uptime_s: u64,
-    /// Open signaling connections.
+    /// Open signaling connections (authenticated: known to the core).
     pub connections: usize,
+    /// This instance's upgraded connections still waiting for their `auth` frame (they count
+    /// against `max_connections` too).
+    pub connections_pending_auth: usize,
     /// Live sessions.
     pub sessions: usize,
     /// The coordinator's version.
@@ -210,11 +248,12 @@ impl Hub {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Connected { conn, identity, ice_servers, handle } => {
+            Event::Connected { conn, identity, ice_servers, origin, handle } => {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
                 let now = self.now();
-                self.core.handle_input(now, Input::Connected { conn, identity, ice_servers });
+                let input = Input::Connected { conn, identity, ice_servers, origin };
+                self.core.handle_input(now, input);
                 self.drain(None);
             }
             Event::Frame { conn, bytes, arrived } => {
@@ -225,11 +264,17 @@ impl Hub {
                 self.core.handle_input(now, Input::Frame { conn, bytes });
                 self.drain(Some(arrived));
             }
-            Event::Binary { conn } => {
-                let msg =
-                    ServerMessage::error(ErrorCode::BadValue, "binary frames are not accepted");
-                self.metrics.reject(ErrorCode::BadValue);
-                self.send(conn, &msg);
+            Event::Binary { conn } | Event::Control { conn } => {
+                if !self.conns.contains_key(&conn) {
+                    return;
+                }
+                let now = self.now();
+                let input = match ev {
+                    Event::Binary { .. } => Input::Binary { conn },
+                    _ => Input::Control { conn },
+                };
+                self.core.handle_input(now, input);
+                self.drain(None);
             }
             Event::Disconnected { conn } => {
                 // Whether we or the client closed it, the core learns once.
@@ -282,6 +327,7 @@ impl Hub {
             status: if self.shutting_down { "shutting-down" } else { "ok" },
             uptime_s: self.now().as_millis() / 1000,
             connections: self.core.connection_count(),
+            connections_pending_auth: 0, // filled in by the REST handler
             sessions: stats.sessions_per_zone.values().sum(),
             version: env!("CARGO_PKG_VERSION"),
             cluster: None,

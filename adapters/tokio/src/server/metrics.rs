@@ -86,6 +86,26 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// Appends the gauges the connection tasks keep (not the hub): signaling connections open,
+/// authenticated or not, and those still waiting for their `auth` frame.
+pub fn render_connection_gauges(out: &mut String, open: usize, pending_auth: usize) {
+    header(
+        out,
+        "ro_p2p_connections_open",
+        "gauge",
+        "Signaling connections open on this instance, authenticated or not (counted against \
+         max_connections).",
+    );
+    let _ = writeln!(out, "ro_p2p_connections_open {open}");
+    header(
+        out,
+        "ro_p2p_connections_pending_auth",
+        "gauge",
+        "Signaling connections on this instance still waiting for their auth frame.",
+    );
+    let _ = writeln!(out, "ro_p2p_connections_pending_auth {pending_auth}");
+}
+
 /// Renders every metric in the Prometheus text exposition format (version 0.0.4).
 pub fn render(
     stats: &Stats,

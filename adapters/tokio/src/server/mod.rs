@@ -75,6 +75,50 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest HTTP request body the REST API reads, in bytes.
 pub const REST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Most header fields in a request the service answers; more get `431` with a JSON body.
+pub const HEADERS_MAX: usize = 100;
+/// Most bytes of header names and values in a request the service answers; more get `431`
+/// with a JSON body.
+pub const HEADER_BYTES_MAX: usize = 32 * 1024;
+/// Hyper's own limits, above the service's so that the service answers (with JSON) first:
+/// header fields it parses, and the read buffer a request head must fit in (a head larger
+/// than this is refused by hyper itself with an empty `431`).
+const HYPER_HEADERS_MAX: usize = 4 * HEADERS_MAX;
+const HYPER_READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// The client's IP address, put into each request's extensions by the accept loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientIp(pub(crate) Option<std::net::IpAddr>);
+
+/// Whether `url` may be `coordinator.public_url`: `ws://` or `wss://`, a host, no path.
+pub fn valid_public_url(url: &str) -> bool {
+    let url = url.trim_end_matches('/');
+    let Some(rest) = url.strip_prefix("wss://").or_else(|| url.strip_prefix("ws://")) else {
+        return false;
+    };
+    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
+/// The router with the client's address in every request's extensions.
+#[derive(Clone, Debug)]
+struct WithClientIp {
+    router: Router,
+    ip: ClientIp,
+}
+
+impl hyper::service::Service<axum::http::Request<hyper::body::Incoming>> for WithClientIp {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = hyper_util::service::TowerToHyperServiceFuture<
+        Router,
+        axum::http::Request<hyper::body::Incoming>,
+    >;
+
+    fn call(&self, mut req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.ip);
+        hyper_util::service::TowerToHyperService::new(self.router.clone()).call(req)
+    }
+}
 
 /// Everything the service needs to run, already validated.
 #[derive(Clone, Debug)]
@@ -99,6 +143,10 @@ pub struct ServerConfig {
     pub hub_queue_len: usize,
     /// Whether the listener is TLS (only changes the `websocket_url` login reports).
     pub tls: bool,
+    /// Where clients reach this coordinator (`coordinator.public_url`, `ws://` or `wss://`
+    /// with no path): login's `websocket_url` is this plus the WebSocket path. `None`: built
+    /// from the request's `Host` header.
+    pub public_url: Option<String>,
     /// Cluster mode (several instances, one world, a shared store); `None`: one instance with
     /// everything in memory.
     pub cluster: Option<ClusterConfig>,
@@ -130,6 +178,7 @@ impl ServerConfig {
             max_connections: 50_000,
             hub_queue_len: 16_384,
             tls: false,
+            public_url: None,
             cluster: None,
         }
     }
@@ -150,16 +199,31 @@ pub enum ServiceError {
     /// A queue length is zero.
     #[error("{0} must be at least 1")]
     ZeroQueue(&'static str),
+    /// The public URL is not a `ws://` or `wss://` URL with a host and no path.
+    #[error("coordinator.public_url must be ws://host[:port] or wss://host[:port]: {0:?}")]
+    BadPublicUrl(String),
     /// Cluster mode's store cannot be opened (bad Redis settings).
     #[error("coordinator.redis: {0}")]
     Cluster(#[from] crate::cluster::StoreError),
 }
 
-/// Counts live connection tasks, so shutdown can wait for their close frames.
+/// Counts live connection tasks, so shutdown can wait for their close frames, and those of
+/// them still waiting for their `auth` frame (health and metrics show both).
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     live: AtomicUsize,
+    pending_auth: AtomicUsize,
     idle: Notify,
+}
+
+/// Held by a connection while it waits for its `auth` frame; dropping it tells the tracker.
+#[derive(Debug)]
+pub(crate) struct PendingAuth(Arc<Tracker>);
+
+impl Drop for PendingAuth {
+    fn drop(&mut self) {
+        self.0.pending_auth.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Held by each connection task; dropping it tells the tracker.
@@ -173,6 +237,22 @@ impl Tracker {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .ok()?;
         Some(Alive(Arc::clone(self)))
+    }
+
+    /// Counts one more connection waiting for its `auth` frame.
+    fn pending_auth(self: &Arc<Self>) -> PendingAuth {
+        self.pending_auth.fetch_add(1, Ordering::SeqCst);
+        PendingAuth(Arc::clone(self))
+    }
+
+    /// Upgraded connections still waiting for their `auth` frame.
+    pub(crate) fn pending_auth_count(&self) -> usize {
+        self.pending_auth.load(Ordering::SeqCst)
+    }
+
+    /// Signaling connections open (upgraded or upgrading), authenticated or not.
+    pub(crate) fn open_count(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 
     async fn wait_idle(&self) {
@@ -203,11 +283,13 @@ pub(crate) struct Shared {
     pub(crate) ice: IceConfig,
     pub(crate) next_conn: AtomicU64,
     pub(crate) outbound_queue_len: usize,
+    pub(crate) outbound_queue_bytes_max: usize,
     pub(crate) max_connections: usize,
     pub(crate) auth_deadline: Duration,
     pub(crate) websocket_path: String,
     pub(crate) heartbeat_interval_ms: u64,
     pub(crate) tls: bool,
+    pub(crate) public_url: Option<String>,
     pub(crate) tracker: Arc<Tracker>,
 }
 
@@ -256,7 +338,13 @@ impl Service {
         } else {
             Authenticator::off(clock)
         };
+        if let Some(url) = &config.public_url
+            && !valid_public_url(url)
+        {
+            return Err(ServiceError::BadPublicUrl(url.clone()));
+        }
         let heartbeat_interval_ms = config.core.heartbeat_interval_ms;
+        let outbound_queue_bytes_max = config.core.outbound_queue_bytes_max.max(1);
         let core = Coordinator::new(config.core, rng);
         let (tx, rx) = mpsc::channel(config.hub_queue_len);
         let hub = match &config.cluster {
@@ -275,11 +363,13 @@ impl Service {
             ice: config.ice,
             next_conn: AtomicU64::new(1),
             outbound_queue_len: config.outbound_queue_len,
+            outbound_queue_bytes_max,
             max_connections: config.max_connections,
             auth_deadline: config.auth_deadline,
             websocket_path: config.websocket_path,
             heartbeat_interval_ms,
             tls: config.tls,
+            public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             tracker: Arc::default(),
         });
         Ok(Service { state: AppState { hub: tx, shared }, hub })
@@ -304,7 +394,7 @@ impl Service {
     ) -> std::io::Result<()>
     where
         L: Listener,
-        L::Addr: std::fmt::Debug,
+        L::Addr: std::fmt::Debug + Into<std::net::SocketAddr>,
     {
         let hub = self.state.hub.clone();
         let tracker = Arc::clone(&self.state.shared.tracker);
@@ -320,13 +410,16 @@ impl Service {
                 () = &mut shutdown => break,
             };
             tracing::trace!(?addr, "connection accepted");
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let ip = ClientIp(Some(addr.into().ip()));
+            let service = WithClientIp { router: router.clone(), ip };
             let mut stop = stop_tx.subscribe();
             let done = done_rx.clone();
             tokio::spawn(async move {
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_headers(HYPER_HEADERS_MAX)
+                    .max_buf_size(HYPER_READ_BUFFER_BYTES)
                     .serve_connection(hyper_util::rt::TokioIo::new(io), service)
                     .with_upgrades();
                 let mut conn = std::pin::pin!(conn);
@@ -366,7 +459,7 @@ pub async fn serve<L>(
 ) -> Result<(), ServeError>
 where
     L: Listener,
-    L::Addr: std::fmt::Debug,
+    L::Addr: std::fmt::Debug + Into<std::net::SocketAddr>,
 {
     let mut seed = [0u8; 32];
     rand_core::OsRng
@@ -409,6 +502,9 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(rest::metrics))
         .fallback(rest::not_found)
         .layer(DefaultBodyLimit::max(REST_BODY_BYTES_MAX))
+        // Outermost: every error the framework answers itself becomes `{code, message}`.
+        .layer(axum::middleware::map_response(rest::json_errors))
+        .layer(axum::middleware::from_fn(rest::header_limits))
         .with_state(state)
 }
 
@@ -422,7 +518,11 @@ async fn ws_upgrade(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, QueryRejection>,
+    client: Option<axum::Extension<ClientIp>>,
 ) -> Response {
+    // The auth deadline counts from here: nothing the client sends later moves it.
+    let deadline = tokio::time::Instant::now() + state.shared.auth_deadline;
+    let origin = client.and_then(|axum::Extension(ClientIp(ip))| ip);
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => {
@@ -435,10 +535,6 @@ async fn ws_upgrade(
     };
     let query_token = query.ok().and_then(|Query(q)| q.token);
     let token = rest::bearer(&headers).map(str::to_owned).or(query_token);
-    let pre = match (state.shared.auth.required(), token) {
-        (true, None) => ws::PreAuth::AwaitAuthFrame,
-        (_, token) => ws::PreAuth::Settled(state.shared.auth.identify(token.as_deref())),
-    };
     let Some(alive) = state.shared.tracker.try_enter(state.shared.max_connections) else {
         let _ = state.hub.send(hub::Event::Rejected { code: ErrorCode::ServerFull }).await;
         let max = state.shared.max_connections;
@@ -448,6 +544,12 @@ async fn ws_upgrade(
         )
         .into_response();
     };
+    let pre = match (state.shared.auth.required(), token) {
+        (true, None) => {
+            ws::PreAuth::AwaitAuthFrame { deadline, pending: state.shared.tracker.pending_auth() }
+        }
+        (_, token) => ws::PreAuth::Settled(state.shared.auth.identify(token.as_deref())),
+    };
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         // Frames queued together are written with one flush (see `ws::write_batch`); the
@@ -456,5 +558,5 @@ async fn ws_upgrade(
         .max_write_buffer_size(2 * limits::FRAME_BYTES_MAX + 1024)
         .max_message_size(limits::FRAME_BYTES_MAX)
         .max_frame_size(limits::FRAME_BYTES_MAX)
-        .on_upgrade(move |socket| ws::run(socket, state, pre, alive))
+        .on_upgrade(move |socket| ws::run(socket, state, pre, origin, alive))
 }

@@ -172,16 +172,28 @@ pub(crate) async fn login(
         let account = peer_id.as_ref().map_or("anonymous", PeerId::as_str);
         let now_unix_s = state.shared.auth.clock().unix_now_s();
         let ice_servers = state.shared.ice.ice_servers(account, now_unix_s);
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-            .unwrap_or("127.0.0.1:8001");
-        let scheme = if state.shared.tls { "wss" } else { "ws" };
+        let path = &state.shared.websocket_path;
+        let websocket_url = match &state.shared.public_url {
+            // Configured: the request's `Host` is the client's word and is not reflected.
+            Some(base) => format!("{base}{path}"),
+            None => {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|h| {
+                        !h.is_empty()
+                            && h.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+                    })
+                    .unwrap_or("127.0.0.1:8001");
+                let scheme = if state.shared.tls { "wss" } else { "ws" };
+                format!("{scheme}://{host}{path}")
+            }
+        };
         Ok(LoginResponse {
             peer_id,
             ice_servers,
-            websocket_url: format!("{scheme}://{host}{}", state.shared.websocket_path),
+            websocket_url,
             heartbeat_interval_ms: state.shared.heartbeat_interval_ms,
         })
     }
@@ -305,18 +317,90 @@ pub(crate) async fn session(
 
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     match state.ask(HubQuery::Health).await {
-        Ok(h) if h.status == "ok" => Json(h).into_response(),
-        Ok(h) => (StatusCode::SERVICE_UNAVAILABLE, Json(h)).into_response(),
+        Ok(mut h) => {
+            h.connections_pending_auth = state.shared.tracker.pending_auth_count();
+            let status =
+                if h.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (status, Json(h)).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     match state.ask(HubQuery::Metrics).await {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-            .into_response(),
+        Ok(mut text) => {
+            let tracker = &state.shared.tracker;
+            super::metrics::render_connection_gauges(
+                &mut text,
+                tracker.open_count(),
+                tracker.pending_auth_count(),
+            );
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// Turns every error response the framework writes itself (a path that is not UTF-8, a body
+/// over the limit, a wrong method, ...) into the API's `{"code", "message"}` JSON, keeping its
+/// status; responses that are JSON already pass unchanged.
+pub(crate) async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text.trim().to_owned()
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            ErrorCode::TooLarge.as_str()
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::BadValue.as_str(),
+        s if s.is_server_error() => ErrorCode::Internal.as_str(),
+        _ => ErrorCode::BadValue.as_str(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let body = serde_json::json!({ "code": code, "message": message });
+    (parts, Json(body)).into_response()
+}
+
+/// Refuses a request with more than [`super::HEADERS_MAX`] header fields or
+/// [`super::HEADER_BYTES_MAX`] bytes of them: `431` with `too-large`.
+pub(crate) async fn header_limits(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = req.headers();
+    let bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers.len() > super::HEADERS_MAX || bytes > super::HEADER_BYTES_MAX {
+        let message = format!(
+            "{} header fields, {bytes} bytes: the limits are {} fields and {} bytes",
+            headers.len(),
+            super::HEADERS_MAX,
+            super::HEADER_BYTES_MAX
+        );
+        let body = serde_json::json!({ "code": ErrorCode::TooLarge.as_str(), "message": message });
+        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, Json(body)).into_response();
+    }
+    next.run(req).await
 }
 
 pub(crate) async fn not_found() -> Response {

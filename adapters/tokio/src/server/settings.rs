@@ -76,8 +76,11 @@ impl ServerConfig {
             rate_limit: RateLimit {
                 per_s: s.rate_limit.per_second,
                 burst: s.rate_limit.burst,
-                ..RateLimit::default()
+                strikes_max: s.rate_limit.strikes_max,
             },
+            outbound_queue_bytes_max: usize::try_from(s.outbound_queue_bytes).unwrap_or(usize::MAX),
+            grace_seats_max: s.grace_seats_max as usize,
+            grace_seats_per_origin_max: s.grace_seats_per_address as usize,
             ..coordinator::Config::default()
         };
         let ice = IceConfig {
@@ -105,6 +108,7 @@ impl ServerConfig {
                 s.websocket_path.clone()
             },
             max_connections: s.max_connections as usize,
+            public_url: s.public_url.clone(),
             cluster: s
                 .redis
                 .as_ref()
@@ -246,6 +250,13 @@ impl Effective {
         let _ = writeln!(out, "idle_timeout_ms: {}", c.idle_timeout_ms);
         let _ = writeln!(out, "key_rotation_interval_s: {}", c.key_rotation_interval_s);
         let _ = writeln!(out, "rate_limit: {:?}", c.rate_limit);
+        let _ = writeln!(out, "public_url: {:?}", s.public_url);
+        let _ = writeln!(out, "outbound_queue_bytes: {}", c.outbound_queue_bytes_max);
+        let _ = writeln!(
+            out,
+            "grace_seats_max: {} (per address, auth off: {})",
+            c.grace_seats_max, c.grace_seats_per_origin_max
+        );
         let _ = writeln!(out, "host_requirements: {:?}", c.host_requirements);
         let _ = writeln!(out, "stun_servers: {:?}", s.ice.stun_servers);
         let _ = writeln!(out, "turn_servers: {}", s.ice.turn_servers.len());

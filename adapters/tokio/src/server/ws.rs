@@ -3,10 +3,14 @@
 //! The task reads frames from the socket and forwards them to the hub, and writes what the hub
 //! queued for it. It decides nothing about the protocol; the two things it handles itself are
 //! the ones the core cannot see: authentication before the connection exists for the core
-//! (bearer header, `?token=`, or a first `auth` frame within a deadline), and frames the
-//! WebSocket layer refuses (over 64 KiB). A close always carries a reason
+//! (bearer header, `?token=`, or a first `auth` frame within a deadline counted from the
+//! upgrade request), and frames the WebSocket layer refuses (over 64 KiB, text that is not
+//! UTF-8, RFC 6455 violations). Every frame it reads, of any kind, goes to the hub, which
+//! charges it to the connection's budget in the core. A close always carries a reason
 //! `"<code>: <text>"` whose first word is the machine-readable [`ErrorCode`].
 
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -14,11 +18,11 @@ use futures_util::SinkExt as _;
 use ro_p2p_core::coordinator::{ConnId, Identity};
 use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_client, encode_server};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::auth::AuthError;
 use super::hub::{ConnHandle, Event, Outbound};
-use super::{Alive, AppState};
+use super::{Alive, AppState, PendingAuth};
 
 /// How long a close handshake may take before the socket is dropped.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -30,8 +34,15 @@ const CLOSE_REASON_BYTES_MAX: usize = 123;
 pub(crate) enum PreAuth {
     /// Authentication is settled (off, or a token came with the upgrade request).
     Settled(Result<Identity, AuthError>),
-    /// No token yet: the first frame must be `auth`.
-    AwaitAuthFrame,
+    /// No token yet: the first frame must be `auth`, before `deadline` (the upgrade request's
+    /// arrival plus the auth deadline; pings and pongs do not move it). The guard counts the
+    /// connection as waiting for authentication until it is dropped.
+    AwaitAuthFrame {
+        /// When the wait ends.
+        deadline: Instant,
+        /// Counts this connection in the pending-authentication gauge.
+        pending: PendingAuth,
+    },
 }
 
 /// The WebSocket close code for a protocol error code.
@@ -63,8 +74,13 @@ pub fn close_reason(code: ErrorCode, reason: &str) -> String {
 }
 
 fn close_message(code: ErrorCode, reason: &str) -> Message {
+    close_message_with(close_code(code), code, reason)
+}
+
+/// A close frame with an explicit WebSocket close code (1002, 1007) for `code`.
+fn close_message_with(ws_code: u16, code: ErrorCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
-        code: close_code(code),
+        code: ws_code,
         reason: Utf8Bytes::from(close_reason(code, reason)),
     }))
 }
@@ -72,8 +88,12 @@ fn close_message(code: ErrorCode, reason: &str) -> Message {
 /// Sends a close frame and waits (briefly) for the client's, so the frame is not lost to a
 /// reset.
 async fn close_with(socket: &mut WebSocket, code: ErrorCode, reason: &str) {
+    close_frame_then_linger(socket, close_message(code, reason)).await;
+}
+
+async fn close_frame_then_linger(socket: &mut WebSocket, close: Message) {
     let _ = timeout(CLOSE_LINGER, async {
-        if socket.send(close_message(code, reason)).await.is_err() {
+        if socket.send(close).await.is_err() {
             return;
         }
         while let Some(Ok(msg)) = socket.recv().await {
@@ -92,11 +112,14 @@ async fn refuse(socket: &mut WebSocket, code: ErrorCode, text: &str) {
     close_with(socket, code, text).await;
 }
 
-/// Waits for the first frame, which must be `auth`.
-async fn auth_frame(socket: &mut WebSocket, state: &AppState) -> Result<Identity, AuthError> {
-    let deadline = state.shared.auth_deadline;
+/// Waits until `deadline` for the first frame, which must be `auth`.
+async fn auth_frame(
+    socket: &mut WebSocket,
+    state: &AppState,
+    deadline: Instant,
+) -> Result<Identity, AuthError> {
     loop {
-        let next = timeout(deadline, socket.recv()).await;
+        let next = timeout_at(deadline, socket.recv()).await;
         let msg = match next {
             Err(_) => return Err(AuthError::Missing { detail: "no `auth` frame in time" }),
             Ok(None | Some(Err(_))) => {
@@ -115,16 +138,48 @@ async fn auth_frame(socket: &mut WebSocket, state: &AppState) -> Result<Identity
     }
 }
 
-/// Whether a receive error is the WebSocket layer refusing an oversized frame.
-fn is_too_large(err: axum::Error) -> Option<String> {
+/// A frame the WebSocket layer refused; the connection can still be written to.
+#[derive(Debug)]
+enum Refused {
+    /// Over the frame or message size limit (close 1009, `too-large`).
+    TooLarge(String),
+    /// A text frame that is not UTF-8 (`error malformed-json`, close 1007).
+    NotUtf8(String),
+    /// An RFC 6455 violation: reserved bits, an unmasked frame, a bad opcode, ... (close
+    /// 1002).
+    Protocol(String),
+}
+
+/// What a receive error means for the connection: `None` when the socket is gone.
+fn refused(err: axum::Error) -> Option<Refused> {
     use tokio_tungstenite::tungstenite::Error as WsError;
-    match err.into_inner().downcast::<WsError>() {
-        Ok(e) => match *e {
-            WsError::Capacity(c) => Some(c.to_string()),
-            _ => None,
-        },
-        Err(_) => None,
+    match *err.into_inner().downcast::<WsError>().ok()? {
+        WsError::Capacity(c) => Some(Refused::TooLarge(c.to_string())),
+        WsError::Utf8(detail) => Some(Refused::NotUtf8(detail)),
+        WsError::Protocol(p) => Some(Refused::Protocol(p.to_string())),
+        _ => None,
     }
+}
+
+/// Answers a refused frame on a socket that can no longer be read: the error frame and close
+/// the refusal calls for.
+async fn answer_refused(socket: &mut WebSocket, state: &AppState, refusal: Refused) {
+    let (ws_code, code, text) = match refusal {
+        Refused::TooLarge(detail) => (1009, ErrorCode::TooLarge, detail),
+        Refused::NotUtf8(detail) => {
+            (1007, ErrorCode::MalformedJson, format!("text frame is not UTF-8: {detail}"))
+        }
+        Refused::Protocol(detail) => {
+            (1002, ErrorCode::BadValue, format!("WebSocket protocol violation: {detail}"))
+        }
+    };
+    let _ = state.hub.send(Event::Rejected { code }).await;
+    if code == ErrorCode::MalformedJson {
+        // The protocol promises an `error` for a frame that is not JSON.
+        let err = encode_server(&ServerMessage::error(code, text.as_str()));
+        let _ = timeout(CLOSE_LINGER, socket.send(Message::Text(err.into()))).await;
+    }
+    close_frame_then_linger(socket, close_message_with(ws_code, code, &text)).await;
 }
 
 /// Most queued frames written with one flush (one `write` system call when they fit).
@@ -136,12 +191,19 @@ async fn write_batch(
     socket: &mut WebSocket,
     first: Utf8Bytes,
     outbound: &mut mpsc::Receiver<Outbound>,
+    queued_bytes: &std::sync::atomic::AtomicUsize,
     then_close: &mut Option<(ErrorCode, String)>,
 ) -> Result<(), axum::Error> {
+    let len = first.len();
     socket.feed(Message::Text(first)).await?;
+    queued_bytes.fetch_sub(len, Ordering::Relaxed);
     for _ in 1..WRITE_BATCH_MAX {
         match outbound.try_recv() {
-            Ok(Outbound::Text(text)) => socket.feed(Message::Text(text)).await?,
+            Ok(Outbound::Text(text)) => {
+                let len = text.len();
+                socket.feed(Message::Text(text)).await?;
+                queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            }
             Ok(Outbound::Close { code, reason }) => {
                 *then_close = Some((code, reason));
                 break;
@@ -155,16 +217,26 @@ async fn write_batch(
 /// Runs one upgraded connection to its end. The connection stops counting against
 /// `max_connections` before its socket is dropped, so a client that saw its TCP connection
 /// end can connect again at once.
-pub(crate) async fn run(mut socket: WebSocket, state: AppState, pre: PreAuth, alive: Alive) {
-    serve(&mut socket, state, pre).await;
+pub(crate) async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    pre: PreAuth,
+    origin: Option<IpAddr>,
+    alive: Alive,
+) {
+    serve(&mut socket, state, pre, origin).await;
     drop(alive);
     drop(socket);
 }
 
-async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth) {
+async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Option<IpAddr>) {
     let identity = match pre {
         PreAuth::Settled(r) => r,
-        PreAuth::AwaitAuthFrame => auth_frame(socket, &state).await,
+        PreAuth::AwaitAuthFrame { deadline, pending } => {
+            let identity = auth_frame(socket, &state, deadline).await;
+            drop(pending);
+            identity
+        }
     };
     let identity = match identity {
         Ok(identity) => identity,
@@ -185,8 +257,15 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth) {
     let ice_servers = state.shared.ice.ice_servers(&account, now_unix_s);
     let (outbound_tx, mut outbound) = mpsc::channel(state.shared.outbound_queue_len);
     let (kill_tx, mut kill) = oneshot::channel::<(ErrorCode, String)>();
-    let handle = ConnHandle { outbound: outbound_tx, kill: kill_tx };
-    if state.hub.send(Event::Connected { conn, identity, ice_servers, handle }).await.is_err() {
+    let queued_bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handle = ConnHandle {
+        outbound: outbound_tx,
+        queued_bytes: std::sync::Arc::clone(&queued_bytes),
+        queued_bytes_max: state.shared.outbound_queue_bytes_max,
+        kill: kill_tx,
+    };
+    let connected = Event::Connected { conn, identity, ice_servers, origin, handle };
+    if state.hub.send(connected).await.is_err() {
         close_with(socket, ErrorCode::ShuttingDown, "the coordinator is stopping").await;
         return;
     }
@@ -217,7 +296,7 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth) {
                             tracing::debug!(conn = conn.0, %code, "dropping stalled connection");
                             true
                         }
-                        sent = write_batch(socket, text, &mut outbound, &mut then_close) => {
+                        sent = write_batch(socket, text, &mut outbound, &queued_bytes, &mut then_close) => {
                             sent.is_err()
                         }
                     };
@@ -243,12 +322,19 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth) {
                 Some(Ok(Message::Binary(_))) => {
                     if state.hub.send(Event::Binary { conn }).await.is_err() { break }
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    if state.hub.send(Event::Control { conn }).await.is_err() { break }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    // The WebSocket layer has queued the answering close frame (RFC 6455
+                    // 5.5.1); write it before the socket is dropped.
+                    let _ = timeout(CLOSE_LINGER, socket.flush()).await;
+                    break;
+                }
+                None => break,
                 Some(Err(e)) => {
-                    if let Some(detail) = is_too_large(e) {
-                        let _ = state.hub.send(Event::Rejected { code: ErrorCode::TooLarge }).await;
-                        close_with(socket, ErrorCode::TooLarge, &detail).await;
+                    if let Some(refusal) = refused(e) {
+                        answer_refused(socket, &state, refusal).await;
                     }
                     break;
                 }

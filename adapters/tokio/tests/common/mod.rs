@@ -402,3 +402,117 @@ pub async fn refused_upgrade(url: &str) -> (u16, serde_json::Value) {
         Ok(_) => panic!("the upgrade was accepted"),
     }
 }
+
+/// Two members of one session in `zone` that relay to each other: the bystanders a hostile
+/// test checks are still served while it does its worst.
+pub struct Bystanders {
+    pub a: Client,
+    pub b: Client,
+    relayed: u64,
+}
+
+impl Bystanders {
+    /// Joins `by-a` and `by-b` to `zone` (authentication off).
+    pub async fn join(server: &TestServer, zone: &str) -> Bystanders {
+        let (a, _) = server.joined("by-a", zone).await;
+        let (b, _) = server.joined("by-b", zone).await;
+        Bystanders { a, b, relayed: 0 }
+    }
+
+    /// Joins accounts `by-a` and `by-b` to `zone` with tokens (authentication on).
+    pub async fn join_with_tokens(server: &TestServer, zone: &str) -> Bystanders {
+        let url = server.ws_url("/api/v1/signaling/ws");
+        let mut members = Vec::new();
+        for account in ["by-a", "by-b"] {
+            let bearer = format!("Bearer {}", token(account));
+            let mut c = Client::connect(&url, &[("Authorization", &bearer)]).await.unwrap();
+            c.send(&join(None, zone)).await;
+            c.expect(|m| matches!(m, ServerMessage::SessionJoined { .. })).await;
+            members.push(c);
+        }
+        let b = members.pop().unwrap();
+        let a = members.pop().unwrap();
+        Bystanders { a, b, relayed: 0 }
+    }
+
+    /// An offer from `by-a` reaches `by-b`, and an answer comes back.
+    pub async fn relay(&mut self) {
+        use ro_p2p_core::wire::PeerId;
+        self.relayed += 1;
+        let sdp = format!("v=0 relay {}", self.relayed);
+        let to_b = PeerId::new("by-b").unwrap();
+        self.a.send(&ClientMessage::Offer { to: to_b, sdp: sdp.clone() }).await;
+        let got = self.b.expect(|m| matches!(m, ServerMessage::Offer { .. })).await;
+        assert!(matches!(&got, ServerMessage::Offer { sdp: s, .. } if *s == sdp), "{got:?}");
+        let to_a = PeerId::new("by-a").unwrap();
+        self.b.send(&ClientMessage::Answer { to: to_a, sdp: sdp.clone() }).await;
+        self.a.expect(|m| matches!(m, ServerMessage::Answer { .. })).await;
+    }
+}
+
+/// A WebSocket opened by hand over a plain TCP stream, for frames no WebSocket library
+/// writes: the stream after the `101` and the bytes already read past it.
+pub async fn raw_websocket(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, Vec<u8>) {
+    let mut stream = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.unwrap().unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "closed during the handshake: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            return (stream, buf[end + 4..].to_vec());
+        }
+    }
+}
+
+/// One frame as the server sent it (servers do not mask).
+#[derive(Debug)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Reads server frames from `stream` (after `pending`, bytes already read) until a close
+/// frame or the end of the stream; returns the frames, the close last if there was one.
+pub async fn read_raw_frames(stream: &mut TcpStream, mut pending: Vec<u8>) -> Vec<RawFrame> {
+    let mut frames = Vec::new();
+    loop {
+        // Parse whole frames off the front.
+        while pending.len() >= 2 {
+            let opcode = pending[0] & 0x0f;
+            let (len, head) = match pending[1] & 0x7f {
+                126 if pending.len() >= 4 => {
+                    (usize::from(u16::from_be_bytes([pending[2], pending[3]])), 4)
+                }
+                126 => break,
+                127 => panic!("a server frame over 64 KiB"),
+                n => (usize::from(n), 2),
+            };
+            if pending.len() < head + len {
+                break;
+            }
+            let payload = pending[head..head + len].to_vec();
+            pending.drain(..head + len);
+            frames.push(RawFrame { opcode, payload });
+            if opcode == 8 {
+                return frames;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        // A reset after the close counts as the end.
+        let read = tokio::time::timeout(WAIT, stream.read(&mut chunk)).await;
+        let n = read.expect("no frame in time").unwrap_or_default();
+        if n == 0 {
+            return frames;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+}
