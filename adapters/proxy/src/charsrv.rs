@@ -1,32 +1,26 @@
 //! A char-server connection through the proxy: the game's bytes pass untouched; the proxy reads
-//! who it is (`CH_ENTER`), which character it selects (`CH_SELECT_CHAR`), the character list and
-//! made characters, and rewrites `HC_NOTIFY_ZONESVR` to a map door of that player's.
+//! who it is (`CH_ENTER`), the character list and the character selected, and rewrites
+//! `HC_NOTIFY_ZONESVR` to a map door of that player's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ro_p2p_core::gate::{
-    CH_ENTER, CharList, CharSelectReply, GateFramer, HC_ACCEPT_ENTER, HC_NOTIFY_ZONESVR,
-    HC_NOTIFY_ZONESVR_OLD, MakeCharReply, parse_char_list, parse_char_select_reply,
-    parse_make_char_reply, server_addresses,
-};
+use ro_p2p_core::gate::{CH_ENTER, GateEvent, NextServer, PlayerFacts, ReplyFollower};
 use ro_p2p_core::packet::{GameStream, Verdict};
 use ro_p2p_core::route::{Policy, RouteContext};
 use tokio::net::TcpStream;
 
 use crate::doors::{self, DoorKind};
-use crate::follow::{self, Follower, Replies, Reply};
+use crate::follow::{self, Follower};
 use crate::{Ctx, Player};
 
 /// Serves one char-server connection arriving at the door of `upstream`.
 pub(crate) async fn serve(ctx: Arc<Ctx>, client: TcpStream, upstream: SocketAddr) {
     ctx.stats.char_connections.fetch_add(1, Ordering::Relaxed);
     let follower = CharFollower {
-        replies: Replies::new(GateFramer::char(ctx.version)),
+        replies: ReplyFollower::char(ctx.version),
         requests: GameStream::login_char(),
-        player: None,
-        chars: CharList { characters: Vec::new() },
         ctx,
     };
     follow::relay(client, upstream, follower).await;
@@ -34,81 +28,70 @@ pub(crate) async fn serve(ctx: Arc<Ctx>, client: TcpStream, upstream: SocketAddr
 
 struct CharFollower {
     ctx: Arc<Ctx>,
-    replies: Replies,
+    replies: ReplyFollower,
     /// The game's side, framed (every char packet is server-only: nothing is diverted).
     requests: GameStream,
-    player: Option<Player>,
-    chars: CharList,
+}
+
+/// The player as the proxy knows it: what the login said, and what this connection did.
+fn player(ctx: &Ctx, facts: &PlayerFacts) -> Option<Player> {
+    let mut player = ctx.player(facts.account_id?);
+    player.char_name = facts.char_name.clone().or(player.char_name);
+    player.map = facts.map.clone().or(player.map);
+    Some(player)
 }
 
 impl Follower for CharFollower {
     fn on_client_bytes(&mut self, bytes: &[u8]) {
-        let CharFollower { ctx, requests, player, .. } = self;
-        requests.feed(bytes, &Policy::default(), &RouteContext::SERVER_ONLY, |verdict| {
+        let replies = &mut self.replies;
+        self.requests.feed(bytes, &Policy::default(), &RouteContext::SERVER_ONLY, |verdict| {
             let Verdict::Packet(p) = verdict else { return };
             if p.spec.id() == CH_ENTER
-                && let Some(aid) = p.server_bytes.get(2..6)
+                && let Some(&[a, b, c, d]) = p.server_bytes.get(2..6)
             {
-                let aid = u32::from_le_bytes([aid[0], aid[1], aid[2], aid[3]]);
-                *player = Some(ctx.player(aid));
+                replies.set_account_id(u32::from_le_bytes([a, b, c, d]));
             }
         });
     }
 
     fn on_server_bytes(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        let CharFollower { ctx, replies, player, chars, .. } = self;
-        let version = ctx.version;
-        let stopped = replies.push(bytes, out, |reply| match reply {
-            Reply::AccountId(aid) => {
-                // The server's word on who this is, when CH_ENTER was not understood.
-                if player.is_none() {
-                    *player = Some(ctx.player(aid));
-                }
+        let ctx = &self.ctx;
+        self.replies.push(bytes, out, |next, upstream, facts| {
+            if next != NextServer::Map {
+                return None;
             }
-            Reply::Packet { id: HC_ACCEPT_ENTER, bytes } => {
-                if let Ok(list) = parse_char_list(version, bytes) {
-                    *chars = list;
-                }
-            }
-            Reply::Packet { id: HC_NOTIFY_ZONESVR | HC_NOTIFY_ZONESVR_OLD, bytes } => {
-                if let Some(player) = player.as_mut() {
-                    zone_server(ctx, player, chars, bytes);
-                }
-            }
-            Reply::Packet { bytes, .. } => {
-                if let Ok(MakeCharReply::Accepted(info)) = parse_make_char_reply(version, bytes) {
-                    chars.characters.push(info);
+            let Some(player) = player(ctx, facts) else {
+                tracing::warn!("a character was selected by an unknown account; not proxied");
+                return None;
+            };
+            match doors::open(ctx, DoorKind::Map, SocketAddr::V4(upstream), player) {
+                Ok(door) => Some(door),
+                Err(e) => {
+                    tracing::warn!("map server {upstream} not proxied: {e}");
+                    None
                 }
             }
         });
-        if let Some(e) = stopped {
-            follow::stopped_following(ctx, "char", &e);
+        while let Some(event) = self.replies.poll_event() {
+            match event {
+                GateEvent::ZoneServer(zone) => {
+                    if let Some(player) = player(ctx, self.replies.facts()) {
+                        tracing::info!(
+                            aid = player.aid,
+                            map = %zone.map,
+                            name = ?player.char_name,
+                            "character selected"
+                        );
+                        ctx.remember(player);
+                    }
+                }
+                GateEvent::Stopped(e) => follow::stopped_following(ctx, "char", &e),
+                _ => {}
+            }
         }
     }
 
     fn rest(&self) -> &[u8] {
         self.replies.rest()
     }
-}
-
-/// The character is selected: the game is sent to a map door of this player's.
-fn zone_server(ctx: &Arc<Ctx>, player: &mut Player, chars: &CharList, packet: &mut [u8]) {
-    let Ok(CharSelectReply::Zone(zone)) = parse_char_select_reply(packet) else { return };
-    player.char_name =
-        chars.characters.iter().find(|c| c.char_id == zone.char_id).map(|c| c.name.clone());
-    player.map = Some(zone.map.clone());
-    ctx.remember(player.clone());
-    let Ok(addresses) = server_addresses(packet) else { return };
-    for address in addresses {
-        let upstream = SocketAddr::from((address.ip, address.port));
-        match doors::open(ctx, DoorKind::Map, upstream, player.clone()) {
-            Ok(door) => {
-                if let Err(e) = address.write(packet, *door.ip(), door.port()) {
-                    tracing::warn!(aid = player.aid, "map server {upstream} not rewritten: {e}");
-                }
-            }
-            Err(e) => tracing::warn!(aid = player.aid, "map server {upstream} not proxied: {e}"),
-        }
-    }
-    tracing::info!(aid = player.aid, map = %zone.map, name = ?player.char_name, "character selected");
 }

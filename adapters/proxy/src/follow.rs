@@ -1,11 +1,10 @@
-//! Following a login or char connection: the bytes pass through untouched, in order; the
-//! server's replies are framed ([`GateFramer`]) so the proxy can read the ones it follows and
-//! rewrite the server addresses in them. What cannot be framed (an unknown id, an impossible
-//! length) passes through as it is, and following stops for that connection.
+//! Relaying a login or char connection: the bytes pass through in order; the server's replies
+//! go through the core's [`ro_p2p_core::gate::ReplyFollower`] (which reads the ones it follows
+//! and rewrites the server addresses in them), the game's requests are read as they pass.
 
 use std::sync::atomic::Ordering;
 
-use ro_p2p_core::gate::{GateFrame, GateFrameError, GateFramer};
+use ro_p2p_core::gate::GateFrameError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -13,72 +12,6 @@ use crate::Ctx;
 
 /// Bytes read at once.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
-
-/// The server-to-client side of a followed connection.
-pub(crate) struct Replies {
-    framer: GateFramer,
-    stopped: bool,
-}
-
-impl Replies {
-    pub fn new(framer: GateFramer) -> Replies {
-        Replies { framer, stopped: false }
-    }
-
-    /// Takes bytes the server sent and appends what the game must get to `out`: each whole
-    /// reply after `follow` has read it (and perhaps rewritten it in place; it must keep its
-    /// length). Returns why following stopped, the first time it does.
-    pub fn push(
-        &mut self,
-        bytes: &[u8],
-        out: &mut Vec<u8>,
-        mut follow: impl FnMut(Reply<'_>),
-    ) -> Option<GateFrameError> {
-        if self.stopped {
-            out.extend_from_slice(bytes);
-            return None;
-        }
-        self.framer.push(bytes);
-        loop {
-            match self.framer.next_frame() {
-                Ok(Some(frame)) => {
-                    let start = out.len();
-                    out.extend_from_slice(frame.bytes());
-                    let packet = &mut out[start..];
-                    let reply = match frame {
-                        GateFrame::AccountId { account_id, .. } => Reply::AccountId(account_id),
-                        GateFrame::Packet { id, .. } => Reply::Packet { id, bytes: packet },
-                    };
-                    follow(reply);
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    self.stopped = true;
-                    out.extend_from_slice(self.framer.pending());
-                    return Some(e);
-                }
-            }
-        }
-    }
-
-    /// The connection ended: bytes of a partial reply, for the game as they are.
-    pub fn rest(&self) -> &[u8] {
-        if self.stopped { &[] } else { self.framer.pending() }
-    }
-}
-
-/// One whole piece of a server's reply stream.
-pub(crate) enum Reply<'a> {
-    /// The char server's raw account id.
-    AccountId(u32),
-    /// A packet, which the follower may rewrite in place.
-    Packet {
-        /// Its id.
-        id: u16,
-        /// Its bytes.
-        bytes: &'a mut [u8],
-    },
-}
 
 /// What a followed connection does with each side's bytes.
 pub(crate) trait Follower {

@@ -15,6 +15,7 @@
 //! are IPv4 in network byte order, ports little-endian, as rAthena writes them.
 
 mod charsel;
+mod follow;
 mod framer;
 mod login;
 mod zone;
@@ -26,6 +27,7 @@ pub use charsel::{
     HC_REFUSE_MAKECHAR, MakeCharReply, ZoneServer, ch_enter, ch_make_char, ch_ping, ch_select_char,
     character_info_len, parse_char_list, parse_char_select_reply, parse_make_char_reply,
 };
+pub use follow::{GATE_EVENTS_MAX, GateEvent, NextServer, PlayerFacts, ReplyFollower};
 pub use framer::{GateFrame, GateFrameError, GateFramer, GateServer, gate_packet_len};
 pub use login::{
     AC_ACCEPT_LOGIN, AC_ACCEPT_LOGIN_OLD, AC_REFUSE_LOGIN, AC_REFUSE_LOGIN_OLD, CA_LOGIN,
