@@ -156,7 +156,11 @@ impl MapConnection {
     /// The client library is gone: from now on bytes pass through untouched.
     fn lose_library(&mut self, why: &str) {
         if let Some(lib) = self.library.take() {
-            lib.driver.abort();
+            // Leave the session in the background; the game's bytes do not wait for it.
+            tokio::spawn(async move {
+                let _ = lib.handle.shutdown().await;
+                let _ = lib.driver.await;
+            });
         }
         if !self.p2p_stopped_logged {
             self.p2p_stopped_logged = true;
@@ -183,7 +187,15 @@ impl MapConnection {
             };
             tokio::select! {
                 read = client_rx.read(&mut from_client) => {
-                    let n = match read { Ok(0) | Err(_) => break, Ok(n) => n };
+                    let n = match read {
+                        Ok(0) | Err(_) => {
+                            // A packet the game cut short still goes to the server as it is.
+                            let rest = self.unrouted().await;
+                            let _ = server_tx.write_all(&rest).await;
+                            break;
+                        }
+                        Ok(n) => n,
+                    };
                     let to_server = self.route(&from_client[..n]).await;
                     if server_tx.write_all(&to_server).await.is_err() {
                         break;
@@ -215,6 +227,12 @@ impl MapConnection {
         let _ = server_tx.shutdown().await;
     }
 
+    /// The game's bytes the node holds for the rest of their packet.
+    async fn unrouted(&mut self) -> Vec<u8> {
+        let Some(lib) = self.library.as_ref() else { return Vec::new() };
+        lib.handle.inspect(|n| n.game_stream().pending().to_vec()).await.unwrap_or_default()
+    }
+
     /// Routes the game's bytes; returns the server's share and draws the echo of the player's
     /// own peers-only actions.
     async fn route(&mut self, bytes: &[u8]) -> Vec<u8> {
@@ -244,12 +262,11 @@ impl MapConnection {
                         tracing::debug!(aid = self.player.aid, "no echo: {e}");
                     }
                 }
-                if desyncs > 0 && !self.p2p_stopped_logged {
-                    self.p2p_stopped_logged = true;
-                    self.ctx.stats.p2p_stopped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        aid = self.player.aid,
-                        "the game's stream desynced: P2P stops for this connection, its bytes pass to the server untouched"
+                if desyncs > 0 {
+                    // Everything the node held went into `to_server` with the desync verdict;
+                    // from here on the bytes pass untouched without it.
+                    self.lose_library(
+                        "the game's stream desynced (an id or length this PACKETVER does not have)",
                     );
                 }
             }

@@ -111,11 +111,15 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 async fn proxy(login_server: SocketAddr) -> Proxy {
     // No coordinator URL: P2P is off, every byte goes to the servers.
+    proxy_with(login_server, ClientSettings::default()).await
+}
+
+async fn proxy_with(login_server: SocketAddr, settings: ClientSettings) -> Proxy {
     Proxy::start(ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         login_server,
         public_ip: None,
-        settings: ClientSettings::default(),
+        settings,
         links: LinksConfig::loopback(),
         door_wait_ms: 5_000,
     })
@@ -240,5 +244,148 @@ async fn a_truncated_reply_reaches_the_game_when_the_server_closes() {
     let mut got = Vec::new();
     tokio::time::timeout(WAIT, game.read_to_end(&mut got)).await.unwrap().unwrap();
     assert_eq!(got, half);
+    proxy.stop().await;
+}
+
+/// A coordinator on loopback; the returned URL is its signaling endpoint.
+async fn coordinator() -> String {
+    use ro_p2p_tokio::server::{ServerConfig, Service, SystemClock};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = Service::start(
+        ServerConfig::default(),
+        ro_p2p_core::Rng::from_seed(3),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    tokio::spawn(service.serve(listener, std::future::pending(), Duration::from_secs(1)));
+    format!("ws://{addr}/api/v1/signaling/ws")
+}
+
+/// Logs in and selects through the proxy; returns the game's map connection.
+async fn to_the_map(proxy: &Proxy, aid: u32) -> TcpStream {
+    let mut game = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    game.write_all(&gate::ca_login(20211103, "alice", "secret", 0).unwrap()).await.unwrap();
+    let got = read_exactly(&mut game, 64 + 160).await;
+    let LoginReply::Accepted(a) = gate::parse_login_reply(&got).unwrap() else { panic!() };
+    let door = SocketAddr::from((a.char_servers[0].ip, a.char_servers[0].port));
+    let mut game_char = TcpStream::connect(door).await.unwrap();
+    game_char.write_all(&gate::ch_enter(aid, 111, 222, gate::Sex::Male)).await.unwrap();
+    let got = read_exactly(&mut game_char, 4 + 156).await;
+    let CharSelectReply::Zone(zone) = gate::parse_char_select_reply(&got[4..]).unwrap() else {
+        panic!()
+    };
+    TcpStream::connect(SocketAddr::from((zone.ip, zone.port))).await.unwrap()
+}
+
+async fn servers_for(aid: u32, map_reply: Vec<u8>) -> (Scripted, Scripted, Scripted) {
+    let map = Scripted::start(23, map_reply).await;
+    let mut char_reply = aid.to_le_bytes().to_vec();
+    char_reply.extend(notify_zonesvr(150_000, "prontera.gat", map.addr));
+    let char_server = Scripted::start(17, char_reply).await;
+    let login = Scripted::start(55, accept_login(aid, "0123456789abcdef", char_server.addr)).await;
+    (login, char_server, map)
+}
+
+fn p2p_settings(url: String) -> ClientSettings {
+    let mut settings = ClientSettings::default();
+    settings.coordinator_urls = vec![url];
+    settings
+}
+
+#[tokio::test]
+async fn garbage_from_the_map_server_reaches_the_game_untouched_and_stops_p2p() {
+    let aid: u32 = 2_000_007;
+    // ZC_AID, then an id no table has, then more bytes.
+    let mut reply = vec![0x83, 0x02];
+    reply.extend(aid.to_le_bytes());
+    reply.extend([0xFE, 0xFF, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    let (login, _char, map) = servers_for(aid, reply.clone()).await;
+    let proxy = proxy_with(login.addr, p2p_settings(coordinator().await)).await;
+    let mut game = to_the_map(&proxy, aid).await;
+    let cz_enter = gate::cz_enter(
+        ro_p2p_core::packet::PacketVersion::V20211103,
+        aid,
+        150_000,
+        111,
+        0,
+        gate::Sex::Male,
+    );
+    game.write_all(&cz_enter).await.unwrap();
+    assert_eq!(read_exactly(&mut game, reply.len()).await, reply);
+    wait_for("P2P to stop", || proxy.stats().p2p_stopped == 1).await;
+    // The game's bytes still reach the server untouched.
+    game.write_all(&[0x5F, 0x03, 0x26, 0x85, 0xA0]).await.unwrap();
+    let mut all = cz_enter.clone();
+    all.extend([0x5F, 0x03, 0x26, 0x85, 0xA0]);
+    wait_for("the map bytes", || map.received() == all).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_from_the_game_reaches_the_map_server_untouched_and_stops_p2p() {
+    let aid: u32 = 2_000_008;
+    let (login, _char, map) = servers_for(aid, vec![0x83, 0x02, 8, 0x84, 0x1E, 0x00]).await;
+    let proxy = proxy_with(login.addr, p2p_settings(coordinator().await)).await;
+    let mut game = to_the_map(&proxy, aid).await;
+    let cz_enter = gate::cz_enter(
+        ro_p2p_core::packet::PacketVersion::V20211103,
+        aid,
+        150_000,
+        111,
+        0,
+        gate::Sex::Male,
+    );
+    game.write_all(&cz_enter).await.unwrap();
+    read_exactly(&mut game, 6).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !proxy.players().await.iter().any(|p| p.aid == aid && p.p2p_running) {
+        assert!(tokio::time::Instant::now() < deadline, "the player's node never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A walk, then an id this PACKETVER does not have, then what looks like a chat packet,
+    // one byte at a time.
+    let garbage = [0x5F, 0x03, 0x26, 0x85, 0xA0, 0xFF, 0xFF, 0x01, 0xF3, 0x00, 0x06, 0x00, 0x41];
+    for b in garbage {
+        game.write_all(&[b]).await.unwrap();
+    }
+    let mut all = cz_enter.clone();
+    all.extend(garbage);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while map.received() != all {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the map server got {:02X?}, not {all:02X?}",
+            map.received()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_for("P2P to stop", || proxy.stats().p2p_stopped == 1).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_packet_cut_short_by_the_game_closing_still_reaches_the_map_server() {
+    let aid: u32 = 2_000_009;
+    let (login, _char, map) = servers_for(aid, vec![0x83, 0x02, 9, 0x84, 0x1E, 0x00]).await;
+    let proxy = proxy_with(login.addr, p2p_settings(coordinator().await)).await;
+    let mut game = to_the_map(&proxy, aid).await;
+    let cz_enter = gate::cz_enter(
+        ro_p2p_core::packet::PacketVersion::V20211103,
+        aid,
+        150_000,
+        111,
+        0,
+        gate::Sex::Male,
+    );
+    game.write_all(&cz_enter).await.unwrap();
+    read_exactly(&mut game, 6).await;
+    // The first three bytes of a walk, then the game goes.
+    game.write_all(&[0x5F, 0x03, 0x26]).await.unwrap();
+    game.shutdown().await.unwrap();
+    drop(game);
+    let mut all = cz_enter.clone();
+    all.extend([0x5F, 0x03, 0x26]);
+    wait_for("the cut packet", || map.received() == all).await;
     proxy.stop().await;
 }
