@@ -7,8 +7,8 @@
 mod rathena;
 
 use rathena::{
-    ANSWER, Coordinator, assert_server_kept_everyone, is_chat_from, player, proxy, runtime, status,
-    wait_linked,
+    ANSWER, Coordinator, assert_server_kept_everyone, is_chat_from, mixed_actions, player, proxy,
+    runtime, status, wait_linked,
 };
 use ro_p2p_rathena::harness::{HarnessConfig, start_or_skip};
 
@@ -23,21 +23,7 @@ fn diverted_packets_do_not_desync_the_servers_key_over_a_thousand_packets() {
         let (aid, bid) = (a.account_id(), b.account_id());
         wait_linked(&proxy, &[aid, bid]).await;
 
-        for i in 0..1_000u32 {
-            match i % 4 {
-                0 => a.walk_to(150 + (i % 12) as u16, 185 + (i % 9) as u16).await.unwrap(),
-                1 => a.turn((i % 3) as u8, (i % 8) as u8).await.unwrap(),
-                2 => a.emote((i % 30) as u8).await.unwrap(),
-                _ => a.chat(&format!("line {i}")).await.unwrap(),
-            }
-            if i % 100 == 99 {
-                // The server answered the last chat line: it read every id before it right.
-                let last = format!("Obf Alice : line {i}");
-                a.wait_for(|p| p.id == 0x008E && p.contains(last.as_bytes()), ANSWER)
-                    .await
-                    .unwrap();
-            }
-        }
+        mixed_actions(&mut a, "Obf Alice", 1_000).await;
         a.chat("still in sync").await.unwrap();
         b.wait_for(|p| is_chat_from(p, aid, "Obf Alice : still in sync"), ANSWER).await.unwrap();
         let sent = a.sent_count().await;

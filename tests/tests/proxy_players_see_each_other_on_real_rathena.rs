@@ -2,9 +2,10 @@
 //! with the real coordinator and WebRTC on loopback. Players A, B and C play through the proxy;
 //! D plays straight against rAthena and is the reference bystander: what rAthena itself sends.
 //!
-//! - A walks, turns, chats and emotes: B and C show each from the peer link (walks and turns
-//!   twice: the mirrored server copy too; chat and emotes once: the second copy is dropped),
-//!   and every packet drawn equals what rAthena sends D for the same action, tick aside.
+//! - A walks, turns, chats and emotes: B and C show each from the peer link (turns twice, with
+//!   the mirrored server copy; chat and emotes once, the later copy dropped; a walk once more
+//!   from the server, or only from the server when its copy came first), and every packet
+//!   drawn equals what rAthena sends D for the same action, tick aside.
 //! - An `@` command reaches the server and is answered; an NPC dialog works; an item packet
 //!   never reaches a peer.
 //! - A warps to izlude: A's node leaves the prontera session and joins izlude's.
@@ -13,27 +14,19 @@
 mod rathena;
 
 use rathena::{
-    ANSWER, Coordinator, assert_server_kept_everyone, count_since, is_chat_from, player, proxy,
-    runtime, status, wait_linked, wait_players,
+    ANSWER, Coordinator, NPC_DIALOG_SCRIPT, assert_server_kept_everyone, count_since, is_chat_from,
+    player, proxy, runtime, spawn_of, status, wait_linked, wait_players,
 };
 use ro_p2p_core::packet::PacketVersion;
 use ro_p2p_rathena::harness::{HarnessConfig, start_or_skip};
 use ro_p2p_rathena::{Bot, Packet};
 
-const NPC_SCRIPT: &str = "prontera,156,194,4\tscript\tTestNpc\t97,{\n\
-    \tmes \"[TestNpc]\";\n\
-    \tmes \"Hello, traveller.\";\n\
-    \tnext;\n\
-    \tswitch(select(\"Yes:No\")) {\n\
-    \tcase 1: mes \"You said yes.\"; break;\n\
-    \tcase 2: mes \"You said no.\"; break;\n\
-    \t}\n\
-    \tclose;\n\
-    }\n\
-    prontera,153,191,4\tscript\tWarper\t97,{\n\
-    \twarp \"izlude\",0,0;\n\
-    \tend;\n\
-    }\n";
+/// The dialog NPC, and a warper to izlude in reach of the players' start.
+fn npc_scripts() -> String {
+    format!(
+        "{NPC_DIALOG_SCRIPT}prontera,153,191,4\tscript\tWarper\t97,{{\n\twarp \"izlude\",0,0;\n\tend;\n}}\n"
+    )
+}
 
 /// Offset of `moveStartTime` in `ZC_NOTIFY_MOVEENTRY` (`0x09FD`): the only field that may
 /// differ between a drawn walk and rAthena's.
@@ -41,10 +34,6 @@ const MOVE_START_TIME_AT: usize = 37;
 
 fn is_walk_of(p: &Packet, aid: u32) -> bool {
     p.id == 0x09FD && p.u32_at(5) == Some(aid)
-}
-
-fn spawn_of(p: &Packet, name: &str) -> Option<u32> {
-    ((0x09FD..=0x09FF).contains(&p.id) && p.contains(name.as_bytes())).then(|| p.u32_at(5))?
 }
 
 /// A walk packet with its tick zeroed.
@@ -80,7 +69,7 @@ fn players_through_the_proxy_see_peers_as_rathena_draws_them() {
     let dir = std::env::temp_dir().join(format!("ro-p2p-proxy-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("test_npcs.txt");
-    std::fs::write(&script, NPC_SCRIPT).unwrap();
+    std::fs::write(&script, npc_scripts()).unwrap();
     let mut config = HarnessConfig::new(20211103);
     config.npc_scripts = vec![script];
     let Some(mut h) = start_or_skip(config) else { return };
@@ -99,13 +88,26 @@ fn players_through_the_proxy_see_peers_as_rathena_draws_them() {
         wait_linked(&proxy, &[aid, bid, cid]).await;
         assert!(proxy.players().await.iter().all(|p| p.map.as_deref() == Some("prontera.gat")));
 
-        // Walk: B and C get the drawn walk and the server's (mirrored) one; D the server's.
+        // What B's and C's receive paths did with peer events (drawn or dropped as duplicates).
+        let handled = |ps: &[ro_p2p_proxy::PlayerStatus], aid: u32| {
+            ps.iter().find(|p| p.aid == aid).map_or(0, |p| p.receive.rendered + p.receive.rejected)
+        };
+
+        // Walk: B and C get the drawn walk and the server's (mirrored) one, or only the
+        // server's when it came first (the peer's would only walk A in place); D the server's.
+        let players = proxy.players().await;
+        let handled_before = [handled(&players, bid), handled(&players, cid)];
         let marks = [b.mark(), c.mark(), d.mark()];
         a.walk_to(159, 188).await.unwrap();
         let reference = d.wait_for(|p| is_walk_of(p, aid), ANSWER).await.unwrap();
         assert_eq!(reference.bytes.len(), 114);
+        wait_players(&proxy, "the peer's walk handled", ANSWER, |ps| {
+            handled(ps, bid) > handled_before[0] && handled(ps, cid) > handled_before[1]
+        })
+        .await;
         for (bot, mark) in [(&b, marks[0]), (&c, marks[1])] {
-            let walks = wait_n(bot, mark, 2, |p| is_walk_of(p, aid)).await;
+            let walks = wait_n(bot, mark, 1, |p| is_walk_of(p, aid)).await;
+            assert!(walks.len() <= 2, "{walks:?}");
             for w in &walks {
                 assert_eq!(without_tick(w), without_tick(&reference), "drawn walk != rAthena's");
             }
@@ -123,9 +125,6 @@ fn players_through_the_proxy_see_peers_as_rathena_draws_them() {
         }
 
         // Chat and emote: shown once (the later copy is dropped), equal to rAthena's.
-        let handled = |ps: &[ro_p2p_proxy::PlayerStatus], aid: u32| {
-            ps.iter().find(|p| p.aid == aid).map_or(0, |p| p.receive.rendered + p.receive.rejected)
-        };
         let players = proxy.players().await;
         let handled_before = [handled(&players, bid), handled(&players, cid)];
         let marks = [b.mark(), c.mark(), d.mark()];
@@ -161,7 +160,8 @@ fn players_through_the_proxy_see_peers_as_rathena_draws_them() {
         let drawn: u64 = players.iter().map(|p| p.receive.rendered).sum();
         let dropped: u64 = players.iter().map(|p| p.receive.server_duplicates_dropped).sum();
         eprintln!("drawn from peers: {drawn}; server copies dropped as duplicates: {dropped}");
-        assert!(drawn >= 4, "B and C drew at least A's walk and turn: {players:#?}");
+        // Turns are drawn whatever came first (the game shows a turn twice without harm).
+        assert!(drawn >= 2, "B and C drew at least A's turn: {players:#?}");
 
         // An @ command goes to the server only and is answered; no peer sees it.
         let marks = [b.mark(), c.mark()];

@@ -104,7 +104,8 @@ pub enum RenderRejected {
         /// The account id.
         aid: u32,
     },
-    /// The same line already reached the game from the server.
+    /// The same line already reached the game from the server, or (a walk) the server has
+    /// already moved the unit to that cell: drawing it again would only walk it in place.
     #[error("already shown from the server")]
     Duplicate,
     /// A local emote echo needs the player's account id, which the server has not sent yet.
@@ -519,7 +520,8 @@ impl ReceiveStream {
     }
 
     /// Draws what peer `aid` (its account id, which is its peer id) did, as the game shows
-    /// another player doing it. Duplicate walks may reach the game; a chat line or emote already
+    /// another player doing it. A walk the server showed first is not drawn again (a walk the
+    /// server shows after the peer's copy reaches the game twice); a chat line or emote already
     /// shown from the server is not shown again.
     pub fn push_peer_event(
         &mut self,
@@ -555,6 +557,10 @@ impl ReceiveStream {
                 let to = Cell { x, y };
                 let layout = self.view.layout;
                 let form = self.view.config.walk_form;
+                if self.view.units.get(&aid).is_some_and(|u| u.cell == Some(to)) {
+                    // The server's copy of this walk came first (or the peer walks in place).
+                    return Err(RenderRejected::Duplicate);
+                }
                 let (from, template) = match self.view.unit_mut(aid) {
                     Some(u) => {
                         let from = u.cell.unwrap_or(to);

@@ -282,6 +282,22 @@ fn walk_duplicates_pass() {
 }
 
 #[test]
+fn a_peer_walk_the_server_showed_first_is_not_drawn_again() {
+    let mut s = stream_with_unit(V, None);
+    let walk = notify_move(7, Cell { x: 100, y: 100 }, Cell { x: 101, y: 101 }, 5000);
+    s.push_server(at(1000), &walk);
+    s.consume(usize::MAX);
+    assert_eq!(
+        s.push_peer_event(at(1010), 7, &PeerEvent::Move { x: 101, y: 101 }),
+        Err(RenderRejected::Duplicate)
+    );
+    assert_eq!(s.output(), b"");
+    // A walk on from there is drawn, from where the server left the unit.
+    s.push_peer_event(at(1500), 7, &PeerEvent::Move { x: 103, y: 101 }).unwrap();
+    assert!(!s.output().is_empty());
+}
+
+#[test]
 fn local_echoes_are_what_rathena_sends_the_actor() {
     let mut s = ReceiveStream::new(V);
     // ZC_ACCEPT_ENTER: tick 9000, at (50, 60).

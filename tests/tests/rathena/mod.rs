@@ -9,24 +9,21 @@ use std::time::Duration;
 
 use ro_p2p_core::Rng;
 use ro_p2p_core::config::ClientSettings;
-use ro_p2p_core::gate::Sex;
 use ro_p2p_proxy::{PlayerStatus, Proxy, ProxyConfig};
-use ro_p2p_rathena::harness::Server;
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use ro_p2p_rathena::testing::{
+    ANSWER, NPC_DIALOG_SCRIPT, assert_server_kept_everyone, is_chat_from, mixed_actions,
+    player_at as player, runtime, spawn_of,
+};
 use ro_p2p_rathena::{Bot, Harness, Packet};
 use ro_p2p_tokio::server::{ServerConfig, Service, SystemClock};
 use ro_p2p_webrtc::LinksConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Bound for anything the server or a peer should answer promptly.
-pub const ANSWER: Duration = Duration::from_secs(15);
 /// Bound for peer links to come up (WebRTC on loopback: about a second per pair).
 pub const LINKS_UP: Duration = Duration::from_secs(60);
-
-/// A multi-thread runtime for a test body.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
 
 /// The coordinator service on a loopback port, with authentication off.
 pub struct Coordinator {
@@ -91,19 +88,6 @@ pub async fn proxy(h: &Harness, coordinator_url: &str, policy: Option<&str>) -> 
     .unwrap()
 }
 
-/// Logs in at `login` (a proxy or rAthena itself; registering the account), makes the
-/// character and enters the map.
-pub async fn player(h: &Harness, login: SocketAddr, user: &str, name: &str) -> Bot {
-    let mut bot = Bot::connect_login(login, user, "pass1234", Sex::Male, h.packetver())
-        .await
-        .unwrap_or_else(|e| panic!("{user}: login: {e}"));
-    bot.select_or_create_char(name).await.unwrap_or_else(|e| panic!("{user}: char: {e}"));
-    bot.enter_map()
-        .await
-        .unwrap_or_else(|e| panic!("{user}: map: {e}\n{}", h.log_tail(Server::Map, 20)));
-    bot
-}
-
 /// The proxy's view of account `aid`.
 pub async fn status(proxy: &Proxy, aid: u32) -> PlayerStatus {
     proxy
@@ -150,27 +134,6 @@ pub async fn wait_linked(proxy: &Proxy, aids: &[u32]) {
         })
     })
     .await;
-}
-
-/// rAthena logged nothing about refusing or dropping a client, and every process is alive.
-pub fn assert_server_kept_everyone(h: &mut Harness) {
-    h.check_alive().unwrap();
-    for (server, needle) in [
-        (Server::Map, "unsupported packet"),
-        (Server::Map, "disconnecting session"),
-        (Server::Map, "Packet Obfuscation: Client"),
-        (Server::Map, "Wrong packet"),
-        (Server::Char, "unsupported packet"),
-        (Server::Login, "unsupported packet"),
-    ] {
-        let lines = h.log_lines(server, needle);
-        assert!(lines.is_empty(), "{server} logged {needle:?}: {lines:#?}");
-    }
-}
-
-/// `ZC_NOTIFY_CHAT` from `aid` whose text contains `text`.
-pub fn is_chat_from(p: &Packet, aid: u32, text: &str) -> bool {
-    p.id == 0x008D && p.u32_at(4) == Some(aid) && p.contains(text.as_bytes())
 }
 
 /// Packets received since `mark` that match `pred`.

@@ -11,6 +11,7 @@
 
 pub mod bot;
 pub mod harness;
+pub mod testing;
 
 pub use bot::{Bot, BotError, Packet};
 

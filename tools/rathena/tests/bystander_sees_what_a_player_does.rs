@@ -1,9 +1,9 @@
 //! On a real rAthena at 20211103: player A walks, chats, emotes and turns in prontera, and
 //! bystander B receives what the server sends for each (0x09FD, 0x008D, 0x00C0, 0x009C).
 
-mod common;
-
-use common::{ANSWER, assert_server_kept_everyone, harness, is_chat_from, player, runtime};
+use ro_p2p_rathena::testing::{
+    ANSWER, assert_server_kept_everyone, harness, is_chat_from, player, runtime,
+};
 
 #[test]
 fn bystander_receives_walk_chat_emote_and_turn_at_20211103() {

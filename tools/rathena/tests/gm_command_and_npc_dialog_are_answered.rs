@@ -2,32 +2,16 @@
 //! in fast mode (mes, next, select, close) runs to its end; the `ro-p2p-bot` binary runs a
 //! script of JSON lines against the same server.
 
-mod common;
-
-use common::{ANSWER, assert_server_kept_everyone, harness, player, runtime};
-use ro_p2p_rathena::Packet;
-
-const NPC_SCRIPT: &str = "prontera,156,194,4\tscript\tTestNpc\t97,{\n\
-    \tmes \"[TestNpc]\";\n\
-    \tmes \"Hello, traveller.\";\n\
-    \tnext;\n\
-    \tswitch(select(\"Yes:No\")) {\n\
-    \tcase 1: mes \"You said yes.\"; break;\n\
-    \tcase 2: mes \"You said no.\"; break;\n\
-    \t}\n\
-    \tclose;\n\
-    }\n";
-
-fn spawn_of(p: &Packet, name: &str) -> Option<u32> {
-    ((0x09FD..=0x09FF).contains(&p.id) && p.contains(name.as_bytes())).then(|| p.u32_at(5))?
-}
+use ro_p2p_rathena::testing::{
+    ANSWER, NPC_DIALOG_SCRIPT, assert_server_kept_everyone, harness, player, runtime, spawn_of,
+};
 
 #[test]
 fn gm_at_command_and_npc_dialog_get_their_answers_at_20211103() {
     let dir = std::env::temp_dir().join(format!("ro-p2p-npc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("test_npc.txt");
-    std::fs::write(&script, NPC_SCRIPT).unwrap();
+    std::fs::write(&script, NPC_DIALOG_SCRIPT).unwrap();
     let Some(mut h) = harness(20211103, vec![script]) else { return };
     let gm_aid = h.create_account("gmuser1", "pass1234", 'M', 99).unwrap();
     runtime().block_on(async {

@@ -3,9 +3,9 @@
 //! sees walk, chat, emote and turn, and over more than 1,000 client packets the server never
 //! disconnects: every id the bot obfuscated was the one rAthena expected.
 
-mod common;
-
-use common::{ANSWER, assert_server_kept_everyone, harness, is_chat_from, player, runtime};
+use ro_p2p_rathena::testing::{
+    ANSWER, assert_server_kept_everyone, harness, is_chat_from, mixed_actions, player, runtime,
+};
 
 #[test]
 fn obfuscated_client_stays_in_sync_over_a_thousand_packets_at_20151104() {
@@ -33,21 +33,7 @@ fn obfuscated_client_stays_in_sync_over_a_thousand_packets_at_20151104() {
         b.wait_for(|p| p.id == 0x009C && p.u32_at(2) == Some(aid), ANSWER).await.unwrap();
 
         let t0 = std::time::Instant::now();
-        for i in 0..1_000u32 {
-            match i % 4 {
-                0 => a.walk_to(150 + (i % 12) as u16, 185 + (i % 9) as u16).await.unwrap(),
-                1 => a.turn((i % 3) as u8, (i % 8) as u8).await.unwrap(),
-                2 => a.emote((i % 30) as u8).await.unwrap(),
-                _ => a.chat(&format!("line {i}")).await.unwrap(),
-            }
-            if i % 100 == 99 {
-                // Each hundred: the server answered the last chat line, so it read every id.
-                let last = format!("Old Alice : line {i}");
-                a.wait_for(|p| p.id == 0x008E && p.contains(last.as_bytes()), ANSWER)
-                    .await
-                    .unwrap();
-            }
-        }
+        mixed_actions(&mut a, "Old Alice", 1_000).await;
         a.chat("still here").await.unwrap();
         b.wait_for(|p| is_chat_from(p, aid, "Old Alice : still here"), ANSWER).await.unwrap();
         let sent = a.sent_count().await;
