@@ -2,7 +2,9 @@
 //! election, session keys and flood control, as one sans-IO state machine.
 //!
 //! The tokio adapter authenticates each WebSocket (JWT) and then feeds [`Input::Connected`],
-//! every text frame as [`Input::Frame`], and [`Input::Disconnected`]; it executes each
+//! every text frame as [`Input::Frame`], every binary frame as [`Input::Binary`] and every
+//! WebSocket ping or pong as [`Input::Control`] (each frame of any kind costs a token of the
+//! connection's rate limit), and [`Input::Disconnected`]; it executes each
 //! [`Output`] in order (encoding [`Output::Send`] with [`crate::wire::encode_server`]) and calls
 //! [`SansIo::handle_timeout`] at [`SansIo::poll_timeout`]. The REST views (discover, list,
 //! detail) and the metrics read [`Coordinator::sessions`], [`Coordinator::discover`] and
