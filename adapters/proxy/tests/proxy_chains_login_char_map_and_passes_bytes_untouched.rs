@@ -180,15 +180,7 @@ async fn login_char_and_map_go_through_the_proxys_doors_byte_for_byte() {
     let mut game_map = TcpStream::connect(map_door).await.unwrap();
     let got = read_exactly(&mut game_map, 6).await;
     assert_eq!(got, [0x83, 0x02, 0x41, 0x84, 0x1E, 0x00]);
-    let cz_enter = gate::cz_enter(
-        ro_p2p_core::packet::PacketVersion::V20211103,
-        aid,
-        150_000,
-        111,
-        0,
-        gate::Sex::Male,
-    );
-    game_map.write_all(&cz_enter).await.unwrap();
+    let cz_enter = enter(&mut game_map, aid).await;
     // A walk, then garbage: an id no table has.
     let walk = [0x5F, 0x03, 0x26, 0x85, 0xA0];
     game_map.write_all(&walk).await.unwrap();
@@ -287,6 +279,14 @@ async fn servers_for(aid: u32, map_reply: Vec<u8>) -> (Scripted, Scripted, Scrip
     (login, char_server, map)
 }
 
+/// Sends `CZ_ENTER` as the game would; returns its bytes.
+async fn enter(game: &mut TcpStream, aid: u32) -> Vec<u8> {
+    let v = ro_p2p_core::packet::PacketVersion::V20211103;
+    let cz_enter = gate::cz_enter(v, aid, 150_000, 111, 0, gate::Sex::Male);
+    game.write_all(&cz_enter).await.unwrap();
+    cz_enter
+}
+
 fn p2p_settings(url: String) -> ClientSettings {
     let mut settings = ClientSettings::default();
     settings.coordinator_urls = vec![url];
@@ -303,15 +303,7 @@ async fn garbage_from_the_map_server_reaches_the_game_untouched_and_stops_p2p() 
     let (login, _char, map) = servers_for(aid, reply.clone()).await;
     let proxy = proxy_with(login.addr, p2p_settings(coordinator().await)).await;
     let mut game = to_the_map(&proxy, aid).await;
-    let cz_enter = gate::cz_enter(
-        ro_p2p_core::packet::PacketVersion::V20211103,
-        aid,
-        150_000,
-        111,
-        0,
-        gate::Sex::Male,
-    );
-    game.write_all(&cz_enter).await.unwrap();
+    let cz_enter = enter(&mut game, aid).await;
     assert_eq!(read_exactly(&mut game, reply.len()).await, reply);
     wait_for("P2P to stop", || proxy.stats().p2p_stopped == 1).await;
     // The game's bytes still reach the server untouched.
@@ -328,15 +320,7 @@ async fn garbage_from_the_game_reaches_the_map_server_untouched_and_stops_p2p() 
     let (login, _char, map) = servers_for(aid, vec![0x83, 0x02, 8, 0x84, 0x1E, 0x00]).await;
     let proxy = proxy_with(login.addr, p2p_settings(coordinator().await)).await;
     let mut game = to_the_map(&proxy, aid).await;
-    let cz_enter = gate::cz_enter(
-        ro_p2p_core::packet::PacketVersion::V20211103,
-        aid,
-        150_000,
-        111,
-        0,
-        gate::Sex::Male,
-    );
-    game.write_all(&cz_enter).await.unwrap();
+    let cz_enter = enter(&mut game, aid).await;
     read_exactly(&mut game, 6).await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while !proxy.players().await.iter().any(|p| p.aid == aid && p.p2p_running) {
@@ -370,15 +354,7 @@ async fn a_packet_cut_short_by_the_game_closing_still_reaches_the_map_server() {
     let (login, _char, map) = servers_for(aid, vec![0x83, 0x02, 9, 0x84, 0x1E, 0x00]).await;
     let proxy = proxy_with(login.addr, p2p_settings(coordinator().await)).await;
     let mut game = to_the_map(&proxy, aid).await;
-    let cz_enter = gate::cz_enter(
-        ro_p2p_core::packet::PacketVersion::V20211103,
-        aid,
-        150_000,
-        111,
-        0,
-        gate::Sex::Male,
-    );
-    game.write_all(&cz_enter).await.unwrap();
+    let cz_enter = enter(&mut game, aid).await;
     read_exactly(&mut game, 6).await;
     // The first three bytes of a walk, then the game goes.
     game.write_all(&[0x5F, 0x03, 0x26]).await.unwrap();
