@@ -677,3 +677,59 @@ proptest! {
         crate::fuzz::render_stream(&shaped);
     }
 }
+
+/// `ZC_NPCACK_SERVERMOVE` (`0x0AC7`, 156 bytes) to `map` on `ip:port`.
+fn server_move(map: &str, ip: [u8; 4], port: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 156];
+    p[0..2].copy_from_slice(&0x0AC7u16.to_le_bytes());
+    p[2..2 + map.len()].copy_from_slice(map.as_bytes());
+    p[18..20].copy_from_slice(&120u16.to_le_bytes());
+    p[20..22].copy_from_slice(&110u16.to_le_bytes());
+    p[22..26].copy_from_slice(&ip);
+    p[26..28].copy_from_slice(&port.to_le_bytes());
+    p
+}
+
+#[test]
+fn a_move_to_another_map_server_is_redirected_where_the_caller_says_and_reported() {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let moved = server_move("izlude.gat", [10, 0, 0, 5], 5122);
+    let door = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 40_001);
+    for split in [1, 7, 28, moved.len()] {
+        let mut s = ReceiveStream::new(V);
+        let mut asked = Vec::new();
+        for chunk in moved.chunks(split) {
+            s.push_server_redirecting(at(0), chunk, |to| {
+                asked.push((to.map.clone(), to.ip, to.port));
+                Some(door)
+            });
+        }
+        assert_eq!(asked, [("izlude.gat".to_string(), Ipv4Addr::new(10, 0, 0, 5), 5122)]);
+        let mut expected = moved.clone();
+        expected[22..26].copy_from_slice(&[127, 0, 0, 1]);
+        expected[26..28].copy_from_slice(&40_001u16.to_le_bytes());
+        assert_eq!(s.output(), expected.as_slice(), "split {split}");
+        let changes: Vec<MapChange> = s.take_map_changes().collect();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].map(), "izlude.gat");
+        assert!(matches!(&changes[0], MapChange::OtherServer(m) if m.port == 5122));
+    }
+    // Without a redirect the game goes where the server said.
+    let mut s = ReceiveStream::new(V);
+    s.push_server(at(0), &moved);
+    assert_eq!(s.output(), moved.as_slice());
+}
+
+#[test]
+fn a_map_change_on_the_same_server_is_reported() {
+    let mut p = vec![0x91, 0x00];
+    p.extend_from_slice(b"izlude.gat\0\0\0\0\0\0");
+    p.extend_from_slice(&120u16.to_le_bytes());
+    p.extend_from_slice(&110u16.to_le_bytes());
+    let mut s = ReceiveStream::new(V);
+    s.push_server(at(0), &p);
+    assert_eq!(s.output(), p.as_slice());
+    let changes: Vec<MapChange> = s.take_map_changes().collect();
+    assert!(matches!(&changes[..], [MapChange::SameServer(m)] if m.map == "izlude.gat"));
+    assert_eq!(s.take_map_changes().count(), 0);
+}
