@@ -17,7 +17,9 @@
 //!    `peers`) goes to every member of the session over a healthy link; a member without one
 //!    (a blocked NAT, a dead link) must make the router fall back to the server for it, never
 //!    lose it. And once the network has healed (the quiet end of the liveness phase), every
-//!    such frame is opened by the peer it was sent to.
+//!    such frame is opened by the peer it was sent to, unless that peer's player had already
+//!    left the sender's map when it was routed; and every player settled in the sender's
+//!    session is among the peers it goes to.
 //! 7. `cluster-fencing` (multi-coordinator worlds, after every step): a zone's lease epochs
 //!    only grow and one epoch is one instance's, and a stale owner never changes a zone's
 //!    seats once a later epoch has been granted (the store's record of every fenced write).
@@ -373,11 +375,23 @@ impl Checkers {
             if !live.contains(&f.from) || !live.contains(&f.to) {
                 continue;
             }
+            // Zone changes stop when the quiet end begins, but a `leave` takes a signaling hop
+            // to reach the other members: a frame routed in that hop goes to a player already
+            // on another map, whose node rightly drops it (seed 105620).
+            if !f.to_on_map {
+                continue;
+            }
             if !r.peer_frames_opened.contains(&(f.from.clone(), f.to.clone(), f.frame)) {
                 let slot = missing.entry((f.from.as_str(), f.to.as_str())).or_insert((0, ""));
                 slot.0 += 1;
                 slot.1 = f.label.as_str();
             }
+        }
+        // The other half of a zone change: a player joined to the sender's session that the
+        // sender never counted (a missed `peer-joined`) would get a peers-only packet from
+        // nobody, while the sender's router thinks every member is linked.
+        for (_, detail) in r.peers_only_unknown.iter().filter(|(t, _)| *t >= quiet_from_ms) {
+            push("peers-only-delivered", detail.clone());
         }
         for ((from, to), (n, label)) in missing {
             push(

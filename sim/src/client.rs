@@ -25,6 +25,7 @@ use ro_p2p_tokio::client::{Driver, DriverEvent, DriverStopped, NodeHandle, Obser
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::check::SETTLE_MS;
 use crate::hosts::MAP_PORT;
 use crate::peer::body_claims;
 use crate::plan::{P2P_ZONES, Plan, ZONES};
@@ -149,9 +150,36 @@ impl Observer for SimObserver {
                 .filter(|m| !healthy.contains(m))
                 .map(|m| m.to_string())
                 .collect();
+            let mut r = self.ctx.recorder.borrow_mut();
+            let t_ms = r.now_ms;
+            // A player settled in the sender's session that the sender does not count among
+            // its members gets the packet from nobody (a membership change it never heard).
+            let session = r.views.get(&self.ctx.name).and_then(|v| v.session.clone());
+            let zone = r.player_zones.get(&self.ctx.name).cloned();
+            let members = node.client().members();
+            let unknown: Vec<String> = r
+                .views
+                .iter()
+                .filter(|(name, v)| {
+                    **name != self.ctx.name
+                        && session.is_some()
+                        && v.session == session
+                        && r.player_zones.get(*name) == zone.as_ref()
+                        && r.session_since_ms.get(*name).is_some_and(|s| s + SETTLE_MS <= t_ms)
+                        && !members.iter().any(|m| m.as_str() == name.as_str())
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            if !unknown.is_empty() {
+                r.peers_only_unknown.push((
+                    t_ms,
+                    format!(
+                        "{}: {} packet #{} routed to peers only, not to {unknown:?}, joined to its session for {SETTLE_MS} ms or more",
+                        self.ctx.name, p.built.label, p.seq
+                    ),
+                ));
+            }
             if !missed.is_empty() || healthy.is_empty() {
-                let mut r = self.ctx.recorder.borrow_mut();
-                let t_ms = r.now_ms;
                 r.peers_only_lost.push((
                     t_ms,
                     format!(
@@ -171,12 +199,16 @@ impl Observer for SimObserver {
         let Some(label) = &self.peers_only else { return };
         let mut r = self.ctx.recorder.borrow_mut();
         let t_ms = r.now_ms;
+        let to = peer.to_string();
+        let to_on_map =
+            r.player_zones.get(&self.ctx.name).is_some_and(|z| r.player_zones.get(&to) == Some(z));
         r.peers_only_sent.push(PeersOnlyFrame {
             t_ms,
             from: self.ctx.name.clone(),
-            to: peer.to_string(),
+            to,
             frame: frame_id(frame),
             label: label.clone(),
+            to_on_map,
         });
     }
 
@@ -280,6 +312,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     };
     let mut node = Node::new(config, rng.fork(), Instant::ZERO);
     let start_zone = plan.start_zones.get(&name).cloned().unwrap_or_else(|| ZONES[0].to_owned());
+    recorder.borrow_mut().player_zones.insert(name.clone(), start_zone.clone());
     if let Ok(z) = Zone::new(start_zone) {
         node.handle_input(Instant::ZERO, Input::ZoneChanged(z));
     }
@@ -330,6 +363,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.load(Ordering::Relaxed) {
             let z = ZONES[rng.below_inclusive(ZONES.len() as u64 - 1) as usize];
             if let Ok(z) = Zone::new(z) {
+                recorder.borrow_mut().player_zones.insert(name.clone(), z.to_string());
                 handle.zone_changed(z).await?;
             }
             continue;
@@ -399,6 +433,10 @@ fn publish_view(ctx: &ClientCtx, client: &Client) {
     };
     let mut r = ctx.recorder.borrow_mut();
     if r.views.get(&ctx.name) != Some(&view) {
+        if r.views.get(&ctx.name).map(|v| &v.session) != Some(&view.session) {
+            let t_ms = r.now_ms;
+            r.session_since_ms.insert(ctx.name.clone(), t_ms);
+        }
         r.views.insert(ctx.name.clone(), view);
     }
 }

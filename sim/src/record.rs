@@ -129,6 +129,10 @@ pub struct PeersOnlyFrame {
     pub frame: u64,
     /// The packet's ground-truth label.
     pub label: String,
+    /// Whether the recipient's player was still on the sender's map when the frame was routed.
+    /// A player who has just changed maps is owed nothing from the old one (rAthena would not
+    /// show it the line either); its node drops the frame as from a non-member.
+    pub to_on_map: bool,
 }
 
 /// A relayed signaling message as its receiver saw it (checker 3).
@@ -226,6 +230,13 @@ pub struct Recorder {
     pub peer_frames_opened: BTreeSet<(String, String, u64)>,
     /// Packets routed to peers only while a member had no healthy link: (t_ms, what).
     pub peers_only_lost: Vec<(u64, String)>,
+    /// Packets routed to peers only while a player on the sender's map, joined to the sender's
+    /// session for at least `SETTLE_MS`, was not among the sender's members: (t_ms, what).
+    pub peers_only_unknown: Vec<(u64, String)>,
+    /// Per client: the map its player is on (ground truth, set by the player).
+    pub player_zones: BTreeMap<String, String>,
+    /// Per client: since when its view has been joined to its current session (or to none).
+    pub session_since_ms: BTreeMap<String, u64>,
     /// Violations found by hosts themselves (e.g. a packet the router dropped).
     pub host_violations: Vec<(String, String)>,
     /// Multi-coordinator worlds: leases granted and fenced writes, in order (views apart).

@@ -84,3 +84,39 @@ fn the_seed_derived_from_the_commit_passes() {
         );
     }
 }
+
+/// Seed 105620 (found by the sweep of seeds 100000..110000 with `--coordinators 0`, which drew
+/// 3): client-9's player left `payon` for `izlude` 5 ms before the quiet end began, and
+/// client-8 routed a chat line to peers only before the `peer-left` reached it. The frame went
+/// to client-9, whose node dropped it: its player was on another map, where rAthena would not
+/// have shown the line either. Checker 6 counted it as lost; it now owes a frame only to a
+/// player still on the sender's map when the frame was routed. The race itself must still
+/// happen in this seed, with one coordinator and with three, or the test proves nothing.
+#[test]
+fn a_peers_only_frame_to_a_player_who_just_left_the_map_is_not_counted_lost() {
+    for coordinators in [1, 3] {
+        let outcome = run_seed(105_620, Options { coordinators, ..Options::default() });
+        assert!(
+            outcome.passed(),
+            "seed 105620 --coordinators {coordinators} failed: {:?}\nreproduce: {}",
+            outcome.violations,
+            debug_line(&outcome.reproduce())
+        );
+        let r = outcome.recorder.borrow();
+        let raced: Vec<_> = r
+            .peers_only_sent
+            .iter()
+            .filter(|f| f.from == "client-8" && f.to == "client-9" && !f.to_on_map)
+            .collect();
+        assert!(
+            !raced.is_empty(),
+            "--coordinators {coordinators}: client-8 sent client-9 nothing after it left the map"
+        );
+        for f in raced {
+            assert!(
+                !r.peer_frames_opened.contains(&(f.from.clone(), f.to.clone(), f.frame)),
+                "--coordinators {coordinators}: client-9 opened a frame of a map it had left"
+            );
+        }
+    }
+}
