@@ -184,8 +184,8 @@ fn main() {
 
         // 1. Walks through the peer link only.
         let proxy = ProxyProcess::start(h.login_addr(), Some(&url), "movement=peers");
-        let a = player(&h, proxy.addr, "lata1", "Lat Alice1").await;
-        let b = player(&h, proxy.addr, "latb1", "Lat Bob1").await;
+        let a = player(&h, proxy.addr, "latalice1", "Lat Alice1").await;
+        let b = player(&h, proxy.addr, "latbob01", "Lat Bob1").await;
         // With movement=peers the server never moves A: B's walks are the drawn ones only.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -205,8 +205,8 @@ fn main() {
 
         // 2. Walks through rAthena (P2P off in the proxy) and straight to rAthena.
         let proxy = ProxyProcess::start(h.login_addr(), None, "");
-        let mut a = player(&h, proxy.addr, "lata2", "Lat Alice2").await;
-        let b = player(&h, proxy.addr, "latb2", "Lat Bob2").await;
+        let mut a = player(&h, proxy.addr, "latalice2", "Lat Alice2").await;
+        let b = player(&h, proxy.addr, "latbob02", "Lat Bob2").await;
         summary("walk, A to B's game, through rAthena (via the proxy)", walks(&a, &b, args.actions, interval).await);
         let cpu0 = proxy.cpu_s();
         let sent0 = a.sent_count().await;
@@ -224,8 +224,8 @@ fn main() {
         drop(proxy);
 
         let proxy = ProxyProcess::start(h.login_addr(), Some(&url), "");
-        let mut a = player(&h, proxy.addr, "lata3", "Lat Alice3").await;
-        let b = player(&h, proxy.addr, "latb3", "Lat Bob3").await;
+        let mut a = player(&h, proxy.addr, "latalice3", "Lat Alice3").await;
+        let b = player(&h, proxy.addr, "latbob03", "Lat Bob3").await;
         wait_for_links(&a, &b).await;
         let cpu0 = proxy.cpu_s();
         let sent0 = a.sent_count().await;
