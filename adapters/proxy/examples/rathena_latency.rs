@@ -149,6 +149,27 @@ async fn echoes(a: &mut Bot, n: usize, interval: Duration) -> Vec<f64> {
     out
 }
 
+/// [`echoes`] through `proxy`, with the proxy process's CPU time per client packet.
+async fn echoes_through(
+    proxy: &ProxyProcess,
+    a: &mut Bot,
+    n: usize,
+    interval: Duration,
+    how: &str,
+) {
+    let cpu0 = proxy.cpu_s();
+    let sent0 = a.sent_count().await;
+    let through = echoes(a, n, interval).await;
+    let cpu = proxy.cpu_s() - cpu0;
+    let packets = a.sent_count().await - sent0;
+    summary(&format!("chat to own echo through the proxy ({how})"), through);
+    println!(
+        "proxy CPU ({how}): {:.1} ms for {packets} client packets and their answers: {:.0} us per packet",
+        cpu * 1e3,
+        cpu * 1e6 / packets.max(1) as f64
+    );
+}
+
 async fn wait_for_links(a: &Bot, b: &Bot) {
     // Walk until B's game shows A's walk twice for one walk of A (drawn + mirrored): the
     // link is up. Bounded.
@@ -199,7 +220,10 @@ fn main() {
             }
             assert!(Instant::now() < deadline, "no peer link after 60 s");
         }
-        summary("walk, A to B's game, through the peer link", walks(&a, &b, args.actions, interval).await);
+        summary(
+            "walk, A to B's game, through the peer link",
+            walks(&a, &b, args.actions, interval).await,
+        );
         drop((a, b));
         drop(proxy);
 
@@ -207,19 +231,11 @@ fn main() {
         let proxy = ProxyProcess::start(h.login_addr(), None, "");
         let mut a = player(&h, proxy.addr, "latalice2", "Lat Alice2").await;
         let b = player(&h, proxy.addr, "latbob02", "Lat Bob2").await;
-        summary("walk, A to B's game, through rAthena (via the proxy)", walks(&a, &b, args.actions, interval).await);
-        let cpu0 = proxy.cpu_s();
-        let sent0 = a.sent_count().await;
-        let through = echoes(&mut a, args.actions, interval).await;
-        let cpu = proxy.cpu_s() - cpu0;
-        let packets = a.sent_count().await - sent0;
-        summary("chat to own echo through the proxy (P2P off)", through);
-        println!(
-            "proxy CPU: {:.1} ms for {} client packets and their answers: {:.0} us per packet",
-            cpu * 1e3,
-            packets,
-            cpu * 1e6 / packets.max(1) as f64
+        summary(
+            "walk, A to B's game, through rAthena (via the proxy)",
+            walks(&a, &b, args.actions, interval).await,
         );
+        echoes_through(&proxy, &mut a, args.actions, interval, "P2P off").await;
         drop((a, b));
         drop(proxy);
 
@@ -227,25 +243,20 @@ fn main() {
         let mut a = player(&h, proxy.addr, "latalice3", "Lat Alice3").await;
         let b = player(&h, proxy.addr, "latbob03", "Lat Bob3").await;
         wait_for_links(&a, &b).await;
-        let cpu0 = proxy.cpu_s();
-        let sent0 = a.sent_count().await;
-        let through = echoes(&mut a, args.actions, interval).await;
-        let cpu = proxy.cpu_s() - cpu0;
-        let packets = a.sent_count().await - sent0;
-        summary("chat to own echo through the proxy (P2P on, mirrored)", through);
-        println!(
-            "proxy CPU with P2P on: {:.1} ms for {} client packets (each also sealed to a peer): {:.0} us per packet",
-            cpu * 1e3,
-            packets,
-            cpu * 1e6 / packets.max(1) as f64
-        );
+        echoes_through(&proxy, &mut a, args.actions, interval, "P2P on, mirrored").await;
         drop((a, b));
         drop(proxy);
 
         let mut a = player(&h, h.login_addr(), "latdirect", "Lat Direct").await;
         let b = player(&h, h.login_addr(), "latdirectb", "Lat Directb").await;
-        summary("walk, A to B's game, straight to rAthena", walks(&a, &b, args.actions, interval).await);
-        summary("chat to own echo straight to rAthena", echoes(&mut a, args.actions, interval).await);
+        summary(
+            "walk, A to B's game, straight to rAthena",
+            walks(&a, &b, args.actions, interval).await,
+        );
+        summary(
+            "chat to own echo straight to rAthena",
+            echoes(&mut a, args.actions, interval).await,
+        );
     });
     h.stop().unwrap();
 }
