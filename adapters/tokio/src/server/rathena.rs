@@ -118,10 +118,7 @@ impl RathenaAuth {
     pub fn new(settings: &RathenaAuthSettings) -> Result<RathenaAuth, RathenaAuthError> {
         let redacted_url = redact_url_password(settings.database_url.expose());
         let opts = mysql_async::Opts::from_url(settings.database_url.expose()).map_err(|e| {
-            RathenaAuthError::BadUrl {
-                url: redacted_url.clone(),
-                detail: redact_url_password(&e.to_string()),
-            }
+            RathenaAuthError::BadUrl { url: redacted_url.clone(), detail: scrub(&e.to_string()) }
         })?;
         let max = usize::try_from(settings.pool_max.max(1)).unwrap_or(8);
         let constraints = mysql_async::PoolConstraints::new(0, max)
@@ -270,7 +267,7 @@ impl RathenaAuth {
         }
         let result = tokio::time::timeout(self.query_timeout, self.query(accounts)).await;
         let result = match result {
-            Ok(r) => r.map_err(|e| redact_url_password(&e.to_string())),
+            Ok(r) => r.map_err(|e| scrub(&e.to_string())),
             Err(_) => Err(format!("no answer within {} ms", self.query_timeout.as_millis())),
         };
         let mut h = lock(&self.health);
@@ -410,6 +407,11 @@ impl RathenaAuth {
         };
         tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
     }
+}
+
+/// A database error's text, with the password of any URL it quotes hidden.
+fn scrub(message: &str) -> String {
+    if message.contains("://") { redact_url_password(message) } else { message.to_owned() }
 }
 
 /// A poisoned lock only means another task panicked mid-update of plain data; carry on.
