@@ -72,10 +72,129 @@ pub struct CoordinatorSettings {
     pub grace_seats_per_address: u32,
     /// `coordinator.redis`: shared session state; `None` keeps it in memory.
     pub redis: Option<RedisSettings>,
+    /// `coordinator.auth.mode`: how clients authenticate (`off`, `jwt`, `rathena`). Without
+    /// `coordinator.auth`, `require_authentication` decides between `jwt` and `off`.
+    pub auth_mode: AuthMode,
+    /// `coordinator.auth.rathena`: set exactly when [`Self::auth_mode`] is
+    /// [`AuthMode::Rathena`].
+    pub rathena_auth: Option<RathenaAuthSettings>,
     /// `security.ssl_cert` and `security.ssl_key`: serve `wss://`/`https://` when set.
     pub tls: Option<TlsFiles>,
     /// `logging`.
     pub logging: LoggingSettings,
+}
+
+/// How clients authenticate to the coordinator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// Nobody is asked who they are (development).
+    #[default]
+    Off,
+    /// An HS256 JWT signed with `coordinator.jwt_secret`, minted by the operator's own issuer.
+    Jwt,
+    /// rAthena's web auth token, checked in rAthena's own `login` table.
+    Rathena,
+}
+
+impl AuthMode {
+    /// The name in `config.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Off => "off",
+            AuthMode::Jwt => "jwt",
+            AuthMode::Rathena => "rathena",
+        }
+    }
+}
+
+/// `coordinator.auth.rathena`: where rAthena's `login` table is and how often to re-check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RathenaAuthSettings {
+    /// `database_url`: `mysql://user:password@host:port/database`, query parameters as the
+    /// MySQL client takes them (`?require_ssl=true` for TLS). Holds the password.
+    pub database_url: Secret,
+    /// `recheck_interval_seconds`: how often the tokens of connected players are re-checked.
+    pub recheck_interval_s: u64,
+    /// `query_timeout_ms`: longest wait for a connection plus a query.
+    pub query_timeout_ms: u64,
+    /// `pool_max`: most database connections.
+    pub pool_max: u32,
+    /// `failed_checks_burst`: failed checks one address may cause before it is rate limited.
+    pub failed_checks_burst: u32,
+    /// `failed_checks_per_minute`: how fast that allowance refills.
+    pub failed_checks_per_minute: u32,
+    /// `table` and `columns`: the names in rAthena's schema (overridable for renamed schemas).
+    pub schema: LoginSchema,
+}
+
+/// The table and column names of rAthena's `login` table (`coordinator.auth.rathena.table`,
+/// `coordinator.auth.rathena.columns.*`). Each is an SQL identifier: letters, digits and `_`,
+/// not starting with a digit, at most 64 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginSchema {
+    /// `table`: `login`.
+    pub table: String,
+    /// `columns.account_id`: `account_id`.
+    pub account_id: String,
+    /// `columns.web_auth_token`: `web_auth_token`.
+    pub web_auth_token: String,
+    /// `columns.web_auth_token_enabled`: `web_auth_token_enabled`.
+    pub web_auth_token_enabled: String,
+    /// `columns.sex`: `sex` (`'S'` marks a server account).
+    pub sex: String,
+}
+
+impl Default for LoginSchema {
+    fn default() -> Self {
+        LoginSchema {
+            table: "login".into(),
+            account_id: "account_id".into(),
+            web_auth_token: "web_auth_token".into(),
+            web_auth_token_enabled: "web_auth_token_enabled".into(),
+            sex: "sex".into(),
+        }
+    }
+}
+
+impl RathenaAuthSettings {
+    /// The defaults around `database_url`: re-check every 30 s, 2 s per query, 8 connections,
+    /// 10 failed checks per address refilled at 10 per minute, rAthena's own names.
+    pub fn new(database_url: impl Into<String>) -> RathenaAuthSettings {
+        RathenaAuthSettings {
+            database_url: Secret::new(database_url),
+            recheck_interval_s: 30,
+            query_timeout_ms: 2_000,
+            pool_max: 8,
+            failed_checks_burst: 10,
+            failed_checks_per_minute: 10,
+            schema: LoginSchema::default(),
+        }
+    }
+
+    /// `database_url` with its password replaced by `***` (for `--check-config` and logs).
+    pub fn redacted_url(&self) -> String {
+        redact_url_password(self.database_url.expose())
+    }
+}
+
+/// `scheme://user:password@rest` becomes `scheme://user:***@rest`; other URLs are returned
+/// without their query string if they hold no password.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A TURN server from `coordinator.turn_servers`.
@@ -233,6 +352,8 @@ impl Default for CoordinatorSettings {
             grace_seats_max: core_default.grace_seats_max as u32,
             grace_seats_per_address: core_default.grace_seats_per_origin_max as u32,
             redis: None,
+            auth_mode: AuthMode::Off,
+            rathena_auth: None,
             tls: None,
             logging: LoggingSettings::default(),
         }
@@ -309,9 +430,16 @@ impl CoordinatorSettings {
             });
         }
 
-        let require_authentication = c.bool("require_authentication", d.require_authentication)?;
+        let require_given = c.has("require_authentication");
+        let mut require_authentication =
+            c.bool("require_authentication", d.require_authentication)?;
         let jwt_secret = c.opt_string("jwt_secret")?.map(Secret::new);
-        if require_authentication && jwt_secret.is_none() {
+        let (auth_mode, rathena_auth) = match c.opt_table("auth")? {
+            None => (if require_authentication { AuthMode::Jwt } else { AuthMode::Off }, None),
+            Some(a) => auth_settings(a, require_given.then_some(require_authentication))?,
+        };
+        require_authentication = auth_mode != AuthMode::Off;
+        if auth_mode == AuthMode::Jwt && jwt_secret.is_none() {
             return Err(ConfigError::Inconsistent {
                 key: c.key("jwt_secret"),
                 reason: "required (and non-empty) when require_authentication is true".to_owned(),
@@ -441,6 +569,8 @@ impl CoordinatorSettings {
             grace_seats_max,
             grace_seats_per_address,
             redis,
+            auth_mode,
+            rathena_auth,
             tls,
             logging: LoggingSettings { level, file, format },
         })
@@ -615,4 +745,113 @@ fn redis_settings(mut r: Table) -> Result<RedisSettings, ConfigError> {
     };
     r.finish()?;
     Ok(RedisSettings { endpoint, tls, key_prefix })
+}
+
+/// `coordinator.auth`: `mode` and, for `rathena`, its block. `require_authentication` (when
+/// given) must agree with the mode.
+fn auth_settings(
+    mut a: Table,
+    require_authentication: Option<bool>,
+) -> Result<(AuthMode, Option<RathenaAuthSettings>), ConfigError> {
+    let mode = match a.string("mode", "jwt")?.trim().to_ascii_lowercase().as_str() {
+        "off" => AuthMode::Off,
+        "jwt" => AuthMode::Jwt,
+        "rathena" => AuthMode::Rathena,
+        other => {
+            return Err(ConfigError::Invalid {
+                key: a.key("mode"),
+                reason: format!("{other:?} is not one of off, jwt, rathena"),
+            });
+        }
+    };
+    if let Some(required) = require_authentication
+        && required != (mode != AuthMode::Off)
+    {
+        return Err(ConfigError::Inconsistent {
+            key: a.key("mode"),
+            reason: format!(
+                "{} contradicts coordinator.require_authentication: {required} (drop one)",
+                mode.as_str()
+            ),
+        });
+    }
+    let block = a.opt_table("rathena")?;
+    let rathena = match (mode, block) {
+        (AuthMode::Rathena, Some(r)) => Some(rathena_settings(r)?),
+        (AuthMode::Rathena, None) => {
+            return Err(ConfigError::Missing { key: a.key("rathena.database_url") });
+        }
+        (_, Some(_)) => {
+            return Err(ConfigError::Inconsistent {
+                key: a.key("rathena"),
+                reason: format!("set, but mode is {}", mode.as_str()),
+            });
+        }
+        (_, None) => None,
+    };
+    a.finish()?;
+    Ok((mode, rathena))
+}
+
+fn rathena_settings(mut r: Table) -> Result<RathenaAuthSettings, ConfigError> {
+    let url = r
+        .opt_string("database_url")?
+        .ok_or_else(|| ConfigError::Missing { key: r.key("database_url") })?;
+    // Checked in its redacted form: the error message quotes it, and must not show a password.
+    check_url(&r.key("database_url"), &redact_url_password(&url), &["mysql://", "mariadb://"])?;
+    let url = match url.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None => url,
+    };
+    let d = RathenaAuthSettings::new(String::new());
+    let recheck_interval_s = r.uint("recheck_interval_seconds", d.recheck_interval_s, 1..=3_600)?;
+    let query_timeout_ms = r.uint("query_timeout_ms", d.query_timeout_ms, 100..=60_000)?;
+    let pool_max = r.uint("pool_max", d.pool_max, 1..=256)?;
+    let failed_checks_burst = r.uint("failed_checks_burst", d.failed_checks_burst, 1..=100_000)?;
+    let failed_checks_per_minute =
+        r.uint("failed_checks_per_minute", d.failed_checks_per_minute, 1..=1_000_000)?;
+    let ds = LoginSchema::default();
+    let table = r.string("table", &ds.table)?;
+    check_identifier(&r.key("table"), &table)?;
+    let mut cols = r.table("columns")?;
+    let mut column = |name: &str, default: &str| -> Result<String, ConfigError> {
+        let v = cols.string(name, default)?;
+        check_identifier(&cols.key(name), &v)?;
+        Ok(v)
+    };
+    let schema = LoginSchema {
+        table,
+        account_id: column("account_id", &ds.account_id)?,
+        web_auth_token: column("web_auth_token", &ds.web_auth_token)?,
+        web_auth_token_enabled: column("web_auth_token_enabled", &ds.web_auth_token_enabled)?,
+        sex: column("sex", &ds.sex)?,
+    };
+    cols.finish()?;
+    r.finish()?;
+    Ok(RathenaAuthSettings {
+        database_url: Secret::new(url),
+        recheck_interval_s,
+        query_timeout_ms,
+        pool_max,
+        failed_checks_burst,
+        failed_checks_per_minute,
+        schema,
+    })
+}
+
+/// An SQL identifier the coordinator may put in a query (quoted with backticks): letters,
+/// digits and `_`, not starting with a digit, 1 to 64 characters.
+fn check_identifier(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            reason: format!("{name:?} must be letters, digits and _, not starting with a digit"),
+        })
+    }
 }

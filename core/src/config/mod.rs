@@ -19,8 +19,8 @@ pub use client::{
     ZoneFilter,
 };
 pub use coordinator::{
-    CoordinatorSettings, LogFormat, LoggingSettings, RateLimit, RedisEndpoint, RedisSettings,
-    TlsFiles, TurnServer,
+    AuthMode, CoordinatorSettings, LogFormat, LoggingSettings, LoginSchema, RateLimit,
+    RathenaAuthSettings, RedisEndpoint, RedisSettings, TlsFiles, TurnServer, redact_url_password,
 };
 pub use tree::{CONFIG_BYTES_MAX, CONFIG_DEPTH_MAX, LIST_LEN_MAX, VALUE_BYTES_MAX};
 

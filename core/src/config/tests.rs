@@ -117,6 +117,7 @@ mod coordinator_yaml {
             CoordinatorSettings {
                 require_authentication: true,
                 jwt_secret: Some(Secret::new("abc")),
+                auth_mode: crate::config::AuthMode::Jwt,
                 ..d
             }
         );
@@ -619,4 +620,75 @@ fn client_settings_map_onto_the_client_state_machine_config() {
     let c = ClientSettings::from_json(json).unwrap().to_client_config();
     assert!(!c.zone_enabled(&prontera));
     assert!(c.zone_enabled(&crate::wire::Zone::new("geffen").unwrap()));
+}
+
+mod rathena_auth {
+    use crate::config::{AuthMode, CoordinatorSettings};
+
+    fn parse(yaml: &str) -> Result<CoordinatorSettings, String> {
+        let env = |k: &str| (k == "DB_PASSWORD").then(|| "p@ss:w0rd".to_owned());
+        CoordinatorSettings::from_yaml(yaml, &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn rathena_mode_needs_a_database_url_and_no_jwt_secret() {
+        let s = parse(
+            "coordinator:\n  auth:\n    mode: rathena\n    rathena:\n      database_url: \"mysql://p2p:${DB_PASSWORD}@db.example:3306/ragnarok\"\n      recheck_interval_seconds: 5\n      table: acct\n      columns: { sex: gender }\n",
+        )
+        .unwrap();
+        assert_eq!(s.auth_mode, AuthMode::Rathena);
+        assert!(s.require_authentication);
+        let r = s.rathena_auth.unwrap();
+        assert_eq!(r.database_url.expose(), "mysql://p2p:p@ss:w0rd@db.example:3306/ragnarok");
+        assert_eq!(r.redacted_url(), "mysql://p2p:***@db.example:3306/ragnarok");
+        assert_eq!(r.recheck_interval_s, 5);
+        assert_eq!((r.schema.table.as_str(), r.schema.sex.as_str()), ("acct", "gender"));
+        assert_eq!(r.schema.web_auth_token, "web_auth_token");
+        assert!(!format!("{r:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn bad_rathena_settings_name_their_key_and_hide_the_password() {
+        let cases = [
+            ("coordinator:\n  auth:\n    mode: rathena\n", "database_url"),
+            (
+                "coordinator:\n  auth:\n    mode: rathena\n    rathena:\n      database_url: \"postgres://u:secretpw@h/db\"\n",
+                "database_url",
+            ),
+            (
+                "coordinator:\n  auth:\n    mode: rathena\n    rathena:\n      database_url: \"mysql://u:secretpw@h/db\"\n      table: \"login`; DROP TABLE login; --\"\n",
+                "table",
+            ),
+            (
+                "coordinator:\n  auth:\n    mode: rathena\n    rathena:\n      database_url: \"mysql://u:secretpw@h/db\"\n      columns: { account_id: \"1x\" }\n",
+                "columns.account_id",
+            ),
+            (
+                "coordinator:\n  auth:\n    mode: rathena\n    rathena:\n      database_url: \"mysql://u:secretpw@h/db\"\n      recheck_interval_seconds: 0\n",
+                "recheck_interval_seconds",
+            ),
+            ("coordinator:\n  require_authentication: false\n  auth:\n    mode: rathena\n", "mode"),
+            ("coordinator:\n  auth:\n    mode: ldap\n", "mode"),
+            ("coordinator:\n  auth:\n    mode: jwt\n", "jwt_secret"),
+            (
+                "coordinator:\n  auth:\n    mode: off\n    rathena:\n      database_url: \"mysql://u:secretpw@h/db\"\n",
+                "rathena",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let err = parse(yaml).unwrap_err();
+            assert!(err.contains(key), "{yaml}: {err}");
+            assert!(!err.contains("secretpw"), "{err}");
+        }
+    }
+
+    #[test]
+    fn without_an_auth_block_require_authentication_picks_jwt_or_off() {
+        let s = parse("coordinator:\n  jwt_secret: x\n").unwrap();
+        assert_eq!(s.auth_mode, AuthMode::Jwt);
+        let s = parse("coordinator:\n  require_authentication: false\n").unwrap();
+        assert_eq!(s.auth_mode, AuthMode::Off);
+        let s = parse("coordinator:\n  auth: { mode: off }\n").unwrap();
+        assert!(!s.require_authentication);
+    }
 }

@@ -214,6 +214,7 @@ impl State {
             Input::Shutdown => self.on_shutdown(now),
             Input::RestoreSeats { zone, seats } => self.restore_seats(now, &zone, seats),
             Input::DropZone { zone } => self.drop_zone(&zone),
+            Input::Revoke { conn, reason } => self.revoke(conn, reason),
         }
     }
 
@@ -542,6 +543,27 @@ impl State {
             seat.state = SeatState::Live(conn);
         }
         self.reelect(&sid, None);
+    }
+
+    /// Closes `conn` with `auth-revoked` and gives up the seat it holds (no grace).
+    fn revoke(&mut self, conn: ConnId, reason: String) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.deadlines.stop(&Timer::Idle(conn));
+        self.emit_close(conn, ErrorCode::AuthRevoked, reason);
+        if self.live.get(&c.peer) == Some(&conn) {
+            self.live.remove(&c.peer);
+        }
+        let held_by_conn = self
+            .seats
+            .get(&c.peer)
+            .and_then(|sid| self.sessions.get(sid))
+            .and_then(|s| s.seat(&c.peer))
+            .is_some_and(|seat| seat.state == SeatState::Live(conn));
+        if held_by_conn {
+            self.unseat(&c.peer, PeerLeftReason::Left);
+        }
     }
 
     /// Closes `conn` with `code` and puts its seat into grace.

@@ -11,6 +11,7 @@
 //! [`Coordinator::stats`]. The protocol it speaks is documented in `docs/protocol.md`.
 
 mod config;
+pub mod credential;
 mod deadlines;
 mod machine;
 mod rate;
@@ -103,6 +104,19 @@ pub enum Input {
         zone: Zone,
         /// Its recorded seats.
         seats: Vec<RestoredSeat>,
+    },
+    /// The credential `conn` was admitted with is no longer valid (authentication mode
+    /// `rathena`: the player logged out of the game or logged in again with a new token). The
+    /// connection is closed with `auth-revoked` and its seat is given up at once, not held in
+    /// grace: the other members get `peer-left` (`left`), since a player who left the game must
+    /// not stay in anyone's peer list. Its identity (the account id) is unchanged, so a client
+    /// back with the new token joins again under the same peer id. Ignored when `conn` is
+    /// gone already.
+    Revoke {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for humans (no token in it).
+        reason: String,
     },
     /// This instance no longer speaks for `zone` (cluster mode: another instance owns it now).
     /// Its sessions and seats are forgotten without telling anyone and without any output; the

@@ -1182,3 +1182,41 @@ fn a_seat_given_up_for_lack_of_grace_room_is_announced_as_left() {
     );
     assert_eq!(h.c.stats().seats_in_grace, 0);
 }
+
+#[test]
+fn revoked_credential_closes_the_connection_and_gives_up_the_seat_at_once() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "2000001");
+    h.connect(2, "2000002");
+    h.join(1, "prontera");
+    let (sid, ..) = joined(&sends(&h.join(2, "prontera"), 2));
+    let out = h.input(Input::Revoke { conn: ConnId(1), reason: "logged out".into() });
+    assert_eq!(closes(&out), vec![(1, ErrorCode::AuthRevoked)]);
+    assert!(sends(&out, 2).contains(&ServerMessage::PeerLeft {
+        peer_id: peer("2000001"),
+        reason: PeerLeftReason::Left
+    }));
+    let view = h.c.session(&sid).unwrap();
+    assert_eq!(view.members, vec![peer("2000002")], "no seat held in grace");
+    assert_eq!(h.c.stats().seats_in_grace, 0);
+    // The disconnect that follows the close, and a second revoke, change nothing.
+    assert!(h.disconnect(1).is_empty());
+    assert!(h.input(Input::Revoke { conn: ConnId(1), reason: "again".into() }).is_empty());
+    // Back with a new token: the same identity joins the same session again.
+    h.connect(3, "2000001");
+    let (again, peers, ..) = joined(&sends(&h.join(3, "prontera"), 3));
+    assert_eq!(again, sid);
+    assert_eq!(peers, vec![peer("2000002")]);
+}
+
+#[test]
+fn revoking_a_replaced_connection_leaves_the_newer_ones_seat_alone() {
+    let mut h = H::new(Config::default());
+    h.connect(1, "2000001");
+    h.join(1, "prontera");
+    // A re-login with a new token replaced connection 1 and took its seat.
+    h.connect(2, "2000001");
+    let out = h.input(Input::Revoke { conn: ConnId(1), reason: "old token".into() });
+    assert!(closes(&out).is_empty(), "{out:?}");
+    assert_eq!(h.c.seat_connection(&peer("2000001")), Some(ConnId(2)));
+}

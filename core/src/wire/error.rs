@@ -38,6 +38,13 @@ pub enum ErrorCode {
     AuthInvalid,
     /// The token has expired (or is not valid yet).
     AuthExpired,
+    /// The credential this connection was admitted with was withdrawn (rAthena mode: the
+    /// player logged out of the game, or logged in again with a new token): the seat is given
+    /// up. Reconnect with the new credential.
+    AuthRevoked,
+    /// The credential cannot be checked right now (rAthena mode: its database is unreachable);
+    /// retry later. Connections already admitted are not affected.
+    AuthUnavailable,
     /// A newer connection with the same identity replaced this one.
     Replaced,
     /// The connection sent nothing for longer than the idle timeout.
@@ -74,6 +81,8 @@ impl ErrorCode {
             ErrorCode::AuthRequired => "auth-required",
             ErrorCode::AuthInvalid => "auth-invalid",
             ErrorCode::AuthExpired => "auth-expired",
+            ErrorCode::AuthRevoked => "auth-revoked",
+            ErrorCode::AuthUnavailable => "auth-unavailable",
             ErrorCode::Replaced => "replaced",
             ErrorCode::IdleTimeout => "idle-timeout",
             ErrorCode::SlowConsumer => "slow-consumer",
@@ -100,6 +109,8 @@ impl ErrorCode {
         ErrorCode::AuthRequired,
         ErrorCode::AuthInvalid,
         ErrorCode::AuthExpired,
+        ErrorCode::AuthRevoked,
+        ErrorCode::AuthUnavailable,
         ErrorCode::Replaced,
         ErrorCode::IdleTimeout,
         ErrorCode::SlowConsumer,

@@ -131,6 +131,13 @@ id_type!(
     id_char
 );
 
+impl PeerId {
+    /// The peer id of an rAthena account: its id in decimal (always valid).
+    pub fn from_account_id(account_id: u32) -> PeerId {
+        PeerId(account_id.to_string())
+    }
+}
+
 id_type!(
     /// A session's id, chosen by the coordinator. 1 to 64 bytes of ASCII letters, digits,
     /// `_ - . : @`.

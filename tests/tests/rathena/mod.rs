@@ -3,6 +3,8 @@
 //! game clients) through the proxy or straight to rAthena, and waits for peer links.
 #![allow(dead_code)]
 
+pub mod auth;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,14 +37,16 @@ pub struct Coordinator {
 impl Coordinator {
     /// Starts on `addr` (port 0 for a free one; a port used before to restart in place).
     pub async fn start(addr: SocketAddr) -> Coordinator {
+        Coordinator::start_with(addr, ServerConfig::default()).await
+    }
+
+    /// Starts on `addr` with `config` (e.g. authentication mode `rathena`).
+    pub async fn start_with(addr: SocketAddr, config: ServerConfig) -> Coordinator {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let service = Service::start(
-            ServerConfig::default(),
-            Rng::from_seed(addr.port().into()),
-            Arc::new(SystemClock),
-        )
-        .unwrap();
+        let service =
+            Service::start(config, Rng::from_seed(addr.port().into()), Arc::new(SystemClock))
+                .unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(service.serve(
             listener,

@@ -1,12 +1,16 @@
-//! Who is connecting: JWT verification, the wall clock it needs, and TURN REST credentials.
+//! Who is connecting: JWT verification or rAthena's web auth token, the wall clock, and TURN
+//! REST credentials.
 //!
-//! The coordinator core never sees a token. The service verifies it here (HS256 only, the
-//! algorithm pinned, `exp` and `nbf` checked against an injectable [`WallClock`]) and hands the
-//! core an [`Identity`]: the token's subject, which is the rAthena account id. The same clock
+//! The coordinator core never sees a token. The service verifies it here and hands the core an
+//! [`Identity`], which is the rAthena account id: in mode `jwt` the token's subject (HS256 only,
+//! the algorithm pinned, `exp` and `nbf` checked against an injectable [`WallClock`]); in mode
+//! `rathena` the account id of a `"<account id>:<web auth token>"` credential that rAthena's
+//! `login` table admits ([`super::rathena`]). The same clock
 //! stamps the expiry of the time-limited TURN credentials handed out in `session-joined` and by
 //! `POST /api/v1/auth/login`.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,8 +18,11 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ro_p2p_core::coordinator::Identity;
+use ro_p2p_core::coordinator::credential::WebAuthCredential;
 use ro_p2p_core::wire::{ErrorCode, IceServer, PeerId, limits};
 use serde::{Deserialize, Serialize};
+
+use super::rathena::RathenaAuth;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const CLOCK_LEEWAY_S: u64 = 30;
@@ -65,6 +72,18 @@ impl WallClock for ManualClock {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
+    /// Mode `rathena`: the web auth token credential is refused (the core's decision).
+    #[error("{0}")]
+    Refused(ro_p2p_core::coordinator::credential::CredentialRejection),
+    /// Mode `rathena`: the account database cannot be asked right now.
+    #[error("{detail}")]
+    Unavailable {
+        /// Why (no secrets in it).
+        detail: String,
+    },
+    /// Mode `rathena`: this address caused too many failed checks recently.
+    #[error("too many failed authentication attempts from this address; retry later")]
+    RateLimited,
     /// Authentication is required and no token was presented (in time).
     #[error("authentication required: {detail}")]
     Missing {
@@ -101,6 +120,9 @@ impl AuthError {
     pub fn code(&self) -> ErrorCode {
         match self {
             AuthError::Missing { .. } => ErrorCode::AuthRequired,
+            AuthError::Refused(why) => why.code(),
+            AuthError::Unavailable { .. } => ErrorCode::AuthUnavailable,
+            AuthError::RateLimited => ErrorCode::RateLimited,
             AuthError::Invalid { .. } => ErrorCode::AuthInvalid,
             AuthError::Expired { .. } | AuthError::NotYetValid { .. } => ErrorCode::AuthExpired,
         }
@@ -128,6 +150,16 @@ pub struct Authenticator {
 enum Mode {
     Off,
     Jwt { key: DecodingKey, validation: Box<Validation> },
+    Rathena(Arc<RathenaAuth>),
+}
+
+/// A connection that passed authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    /// Who it is.
+    pub identity: Identity,
+    /// Mode `rathena`: the credential it was admitted with (re-checked every interval).
+    pub credential: Option<WebAuthCredential>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -135,6 +167,7 @@ impl fmt::Debug for Authenticator {
         let mode = match self.mode {
             Mode::Off => "off",
             Mode::Jwt { .. } => "jwt-hs256",
+            Mode::Rathena(_) => "rathena",
         };
         f.debug_struct("Authenticator").field("mode", &mode).finish_non_exhaustive()
     }
@@ -159,9 +192,44 @@ impl Authenticator {
         Authenticator { mode: Mode::Jwt { key, validation: Box::new(validation) }, clock }
     }
 
+    /// rAthena's web auth token, checked by `auth`, is required.
+    pub fn rathena(auth: Arc<RathenaAuth>, clock: Arc<dyn WallClock>) -> Self {
+        Authenticator { mode: Mode::Rathena(auth), clock }
+    }
+
     /// Whether a token is required.
     pub fn required(&self) -> bool {
-        matches!(self.mode, Mode::Jwt { .. })
+        !matches!(self.mode, Mode::Off)
+    }
+
+    /// The `rathena` mode's state, when that is the mode.
+    pub fn rathena_auth(&self) -> Option<&Arc<RathenaAuth>> {
+        match &self.mode {
+            Mode::Rathena(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The identity for a connection from `origin` that presented `token` (or none), and in
+    /// mode `rathena` the credential to re-check.
+    pub async fn admit(
+        &self,
+        token: Option<&str>,
+        origin: Option<IpAddr>,
+    ) -> Result<Admitted, AuthError> {
+        match (&self.mode, token) {
+            (Mode::Rathena(_), None) => Err(AuthError::Missing {
+                detail: "a credential `<account id>:<web auth token>` is required",
+            }),
+            (Mode::Rathena(r), Some(token)) => {
+                let credential = r.admit(token, origin).await?;
+                Ok(Admitted {
+                    identity: Identity::Account(credential.peer_id()),
+                    credential: Some(credential),
+                })
+            }
+            _ => Ok(Admitted { identity: self.identify(token)?, credential: None }),
+        }
     }
 
     /// The clock used for `exp`/`nbf` and TURN credential expiry.
@@ -169,10 +237,14 @@ impl Authenticator {
         &self.clock
     }
 
-    /// The identity for a connection that presented `token` (or none).
+    /// The identity for a connection that presented `token` (or none), in the modes that need
+    /// no I/O (`off`, `jwt`); mode `rathena` needs [`Self::admit`].
     pub fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match (&self.mode, token) {
             (Mode::Off, _) => Ok(Identity::Anonymous),
+            (Mode::Rathena(_), _) => Err(AuthError::Unavailable {
+                detail: "internal: mode rathena checks credentials asynchronously".into(),
+            }),
             (Mode::Jwt { .. }, None) => {
                 Err(AuthError::Missing { detail: "a bearer token is required" })
             }

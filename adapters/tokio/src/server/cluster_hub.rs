@@ -303,6 +303,15 @@ impl ClusterHub {
                 self.node.disconnected(conn).await;
                 self.flush(None).await;
             }
+            Event::Revoke { conn, reason } => {
+                // The cluster node keeps the seat records: closing the connection lets it give
+                // the seat up through its own path (grace, then the record goes).
+                if let Some(handle) = self.conns.remove(&conn) {
+                    handle.close(ErrorCode::AuthRevoked, reason);
+                    self.node.disconnected(conn).await;
+                    self.flush(None).await;
+                }
+            }
             Event::Rejected { code } => self.metrics.reject(code),
             Event::Query(q) => self.answer(q),
             Event::Shutdown => {
@@ -388,6 +397,7 @@ impl ClusterHub {
             connections_pending_auth: 0, // filled in by the REST handler
             sessions: world.sessions().len(),
             version: env!("CARGO_PKG_VERSION"),
+            auth: None,
             cluster: Some(ClusterHealth {
                 instance: self.node.store().instance().to_string(),
                 store: if self.store_error.is_some() { "unreachable" } else { "ok" },

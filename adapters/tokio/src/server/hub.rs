@@ -136,6 +136,8 @@ pub(crate) enum Event {
     Control { conn: ConnId },
     /// The connection's socket ended.
     Disconnected { conn: ConnId },
+    /// The credential `conn` was admitted with was withdrawn (mode `rathena`).
+    Revoke { conn: ConnId, reason: String },
     /// The service refused something before the core saw it (auth, oversized frame).
     Rejected { code: ErrorCode },
     /// A REST query.
@@ -147,7 +149,8 @@ pub(crate) enum Event {
 /// What `GET /api/v1/health` reports.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Health {
-    /// `ok`, or `shutting-down`.
+    /// `ok`, `degraded` (mode `rathena` with its database unreachable: admitted players stay,
+    /// new logins get `auth-unavailable`), or `shutting-down`.
     pub status: &'static str,
     /// Seconds since the hub started.
     pub uptime_s: u64,
@@ -160,6 +163,9 @@ pub struct Health {
     pub sessions: usize,
     /// The coordinator's version.
     pub version: &'static str,
+    /// Mode `rathena` only: the account database's reachability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<super::rathena::AuthHealth>,
     /// Cluster mode only: this instance and the store's reachability.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::cluster_hub::ClusterHealth>,
@@ -283,6 +289,14 @@ impl Hub {
                 self.core.handle_input(now, Input::Disconnected { conn });
                 self.drain(None);
             }
+            Event::Revoke { conn, reason } => {
+                if !self.conns.contains_key(&conn) {
+                    return;
+                }
+                let now = self.now();
+                self.core.handle_input(now, Input::Revoke { conn, reason });
+                self.drain(None);
+            }
             Event::Rejected { code } => self.metrics.reject(code),
             Event::Query(q) => self.answer(q),
             Event::Shutdown => {
@@ -330,6 +344,7 @@ impl Hub {
             connections_pending_auth: 0, // filled in by the REST handler
             sessions: stats.sessions_per_zone.values().sum(),
             version: env!("CARGO_PKG_VERSION"),
+            auth: None,
             cluster: None,
         }
     }

@@ -12,6 +12,7 @@ pub mod auth;
 mod cluster_hub;
 mod hub;
 pub mod metrics;
+pub mod rathena;
 pub mod rest;
 pub mod settings;
 pub mod tls;
@@ -127,8 +128,13 @@ pub struct ServerConfig {
     pub core: coordinator::Config,
     /// Require a JWT (HS256 with `jwt_secret`) on every connection.
     pub require_authentication: bool,
-    /// The HS256 secret shared with the rAthena side; required when authentication is on.
+    /// The HS256 secret shared with the rAthena side; required when authentication is on in
+    /// mode `jwt`.
     pub jwt_secret: Option<String>,
+    /// Mode `rathena` (`coordinator.auth.rathena`): clients present their web auth token,
+    /// checked in rAthena's `login` table. Wins over `jwt_secret`; needs
+    /// `require_authentication`.
+    pub rathena_auth: Option<ro_p2p_core::config::RathenaAuthSettings>,
     /// STUN/TURN servers handed to clients.
     pub ice: IceConfig,
     /// The configured signaling path (served besides the two built-in ones).
@@ -166,6 +172,7 @@ impl ServerConfig {
             core: coordinator::Config::default(),
             require_authentication: false,
             jwt_secret: None,
+            rathena_auth: None,
             ice: IceConfig {
                 stun_servers: Vec::new(),
                 turn_servers: Vec::new(),
@@ -191,6 +198,12 @@ pub enum ServiceError {
     /// Authentication is on but no secret is configured.
     #[error("coordinator.require_authentication is true but coordinator.jwt_secret is empty")]
     MissingJwtSecret,
+    /// Mode `rathena` cannot start (a database URL the MySQL client refuses).
+    #[error(transparent)]
+    Rathena(#[from] rathena::RathenaAuthError),
+    /// Mode `rathena` is configured but authentication is off.
+    #[error("coordinator.auth.rathena is set but require_authentication is false")]
+    RathenaWithoutAuthentication,
     /// The WebSocket path is not a plain absolute path, or is taken by the REST API.
     #[error(
         "coordinator.websocket_path must be a plain path starting with '/', not a REST path: {0:?}"
@@ -328,7 +341,15 @@ impl Service {
         if config.hub_queue_len == 0 {
             return Err(ServiceError::ZeroQueue("hub_queue_len"));
         }
-        let auth = if config.require_authentication {
+        let mut recheck = None;
+        let auth = if let Some(settings) = &config.rathena_auth {
+            if !config.require_authentication {
+                return Err(ServiceError::RathenaWithoutAuthentication);
+            }
+            let r = Arc::new(rathena::RathenaAuth::new(settings)?);
+            recheck = Some(Arc::clone(&r));
+            Authenticator::rathena(r, clock)
+        } else if config.require_authentication {
             match config.jwt_secret.as_deref() {
                 Some(secret) if !secret.is_empty() => {
                     Authenticator::hs256(secret.as_bytes(), clock)
@@ -347,6 +368,9 @@ impl Service {
         let outbound_queue_bytes_max = config.core.outbound_queue_bytes_max.max(1);
         let core = Coordinator::new(config.core, rng);
         let (tx, rx) = mpsc::channel(config.hub_queue_len);
+        if let Some(r) = recheck {
+            tokio::spawn(rathena::recheck_loop(r, tx.downgrade()));
+        }
         let hub = match &config.cluster {
             None => tokio::spawn(hub::Hub::new(core).run(rx)),
             Some(cluster) => {
@@ -548,7 +572,7 @@ async fn ws_upgrade(
         (true, None) => {
             ws::PreAuth::AwaitAuthFrame { deadline, pending: state.shared.tracker.pending_auth() }
         }
-        (_, token) => ws::PreAuth::Settled(state.shared.auth.identify(token.as_deref())),
+        (_, token) => ws::PreAuth::Token(token),
     };
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)

@@ -47,9 +47,10 @@ impl ApiError {
             ErrorCode::ZoneFull | ErrorCode::SessionFull => StatusCode::CONFLICT,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ShuttingDown | ErrorCode::ZoneUnavailable | ErrorCode::ServerFull => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::ShuttingDown
+            | ErrorCode::ZoneUnavailable
+            | ErrorCode::ServerFull
+            | ErrorCode::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -102,21 +103,33 @@ impl AppState {
     }
 
     /// The caller's identity for the session endpoints (anonymous when auth is off).
-    fn rest_identity(&self, headers: &HeaderMap) -> Result<Identity, ApiError> {
-        Ok(self.shared.auth.identify(bearer(headers))?)
+    async fn rest_identity(
+        &self,
+        headers: &HeaderMap,
+        origin: Option<std::net::IpAddr>,
+    ) -> Result<Identity, ApiError> {
+        Ok(self.shared.auth.admit(bearer(headers), origin).await?.identity)
     }
 
     async fn count_reject<T>(&self, r: Result<T, ApiError>) -> Result<T, ApiError> {
         if let Err(e) = &r
             && matches!(
                 e.code,
-                ErrorCode::AuthRequired | ErrorCode::AuthInvalid | ErrorCode::AuthExpired
+                ErrorCode::AuthRequired
+                    | ErrorCode::AuthInvalid
+                    | ErrorCode::AuthExpired
+                    | ErrorCode::AuthUnavailable
             )
         {
             let _ = self.hub.send(Event::Rejected { code: e.code }).await;
         }
         r
     }
+}
+
+/// The client's address, as the accept loop recorded it.
+fn origin(client: Option<axum::Extension<super::ClientIp>>) -> Option<std::net::IpAddr> {
+    client.and_then(|axum::Extension(super::ClientIp(ip))| ip)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -155,6 +168,7 @@ pub struct LoginResponse {
 pub(crate) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<axum::Extension<super::ClientIp>>,
     body: Bytes,
 ) -> ApiResult<LoginResponse> {
     let result = async {
@@ -164,7 +178,7 @@ pub(crate) async fn login(
             parse_json(&body)?
         };
         let token = req.token.as_deref().or_else(|| bearer(&headers));
-        let identity = state.shared.auth.identify(token)?;
+        let identity = state.shared.auth.admit(token, origin(client)).await?.identity;
         let peer_id = match identity {
             Identity::Account(peer) => Some(peer),
             _ => None,
@@ -218,10 +232,11 @@ pub struct DiscoverResponse {
 pub(crate) async fn discover(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<axum::Extension<super::ClientIp>>,
     query: Result<Query<ZoneQuery>, QueryRejection>,
 ) -> ApiResult<DiscoverResponse> {
     let result = async {
-        state.rest_identity(&headers)?;
+        state.rest_identity(&headers, origin(client)).await?;
         let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::BadValue, e.body_text()))?;
         let zone = parse_zone(q.zone.as_deref())?;
         let sessions = state.ask(|tx| HubQuery::Discover(zone.clone(), tx)).await?;
@@ -254,10 +269,11 @@ pub struct JoinResponse {
 pub(crate) async fn join(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<axum::Extension<super::ClientIp>>,
     body: Bytes,
 ) -> ApiResult<JoinResponse> {
     let result = async {
-        state.rest_identity(&headers)?;
+        state.rest_identity(&headers, origin(client)).await?;
         let req: JoinRequest = parse_json(&body)?;
         let zone = parse_zone(req.zone.as_deref())?;
         let placement = state.ask(|tx| HubQuery::Placement(zone.clone(), tx)).await?;
@@ -289,9 +305,10 @@ pub struct ListResponse {
 pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<axum::Extension<super::ClientIp>>,
 ) -> ApiResult<ListResponse> {
     let result = async {
-        state.rest_identity(&headers)?;
+        state.rest_identity(&headers, origin(client)).await?;
         let sessions = state.ask(HubQuery::Sessions).await?;
         Ok(ListResponse { sessions })
     }
@@ -302,10 +319,11 @@ pub(crate) async fn list(
 pub(crate) async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
+    client: Option<axum::Extension<super::ClientIp>>,
     Path(id): Path<String>,
 ) -> ApiResult<ro_p2p_core::coordinator::SessionView> {
     let result = async {
-        state.rest_identity(&headers)?;
+        state.rest_identity(&headers, origin(client)).await?;
         let id =
             SessionId::new(id).map_err(|e| ApiError::new(ErrorCode::BadValue, e.to_string()))?;
         let view = state.ask(|tx| HubQuery::Session(id.clone(), tx)).await?;
@@ -319,8 +337,19 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
     match state.ask(HubQuery::Health).await {
         Ok(mut h) => {
             h.connections_pending_auth = state.shared.tracker.pending_auth_count();
-            let status =
-                if h.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            if let Some(r) = state.shared.auth.rathena_auth() {
+                let auth = r.health();
+                // Admitted players keep playing; only new logins fail: degraded, not down.
+                if auth.database != "ok" && h.status == "ok" {
+                    h.status = "degraded";
+                }
+                h.auth = Some(auth);
+            }
+            let status = if h.status == "ok" || h.status == "degraded" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             (status, Json(h)).into_response()
         }
         Err(e) => e.into_response(),
@@ -336,6 +365,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
                 tracker.open_count(),
                 tracker.pending_auth_count(),
             );
+            if let Some(r) = state.shared.auth.rathena_auth() {
+                r.render_metrics(&mut text);
+            }
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
                 .into_response()
         }

@@ -101,6 +101,7 @@ impl ServerConfig {
             core,
             require_authentication: s.require_authentication,
             jwt_secret: s.jwt_secret.as_ref().map(|c| c.expose().to_owned()),
+            rathena_auth: s.rathena_auth.clone(),
             ice,
             websocket_path: if s.websocket_path.is_empty() {
                 WEBSOCKET_PATH.to_owned()
@@ -237,6 +238,29 @@ impl Effective {
         );
         let _ = writeln!(out, "websocket_path: {}", s.websocket_path);
         let _ = writeln!(out, "require_authentication: {}", s.require_authentication);
+        let mode = match (&s.rathena_auth, s.require_authentication) {
+            (Some(_), _) => "rathena",
+            (None, true) => "jwt",
+            (None, false) => "off",
+        };
+        let _ = writeln!(out, "auth.mode: {mode}");
+        if let Some(r) = &s.rathena_auth {
+            let _ = writeln!(
+                out,
+                "auth.rathena: database_url={} recheck_interval_s={} query_timeout_ms={} pool_max={} failed_checks_burst={} failed_checks_per_minute={} table={} columns=({}, {}, {}, {})",
+                r.redacted_url(),
+                r.recheck_interval_s,
+                r.query_timeout_ms,
+                r.pool_max,
+                r.failed_checks_burst,
+                r.failed_checks_per_minute,
+                r.schema.table,
+                r.schema.account_id,
+                r.schema.web_auth_token,
+                r.schema.web_auth_token_enabled,
+                r.schema.sex
+            );
+        }
         let _ = writeln!(
             out,
             "jwt_secret: {}",
@@ -331,6 +355,24 @@ mod tests {
             .unwrap();
         let err = Effective::load(Some(&path), &Overrides::default(), |_| None).unwrap_err();
         assert!(err.to_string().contains("coordinator.prot"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_config_shows_the_rathena_mode_with_the_password_hidden() {
+        let yaml = "coordinator:\n  auth:\n    mode: rathena\n    rathena:\n      database_url: \"mysql://ro_p2p_auth:${DB_PW}@10.0.0.2:3306/ragnarok\"\n";
+        let dir = std::env::temp_dir().join(format!("ro-p2p-settings-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let env = |k: &str| (k == "DB_PW").then(|| "hunter2".to_owned());
+        let e = Effective::load(Some(&path), &Overrides::default(), env).unwrap();
+        assert!(e.server.require_authentication && e.server.jwt_secret.is_none());
+        let summary = e.summary();
+        assert!(summary.contains("auth.mode: rathena"), "{summary}");
+        assert!(summary.contains("mysql://ro_p2p_auth:***@10.0.0.2:3306/ragnarok"), "{summary}");
+        assert!(!summary.contains("hunter2"), "{summary}");
+        assert!(!format!("{e:?}").contains("hunter2"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -20,8 +20,9 @@ use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_client, 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
-use super::auth::AuthError;
+use super::auth::{Admitted, AuthError};
 use super::hub::{ConnHandle, Event, Outbound};
+use super::rathena::RathenaAuth;
 use super::{Alive, AppState, PendingAuth};
 
 /// How long a close handshake may take before the socket is dropped.
@@ -32,8 +33,9 @@ const CLOSE_REASON_BYTES_MAX: usize = 123;
 /// What the upgrade request already established about the client.
 #[derive(Debug)]
 pub(crate) enum PreAuth {
-    /// Authentication is settled (off, or a token came with the upgrade request).
-    Settled(Result<Identity, AuthError>),
+    /// A token came with the upgrade request (header or query), or none is needed: check it
+    /// after the upgrade.
+    Token(Option<String>),
     /// No token yet: the first frame must be `auth`, before `deadline` (the upgrade request's
     /// arrival plus the auth deadline; pings and pongs do not move it). The guard counts the
     /// connection as waiting for authentication until it is dropped.
@@ -45,14 +47,26 @@ pub(crate) enum PreAuth {
     },
 }
 
+/// Keeps a connection's credential in the re-check registry until the connection ends.
+struct Registered {
+    auth: std::sync::Arc<RathenaAuth>,
+    conn: ConnId,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.auth.unregister(self.conn);
+    }
+}
+
 /// The WebSocket close code for a protocol error code.
 pub fn close_code(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::ShuttingDown => 1001, // going away
         ErrorCode::TooLarge => 1009,     // message too big
         ErrorCode::Internal => 1011,     // internal error
-        ErrorCode::ZoneUnavailable | ErrorCode::ServerFull => 1013, // try again later
-        _ => 1008,                       // policy violation
+        ErrorCode::ZoneUnavailable | ErrorCode::ServerFull | ErrorCode::AuthUnavailable => 1013, // try again later
+        _ => 1008, // policy violation
     }
 }
 
@@ -117,7 +131,8 @@ async fn auth_frame(
     socket: &mut WebSocket,
     state: &AppState,
     deadline: Instant,
-) -> Result<Identity, AuthError> {
+    origin: Option<IpAddr>,
+) -> Result<Admitted, AuthError> {
     loop {
         let next = timeout_at(deadline, socket.recv()).await;
         let msg = match next {
@@ -129,7 +144,15 @@ async fn auth_frame(
         };
         return match msg {
             Message::Text(text) => match decode_client(text.as_bytes()) {
-                Ok(ClientMessage::Auth { token }) => state.shared.auth.identify(Some(&token)),
+                Ok(ClientMessage::Auth { token }) => {
+                    // The check itself (a database query in mode `rathena`) is bounded by the
+                    // same deadline.
+                    match timeout_at(deadline, state.shared.auth.admit(Some(&token), origin)).await
+                    {
+                        Ok(admitted) => admitted,
+                        Err(_) => Err(AuthError::Missing { detail: "no `auth` frame in time" }),
+                    }
+                }
                 _ => Err(AuthError::Missing { detail: "the first frame must be `auth`" }),
             },
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -230,16 +253,16 @@ pub(crate) async fn run(
 }
 
 async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Option<IpAddr>) {
-    let identity = match pre {
-        PreAuth::Settled(r) => r,
+    let admitted = match pre {
+        PreAuth::Token(token) => state.shared.auth.admit(token.as_deref(), origin).await,
         PreAuth::AwaitAuthFrame { deadline, pending } => {
-            let identity = auth_frame(socket, &state, deadline).await;
+            let admitted = auth_frame(socket, &state, deadline, origin).await;
             drop(pending);
-            identity
+            admitted
         }
     };
-    let identity = match identity {
-        Ok(identity) => identity,
+    let Admitted { identity, credential } = match admitted {
+        Ok(admitted) => admitted,
         Err(e) => {
             tracing::debug!(error = %e, "refusing signaling connection");
             let _ = state.hub.send(Event::Rejected { code: e.code() }).await;
@@ -249,6 +272,12 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Op
     };
 
     let conn = ConnId(state.shared.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    // Mode `rathena`: the credential is re-checked while the connection lives.
+    let _registered = credential.and_then(|credential| {
+        let r = state.shared.auth.rathena_auth()?;
+        r.register(conn, credential);
+        Some(Registered { auth: std::sync::Arc::clone(r), conn })
+    });
     let account = match &identity {
         Identity::Account(peer) => peer.to_string(),
         _ => format!("anon-{}", conn.0),
