@@ -62,7 +62,7 @@ pub fn rathena_config(
 #[derive(Debug)]
 pub enum Attempt {
     /// Admitted: the `welcome`'s peer id, and the open connection.
-    Admitted(String, Signal),
+    Admitted(String, Box<Signal>),
     /// Refused: the error code (from the `error` frame or the close reason).
     Refused(String),
 }
@@ -79,7 +79,7 @@ impl Attempt {
     /// The open connection; panics when refused.
     pub fn admitted(self) -> (String, Signal) {
         match self {
-            Attempt::Admitted(peer, s) => (peer, s),
+            Attempt::Admitted(peer, s) => (peer, *s),
             Attempt::Refused(code) => panic!("refused with {code}, expected admission"),
         }
     }
@@ -175,7 +175,7 @@ pub async fn attempt(url: &str, credential: Option<&str>) -> Attempt {
     }
     match s.next(ANSWER).await {
         Some(Next::Frame(f)) if f["type"] == "welcome" => {
-            Attempt::Admitted(f["peer_id"].as_str().unwrap_or_default().to_owned(), s)
+            Attempt::Admitted(f["peer_id"].as_str().unwrap_or_default().to_owned(), Box::new(s))
         }
         Some(Next::Frame(f)) if f["type"] == "error" => {
             Attempt::Refused(f["code"].as_str().unwrap_or_default().to_owned())
