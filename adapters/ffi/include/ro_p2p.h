@@ -124,7 +124,7 @@ typedef uint32_t RoP2pConfigFormat;
 #endif // __cplusplus
 
 // What the game knows that the configuration files do not: the player's identity, and
-// transport settings for tests. Every field may be NULL.
+// transport settings for tests. Every field may be NULL (or 0).
 typedef struct RoP2pStartOptions {
   // The coordinator's bearer token (JWT) from the login flow, NUL-terminated; NULL: none.
   const char *token;
@@ -135,6 +135,12 @@ typedef struct RoP2pStartOptions {
   // The local IP address WebRTC binds (e.g. `"127.0.0.1"`: host candidates on loopback
   // only, for tests), NUL-terminated; NULL: every interface.
   const char *udp_bind_ip;
+  // The rAthena account id (`AC_ACCEPT_LOGIN`'s AID); 0: none. With `web_auth_token`, the
+  // coordinator's `rathena` mode credential; it is also the peer id when `peer_id` is NULL.
+  uint32_t account_id;
+  // The login server's web auth token (16 lowercase hex digits from `AC_ACCEPT_LOGIN`,
+  // `0x0AC4` offset 47), NUL-terminated; NULL: none. Needs `account_id`; excludes `token`.
+  const char *web_auth_token;
 } RoP2pStartOptions;
 
 // One event, by value; `text` is NUL-terminated UTF-8.

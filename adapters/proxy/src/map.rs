@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use ro_p2p_core::coordinator::credential::WebAuthCredential;
 use ro_p2p_core::gate::ServerMove;
 use ro_p2p_core::node::{Node, NodeConfig, ReceivedEvent};
 use ro_p2p_core::packet::{Obfuscation, PacketVersion};
@@ -56,6 +57,13 @@ impl Library {
         }
         let mut client = settings.to_client_config();
         client.peer_id = PeerId::new(player.aid.to_string()).ok();
+        // The coordinator's `rathena` mode admits `<account id>:<web auth token>`, the token the
+        // login reply relayed through this proxy carried (PACKETVER >= 20170315).
+        if settings.security.enable_authentication
+            && let Some(token) = &player.web_auth_token
+        {
+            client.token = Some(WebAuthCredential::encode(player.aid, token));
+        }
         let obfuscation =
             if version.obfuscated_by_default() { Obfuscation::On } else { Obfuscation::Off };
         let config = NodeConfig {

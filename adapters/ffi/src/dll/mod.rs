@@ -55,7 +55,7 @@ pub type RoP2pEventCallback =
     Option<unsafe extern "C" fn(event: *const RoP2pEvent, user_data: *mut c_void)>;
 
 /// What the game knows that the configuration files do not: the player's identity, and
-/// transport settings for tests. Every field may be NULL.
+/// transport settings for tests. Every field may be NULL (or 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RoP2pStartOptions {
@@ -68,6 +68,12 @@ pub struct RoP2pStartOptions {
     /// The local IP address WebRTC binds (e.g. `"127.0.0.1"`: host candidates on loopback
     /// only, for tests), NUL-terminated; NULL: every interface.
     pub udp_bind_ip: *const c_char,
+    /// The rAthena account id (`AC_ACCEPT_LOGIN`'s AID); 0: none. With `web_auth_token`, the
+    /// coordinator's `rathena` mode credential; it is also the peer id when `peer_id` is NULL.
+    pub account_id: u32,
+    /// The login server's web auth token (16 lowercase hex digits from `AC_ACCEPT_LOGIN`,
+    /// `0x0AC4` offset 47), NUL-terminated; NULL: none. Needs `account_id`; excludes `token`.
+    pub web_auth_token: *const c_char,
 }
 
 /// Counters of a started instance.
@@ -277,6 +283,8 @@ fn os_seed() -> Result<[u8; 32], Failure> {
     Ok(seed)
 }
 
+use ro_p2p_core::coordinator::credential::{WebAuthCredential, WebAuthToken, account_peer_id};
+
 /// The start options, read from C.
 struct Options {
     token: Option<String>,
@@ -294,6 +302,9 @@ unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Fai
     let o = unsafe { options.read() };
     // SAFETY: the caller promises NULL or NUL-terminated strings.
     let token = unsafe { c_str("options.token", o.token) }?.map(str::to_string);
+    let account_id = o.account_id;
+    // SAFETY: as above.
+    let web_auth_token = unsafe { c_str("options.web_auth_token", o.web_auth_token) }?;
     // SAFETY: as above.
     let peer_id = match unsafe { c_str("options.peer_id", o.peer_id) }? {
         None => None,
@@ -308,6 +319,28 @@ unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Fai
         Some(ip) => Some(ip.parse::<IpAddr>().map_err(|e| {
             Failure::invalid(format!("options.udp_bind_ip: {ip:?} is not an IP address: {e}"))
         })?),
+    };
+    let (token, peer_id) = match web_auth_token {
+        None => (token, peer_id),
+        Some(_) if token.is_some() => {
+            return Err(Failure::invalid(
+                "options.token and options.web_auth_token exclude each other",
+            ));
+        }
+        Some(_) if account_id == 0 => {
+            return Err(Failure::invalid("options.web_auth_token needs options.account_id"));
+        }
+        Some(web) => {
+            let web = WebAuthToken::parse(web)
+                .map_err(|e| Failure::invalid(format!("options.web_auth_token: {e}")))?;
+            let credential = WebAuthCredential::new(account_id, web);
+            let token = WebAuthCredential::encode(account_id, credential.token().expose());
+            (Some(token), peer_id.or_else(|| Some(credential.peer_id())))
+        }
+    };
+    let peer_id = match (peer_id, account_id) {
+        (None, aid) if aid != 0 => Some(account_peer_id(aid)),
+        (p, _) => p,
     };
     Ok(Options { token, peer_id, udp_bind_ip })
 }

@@ -187,13 +187,27 @@ int main(int argc, char **argv) {
     CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
 
     /* Start options: a bad peer id or bind address is refused; NULL fields are defaults. */
-    RoP2pStartOptions bad_id = {NULL, "not a valid peer id!", NULL};
+    RoP2pStartOptions bad_id = {NULL, "not a valid peer id!", NULL, 0, NULL};
     CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &bad_id, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
     CHECK(strstr(last_error(), "peer_id") != NULL);
-    RoP2pStartOptions bad_ip = {NULL, NULL, "localhost:99"};
+    RoP2pStartOptions bad_ip = {NULL, NULL, "localhost:99", 0, NULL};
     CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &bad_ip, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
     CHECK(strstr(last_error(), "udp_bind_ip") != NULL);
-    RoP2pStartOptions defaults = {NULL, NULL, NULL};
+    /* rAthena's web auth token: 16 lowercase hex digits, with the account id, not with a token. */
+    RoP2pStartOptions bad_web = {NULL, NULL, NULL, 2000001, "0123456789ABCDEF"};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &bad_web, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "web_auth_token") != NULL);
+    RoP2pStartOptions web_no_aid = {NULL, NULL, NULL, 0, "0123456789abcdef"};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &web_no_aid, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "account_id") != NULL);
+    RoP2pStartOptions web_and_jwt = {"jwt", NULL, NULL, 2000001, "0123456789abcdef"};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &web_and_jwt, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    RoP2pStartOptions web = {NULL, NULL, NULL, 2000001, "0123456789abcdef"};
+    CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &web, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+    CHECK(file_contains(log_ini, "peer id 2000001"));
+    CHECK(!file_contains(log_ini, "0123456789abcdef"));
+    RoP2pStartOptions defaults = {NULL, NULL, NULL, 0, NULL};
     CHECK_STATUS(rop2p_start_with(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &defaults, &h), RO_P2P_STATUS_OK);
     CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
     CHECK(file_contains(log_ini, "stopped (left the session)"));

@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
         char log_path[1024];
         snprintf(log_path, sizeof log_path, "%s/e2e-%s.log", argv[2], IDS[i]);
         remove(log_path);
-        RoP2pStartOptions options = {NULL, IDS[i], "127.0.0.1"};
+        RoP2pStartOptions options = {NULL, IDS[i], "127.0.0.1", 0, NULL};
         CHECK_STATUS(rop2p_start_with(config, RO_P2P_CONFIG_FORMAT_JSON, log_path, &options, &h[i]),
                      RO_P2P_STATUS_OK);
         CHECK_STATUS(rop2p_set_event_callback(h[i], on_event, &seen[i]), RO_P2P_STATUS_OK);

@@ -20,6 +20,7 @@ use app::{Action, Peer, PeerOptions};
 use clap::Parser;
 use ro_p2p_core::Rng;
 use ro_p2p_core::client;
+use ro_p2p_core::coordinator::credential;
 use ro_p2p_core::packet::{Obfuscation, PacketVersion};
 use ro_p2p_core::route::Policy;
 use ro_p2p_core::wire::{PeerId, Zone};
@@ -41,6 +42,13 @@ struct Args {
     /// Peer id to ask for (honoured only when the coordinator's authentication is off).
     #[arg(long)]
     peer_id: Option<String>,
+    /// rAthena account id (with `--web-token`: the coordinator's `rathena` mode); also the
+    /// peer id when `--peer-id` is not given.
+    #[arg(long)]
+    account_id: Option<u32>,
+    /// rAthena web auth token of that account (16 lowercase hex digits from the login reply).
+    #[arg(long, env = "RO_P2P_WEB_TOKEN", requires = "account_id", conflicts_with = "token")]
+    web_token: Option<String>,
     /// Character name used in chat lines (`Name : text`); defaults to the peer id.
     #[arg(long)]
     name: Option<String>,
@@ -108,9 +116,19 @@ fn options(args: &Args) -> Result<PeerOptions, String> {
         other => return Err(format!("--obfuscation: {other:?} is not on, off or default")),
     };
     let policy: Policy = args.policy.parse().map_err(|e| format!("--policy: {e}"))?;
-    let peer_id = match &args.peer_id {
-        Some(p) => Some(PeerId::new(p.clone()).map_err(|e| format!("--peer-id: {e}"))?),
-        None => None,
+    let peer_id = match (&args.peer_id, args.account_id) {
+        (Some(p), _) => Some(PeerId::new(p.clone()).map_err(|e| format!("--peer-id: {e}"))?),
+        (None, Some(aid)) => Some(credential::account_peer_id(aid)),
+        (None, None) => None,
+    };
+    let token = match (&args.web_token, args.account_id) {
+        (Some(web), Some(aid)) => {
+            let web =
+                credential::WebAuthToken::parse(web).map_err(|e| format!("--web-token: {e}"))?;
+            Some(credential::WebAuthCredential::encode(aid, web.expose()))
+        }
+        (Some(_), None) => return Err("--web-token needs --account-id".to_owned()),
+        (None, _) => args.token.clone(),
     };
     let name = args.name.clone().or_else(|| args.peer_id.clone()).unwrap_or("Poring".into());
     let seed = args.seed.unwrap_or_else(|| {
@@ -120,7 +138,7 @@ fn options(args: &Args) -> Result<PeerOptions, String> {
     });
     let client = client::Config {
         coordinator_urls: args.coordinators.clone(),
-        token: args.token.clone(),
+        token,
         peer_id,
         p2p_enabled_zones: [zone.clone()].into_iter().collect(),
         ..client::Config::default()
@@ -185,7 +203,8 @@ async fn main() {
         },
         None => None,
     };
-    let me = args.peer_id.clone().unwrap_or_default();
+    let me =
+        args.peer_id.clone().or_else(|| args.account_id.map(|a| a.to_string())).unwrap_or_default();
     let mut rng = Rng::from_seed(options.seed ^ 0x5eed);
     let mut peer = match Peer::start(options).await {
         Ok(p) => p,
