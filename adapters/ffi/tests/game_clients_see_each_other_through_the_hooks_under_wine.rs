@@ -7,8 +7,8 @@
 //! can only reach it over the peer link. Each map server must receive the client's bytes as the
 //! game sent them (mirror policy), the NPC click and the `@` command included.
 //!
-//! Opt-in like the other wine tests (`ROP2P_WINE_TEST=1`, or `CI=true`, where a missing tool
-//! fails it): `ROP2P_WINE_TEST=1 cargo test -p ro-p2p-ffi --test
+//! Opt-in like the other wine tests (`ROP2P_WINE_TEST=1`; with it set, a missing tool fails
+//! it): `ROP2P_WINE_TEST=1 cargo test -p ro-p2p-ffi --test
 //! game_clients_see_each_other_through_the_hooks_under_wine -- --nocapture`.
 
 mod wine_support;

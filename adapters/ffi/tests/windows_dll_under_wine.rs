@@ -1,7 +1,7 @@
 //! The C tests against the Windows DLL, 32-bit (the game client's) and 64-bit, under wine.
 //! Opt-in (it cross-builds the DLL twice, which takes minutes):
-//! `ROP2P_WINE_TEST=1 cargo test -p ro-p2p-ffi --test windows_dll_under_wine`; with `CI=true`
-//! it runs too, and a missing tool fails it. Needs both Windows targets, both MinGW compilers,
+//! `ROP2P_WINE_TEST=1 cargo test -p ro-p2p-ffi --test windows_dll_under_wine`; with it set, a
+//! missing tool fails the test. Needs both Windows targets, both MinGW compilers,
 //! `wine64` and `wine32:i386`; see docs/dll.md. Otherwise it passes without doing anything.
 
 mod wine_support;
