@@ -345,6 +345,18 @@ RoP2pStatus rop2p_stats(uint64_t handle, struct RoP2pStats *out);
 // Every later call with the handle (stop included) returns `RO_P2P_STATUS_ERR_CLOSED`.
 RoP2pStatus rop2p_stop(uint64_t handle);
 
+#if defined(_WIN32)
+// 1 when the hooks are installed in the game module, 0 when not (no configuration, P2P
+// disabled, nothing to hook, removed after a failure; `p2p_dll.log` says why). Also the
+// export a patched import table (NEMO/WARP "load ro_p2p.dll") names.
+uint32_t rop2p_hook_installed(void);
+#endif
+
+#if defined(_WIN32)
+// Removes the hooks and stops P2P (call before `FreeLibrary`; outside `DllMain`).
+void rop2p_hook_remove(void);
+#endif
+
 // Creates a router for one map-server connection.
 //
 // `packetver`: 20211103, 20180620, 20151104 or 20120410. `policy`: e.g.

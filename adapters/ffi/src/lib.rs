@@ -17,6 +17,7 @@
 pub mod dll;
 pub mod event;
 mod handles;
+pub mod hook;
 pub mod router;
 pub mod status;
 

@@ -631,6 +631,17 @@ impl ReceiveStream {
         Ok(())
     }
 
+    /// Draws a one-line notice for the player (`0x008E ZC_NOTIFY_PLAYERCHAT`, shown in the
+    /// chat window like the player's own line) between whole server packets: how a hooking DLL
+    /// tells the player that P2P turned on or off.
+    pub fn push_notice(&mut self, text: &str) -> Result<(), RenderRejected> {
+        self.check_can_inject()?;
+        let mut p = Vec::new();
+        packets::player_chat(text.as_bytes(), &mut p);
+        self.append(&p);
+        Ok(())
+    }
+
     /// Bytes ready for the game, in order.
     pub fn output(&self) -> &[u8] {
         self.out.ready()

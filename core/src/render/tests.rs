@@ -733,3 +733,18 @@ fn a_map_change_on_the_same_server_is_reported() {
     assert!(matches!(&changes[..], [MapChange::SameServer(m)] if m.map == "izlude.gat"));
     assert_eq!(s.take_map_changes().count(), 0);
 }
+
+#[test]
+fn a_notice_is_drawn_between_whole_server_packets_as_the_players_own_line() {
+    let v = PacketVersion::V20211103;
+    let mut s = ReceiveStream::new(v);
+    let time = notify_time(1000);
+    s.push_server(at(0), &time[..3]);
+    s.push_notice("P2P on").unwrap();
+    s.push_server(at(0), &time[3..]);
+    let got = frames(v, s.output());
+    assert_eq!(got.len(), 2, "the notice waits for no partial packet");
+    assert_eq!(got[0][..2], ZC_NOTIFY_PLAYERCHAT.to_le_bytes());
+    assert_eq!(&got[0][4..], b"P2P on\0");
+    assert_eq!(got[1], time);
+}

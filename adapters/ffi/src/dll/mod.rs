@@ -259,6 +259,23 @@ impl Dll {
 
 /// Runs `f` on the instance behind `handle` (calls on one handle are serialised), then hands
 /// queued events to the callback with no lock held.
+/// The receive path's state of the instance behind `handle` (for the hooks, which draw
+/// notices and read map changes in the game's thread).
+pub(crate) fn with_receive<R>(
+    handle: u64,
+    f: impl FnOnce(&mut crate::router::Router) -> R,
+) -> Result<R, Failure> {
+    with_dll(handle, |d| Ok(f(&mut d.shared.lock().router)))
+}
+
+/// Writes a line to the log of the instance behind `handle`.
+pub(crate) fn log_line(handle: u64, level: LogLevel, line: &str) {
+    let _ = with_dll(handle, |d| {
+        d.log(level, line);
+        Ok(())
+    });
+}
+
 fn with_dll<R>(handle: u64, f: impl FnOnce(&mut Dll) -> Result<R, Failure>) -> Result<R, Failure> {
     let object = handles::get::<Dll>(handle)?;
     let (result, shared) = {
@@ -286,10 +303,11 @@ fn os_seed() -> Result<[u8; 32], Failure> {
 use ro_p2p_core::coordinator::credential::{WebAuthCredential, WebAuthToken, account_peer_id};
 
 /// The start options, read from C.
-struct Options {
-    token: Option<String>,
-    peer_id: Option<PeerId>,
-    udp_bind_ip: Option<IpAddr>,
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) token: Option<String>,
+    pub(crate) peer_id: Option<PeerId>,
+    pub(crate) udp_bind_ip: Option<IpAddr>,
 }
 
 /// # Safety
@@ -406,6 +424,21 @@ pub unsafe extern "C" fn rop2p_start_with(
             }
         }
         .map_err(|e| Failure::new(RoP2pStatus::ErrConfig, e.to_string()))?;
+        let handle = start_settings(settings, log_path, options)?;
+        // SAFETY: checked non-null above; the caller promises it is writable.
+        unsafe { out_handle.write(handle) };
+        Ok(RoP2pStatus::Ok)
+    })
+}
+
+/// Starts an instance from parsed settings (what `rop2p_start_with` does once the text is
+/// read; the hooks start one from the game folder's files this way).
+pub(crate) fn start_settings(
+    settings: ClientSettings,
+    log_path: Option<&str>,
+    options: Options,
+) -> Result<u64, Failure> {
+    {
         let version = router::parse_version(settings.packet_version)?;
         let policy = match settings.routing_policy.as_deref() {
             None => Policy::default(),
@@ -492,11 +525,8 @@ pub unsafe extern "C" fn rop2p_start_with(
             last_stats: NodeStats::default(),
             settings,
         };
-        let handle = handles::insert(dll);
-        // SAFETY: checked non-null above; the caller promises it is writable.
-        unsafe { out_handle.write(handle) };
-        Ok(RoP2pStatus::Ok)
-    })
+        Ok(handles::insert(dll))
+    }
 }
 
 /// Registers the event callback (NULL removes it: events are then kept for
