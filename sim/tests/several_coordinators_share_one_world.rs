@@ -184,6 +184,16 @@ fn multi_coordinator_findings_stay_fixed() {
     }
 }
 
+/// Open finding of the sweep after issue 23 (two instances, drawn with `--coordinators 0`):
+/// a payon session outlived its timeout with no connected member (checker `bounded-timers`
+/// at 13,540 ms). Cluster mode's session expiry lives outside the core today (issue 20); kept
+/// here, ignored, until it is fixed: `cargo test -p ro-p2p-sim -- --ignored`.
+#[test]
+#[ignore = "open: a cluster-mode session outlives its timeout (seed 203915), see docs/simulation.md"]
+fn seed_203915_a_session_without_members_expires_in_cluster_mode() {
+    passes_with_several_coordinators(203915, full(0));
+}
+
 /// Runs `seed`, which must run with more than one coordinator and pass every checker.
 fn passes_with_several_coordinators(seed: u64, options: Options) -> ro_p2p_sim::Outcome {
     let outcome = run_seed(seed, options);
