@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rathena::auth::{
     Next, attempt, create_read_only_user, db_port, db_url, http_get, metric, rathena_config,
 };
-use rathena::{Coordinator, LINKS_UP, player, proxy, runtime, wait_linked, wait_players};
+use rathena::{Coordinator, LINKS_UP, player, proxy_with, runtime, wait_linked, wait_players};
 use ro_p2p_rathena::harness::{HarnessConfig, start_or_skip};
 
 /// The re-check interval of this test.
@@ -40,7 +40,7 @@ fn players_through_the_proxy_authenticate_with_rathenas_web_auth_token() {
             rathena_config(&db_url(db_port(&h)), RECHECK_S, 1_000),
         )
         .await;
-        let proxy = proxy(&h, &coord.url(), None).await;
+        let proxy = proxy_with(&h, &coord.url(), None, true).await;
         let login = proxy.local_addr();
 
         let a = player(&h, login, "annweb", "Ann Web").await;

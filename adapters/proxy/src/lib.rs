@@ -58,6 +58,10 @@ pub struct ProxyConfig {
     pub links: LinksConfig,
     /// How long a map door waits for its player.
     pub door_wait_ms: u64,
+    /// Present each player's `<account id>:<web auth token>` (from the login reply) to the
+    /// coordinator, for its `rathena` authentication mode. Off for a coordinator with
+    /// authentication off.
+    pub present_web_auth_token: bool,
 }
 
 /// Why a proxy could not start.

@@ -59,7 +59,9 @@ impl Library {
         client.peer_id = PeerId::new(player.aid.to_string()).ok();
         // The coordinator's `rathena` mode admits `<account id>:<web auth token>`, the token the
         // login reply relayed through this proxy carried (PACKETVER >= 20170315).
-        if settings.security.enable_authentication
+        // Only when told to: a coordinator with authentication off welcomes a client that
+        // presents a token under an anonymous id, which the node would then seal under.
+        if ctx.config.present_web_auth_token
             && let Some(token) = &player.web_auth_token
         {
             client.token = Some(WebAuthCredential::encode(player.aid, token));

@@ -122,6 +122,7 @@ async fn proxy_with(login_server: SocketAddr, settings: ClientSettings) -> Proxy
         settings,
         links: LinksConfig::loopback(),
         door_wait_ms: 5_000,
+        present_web_auth_token: false,
     })
     .await
     .unwrap()

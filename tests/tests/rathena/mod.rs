@@ -74,6 +74,16 @@ impl Coordinator {
 
 /// A proxy in front of `h`'s login server, its players' nodes talking to `coordinator_url`.
 pub async fn proxy(h: &Harness, coordinator_url: &str, policy: Option<&str>) -> Proxy {
+    proxy_with(h, coordinator_url, policy, false).await
+}
+
+/// [`proxy`], presenting each player's web auth token to the coordinator when `web_auth`.
+pub async fn proxy_with(
+    h: &Harness,
+    coordinator_url: &str,
+    policy: Option<&str>,
+    web_auth: bool,
+) -> Proxy {
     let mut settings = ClientSettings::default();
     settings.coordinator_urls = vec![coordinator_url.to_owned()];
     settings.packet_version = h.packetver();
@@ -87,6 +97,7 @@ pub async fn proxy(h: &Harness, coordinator_url: &str, policy: Option<&str>) -> 
         settings,
         links: LinksConfig::loopback(),
         door_wait_ms: 30_000,
+        present_web_auth_token: web_auth,
     })
     .await
     .unwrap()

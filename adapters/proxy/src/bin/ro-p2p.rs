@@ -65,6 +65,10 @@ struct ProxyArgs {
     /// Bind WebRTC to 127.0.0.1 only (every player on this machine, for tests).
     #[arg(long)]
     loopback: bool,
+    /// Present each player's rAthena web auth token to the coordinator (its `rathena`
+    /// authentication mode; leave off when the coordinator's authentication is off).
+    #[arg(long)]
+    web_auth_token: bool,
     /// Log level filter (tracing's syntax, e.g. `info` or `ro_p2p_proxy=debug`).
     #[arg(long, default_value = "info")]
     log: String,
@@ -195,6 +199,7 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, String> {
         settings,
         links,
         door_wait_ms: ro_p2p_proxy::DOOR_WAIT_MS_DEFAULT,
+        present_web_auth_token: args.web_auth_token,
     })
 }
 
