@@ -225,6 +225,14 @@ impl Ctx {
         }
     }
 
+    /// Updates the receive counters of map connection `n` (after every read: no allocation).
+    pub(crate) fn update_receive(&self, n: u64, receive: ReceiveStats) {
+        let mut all = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(live) = all.get_mut(&n) {
+            live.receive = receive;
+        }
+    }
+
     /// What is known of account `aid` (at least its id).
     pub(crate) fn player(&self, aid: u32) -> Player {
         let players = self.players.lock().unwrap_or_else(|p| p.into_inner());

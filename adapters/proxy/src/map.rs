@@ -151,7 +151,8 @@ impl MapConnection {
         Instant::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Updates what [`crate::Proxy::players`] reports of this connection.
+    /// Updates what [`crate::Proxy::players`] reports of this connection (after the player's
+    /// map or the client library changed; the receive counters follow every read).
     fn report(&self) {
         self.ctx.update_live(
             self.live,
@@ -177,6 +178,7 @@ impl MapConnection {
             self.ctx.stats.p2p_stopped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(aid = self.player.aid, "P2P stops for this connection: {why}");
         }
+        self.report();
     }
 
     async fn run(
@@ -220,7 +222,7 @@ impl MapConnection {
                     None => self.lose_library("the client driver stopped"),
                 },
             }
-            self.report();
+            self.ctx.update_receive(self.live, self.recv.stats());
             let out = self.recv.output();
             if !out.is_empty() {
                 if client_tx.write_all(out).await.is_err() {
@@ -316,6 +318,7 @@ impl MapConnection {
 
     async fn zone_changed(&mut self, map: &str) {
         self.player.map = Some(map.to_owned());
+        self.report();
         let (Some(lib), Some(zone)) = (self.library.as_ref(), zone_of(map)) else { return };
         tracing::info!(aid = self.player.aid, %zone, "map move");
         if lib.handle.zone_changed(zone).await.is_err() {

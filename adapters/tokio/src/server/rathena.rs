@@ -302,35 +302,23 @@ impl RathenaAuth {
         accounts: &[u32],
     ) -> Result<BTreeMap<u32, AccountRow>, mysql_async::Error> {
         let s = &self.schema;
+        let select = format!(
+            "SELECT `{id}`, `{tok}`, `{en}` = 1, `{sex}` = 'S' FROM `{t}` WHERE `{id}`",
+            id = s.account_id,
+            tok = s.web_auth_token,
+            en = s.web_auth_token_enabled,
+            sex = s.sex,
+            t = s.table
+        );
         let (sql, params): (String, Vec<mysql_async::Value>) = if accounts.len() == 1 {
-            (
-                format!(
-                    "SELECT `{id}`, `{tok}`, `{en}` = 1, `{sex}` = 'S' FROM `{t}` WHERE `{id}` = ?",
-                    id = s.account_id,
-                    tok = s.web_auth_token,
-                    en = s.web_auth_token_enabled,
-                    sex = s.sex,
-                    t = s.table
-                ),
-                vec![accounts[0].into()],
-            )
+            (format!("{select} = ?"), vec![accounts[0].into()])
         } else {
             let marks = vec!["?"; RECHECK_BATCH].join(", ");
             let last = accounts.last().copied().unwrap_or(0);
             let params = (0..RECHECK_BATCH)
                 .map(|i| accounts.get(i).copied().unwrap_or(last).into())
                 .collect();
-            (
-                format!(
-                    "SELECT `{id}`, `{tok}`, `{en}` = 1, `{sex}` = 'S' FROM `{t}` WHERE `{id}` IN ({marks})",
-                    id = s.account_id,
-                    tok = s.web_auth_token,
-                    en = s.web_auth_token_enabled,
-                    sex = s.sex,
-                    t = s.table
-                ),
-                params,
-            )
+            (format!("{select} IN ({marks})"), params)
         };
         let mut conn = self.pool.get_conn().await?;
         let rows: Vec<mysql_async::Row> = conn.exec(sql, params).await?;
