@@ -29,6 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ro_p2p_core::client::Backoff;
+use ro_p2p_core::node::PEER_ACK_TIMEOUT_MS;
 use serde::Serialize;
 
 use crate::cluster::{StoreEvent, VIEW_INTERVAL_MS};
@@ -398,6 +399,42 @@ impl Checkers {
                 "peers-only-delivered",
                 format!(
                     "{n} packets {from} routed to peers only (last: {label}) never reached {to} in the healed network"
+                ),
+            );
+        }
+        // Checker 6 at any time, faults and loss included: a chat line or emote routed to peers
+        // only asks each recipient for an acknowledgement; one that is not opened by its
+        // recipient must have been sent to the server late by its sender. The only exemption
+        // is the sender leaving the map or crashing before the acknowledgement was due (what
+        // is unconfirmed then is abandoned by design, see docs/simulation.md).
+        let due = PEER_ACK_TIMEOUT_MS + SETTLE_MS;
+        let mut unsettled: BTreeMap<(&str, &str), (usize, &str, u64)> = BTreeMap::new();
+        for f in &r.peers_only_sent {
+            let Some(seal) = f.seal else { continue };
+            if !f.to_on_map || f.t_ms + due > t_ms {
+                continue;
+            }
+            if r.peer_frames_opened.contains(&(f.from.clone(), f.to.clone(), f.frame))
+                || r.late_copies.contains(&(f.from.clone(), seal))
+            {
+                continue;
+            }
+            let abandoned = r.left_or_crashed_ms.get(&f.from).is_some_and(|times| {
+                times.iter().any(|&at| at >= f.t_ms && at <= f.t_ms + PEER_ACK_TIMEOUT_MS)
+            });
+            if abandoned {
+                continue;
+            }
+            let slot = unsettled.entry((f.from.as_str(), f.to.as_str())).or_insert((0, "", 0));
+            slot.0 += 1;
+            slot.1 = f.label.as_str();
+            slot.2 = f.t_ms;
+        }
+        for ((from, to), (n, label, at)) in unsettled {
+            push(
+                "peers-only-delivered",
+                format!(
+                    "{n} packets {from} routed to peers only (last: {label} at {at} ms) were neither opened by {to} nor sent to the server late"
                 ),
             );
         }

@@ -16,7 +16,7 @@ use ro_p2p_core::client::{self, Client, ClientEvent, Input, LinkHealth};
 use ro_p2p_core::node::{Channel, Node, NodeConfig, NodeStats, ReceiveDrop};
 use ro_p2p_core::packet::{ClientEncoder, Obfuscation};
 use ro_p2p_core::route::Policy;
-use ro_p2p_core::seal::{SealConfig, Sealer};
+use ro_p2p_core::seal::{FrameId, SealConfig, Sealer};
 use ro_p2p_core::wire::{
     Capabilities, ClientMessage, PeerId, ServerMessage, Zone, decode_client, decode_server,
 };
@@ -109,9 +109,20 @@ struct SimObserver {
     pending: Rc<RefCell<Option<Pending>>>,
     /// The node's counters after the previous game send.
     stats: NodeStats,
-    /// The label of a packet routed to peers only, while its frames are handed out.
-    peers_only: Option<String>,
+    /// The label and plain bytes of a packet routed to peers only, while its frames are
+    /// handed out.
+    peers_only: Option<(String, Vec<u8>)>,
+    /// Plain bytes of the latest peers-only chat and emote frames, by frame id, for their late
+    /// server copies.
+    peers_only_plain: std::collections::VecDeque<(FrameId, Vec<u8>)>,
+    /// Late server copies the node has queued and the next game send hands out first.
+    late_queue: Vec<Vec<u8>>,
+    /// The map connection's key in the record, once known.
+    conn_key: Option<String>,
 }
+
+/// Peers-only frames whose plain bytes [`SimObserver`] keeps for late copies.
+const PEERS_ONLY_PLAIN_KEPT: usize = 512;
 
 impl Observer for SimObserver {
     fn signal_in(&mut self, _node: &Node, text: &str) {
@@ -136,10 +147,22 @@ impl Observer for SimObserver {
 
     fn game_sent(&mut self, node: &Node, _bytes: &[u8], to_server: &[u8]) {
         let before = std::mem::replace(&mut self.stats, node.stats().clone());
-        let Some(p) = self.pending.borrow_mut().take() else { return };
+        // Late server copies come first in `to_server`, in the order they were decided.
+        let late = std::mem::take(&mut self.late_queue);
+        let late_len: usize = late.iter().map(Vec::len).sum();
+        let pending = self.pending.borrow_mut().take();
+        if let Some(p) = &pending {
+            self.conn_key = Some(p.conn_key.clone());
+        }
+        if let (false, Some(conn)) = (late.is_empty(), &self.conn_key) {
+            let mut r = self.ctx.recorder.borrow_mut();
+            r.server_expected.entry(conn.clone()).or_default().extend(late);
+        }
+        let Some(p) = pending else { return };
+        let to_server = &to_server[late_len.min(to_server.len())..];
         let route = routed(&before, &self.stats);
         if route == "peers" {
-            self.peers_only = Some(p.built.label.to_owned());
+            self.peers_only = Some((p.built.label.to_owned(), p.built.plain.clone()));
             // Peers only is allowed when every member has a healthy link: a member without one
             // would get the packet neither from a peer nor from the server.
             let healthy = node.client().route_inputs().healthy_peers;
@@ -196,7 +219,16 @@ impl Observer for SimObserver {
     }
 
     fn peer_frame_out(&mut self, peer: &PeerId, _channel: Channel, frame: &[u8]) {
-        let Some(label) = &self.peers_only else { return };
+        let Some((label, plain)) = &self.peers_only else { return };
+        let seal = ro_p2p_core::seal::frame_id(frame);
+        if let Some((id, true)) = seal
+            && self.peers_only_plain.back().is_none_or(|(last, _)| *last != id)
+        {
+            if self.peers_only_plain.len() >= PEERS_ONLY_PLAIN_KEPT {
+                self.peers_only_plain.pop_front();
+            }
+            self.peers_only_plain.push_back((id, plain.clone()));
+        }
         let mut r = self.ctx.recorder.borrow_mut();
         let t_ms = r.now_ms;
         let to = peer.to_string();
@@ -208,6 +240,7 @@ impl Observer for SimObserver {
             to,
             frame: frame_id(frame),
             label: label.clone(),
+            seal: seal.filter(|(_, ack)| *ack).map(|(id, _)| id),
             to_on_map,
         });
     }
@@ -232,6 +265,15 @@ impl Observer for SimObserver {
                 let mut payload = Vec::new();
                 event.as_event().encode(&mut payload);
                 record_delivery(&self.ctx, from.as_str(), payload);
+            }
+            DriverEvent::LateServerCopy { frame, .. } => {
+                if let Some((_, plain)) =
+                    self.peers_only_plain.iter().rev().find(|(id, _)| id == frame)
+                {
+                    self.late_queue.push(plain.clone());
+                }
+                let mut r = self.ctx.recorder.borrow_mut();
+                r.late_copies.insert((self.ctx.name.clone(), *frame));
             }
             DriverEvent::Dropped { from, reason: ReceiveDrop::InvalidEvent(e) } => {
                 // An honest sender never seals anything but a peer event.
@@ -335,6 +377,9 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         pending: pending.clone(),
         stats: NodeStats::default(),
         peers_only: None,
+        peers_only_plain: std::collections::VecDeque::new(),
+        late_queue: Vec::new(),
+        conn_key: None,
     };
     let (driver, handle, events) = Driver::new(node, SimConnector, transport);
     // Everything the checkers need comes through the observer, in order.
@@ -363,7 +408,12 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         if rng.chance(plan.zone_change_percent, 100) && !ctx.quiet.load(Ordering::Relaxed) {
             let z = ZONES[rng.below_inclusive(ZONES.len() as u64 - 1) as usize];
             if let Ok(z) = Zone::new(z) {
-                recorder.borrow_mut().player_zones.insert(name.clone(), z.to_string());
+                {
+                    let mut r = recorder.borrow_mut();
+                    let t_ms = r.now_ms;
+                    r.left_or_crashed_ms.entry(name.clone()).or_default().push(t_ms);
+                    r.player_zones.insert(name.clone(), z.to_string());
+                }
                 handle.zone_changed(z).await?;
             }
             continue;

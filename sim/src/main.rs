@@ -123,6 +123,25 @@ fn main() -> ExitCode {
         outcome.recorder.borrow().trace.len(),
         outcome.trace_hash
     );
+    {
+        let r = outcome.recorder.borrow();
+        let acked = r.peers_only_sent.iter().filter(|f| f.seal.is_some()).count();
+        if acked > 0 {
+            println!(
+                "peers-only chat and emote frames: {acked}, opened {}, sent to the server late {}",
+                r.peers_only_sent
+                    .iter()
+                    .filter(|f| f.seal.is_some())
+                    .filter(|f| r.peer_frames_opened.contains(&(
+                        f.from.clone(),
+                        f.to.clone(),
+                        f.frame
+                    )))
+                    .count(),
+                r.late_copies.len()
+            );
+        }
+    }
     if !outcome.unlinked.is_empty() {
         println!(
             "note: {} session member pairs have no link (policy {}): {}",

@@ -129,6 +129,9 @@ pub struct PeersOnlyFrame {
     pub frame: u64,
     /// The packet's ground-truth label.
     pub label: String,
+    /// The frame's id in its sender's stream, when it asked for an acknowledgement
+    /// (peers-only chat and emotes; movement does not).
+    pub seal: Option<ro_p2p_core::seal::FrameId>,
     /// Whether the recipient's player was still on the sender's map when the frame was routed.
     /// A player who has just changed maps is owed nothing from the old one (rAthena would not
     /// show it the line either); its node drops the frame as from a non-member.
@@ -228,6 +231,12 @@ pub struct Recorder {
     pub peers_only_sent: Vec<PeersOnlyFrame>,
     /// Frames a node accepted: (from, to, frame identity) (checker 6).
     pub peer_frames_opened: BTreeSet<(String, String, u64)>,
+    /// Peers-only frames whose sender sent the action to the server late, not confirmed by
+    /// every peer: (sender, frame) (checker 6).
+    pub late_copies: BTreeSet<(String, ro_p2p_core::seal::FrameId)>,
+    /// Per client: when its player left a map or its host crashed: what was still unconfirmed
+    /// then is abandoned by design (checker 6).
+    pub left_or_crashed_ms: BTreeMap<String, Vec<u64>>,
     /// Packets routed to peers only while a member had no healthy link: (t_ms, what).
     pub peers_only_lost: Vec<(u64, String)>,
     /// Packets routed to peers only while a player on the sender's map, joined to the sender's

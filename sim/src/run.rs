@@ -296,6 +296,8 @@ pub fn run_seed(seed: u64, options: Options) -> Outcome {
                     sim.crash(client.as_str());
                     crashed.insert(client.clone());
                     let mut r = recorder.borrow_mut();
+                    let t_ms = r.now_ms;
+                    r.left_or_crashed_ms.entry(client.clone()).or_default().push(t_ms);
                     let prefix = format!("{client}:");
                     let cut: Vec<String> = r
                         .server_expected

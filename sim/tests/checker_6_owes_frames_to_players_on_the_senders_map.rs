@@ -2,6 +2,9 @@
 //! whose player was on the sender's map when it was routed (and lost if never opened), not to
 //! one who had just left that map (seed 105620); and a player settled in the sender's session
 //! that the sender did not count as a member is a violation (it got the packet from nobody).
+//! At any time, faults included, a peers-only chat line or emote (a frame that asked for an
+//! acknowledgement) is opened by its recipient or sent to the server late by its sender, unless
+//! the sender left the map or crashed before the acknowledgement was due.
 
 use std::collections::BTreeSet;
 
@@ -23,6 +26,7 @@ fn frame(t_ms: u64, to_on_map: bool) -> PeersOnlyFrame {
         to: "client-2".into(),
         frame: 7,
         label: "chat".into(),
+        seal: None,
         to_on_map,
     }
 }
@@ -64,4 +68,33 @@ fn a_settled_member_the_sender_did_not_count_is_a_violation_in_the_quiet_end_onl
     r.peers_only_unknown.push((quiet_from_ms, "client-1: chat not to [\"client-2\"]".into()));
     let found = peers_only_violations(&r, &plan, &live);
     assert_eq!(found, vec!["client-1: chat not to [\"client-2\"]".to_owned()]);
+}
+
+#[test]
+fn an_acknowledged_frame_never_opened_is_owed_a_late_server_copy_at_any_time() {
+    use ro_p2p_core::node::PEER_ACK_TIMEOUT_MS;
+    use ro_p2p_core::seal::FrameId;
+    let (plan, mut r, live) = world();
+    let t_ms = 10_000; // during the faults, long before the quiet end
+    let id = |counter| FrameId { epoch: 1, stream: 9, counter };
+    r.peers_only_sent.push(PeersOnlyFrame { seal: Some(id(5)), ..frame(t_ms, true) });
+    let found = peers_only_violations(&r, &plan, &live);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("neither opened by client-2 nor sent to the server late"));
+    // The sender left the map after the acknowledgement was due: still owed.
+    r.left_or_crashed_ms.insert("client-1".into(), vec![t_ms + PEER_ACK_TIMEOUT_MS + 1]);
+    assert_eq!(peers_only_violations(&r, &plan, &live).len(), 1);
+    // ... before it was due: abandoned by design.
+    r.left_or_crashed_ms.insert("client-1".into(), vec![t_ms + PEER_ACK_TIMEOUT_MS / 2]);
+    assert!(peers_only_violations(&r, &plan, &live).is_empty());
+    r.left_or_crashed_ms.clear();
+    // A late copy of that frame settles it; a late copy of another frame does not.
+    r.late_copies.insert(("client-1".into(), id(6)));
+    assert_eq!(peers_only_violations(&r, &plan, &live).len(), 1);
+    r.late_copies.insert(("client-1".into(), id(5)));
+    assert!(peers_only_violations(&r, &plan, &live).is_empty());
+    // And so does the recipient opening it.
+    r.late_copies.clear();
+    r.peer_frames_opened.insert(("client-1".into(), "client-2".into(), 7));
+    assert!(peers_only_violations(&r, &plan, &live).is_empty());
 }

@@ -218,6 +218,14 @@ impl MapConnection {
                     self.on_server_bytes(&from_server[..n]).await;
                 }
                 event = event => match event {
+                    Some(DriverEvent::LateServerCopy { event, .. }) => {
+                        // A peers-only line not every peer confirmed: the server gets it now.
+                        self.recv.expect_server_echo(self.now(), &event.as_event());
+                        let late = self.route(&[]).await;
+                        if server_tx.write_all(&late).await.is_err() {
+                            break;
+                        }
+                    }
                     Some(event) => self.on_driver_event(event),
                     None => self.lose_library("the client driver stopped"),
                 },

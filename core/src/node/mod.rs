@@ -21,12 +21,12 @@ use serde::Serialize;
 use crate::Rng;
 use crate::client::{self, Client, ClientEvent, RouteInputs};
 use crate::packet::{
-    GameStream, Obfuscation, OwnNameError, PacketVersion, PeerCategory, PeerEvent, PeerEventError,
-    Verdict,
+    GameStream, Obfuscation, OwnNameError, PacketVersion, PeerAck, PeerCategory, PeerEvent,
+    PeerEventError, Verdict,
 };
 use crate::route::{Choice, Policy, Route, RouteContext};
 use crate::sansio::SansIo;
-use crate::seal::{OpenError, Opener, SealConfig, Sealer};
+use crate::seal::{FrameId, OpenError, Opener, SealConfig, Sealer};
 use crate::time::Instant;
 use crate::wire::{PeerId, SessionId, SessionKey};
 
@@ -79,6 +79,29 @@ pub struct PeersOnlySent {
     pub seq: u64,
     /// What the player did.
     pub event: ReceivedEvent,
+}
+
+/// How long a chat line or emote sent to peers only waits for every peer's [`PeerAck`] before
+/// it goes to the map server too. The reliable channel normally answers within a round trip;
+/// past this, the server's copy (about one round trip to the server) is what the players see
+/// soonest.
+pub const PEER_ACK_TIMEOUT_MS: u64 = 1_000;
+
+/// Peers-only actions awaiting acknowledgement at most; beyond, the oldest goes to the server
+/// at once.
+pub const UNCONFIRMED_MAX: usize = 64;
+
+/// A chat line or emote sent to peers only, until every peer it went to acknowledges it.
+#[derive(Clone, Debug)]
+struct Unconfirmed {
+    frame: FrameId,
+    at: Instant,
+    /// The packet's de-obfuscated id and the rest of its bytes, for the late server copy.
+    id: u16,
+    body: Vec<u8>,
+    event: ReceivedEvent,
+    /// The peers it was sent to that have not acknowledged it yet.
+    awaiting: Vec<PeerId>,
 }
 
 /// The data channel a peer frame travels on.
@@ -183,6 +206,19 @@ pub enum Output {
         /// What it did.
         event: ReceivedEvent,
     },
+    /// A chat line or emote that went to peers only was not acknowledged by every peer it went
+    /// to within [`PEER_ACK_TIMEOUT_MS`], or the link to one of them stopped being healthy
+    /// first (it may never have arrived): its bytes are queued for the map server, and the next
+    /// [`Node::on_game_send`] puts them first in `to_server` (call it with no bytes to take them
+    /// now). The server shows it to the map (a peer that already showed it drops that copy)
+    /// and echoes it to this player, who was already shown the local echo: hand `event` to
+    /// [`crate::render::ReceiveStream::expect_server_echo`] so that echo is not shown twice.
+    LateServerCopy {
+        /// The action.
+        event: ReceivedEvent,
+        /// The frame it went to peers in (for observers that match frames with their fate).
+        frame: FrameId,
+    },
 }
 
 /// Why a frame received from a peer was dropped. Each reason has a counter in [`NodeStats`].
@@ -267,6 +303,18 @@ pub struct NodeStats {
     pub dropped_invalid_event: u64,
     /// [`ReceiveDrop::OutsideMap`].
     pub dropped_outside_map: u64,
+    /// Acknowledgements sent for frames whose sender asked for one.
+    pub acks_sent: u64,
+    /// Acknowledgements received.
+    pub acks_received: u64,
+    /// Peers-only chat lines and emotes that every peer acknowledged.
+    pub peers_only_confirmed: u64,
+    /// Peers-only chat lines and emotes sent to the server late ([`Output::LateServerCopy`]).
+    pub peers_only_late: u64,
+    /// Peers-only chat lines and emotes still unacknowledged when the player left the map or
+    /// the map connection was replaced (or the stream desynced), so no server copy could
+    /// follow: the only window in which such a line can still be missed by a peer.
+    pub peers_only_abandoned: u64,
 }
 
 /// The session, sender identity and key the node's sealer and openers hold.
@@ -314,6 +362,10 @@ pub struct Node {
     peers_only_next: u64,
     /// The player's character name, once set ([`Node::set_own_name`]).
     own_name: Option<Vec<u8>>,
+    /// Peers-only chat lines and emotes awaiting acknowledgement, oldest first.
+    unconfirmed: VecDeque<Unconfirmed>,
+    /// Late server copies not yet taken by [`Node::on_game_send`].
+    late_server: Vec<u8>,
     stats: NodeStats,
 }
 
@@ -341,6 +393,8 @@ impl Node {
             peers_only: VecDeque::new(),
             peers_only_next: 0,
             own_name: None,
+            unconfirmed: VecDeque::new(),
+            late_server: Vec::new(),
             stats: NodeStats::default(),
         };
         node.pump_client(now);
@@ -376,6 +430,9 @@ impl Node {
     /// reconnect): framing and the obfuscation key start over. Bytes of an unfinished packet
     /// of the old connection are discarded.
     pub fn new_map_connection(&mut self) {
+        self.abandon_unconfirmed();
+        // Obfuscated for the old connection's key sequence.
+        self.late_server.clear();
         self.stream = GameStream::new(self.packet_version, self.obfuscation);
         if let Some(name) = &self.own_name {
             // Checked when it was set.
@@ -454,8 +511,13 @@ impl Node {
     /// exact bytes for the server to `to_server` (in order, re-obfuscated where packets were
     /// diverted) and queues one [`Output::SendPeerFrame`] per healthy peer for each packet
     /// routed to peers. A partial packet is kept for the next call.
+    ///
+    /// Late server copies of peers-only actions ([`Output::LateServerCopy`]) come first in
+    /// `to_server`; call it with no bytes to take just those. (Once more than
+    /// [`UNCONFIRMED_MAX`] actions await acknowledgement, the oldest become late copies for the
+    /// next call.)
     pub fn on_game_send(&mut self, now: Instant, bytes: &[u8], to_server: &mut Vec<u8>) {
-        let _ = now;
+        to_server.append(&mut self.late_server);
         let inputs = self.client.route_inputs();
         let ctx = route_context(&inputs, self.client.members(), self.sealer.is_some());
         let Node {
@@ -467,6 +529,7 @@ impl Node {
             stats,
             peers_only,
             peers_only_next,
+            unconfirmed,
             ..
         } = self;
         let policy = *policy;
@@ -507,9 +570,15 @@ impl Node {
                     return;
                 };
                 let event = eligible.event();
+                let channel = Channel::for_event(&event);
+                // A peers-only line on the reliable channel is acknowledged by each peer, or
+                // sent to the server late (see `settle_unconfirmed`).
+                let confirm = matches!(p.route, Route::Peers(_)) && channel == Channel::Chat;
                 scratch.clear();
                 event.encode(scratch);
-                let frame: Arc<[u8]> = match sealer.seal(scratch) {
+                let sealed =
+                    if confirm { sealer.seal_wanting_ack(scratch) } else { sealer.seal(scratch) };
+                let frame: Arc<[u8]> = match sealed {
                     Ok(frame) => frame.into(),
                     Err(_) => {
                         stats.seal_failures += 1;
@@ -517,7 +586,16 @@ impl Node {
                     }
                 };
                 stats.frames_sealed += 1;
-                let channel = Channel::for_event(&event);
+                if confirm && let Some((id, _)) = crate::seal::frame_id(&frame) {
+                    unconfirmed.push_back(Unconfirmed {
+                        frame: id,
+                        at: now,
+                        id: p.spec.id(),
+                        body: p.body.to_vec(),
+                        event: ReceivedEvent::from_event(&event),
+                        awaiting: inputs.healthy_peers.clone(),
+                    });
+                }
                 debug_assert_eq!(
                     channel == Channel::Movement,
                     eligible.category() == PeerCategory::Movement
@@ -541,6 +619,65 @@ impl Node {
                 to_server.extend_from_slice(bytes);
             }
         });
+        if self.unconfirmed.len() > UNCONFIRMED_MAX {
+            // Taken by the next call, like every late copy.
+            self.settle_unconfirmed(now);
+        }
+    }
+
+    /// Decides what becomes of each peers-only action still awaiting acknowledgement: one whose
+    /// time is up, or that went to a peer that is no longer a healthy-linked member (its link
+    /// died or went quiet, it left, or this player fell back), or beyond [`UNCONFIRMED_MAX`],
+    /// is queued for the server ([`Output::LateServerCopy`]).
+    fn settle_unconfirmed(&mut self, now: Instant) {
+        if self.unconfirmed.is_empty() {
+            return;
+        }
+        let inputs = self.client.route_inputs();
+        let members = self.client.members();
+        let mut kept = VecDeque::with_capacity(self.unconfirmed.len());
+        let excess = self.unconfirmed.len().saturating_sub(UNCONFIRMED_MAX);
+        for (i, entry) in std::mem::take(&mut self.unconfirmed).into_iter().enumerate() {
+            let overdue = now.millis_since(entry.at) >= PEER_ACK_TIMEOUT_MS;
+            let unreachable = entry
+                .awaiting
+                .iter()
+                .any(|p| !members.contains(p) || !inputs.healthy_peers.contains(p));
+            if i < excess || overdue || unreachable {
+                if self.stream.server_copy(entry.id, &entry.body, &mut self.late_server) {
+                    self.stats.peers_only_late += 1;
+                    let late = Output::LateServerCopy { event: entry.event, frame: entry.frame };
+                    self.outputs.push_back(late);
+                } else {
+                    self.stats.peers_only_abandoned += 1;
+                }
+            } else {
+                kept.push_back(entry);
+            }
+        }
+        self.unconfirmed = kept;
+    }
+
+    /// The player left the map: what is still unacknowledged belongs to a map the server no
+    /// longer shows this player on, so no late copy can follow. (Late copies already decided
+    /// stay queued: they were due while the player was there.)
+    fn abandon_unconfirmed(&mut self) {
+        self.stats.peers_only_abandoned += self.unconfirmed.len() as u64;
+        self.unconfirmed.clear();
+    }
+
+    /// A peer acknowledged one of this player's frames.
+    fn on_ack(&mut self, from: &PeerId, ack: PeerAck) {
+        self.stats.acks_received += 1;
+        let Some(i) = self.unconfirmed.iter().position(|u| u.frame == ack.frame) else {
+            return; // Already settled, or not a frame that wanted one.
+        };
+        let entry = &mut self.unconfirmed[i];
+        entry.awaiting.retain(|p| p != from);
+        if entry.awaiting.is_empty() {
+            self.unconfirmed.remove(i);
+            self.stats.peers_only_confirmed += 1;
+        }
     }
 
     /// Opens, decodes and validates one frame that arrived on the link to `from`, and queues
@@ -555,12 +692,14 @@ impl Node {
         self.stats.frames_received += 1;
         let result = self.receive(now, now, from, bytes);
         self.count(&result);
-        result
+        result.map(|_| ())
     }
 
-    fn count(&mut self, result: &Result<(), ReceiveDrop>) {
+    fn count(&mut self, result: &Result<Opened, ReceiveDrop>) {
         let slot = match result {
-            Ok(()) => &mut self.stats.events_received,
+            Ok(Opened::Event) => &mut self.stats.events_received,
+            // Counted in `acks_received`.
+            Ok(Opened::Ack) => return,
             Err(ReceiveDrop::NotMember { .. }) => &mut self.stats.dropped_not_member,
             Err(ReceiveDrop::NoSessionKey) => &mut self.stats.dropped_no_key,
             Err(ReceiveDrop::Open(_)) => &mut self.stats.dropped_by_seal,
@@ -578,7 +717,7 @@ impl Node {
         since: Instant,
         from: &PeerId,
         bytes: &[u8],
-    ) -> Result<(), ReceiveDrop> {
+    ) -> Result<Opened, ReceiveDrop> {
         if !self.client.members().contains(from) {
             return Err(ReceiveDrop::NotMember { from: from.clone() });
         }
@@ -595,15 +734,40 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         };
+        if let Some(ack) = PeerAck::decode(&payload) {
+            self.on_ack(from, ack);
+            return Ok(Opened::Ack);
+        }
         let event = PeerEvent::decode(&payload)?;
         if let (PeerEvent::Move { x, y }, Some((width, height))) = (event, self.map_size)
             && (x >= width || y >= height)
         {
             return Err(ReceiveDrop::OutsideMap { x, y, width, height });
         }
+        if let Some((frame, true)) = crate::seal::frame_id(bytes) {
+            self.acknowledge(from, frame);
+        }
         let event = ReceivedEvent::from_event(&event);
         self.outputs.push_back(Output::Received { from: from.clone(), event });
-        Ok(())
+        Ok(Opened::Event)
+    }
+
+    /// Answers a frame whose sender asked for an acknowledgement, on the reliable channel.
+    fn acknowledge(&mut self, to: &PeerId, frame: FrameId) {
+        let Some(sealer) = self.sealer.as_mut() else { return };
+        self.scratch.clear();
+        PeerAck { frame }.encode(&mut self.scratch);
+        let Ok(sealed) = sealer.seal(&self.scratch) else {
+            self.stats.seal_failures += 1;
+            return;
+        };
+        self.stats.acks_sent += 1;
+        let frame: Arc<[u8]> = sealed.into();
+        self.outputs.push_back(Output::SendPeerFrame {
+            peer: to.clone(),
+            channel: Channel::Chat,
+            frame,
+        });
     }
 
     /// Moves the client's outputs into the node's queue and brings keys in line with it.
@@ -698,6 +862,13 @@ impl Node {
     }
 }
 
+/// What an accepted frame carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opened {
+    Event,
+    Ack,
+}
+
 /// How long a frame under a key epoch not yet known here is kept for that key.
 pub const EARLY_FRAME_HOLD_MS: u64 = 2_000;
 
@@ -728,13 +899,18 @@ impl SansIo for Node {
     type Output = Output;
 
     fn handle_input(&mut self, now: Instant, input: client::Input) {
+        if matches!(input, client::Input::ZoneChanged(_)) {
+            self.abandon_unconfirmed();
+        }
         self.client.handle_input(now, input);
         self.pump_client(now);
+        self.settle_unconfirmed(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.client.handle_timeout(now);
         self.pump_client(now);
+        self.settle_unconfirmed(now);
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -742,6 +918,10 @@ impl SansIo for Node {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.client.poll_timeout()
+        let ack = self.unconfirmed.iter().map(|u| u.at.add_millis(PEER_ACK_TIMEOUT_MS)).min();
+        match (self.client.poll_timeout(), ack) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

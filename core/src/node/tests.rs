@@ -63,6 +63,8 @@ struct World {
     next_conn: u64,
     received: Vec<Vec<(PeerId, ReceivedEvent)>>,
     drops: Vec<Vec<ReceiveDrop>>,
+    /// [`Output::LateServerCopy`] events, per node.
+    late: Vec<Vec<ReceivedEvent>>,
     sent: Vec<Sent>,
     /// Frames are recorded but not delivered while this is set.
     hold_frames: bool,
@@ -79,6 +81,7 @@ impl World {
             next_conn: 1,
             received: Vec::new(),
             drops: Vec::new(),
+            late: Vec::new(),
             sent: Vec::new(),
             hold_frames: false,
         }
@@ -86,20 +89,31 @@ impl World {
 
     /// Adds a node named `name` on map `map` and lets everything settle.
     fn add(&mut self, name: &str, map: &str) -> usize {
+        self.add_with(name, map, PacketVersion::V20211103, Obfuscation::Off)
+    }
+
+    /// [`World::add`] with a packet version and obfuscation.
+    fn add_with(
+        &mut self,
+        name: &str,
+        map: &str,
+        packet_version: PacketVersion,
+        obfuscation: Obfuscation,
+    ) -> usize {
         let client = client::Config {
             coordinator_urls: vec!["ws://coordinator".into()],
             peer_id: Some(pid(name)),
             p2p_enabled_zones: [zone("prontera"), zone("geffen")].into_iter().collect(),
             ..client::Config::default()
         };
-        let config =
-            NodeConfig { obfuscation: Obfuscation::Off, ..NodeConfig::with_client(client) };
+        let config = NodeConfig { obfuscation, packet_version, ..NodeConfig::with_client(client) };
         let seed = 100 + self.nodes.len() as u64;
         self.nodes.push(Node::new(config, Rng::from_seed(seed), self.now));
         self.names.push(pid(name));
         self.conns.push(None);
         self.received.push(Vec::new());
         self.drops.push(Vec::new());
+        self.late.push(Vec::new());
         let i = self.nodes.len() - 1;
         self.nodes[i].handle_input(self.now, client::Input::ZoneChanged(zone(map)));
         self.settle();
@@ -197,6 +211,7 @@ impl World {
                 }
             }
             Output::Received { from, event } => self.received[i].push((from, event)),
+            Output::LateServerCopy { event, .. } => self.late[i].push(event),
         }
     }
 
@@ -686,4 +701,162 @@ fn a_frame_under_a_key_not_yet_known_here_is_held_and_opened_when_the_key_arrive
         .filter(|o| matches!(o, Output::Received { .. }))
         .count();
     assert_eq!(opened, 0);
+}
+
+// Peers-only chat and emotes are acknowledged; what is not, goes to the server late (issue 23).
+
+fn acks_sent_by(w: &World, i: usize) -> usize {
+    w.sent
+        .iter()
+        .filter(|s| {
+            s.from == i
+                && crate::seal::frame_id(&s.frame).is_some_and(|(_, a)| !a)
+                && s.channel == Channel::Chat
+        })
+        .count()
+}
+
+#[test]
+fn a_peers_only_line_every_peer_acknowledges_never_reaches_the_server() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let c = w.add("carol", "prontera");
+    w.nodes[a].set_policy("chat=peers,emote=peers".parse().unwrap());
+    let mut bytes = chat(b"alice : psst");
+    bytes.extend(emote(1));
+    assert!(w.game_send(a, &bytes).is_empty());
+    // Each frame wanted an ack; bob and carol each sent one per frame.
+    assert!(
+        w.sent.iter().filter(|s| s.from == a).all(|s| crate::seal::frame_id(&s.frame).unwrap().1)
+    );
+    assert_eq!((w.nodes[b].stats().acks_sent, w.nodes[c].stats().acks_sent), (2, 2));
+    assert_eq!(w.nodes[a].stats().acks_received, 4);
+    assert_eq!(w.nodes[a].stats().peers_only_confirmed, 2);
+    assert_eq!(w.nodes[a].poll_timeout(), w.nodes[a].client().poll_timeout());
+    w.advance(10 * PEER_ACK_TIMEOUT_MS);
+    assert!(w.late[a].is_empty());
+    assert!(w.game_send(a, &[]).is_empty());
+    assert_eq!(w.nodes[a].stats().peers_only_late, 0);
+    // Acks are not events.
+    assert_eq!(w.received[a], vec![]);
+    assert_eq!(w.nodes[a].stats().events_received, 0);
+}
+
+#[test]
+fn mirrored_and_movement_frames_want_no_ack() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("movement=peers,chat=mirror".parse().unwrap());
+    w.game_send(a, &walk(3, 4));
+    w.game_send(a, &chat(b"alice : hi"));
+    assert_eq!(w.received[b].len(), 2);
+    assert!(w.sent.iter().all(|s| !crate::seal::frame_id(&s.frame).unwrap().1));
+    assert_eq!(w.nodes[b].stats().acks_sent, 0);
+    assert_eq!(acks_sent_by(&w, b), 0);
+}
+
+#[test]
+fn a_peers_only_line_not_acknowledged_in_time_goes_to_the_server_late_and_once() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("chat=peers".parse().unwrap());
+    w.hold_frames = true; // the frame is lost on the way
+    assert!(w.game_send(a, &chat(b"alice : lost?")).is_empty());
+    assert_eq!(w.nodes[a].poll_timeout(), Some(w.now.add_millis(PEER_ACK_TIMEOUT_MS)));
+    w.advance(PEER_ACK_TIMEOUT_MS - 1);
+    assert!(w.late[a].is_empty());
+    w.advance(1);
+    assert_eq!(w.late[a], vec![ReceivedEvent::Chat { text: b"alice : lost?".to_vec() }]);
+    // The next call to on_game_send puts it first, before what the game sends now.
+    let mut expected = chat(b"alice : lost?");
+    expected.extend(npc_click(7));
+    assert_eq!(w.game_send(a, &npc_click(7)), expected);
+    assert_eq!(w.nodes[a].stats().peers_only_late, 1);
+    // Only once.
+    w.advance(10 * PEER_ACK_TIMEOUT_MS);
+    assert_eq!(w.late[a].len(), 1);
+    assert!(w.game_send(a, &[]).is_empty());
+    // An ack that arrives after the late copy changes nothing.
+    w.hold_frames = false;
+    let frame = w.sent.iter().find(|s| s.from == a).unwrap().frame.clone();
+    w.deliver(a, &pid("bob"), &frame);
+    w.settle();
+    assert_eq!(w.nodes[a].stats().peers_only_confirmed, 0);
+    assert!(w.game_send(a, &[]).is_empty());
+}
+
+#[test]
+fn a_link_that_dies_before_the_ack_sends_the_line_to_the_server_at_once() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    let _c = w.add("carol", "prontera");
+    w.nodes[a].set_policy("emote=peers".parse().unwrap());
+    w.hold_frames = true;
+    w.game_send(a, &emote(5));
+    // carol's ack comes; bob's link closes before his does.
+    let to_carol = w.sent.iter().find(|s| s.from == a && s.to == pid("carol")).unwrap().clone();
+    w.hold_frames = false;
+    w.deliver(a, &pid("carol"), &to_carol.frame);
+    w.settle();
+    assert!(w.late[a].is_empty());
+    let closed =
+        client::Input::PeerLinkEvent { peer: pid("bob"), event: client::LinkEvent::Closed };
+    w.nodes[a].handle_input(w.now, closed);
+    w.settle();
+    assert_eq!(w.late[a], vec![ReceivedEvent::Emote { kind: 5 }]);
+    assert_eq!(w.game_send(a, &[]), emote(5));
+}
+
+#[test]
+fn leaving_the_map_abandons_what_is_unacknowledged_and_sends_nothing_late() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let _b = w.add("bob", "prontera");
+    w.nodes[a].set_policy("chat=peers".parse().unwrap());
+    w.hold_frames = true;
+    w.game_send(a, &chat(b"alice : bye"));
+    w.nodes[a].handle_input(w.now, client::Input::ZoneChanged(zone("geffen")));
+    w.settle();
+    w.advance(10 * PEER_ACK_TIMEOUT_MS);
+    assert!(w.late[a].is_empty());
+    assert!(w.game_send(a, &[]).is_empty());
+    assert_eq!(w.nodes[a].stats().peers_only_abandoned, 1);
+}
+
+#[test]
+fn a_late_copy_on_an_obfuscated_connection_keeps_the_server_in_step() {
+    use crate::packet::{ClientEncoder, ServerDecoder};
+    let v = PacketVersion::V20151104;
+    let mut w = world();
+    let a = w.add_with("alice", "prontera", v, Obfuscation::On);
+    let _b = w.add_with("bob", "prontera", v, Obfuscation::On);
+    w.nodes[a].set_policy("chat=peers".parse().unwrap());
+    let mut game = ClientEncoder::new(v, Obfuscation::On);
+    let mut server = ServerDecoder::new(v, Obfuscation::On);
+    let mut send = |w: &mut World, packet: &[u8]| {
+        let mut wire = Vec::new();
+        game.encode(packet, &mut wire);
+        let to_server = w.game_send(a, &wire);
+        server.push(&to_server);
+    };
+    w.hold_frames = true;
+    send(&mut w, &chat(b"alice : one"));
+    send(&mut w, &npc_click(1));
+    w.advance(PEER_ACK_TIMEOUT_MS);
+    send(&mut w, &npc_click(2));
+    send(&mut w, &chat(b"alice : two"));
+    send(&mut w, &npc_click(3));
+    w.advance(PEER_ACK_TIMEOUT_MS);
+    server.push(&w.game_send(a, &[]));
+    let (packets, error) = server.drain();
+    assert_eq!(error, None);
+    let got: Vec<Vec<u8>> = packets.into_iter().map(|p| p.bytes).collect();
+    assert_eq!(
+        got,
+        vec![npc_click(1), chat(b"alice : one"), npc_click(2), npc_click(3), chat(b"alice : two")]
+    );
 }

@@ -11,6 +11,8 @@ const KIND_MOVE: u8 = 1;
 const KIND_TURN: u8 = 2;
 const KIND_CHAT: u8 = 3;
 const KIND_EMOTE: u8 = 4;
+/// Not an event: a receiver's acknowledgement of a frame ([`PeerAck`]).
+const KIND_ACK: u8 = 15;
 
 /// Largest map coordinate (10-bit fields of rAthena's position packing).
 pub const COORD_MAX: u16 = 1023;
@@ -204,6 +206,48 @@ impl<'a> PeerEvent<'a> {
     }
 }
 
+/// A receiver's acknowledgement of one frame whose sender asked for it
+/// ([`crate::seal::FLAG_ACK_WANTED`]): the action reached this peer. It travels sealed, on the
+/// reliable channel, as a tag byte (`format << 4 | 15`), then the frame's key epoch (u32),
+/// stream (u64) and counter (u64), little-endian. A sender that hears it from every peer it sent a peers-only
+/// action to forgets the action; otherwise it sends the action to the server late.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAck {
+    /// The acknowledged frame.
+    pub frame: crate::seal::FrameId,
+}
+
+/// Bytes of an encoded [`PeerAck`].
+pub const PEER_ACK_BYTES: usize = 21;
+
+impl PeerAck {
+    /// Appends the binary form.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push((PEER_EVENT_FORMAT << 4) | KIND_ACK);
+        out.extend_from_slice(&self.frame.epoch.to_le_bytes());
+        out.extend_from_slice(&self.frame.stream.to_le_bytes());
+        out.extend_from_slice(&self.frame.counter.to_le_bytes());
+    }
+
+    /// The acknowledgement in `bytes`, or `None` when they are not one (an event, or garbage,
+    /// which [`PeerEvent::decode`] then judges).
+    pub fn decode(bytes: &[u8]) -> Option<PeerAck> {
+        let (&tag, rest) = bytes.split_first()?;
+        if tag != (PEER_EVENT_FORMAT << 4) | KIND_ACK || rest.len() != PEER_ACK_BYTES - 1 {
+            return None;
+        }
+        let (epoch, rest) = rest.split_first_chunk::<4>()?;
+        let (stream, counter) = rest.split_first_chunk::<8>()?;
+        let counter = counter.first_chunk::<8>()?;
+        let frame = crate::seal::FrameId {
+            epoch: u32::from_le_bytes(*epoch),
+            stream: u64::from_le_bytes(*stream),
+            counter: u64::from_le_bytes(*counter),
+        };
+        Some(PeerAck { frame })
+    }
+}
+
 /// Whether peers may show this emote: below `ET_MAX`, not the mute emote, not a dice emote.
 pub fn emote_is_peer_eligible(kind: u8) -> bool {
     kind < EMOTE_END && kind != EMOTE_MUTE && !EMOTE_DICE.contains(&kind)
@@ -221,6 +265,24 @@ mod tests {
         let mut out = Vec::new();
         e.encode(&mut out);
         assert_eq!(PeerEvent::decode(&out), Ok(e));
+    }
+
+    #[test]
+    fn an_ack_round_trips_and_is_never_an_event() {
+        let frame = crate::seal::FrameId { epoch: 7, stream: u64::MAX - 3, counter: 1 << 40 };
+        let ack = PeerAck { frame };
+        let mut out = Vec::new();
+        ack.encode(&mut out);
+        assert_eq!(out.len(), PEER_ACK_BYTES);
+        assert_eq!(PeerAck::decode(&out), Some(ack));
+        assert_eq!(PeerEvent::decode(&out), Err(PeerEventError::UnknownKind { kind: KIND_ACK }));
+        // One byte short or long, or another kind, is not an ack.
+        assert_eq!(PeerAck::decode(&out[..PEER_ACK_BYTES - 1]), None);
+        out.push(0);
+        assert_eq!(PeerAck::decode(&out), None);
+        let mut chat = Vec::new();
+        PeerEvent::Chat { text: b"Alice : hello" }.encode(&mut chat);
+        assert_eq!(PeerAck::decode(&chat), None);
     }
 
     #[test]

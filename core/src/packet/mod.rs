@@ -21,8 +21,8 @@ mod table;
 
 pub use classify::{Classified, PeerCategory, PeerEligible, ServerOnly, ServerOnlyReason};
 pub use event::{
-    COORD_MAX, DIR_MAX, EMOTE_DICE, EMOTE_END, EMOTE_MUTE, HEAD_DIR_MAX, PEER_EVENT_FORMAT,
-    PeerEvent, PeerEventError, emote_is_peer_eligible,
+    COORD_MAX, DIR_MAX, EMOTE_DICE, EMOTE_END, EMOTE_MUTE, HEAD_DIR_MAX, PEER_ACK_BYTES,
+    PEER_EVENT_FORMAT, PeerAck, PeerEvent, PeerEventError, emote_is_peer_eligible,
 };
 pub use obfuscation::{KeySequence, Obfuscation};
 pub use server::{

@@ -91,6 +91,9 @@ pub struct PacketVerdict<'a> {
     /// What to write to the server: the packet, its id re-obfuscated with the server's key
     /// sequence; empty when the route is [`Route::Peers`].
     pub server_bytes: &'a [u8],
+    /// The packet after its 2-byte id (length field and fields): with [`PacketSpec::id`], what
+    /// [`GameStream::server_copy`] needs to send a packet routed to peers to the server later.
+    pub body: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,7 +293,9 @@ impl GameStream {
             } else {
                 &[]
             };
-            return Some(Verdict::Packet(PacketVerdict { offset, spec, len, route, server_bytes }));
+            let body = packet.get(2..).unwrap_or_default();
+            let verdict = PacketVerdict { offset, spec, len, route, server_bytes, body };
+            return Some(Verdict::Packet(verdict));
         }
         // Rare path: packets were diverted to peers on an obfuscated connection, so the server's
         // key lags behind the client's. Decide first; if the packet goes to the server,
@@ -310,7 +315,24 @@ impl GameStream {
         let packet = self.buf.get(start..end)?;
         let route = policy.route(classify(self.dialect, &self.own_name, spec, packet), ctx);
         let server_bytes: &[u8] = if to_server { packet } else { &[] };
-        Some(Verdict::Packet(PacketVerdict { offset, spec, len, route, server_bytes }))
+        let body = packet.get(2..).unwrap_or_default();
+        Some(Verdict::Packet(PacketVerdict { offset, spec, len, route, server_bytes, body }))
+    }
+
+    /// Appends to `out` a packet that an earlier verdict routed to peers only (`id`, the
+    /// de-obfuscated id, and `body`, from its [`PacketVerdict`]), for the server now: its id
+    /// obfuscated with the server's next key, which then advances, so the packets after it stay
+    /// in step. Write `out` to the server before any later verdict's bytes. Returns `false` and
+    /// appends nothing once the stream has desynced (its bytes pass through as they are, so
+    /// nothing can be inserted between them).
+    pub fn server_copy(&mut self, id: u16, body: &[u8], out: &mut Vec<u8>) -> bool {
+        if self.state == State::PassingThrough {
+            return false;
+        }
+        out.extend_from_slice(&(id ^ self.server_key.mask()).to_le_bytes());
+        out.extend_from_slice(body);
+        self.server_key.advance();
+        true
     }
 
     fn desync(&mut self, reason: DesyncReason) -> Verdict<'_> {

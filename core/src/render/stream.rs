@@ -8,8 +8,8 @@ use std::net::SocketAddrV4;
 use super::framer::{ZcDesyncReason, ZcFrame, ZcFramer};
 use super::packets::{
     self, Cell, UNIT_AID_AT, UNIT_TYPE_AT, UnitLayout, ZC_ACCEPT_ENTER, ZC_ACCEPT_ENTER2, ZC_AID,
-    ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERMOVE, ZC_NOTIFY_TIME,
-    ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE, get_u16, get_u32,
+    ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERCHAT, ZC_NOTIFY_PLAYERMOVE,
+    ZC_NOTIFY_TIME, ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE, get_u16, get_u32,
 };
 use crate::gate::{
     MapMove, ServerMove, ZC_NPCACK_SERVERMOVE, ZC_NPCACK_SERVERMOVE_OLD, parse_map_move,
@@ -176,6 +176,9 @@ struct View {
     tick: Option<(u32, Instant)>,
     units: BTreeMap<u32, Unit>,
     shown: VecDeque<Shown>,
+    /// The player's own lines the server will echo although the game already showed them
+    /// (late server copies of peers-only actions), with when they were expected.
+    echoes: VecDeque<(Instant, Line)>,
 }
 
 impl View {
@@ -209,6 +212,22 @@ impl View {
         }
         self.shown.push_back(Shown { at: now, aid, line, source });
         true
+    }
+
+    /// Whether the game should see the server's echo of one of the player's own lines: not
+    /// when it was expected ([`ReceiveStream::expect_server_echo`]), which consumes that record.
+    fn own_echo_once(&mut self, now: Instant, line: Line) -> bool {
+        let window = self.config.duplicate_window_ms;
+        while self.echoes.front().is_some_and(|(at, _)| now.millis_since(*at) > window) {
+            self.echoes.pop_front();
+        }
+        match self.echoes.iter().position(|(_, l)| *l == line) {
+            Some(i) => {
+                self.echoes.remove(i);
+                false
+            }
+            None => true,
+        }
     }
 
     fn unit_mut(&mut self, aid: u32) -> Option<&mut Unit> {
@@ -280,6 +299,7 @@ impl View {
             ZC_NPCACK_MAPMOVE => {
                 self.units.clear();
                 self.shown.clear();
+                self.echoes.clear();
                 if let (Some(x), Some(y)) = (get_u16(p, 18), get_u16(p, 20)) {
                     self.own_cell = Some(Cell { x, y });
                 }
@@ -290,10 +310,15 @@ impl View {
                     return self.show_once(now, aid, Line::Chat(text.to_vec()), Source::Server);
                 }
             }
+            ZC_NOTIFY_PLAYERCHAT => {
+                let text = packets::chat_text_as_sent(p.get(4..).unwrap_or_default());
+                return self.own_echo_once(now, Line::Chat(text.to_vec()));
+            }
             ZC_EMOTION => {
-                if let (Some(aid), Some(&kind)) = (get_u32(p, 2), p.get(6))
-                    && Some(aid) != self.own_aid
-                {
+                if let (Some(aid), Some(&kind)) = (get_u32(p, 2), p.get(6)) {
+                    if Some(aid) == self.own_aid {
+                        return self.own_echo_once(now, Line::Emote(kind));
+                    }
                     return self.show_once(now, aid, Line::Emote(kind), Source::Server);
                 }
             }
@@ -390,6 +415,7 @@ impl ReceiveStream {
                 tick: None,
                 units: BTreeMap::new(),
                 shown: VecDeque::new(),
+                echoes: VecDeque::new(),
             },
             out: Output::default(),
             stats: ReceiveStats::default(),
@@ -629,6 +655,22 @@ impl ReceiveStream {
         }
         self.stats.local_echoes += 1;
         Ok(())
+    }
+
+    /// The player's own peers-only chat line or emote, already shown by
+    /// [`ReceiveStream::push_local_echo`], was sent to the server late
+    /// ([`crate::node::Output::LateServerCopy`]): the server's echo of it (within the duplicate
+    /// window) is not shown again. Walks and turns have no echo to expect.
+    pub fn expect_server_echo(&mut self, now: Instant, event: &PeerEvent<'_>) {
+        let line = match *event {
+            PeerEvent::Chat { text } => Line::Chat(packets::chat_text_as_sent(text).to_vec()),
+            PeerEvent::Emote { kind } => Line::Emote(kind),
+            PeerEvent::Move { .. } | PeerEvent::Turn { .. } => return,
+        };
+        if self.view.echoes.len() >= SHOWN_MAX {
+            self.view.echoes.pop_front();
+        }
+        self.view.echoes.push_back((now, line));
     }
 
     /// Draws a one-line notice for the player (`0x008E ZC_NOTIFY_PLAYERCHAT`, shown in the

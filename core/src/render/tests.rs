@@ -333,6 +333,37 @@ fn local_echoes_are_what_rathena_sends_the_actor() {
 }
 
 #[test]
+fn the_servers_echo_of_a_late_copy_is_not_shown_twice_and_other_echoes_are() {
+    let mut s = ReceiveStream::new(V);
+    s.push_server(at(0), &zc_aid(42));
+    s.consume(usize::MAX);
+    let mut own_chat = Vec::new();
+    player_chat(b"Me : yo", &mut own_chat);
+    // Without an expectation the server's echoes pass (a line the server carried).
+    s.push_server(at(10), &own_chat);
+    s.push_server(at(10), &emotion(42, 2));
+    let mut both = own_chat.clone();
+    both.extend(emotion(42, 2));
+    assert_eq!(s.output(), both.as_slice());
+    s.consume(usize::MAX);
+    // Late copies: each expected echo is dropped once.
+    s.expect_server_echo(at(100), &PeerEvent::Chat { text: b"Me : yo" });
+    s.expect_server_echo(at(100), &PeerEvent::Emote { kind: 2 });
+    s.expect_server_echo(at(100), &PeerEvent::Move { x: 1, y: 1 });
+    s.push_server(at(300), &own_chat);
+    s.push_server(at(300), &emotion(42, 2));
+    assert_eq!(s.output(), b"");
+    s.push_server(at(400), &own_chat);
+    s.push_server(at(400), &emotion(42, 2));
+    assert_eq!(s.output(), both.as_slice());
+    s.consume(usize::MAX);
+    // An expectation older than the duplicate window is forgotten.
+    s.expect_server_echo(at(1_000), &PeerEvent::Chat { text: b"Me : yo" });
+    s.push_server(at(1_000 + RenderConfig::new(V).duplicate_window_ms + 1), &own_chat);
+    assert_eq!(s.output(), own_chat.as_slice());
+}
+
+#[test]
 fn injection_waits_for_a_packet_boundary() {
     let mut s = stream_with_unit(V, None);
     let walk = notify_move(9, Cell { x: 1, y: 1 }, Cell { x: 2, y: 2 }, 1);

@@ -41,6 +41,11 @@ pub const TAG_BYTES: usize = 16;
 pub const OVERHEAD_BYTES: usize = HEADER_BYTES + TAG_BYTES;
 /// Flag bit: the payload was LZ4-compressed (and starts with its 4-byte original length).
 pub const FLAG_COMPRESSED: u8 = 0x01;
+/// Flag bit: the sender wants a [`crate::packet::PeerAck`] for this frame (it sent the action
+/// to peers only and sends it to the server late unless every peer confirms it).
+pub const FLAG_ACK_WANTED: u8 = 0x02;
+/// Every flag bit this build knows.
+const FLAGS_KNOWN: u8 = FLAG_COMPRESSED | FLAG_ACK_WANTED;
 /// How many sender restarts (new streams) one epoch tolerates before frames on new streams
 /// are refused until the next rotation.
 pub const STREAMS_PER_EPOCH_MAX: usize = 16;
@@ -293,7 +298,7 @@ impl Header {
         if *version != SEAL_VERSION {
             return Err(OpenError::UnknownVersion { version: *version });
         }
-        if flags & !FLAG_COMPRESSED != 0 {
+        if flags & !FLAGS_KNOWN != 0 {
             return Err(OpenError::UnknownFlags { flags: *flags });
         }
         let (epoch, rest) = split_be::<4>(rest);
@@ -315,6 +320,28 @@ impl Header {
         n[4..].copy_from_slice(&self.counter.to_be_bytes());
         n.into()
     }
+}
+
+/// Which frame of a sender's stream a frame is: what a [`crate::packet::PeerAck`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct FrameId {
+    /// The key epoch it was sealed under.
+    pub epoch: u32,
+    /// The sender's stream (a new sealer, e.g. in a new session, starts a new one and counts
+    /// from 0 again).
+    pub stream: u64,
+    /// Its counter in the sender's stream.
+    pub counter: u64,
+}
+
+/// The id of a frame and whether its sender wants an acknowledgement, read from its header.
+/// Only meaningful for a frame that [`Opener::open`] accepted (the header is authenticated
+/// there, not here); `None` for bytes shorter than a header or of another version.
+pub fn frame_id(frame: &[u8]) -> Option<(FrameId, bool)> {
+    let head = frame.first_chunk::<HEADER_BYTES>()?;
+    let header = Header::decode(head).ok()?;
+    let id = FrameId { epoch: header.epoch, stream: header.stream, counter: header.counter };
+    Some((id, header.flags & FLAG_ACK_WANTED != 0))
 }
 
 /// The first `N` bytes of `b` as an array (zero-padded if short, which the fixed header
@@ -399,6 +426,16 @@ impl Sealer {
     /// Seals one payload into a frame, compressing it first when it is over the threshold
     /// and compression helps.
     pub fn seal(&mut self, payload: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal_flagged(payload, 0)
+    }
+
+    /// As [`Sealer::seal`], with [`FLAG_ACK_WANTED`] set: the receiver answers with a
+    /// [`crate::packet::PeerAck`] naming the frame's [`FrameId`].
+    pub fn seal_wanting_ack(&mut self, payload: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal_flagged(payload, FLAG_ACK_WANTED)
+    }
+
+    fn seal_flagged(&mut self, payload: &[u8], extra_flags: u8) -> Result<Vec<u8>, SealError> {
         let max = self.config.payload_bytes_max;
         if payload.len() > max {
             return Err(SealError::PayloadTooLarge { len: payload.len(), max });
@@ -407,7 +444,7 @@ impl Sealer {
         if self.next_counter == u64::MAX {
             return Err(SealError::CounterExhausted { epoch: self.epoch });
         }
-        let mut flags = 0;
+        let mut flags = extra_flags;
         let mut compressed = None;
         if payload.len() > self.config.compression_threshold_bytes {
             let block = lz4_flex::block::compress(payload);

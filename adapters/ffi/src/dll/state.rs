@@ -131,6 +131,19 @@ impl State {
             DriverEvent::Dropped { from, reason } => {
                 self.log.log(LogLevel::Debug, &format!("frame from {from} dropped: {reason}"));
             }
+            DriverEvent::LateServerCopy { event, .. } => {
+                // The bytes wait in the node for the next `rop2p_on_game_send` (an empty call
+                // takes them); the server's echo of a line the player already saw is not shown.
+                let now = self.router.now();
+                self.router.recv.expect_server_echo(now, &event.as_event());
+                self.log.log(
+                    LogLevel::Info,
+                    &format!(
+                        "{} not confirmed by every peer: sent to the server late",
+                        describe(&event)
+                    ),
+                );
+            }
             DriverEvent::TransportClosed { url, reason } => {
                 self.log.log(LogLevel::Info, &format!("coordinator {url}: {reason:?}"));
             }

@@ -134,6 +134,18 @@ pub enum DriverEvent {
         /// Why.
         reason: ReceiveDrop,
     },
+    /// A chat line or emote sent to peers only was not confirmed by every peer in time
+    /// ([`ro_p2p_core::node::Output::LateServerCopy`]): its bytes wait in the node for the map
+    /// server. Call [`NodeHandle::game_send`] (with no bytes, unless the game sent some) and
+    /// write what it returns to the server, and give `event` to the receive path's
+    /// `expect_server_echo`, so the player is not shown the server's echo of a line it already
+    /// saw.
+    LateServerCopy {
+        /// The action.
+        event: ReceivedEvent,
+        /// The frame it went to peers in.
+        frame: ro_p2p_core::seal::FrameId,
+    },
     /// The WebSocket to the coordinator could not be opened or broke.
     TransportClosed {
         /// The URL.
@@ -463,6 +475,9 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
                 }
                 ro_p2p_core::node::Output::Received { from, event } => {
                     self.emit(DriverEvent::Received { from, event }).await;
+                }
+                ro_p2p_core::node::Output::LateServerCopy { event, frame } => {
+                    self.emit(DriverEvent::LateServerCopy { event, frame }).await;
                 }
                 _ => {}
             }
