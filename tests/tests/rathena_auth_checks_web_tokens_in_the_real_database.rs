@@ -8,7 +8,7 @@
 //!   are all refused with their codes, and the `login` table is unchanged;
 //! - a disabled or replaced token closes the connection with `auth-revoked` within the
 //!   re-check interval and gives up its seat (`peer-left`); the new token joins the same
-//!   session again;
+//!   session again; in cluster mode too, without grace;
 //! - a burst of failed checks from one address is rate limited;
 //! - the database unreachable: admitted players stay, new ones get `auth-unavailable`,
 //!   `/api/v1/health` says `degraded` with the reason, the metric counts `unavailable`; back,
@@ -16,6 +16,7 @@
 
 mod rathena;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rathena::auth::{
@@ -23,6 +24,8 @@ use rathena::auth::{
 };
 use rathena::{ANSWER, Coordinator, runtime};
 use ro_p2p_rathena::harness::{HarnessConfig, start_or_skip};
+use ro_p2p_tokio::cluster::{Clock, InstanceId, MemoryWorld, StoreConfig, TokioClock};
+use ro_p2p_tokio::server::ClusterConfig;
 
 const TOKEN_A: &str = "00112233445566aa";
 const TOKEN_B: &str = "bbccddeeff001122";
@@ -167,6 +170,32 @@ fn web_auth_tokens_are_checked_in_rathenas_database() {
         let page = http_get(coord.addr, "/metrics").await;
         assert!(metric(&page, "ro_p2p_auth_revocations_total") >= 2, "{page}");
         coord.stop().await;
+
+        // The same in cluster mode (one instance on an in-memory store): the revoked seat is
+        // given up at once, not held in grace (the default grace is minutes).
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let world = MemoryWorld::new(clock, StoreConfig::default());
+        let store = Arc::new(world.store(InstanceId::new("a").unwrap()));
+        let mut config = rathena_config(&url_db, 1, 1_000);
+        config.cluster =
+            Some(ClusterConfig { view_interval_ms: 50, ..ClusterConfig::store(store) });
+        let coord = Coordinator::start_with("127.0.0.1:0".parse().unwrap(), config).await;
+        let url = coord.url();
+        set(a, "a3a3a3a3a3a3a3a3", 1);
+        set(b, "b3b3b3b3b3b3b3b3", 1);
+        let (_, mut sa) = attempt(&url, Some(&format!("{a}:a3a3a3a3a3a3a3a3"))).await.admitted();
+        let (_, mut sb) = attempt(&url, Some(&format!("{b}:b3b3b3b3b3b3b3b3"))).await.admitted();
+        sa.join("prontera").await;
+        sb.join("prontera").await;
+        set(a, "a3a3a3a3a3a3a3a3", 0);
+        assert_eq!(
+            sa.closed(Duration::from_secs(1) + ANSWER).await.as_deref(),
+            Some("auth-revoked")
+        );
+        let left = sb.frame("peer-left").await.expect("cluster mode: B told at once that A left");
+        assert_eq!(left["peer_id"], a.to_string());
+        coord.stop().await;
+        set(a, "a1a1a1a1a1a1a1a1", 1);
 
         // A burst of failures from one address is rate limited, valid or not.
         let coord =

@@ -975,10 +975,13 @@ impl Client {
                     heartbeat_interval_ms
                 }
                 .max(HEARTBEAT_INTERVAL_MIN_MS);
-                // With authentication off (no token) the coordinator adopts the `peer_id` of
-                // our `join`; otherwise the identity is the token's subject, as welcomed.
-                let me = match (&self.config.token, &self.config.peer_id) {
-                    (None, Some(own)) => own.clone(),
+                // A coordinator with authentication off welcomes an anonymous identity and
+                // adopts the `peer_id` of our `join` (whether or not we presented a token,
+                // which it ignores); otherwise the identity is the token's subject, as welcomed.
+                let me = match &self.config.peer_id {
+                    Some(own) if self.config.token.is_none() || peer_id.is_anonymous() => {
+                        own.clone()
+                    }
                     _ => peer_id.clone(),
                 };
                 if self.peer_id.as_ref() != Some(&me) {

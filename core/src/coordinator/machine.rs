@@ -16,8 +16,8 @@ use super::{ConnId, Identity, Input, Output, Placement, RestoredSeat, SessionVie
 use crate::rng::Rng;
 use crate::time::Instant;
 use crate::wire::{
-    Capabilities, ClientMessage, ErrorCode, IceServer, PROTOCOL_VERSION, PeerId, PeerLeftReason,
-    ServerMessage, SessionId, SessionKey, WireError, Zone, decode_client,
+    ANONYMOUS_PREFIX, Capabilities, ClientMessage, ErrorCode, IceServer, PROTOCOL_VERSION, PeerId,
+    PeerLeftReason, ServerMessage, SessionId, SessionKey, WireError, Zone, decode_client,
 };
 
 /// Why the coordinator refused a frame; each maps to the `error` code sent back.
@@ -259,13 +259,15 @@ impl State {
         }
         let (peer, identity_open) = match identity {
             Identity::Account(peer) => (peer, false),
-            Identity::Anonymous => match PeerId::new(format!("anon-{}", self.rng.hex_id(8))) {
-                Ok(peer) => (peer, true),
-                Err(_) => {
-                    self.emit_close(conn, ErrorCode::Internal, "no identity".into());
-                    return;
+            Identity::Anonymous => {
+                match PeerId::new(format!("{ANONYMOUS_PREFIX}{}", self.rng.hex_id(8))) {
+                    Ok(peer) => (peer, true),
+                    Err(_) => {
+                        self.emit_close(conn, ErrorCode::Internal, "no identity".into());
+                        return;
+                    }
                 }
-            },
+            }
         };
         let limiter = Limiter::new(&self.config.rate_limit, now);
         let state = Conn {

@@ -131,10 +131,20 @@ id_type!(
     id_char
 );
 
+/// How a coordinator that does not authenticate names a connection in its `welcome`
+/// (`anon-` and 16 hex digits); the first `join`'s `peer_id` then replaces it.
+pub const ANONYMOUS_PREFIX: &str = "anon-";
+
 impl PeerId {
     /// The peer id of an rAthena account: its id in decimal (always valid).
     pub fn from_account_id(account_id: u32) -> PeerId {
         PeerId(account_id.to_string())
+    }
+
+    /// Whether this is the provisional identity a coordinator without authentication gives
+    /// in its `welcome` ([`ANONYMOUS_PREFIX`]).
+    pub fn is_anonymous(&self) -> bool {
+        self.0.starts_with(ANONYMOUS_PREFIX)
     }
 }
 

@@ -12,7 +12,7 @@ pub mod limits;
 mod messages;
 
 pub use error::{ErrorCode, WireError};
-pub use ids::{IdError, PeerId, SessionId, Zone};
+pub use ids::{ANONYMOUS_PREFIX, IdError, PeerId, SessionId, Zone};
 pub use messages::{
     Capabilities, ClientMessage, IceCandidate, IceServer, PeerLeftReason, ServerMessage, SessionKey,
 };

@@ -488,6 +488,19 @@ impl ClusterNode {
 
     /// A connection of ours closed.
     pub async fn disconnected(&mut self, conn: ConnId) {
+        self.release(conn, None).await;
+    }
+
+    /// `conn`'s credential was revoked (its token was disabled or replaced) and the hub has
+    /// closed it with `auth-revoked`: as [`ClusterNode::disconnected`], but a seat in a zone
+    /// this instance owns is given up at once, without grace, as a single coordinator does. A
+    /// seat that another instance owns is detached there and waits out its grace (the bus has
+    /// no revoke message).
+    pub async fn revoked(&mut self, conn: ConnId, reason: String) {
+        self.release(conn, Some(reason)).await;
+    }
+
+    async fn release(&mut self, conn: ConnId, revoked: Option<String>) {
         let Some(held) = self.held.remove(&conn) else { return };
         self.zones.forget(conn);
         self.welcomed.remove(&conn);
@@ -495,7 +508,12 @@ impl ClusterNode {
             Placement::Local => {
                 self.forget_core_conn(conn);
                 let now = self.now();
-                self.core.handle_input(now, Input::Disconnected { conn });
+                let input = match revoked {
+                    // The hub already closed it; the core's close finds it no longer held.
+                    Some(reason) => Input::Revoke { conn, reason },
+                    None => Input::Disconnected { conn },
+                };
+                self.core.handle_input(now, input);
                 self.drain().await;
                 self.sync_seats().await;
             }

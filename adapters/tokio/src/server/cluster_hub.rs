@@ -304,11 +304,10 @@ impl ClusterHub {
                 self.flush(None).await;
             }
             Event::Revoke { conn, reason } => {
-                // The cluster node keeps the seat records: closing the connection lets it give
-                // the seat up through its own path (grace, then the record goes).
+                // The node gives the seat up at once where this instance owns the zone.
                 if let Some(handle) = self.conns.remove(&conn) {
-                    handle.close(ErrorCode::AuthRevoked, reason);
-                    self.node.disconnected(conn).await;
+                    handle.close(ErrorCode::AuthRevoked, reason.clone());
+                    self.node.revoked(conn, reason).await;
                     self.flush(None).await;
                 }
             }
