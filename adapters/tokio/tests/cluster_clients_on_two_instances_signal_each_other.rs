@@ -3,6 +3,8 @@
 //! signal each other through it; when the owner dies and its lease expires, the other instance
 //! takes the zone over on the next frame and restores its seats from the records.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -202,7 +204,7 @@ async fn over_redis_clients_on_two_instances_signal_through_the_owner() {
         .stdout(Stdio::null())
         .spawn()
     else {
-        eprintln!("SKIPPED: redis-server is not installed");
+        common::skip_or_fail("redis-server is not installed");
         return;
     };
     for _ in 0..200 {

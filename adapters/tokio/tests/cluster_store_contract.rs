@@ -6,6 +6,8 @@
 //! Against Redis, time is real: lease lifetimes are short and "advance" sleeps. Against memory,
 //! "advance" moves the manual clock and nothing sleeps.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -99,9 +101,9 @@ impl Redis {
             .status()
             .is_ok_and(|s| s.success());
         if !installed {
-            eprintln!(
-                "SKIPPED: redis-server is not installed (apt-get install -y redis-server); \
-                 the Redis half of the contract did not run"
+            common::skip_or_fail(
+                "redis-server is not installed (apt-get install -y redis-server); \
+                 the Redis half of the contract did not run",
             );
             return None;
         }

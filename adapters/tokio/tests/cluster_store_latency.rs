@@ -3,6 +3,8 @@
 //! renewal. Ignored by default (it measures, it does not check); run with
 //! `cargo test -p ro-p2p-tokio --release --test cluster_store_latency -- --ignored --nocapture`.
 
+mod common;
+
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -31,7 +33,7 @@ async fn loopback_redis_bus_hop_and_fenced_write_latency() {
         .stdout(Stdio::null())
         .spawn()
     else {
-        eprintln!("SKIPPED: redis-server is not installed");
+        common::skip_or_fail("redis-server is not installed");
         return;
     };
     for _ in 0..200 {

@@ -221,7 +221,7 @@ async fn three_coordinators_share_one_world_fail_over_and_fence_a_stale_owner() 
     let dir = TempDir::new();
     let redis_port = free_port();
     let Some(redis_proc) = redis(&dir.0, redis_port).await else {
-        eprintln!("SKIPPED: redis-server is not installed");
+        common::skip_or_fail("redis-server is not installed");
         return;
     };
     let a = Coordinator::start(&dir.0, "a", redis_port).await;

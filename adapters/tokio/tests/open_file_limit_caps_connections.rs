@@ -24,7 +24,7 @@ fn the_fit_keeps_a_reserve_and_never_goes_to_zero() {
 async fn under_a_low_open_file_limit_the_binary_refuses_with_server_full_instead_of_failing_accept()
 {
     if Command::new("bash").arg("-c").arg("true").status().is_err() {
-        eprintln!("SKIPPED: no bash to set the limit with");
+        common::skip_or_fail("no bash to set the limit with");
         return;
     }
     let port = free_port();
