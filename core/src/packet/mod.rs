@@ -68,7 +68,12 @@ pub fn classify_packet(version: PacketVersion, packet: &[u8]) -> Option<Classifi
 #[cfg(test)]
 mod tests;
 
-/// The generated server-to-client tables' CSV sections (for [`crate::render::ZcTable`]).
-pub(crate) fn zc_sections() -> &'static [&'static str] {
+/// The generated server-to-client tables (for [`crate::render::ZcTable`]).
+pub(crate) fn zc_sections() -> &'static [versions::Section] {
     &versions::INDEX.zc
+}
+
+/// The rows of generated server-to-client table `n`.
+pub(crate) fn zc_rows(n: usize) -> Vec<&'static str> {
+    versions::resolve(&versions::INDEX.zc, n)
 }

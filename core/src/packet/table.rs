@@ -278,10 +278,16 @@ pub enum TableError {
 impl PacketTable {
     /// Parses `id_hex,length,handler,category[,...]` with a header line.
     pub(crate) fn parse(csv: &'static str) -> Result<PacketTable, TableError> {
+        PacketTable::parse_rows(csv.lines().enumerate().skip(1).map(|(n, l)| (n + 1, l)))
+    }
+
+    /// Parses rows `id_hex,length,handler,category[,offsets]`, each with its line number.
+    pub(crate) fn parse_rows(
+        rows: impl Iterator<Item = (usize, &'static str)>,
+    ) -> Result<PacketTable, TableError> {
         let mut specs = Vec::new();
         let mut index = empty_index();
-        for (n, line) in csv.lines().enumerate().skip(1) {
-            let line_no = n + 1;
+        for (line_no, line) in rows {
             if line.trim().is_empty() {
                 continue;
             }
@@ -340,6 +346,12 @@ impl PacketTable {
             .unwrap_or_else(|_| PacketTable { specs: Vec::new(), index: empty_index() })
     }
 
+    /// Generated table `n` (empty if it fails to parse; a unit test checks every one parses).
+    pub(crate) fn generated(n: usize) -> Result<PacketTable, TableError> {
+        let rows = super::versions::resolve(&INDEX.cz, n);
+        PacketTable::parse_rows(rows.into_iter().enumerate().map(|(i, l)| (i + 1, l)))
+    }
+
     /// The row of `id`, if the table has it.
     #[inline]
     pub fn get(&self, id: u16) -> Option<&PacketSpec> {
@@ -384,7 +396,10 @@ static CZ_TABLES: LazyLock<Vec<OnceLock<PacketTable>>> =
 
 fn cz_table(n: usize) -> &'static PacketTable {
     match (CZ_TABLES.get(n), INDEX.cz.get(n)) {
-        (Some(cell), Some(&csv)) => cell.get_or_init(|| PacketTable::parse_or_empty(csv)),
+        (Some(cell), Some(_)) => cell.get_or_init(|| {
+            PacketTable::generated(n)
+                .unwrap_or_else(|_| PacketTable { specs: Vec::new(), index: empty_index() })
+        }),
         _ => &EMPTY,
     }
 }

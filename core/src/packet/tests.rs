@@ -95,9 +95,21 @@ fn embedded_tables_parse_with_expected_row_counts() {
     }
     assert_eq!(PacketTable::parse(table::CSV_LOGIN_CHAR).map(|t| t.len()), Ok(29));
     let index = versions::parse_embedded().expect("generated index parses");
-    for csv in &index.cz {
-        let t = PacketTable::parse(csv).expect("generated table parses");
-        assert!(!t.is_empty());
+    assert_eq!(index.cz.len(), versions::INDEX.cz.len());
+    for n in 0..index.cz.len() {
+        let t = PacketTable::generated(n).expect("generated table parses");
+        assert!(!t.is_empty(), "table {n}");
+    }
+    for n in 0..index.zc.len() {
+        let rows = versions::resolve(&index.zc, n);
+        assert!(rows.len() > 100, "zc table {n}");
+        for row in rows {
+            let mut cols = row.split(',');
+            let id = cols.next().and_then(|h| h.strip_prefix("0x"));
+            assert!(id.is_some_and(|h| u16::from_str_radix(h, 16).is_ok()), "{row}");
+            let len = cols.next().and_then(|l| l.parse::<i32>().ok());
+            assert!(len.is_some_and(|l| l == -1 || (0..=u16::MAX.into()).contains(&l)), "{row}");
+        }
     }
     assert_eq!(PacketVersion::V20211103.table().len(), 400);
 }

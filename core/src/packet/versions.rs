@@ -183,15 +183,69 @@ pub(crate) struct RowTables {
     pub layout: GeneratedLayout,
 }
 
+/// One table of a generated file: its rows, or the rows that differ from an earlier table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Section {
+    name: &'static str,
+    /// The earlier table this one is a difference from (its position in the file).
+    base: Option<usize>,
+    /// The lines after the `table` line: rows (`0xID,...`, new or changed) and `-0xID`
+    /// (removed).
+    body: &'static str,
+}
+
 /// The parsed index and the table sections it points into.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     /// Sorted by `from`.
     pub rows: Vec<VersionRow>,
-    /// Each client-to-server table's CSV text (its `table` line, then `id,len,handler,category`).
-    pub cz: Vec<&'static str>,
-    /// Each server-to-client table's CSV text (its `table` line, then `id,len,source`).
-    pub zc: Vec<&'static str>,
+    /// Each client-to-server table (rows `id,len,handler,category,offsets`).
+    pub cz: Vec<Section>,
+    /// Each server-to-client table (rows `id,len,source`).
+    pub zc: Vec<Section>,
+}
+
+/// Most tables a difference chain may pass through (the generator writes chains through
+/// earlier tables only, so this only guards against a damaged file).
+const CHAIN_MAX: usize = 4096;
+
+/// The full rows of table `n` of `sections`, sorted by id: its base's rows with its own
+/// applied. Empty if the chain is damaged.
+pub(crate) fn resolve(sections: &[Section], n: usize) -> Vec<&'static str> {
+    let mut chain = Vec::new();
+    let mut at = Some(n);
+    while let Some(i) = at {
+        let Some(s) = sections.get(i) else { return Vec::new() };
+        if chain.len() >= CHAIN_MAX || s.base.is_some_and(|b| b >= i) {
+            return Vec::new();
+        }
+        chain.push(s.body);
+        at = s.base;
+    }
+    let mut rows: std::collections::BTreeMap<u16, &'static str> = std::collections::BTreeMap::new();
+    let id_of = |s: &str| {
+        s.split(',')
+            .next()
+            .and_then(|h| h.trim().strip_prefix("0x"))
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    for body in chain.into_iter().rev() {
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            match line.strip_prefix('-') {
+                Some(removed) => {
+                    if let Some(id) = id_of(removed) {
+                        rows.remove(&id);
+                    }
+                }
+                None => {
+                    if let Some(id) = id_of(line) {
+                        rows.insert(id, line);
+                    }
+                }
+            }
+        }
+    }
+    rows.into_values().collect()
 }
 
 const INDEX_CSV: &str = include_str!("../../data/gen/index.csv");
@@ -202,6 +256,9 @@ const ZC_CSV: &str = include_str!("../../data/gen/zc.csv");
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IndexError {
+    /// A table names a base that is no earlier table.
+    #[error("a table's base is no earlier table")]
+    BadBase,
     /// The index has no header line.
     #[error("index has no header")]
     NoHeader,
@@ -215,23 +272,34 @@ pub enum IndexError {
     },
 }
 
-/// Splits a multi-table file into `(name, section)` pairs; each section starts at its
-/// `table <name>` line.
-fn sections(text: &'static str) -> Vec<(&'static str, &'static str)> {
-    let mut starts: Vec<(usize, &'static str)> = Vec::new();
+/// Splits a multi-table file into its tables; each starts at a `table <name> [base <name>]`
+/// line. `None` if a base names no earlier table.
+fn sections(text: &'static str) -> Option<Vec<Section>> {
+    // (line start, body start, name, base name)
+    let mut heads: Vec<(usize, usize, &'static str, Option<&'static str>)> = Vec::new();
     let mut at = 0;
     for line in text.split_inclusive('\n') {
-        if let Some(name) = line.strip_prefix("table ") {
-            starts.push((at, name.trim()));
+        if let Some(rest) = line.strip_prefix("table ") {
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap_or_default();
+            let base = match (words.next(), words.next()) {
+                (Some("base"), Some(b)) => Some(b),
+                _ => None,
+            };
+            heads.push((at, at + line.len(), name, base));
         }
         at += line.len();
     }
-    let mut out = Vec::with_capacity(starts.len());
-    for (i, &(start, name)) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).map_or(text.len(), |&(s, _)| s);
-        out.push((name, text.get(start..end).unwrap_or_default()));
+    let mut out: Vec<Section> = Vec::with_capacity(heads.len());
+    for (i, &(_, body_start, name, base)) in heads.iter().enumerate() {
+        let end = heads.get(i + 1).map_or(text.len(), |&(s, ..)| s);
+        let base = match base {
+            None => None,
+            Some(b) => Some(out.iter().position(|s| s.name == b)?),
+        };
+        out.push(Section { name, base, body: text.get(body_start..end).unwrap_or_default() });
     }
-    out
+    Some(out)
 }
 
 impl Index {
@@ -240,8 +308,8 @@ impl Index {
         cz: &'static str,
         zc: &'static str,
     ) -> Result<Index, IndexError> {
-        let cz = sections(cz);
-        let zc = sections(zc);
+        let cz = sections(cz).ok_or(IndexError::BadBase)?;
+        let zc = sections(zc).ok_or(IndexError::BadBase)?;
         let mut lines = index.lines().enumerate().filter(|(_, l)| !l.starts_with('#'));
         let (_, header) = lines.next().ok_or(IndexError::NoHeader)?;
         let columns: Vec<&str> = header.split(',').collect();
@@ -265,8 +333,8 @@ impl Index {
             let tables = if col("built_as") == Some("refused") {
                 None
             } else {
-                let find = |secs: &[(&str, &str)], name: Option<&str>| {
-                    secs.iter().position(|(n, _)| Some(*n) == name)
+                let find = |secs: &[Section], name: Option<&str>| {
+                    secs.iter().position(|s| Some(s.name) == name)
                 };
                 let cz = find(&cz, col("cz")).ok_or(bad("unknown cz table"))?;
                 let zc = find(&zc, col("zc")).ok_or(bad("unknown zc table"))?;
@@ -286,11 +354,7 @@ impl Index {
             rows.push(VersionRow { from, family, tables });
         }
         rows.sort_by_key(|r| r.from);
-        Ok(Index {
-            rows,
-            cz: cz.into_iter().map(|(_, s)| s).collect(),
-            zc: zc.into_iter().map(|(_, s)| s).collect(),
-        })
+        Ok(Index { rows, cz, zc })
     }
 
     /// The row for `packetver` in `family`, or why there is none.

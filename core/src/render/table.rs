@@ -33,13 +33,13 @@ pub struct ZcTable {
 }
 
 impl ZcTable {
-    /// Parses `id_hex,length,source` after a header line. A malformed row is skipped (a unit test
+    /// Parses rows `id_hex,length,source`. A malformed row is skipped (a unit test
     /// checks that none is): an id missing from the table desyncs the stream, which only stops
     /// injection, so a bad row can never corrupt what the game receives.
-    fn parse(csv: &str) -> ZcTable {
+    fn parse<'a>(rows: impl Iterator<Item = &'a str>) -> ZcTable {
         let mut lens = vec![0i32; 1 << 16];
         let mut count = 0;
-        for line in csv.lines().skip(1) {
+        for line in rows {
             let mut cols = line.split(',');
             let (Some(id), Some(len)) = (cols.next(), cols.next()) else { continue };
             let Some(id) =
@@ -98,13 +98,15 @@ impl ZcTable {
     /// The ZC table of `version` (empty if the embedded data failed to parse: then the stream
     /// desyncs at once and nothing is injected).
     pub fn of(version: PacketVersion) -> &'static ZcTable {
-        static EMPTY: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(""));
+        static EMPTY: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(std::iter::empty()));
         static TABLES: LazyLock<Vec<OnceLock<ZcTable>>> = LazyLock::new(|| {
             (0..crate::packet::zc_sections().len()).map(|_| OnceLock::new()).collect()
         });
         let Some(n) = version.zc_table_index() else { return &EMPTY };
         match (TABLES.get(n), crate::packet::zc_sections().get(n)) {
-            (Some(cell), Some(csv)) => cell.get_or_init(|| ZcTable::parse(csv)),
+            (Some(cell), Some(_)) => {
+                cell.get_or_init(|| ZcTable::parse(crate::packet::zc_rows(n).into_iter()))
+            }
             _ => &EMPTY,
         }
     }
