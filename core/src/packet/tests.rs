@@ -128,15 +128,19 @@ fn generated_tables_equal_the_hand_checked_ones() {
 #[test]
 fn every_generated_version_is_reachable_by_number_and_family() {
     let all: Vec<PacketVersion> = PacketVersion::every().collect();
-    assert!(all.len() > 1000, "{} versions", all.len());
+    // 1,213 interval starts and families at the pinned commit, 373 of them refused by rAthena.
+    assert!(all.len() > 800, "{} versions", all.len());
     for v in &all {
         assert_eq!(PacketVersion::new(v.number(), Some(v.family())), Ok(*v));
         assert_eq!(v.to_string().parse::<PacketVersion>(), Ok(*v));
         assert!(!v.table().is_empty(), "{v}");
     }
     for v in PacketVersion::REFERENCE {
-        assert!(all.contains(&v), "{v}");
         assert_eq!(PacketVersion::from_number(v.number()), Ok(v));
+        // Its interval starts at or before it, in the same family.
+        let start = all.iter().filter(|s| s.family() == v.family() && s.number() <= v.number());
+        let start = start.max_by_key(|s| s.number()).unwrap();
+        assert!(std::ptr::eq(start.table(), v.table()), "{v} and {start}");
     }
     // Between two thresholds a version has its interval's tables.
     assert_eq!(

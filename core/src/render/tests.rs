@@ -178,7 +178,6 @@ fn every_generated_version_either_draws_walking_exactly_or_says_why_not() {
                 let config = RenderConfig { require_known_unit: false, ..RenderConfig::new(v) };
                 let mut s = ReceiveStream::with_config(config);
                 assert_eq!(s.walk_not_drawable(), Some(e));
-                s.push_server(at(0), &zc_aid(1));
                 let r = s.push_peer_event(at(1), 7, &PeerEvent::Move { x: 1, y: 2 });
                 assert_eq!(r, Err(RenderRejected::WalkNotDrawable(e)), "{v}");
             }
