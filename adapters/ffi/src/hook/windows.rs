@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ro_p2p_core::packet::PacketVersion;
 
 use super::batteries::Batteries;
 use super::config;
