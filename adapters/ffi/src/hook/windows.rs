@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-
 use super::batteries::Batteries;
 use super::config;
 use super::engine::{Hooks, RealSockets, WSAEWOULDBLOCK};
