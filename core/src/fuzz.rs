@@ -46,7 +46,7 @@ pub fn packet_stream(data: &[u8]) {
     use crate::route::{Choice, Policy, RouteContext};
 
     let (&[config, router], stream_bytes) = data.split_at(data.len().min(2)) else { return };
-    let version = PacketVersion::ALL[usize::from(config & 3)];
+    let version = PacketVersion::REFERENCE[usize::from(config & 3)];
     let obfuscation = if config & 4 != 0 { Obfuscation::On } else { Obfuscation::Off };
     let choice = |bits: u8| {
         [Choice::Mirror, Choice::Peers, Choice::Server, Choice::Mirror][usize::from(bits & 3)]
@@ -311,7 +311,7 @@ pub fn render_stream(data: &[u8]) {
     use crate::render::{ReceiveStream, RenderConfig, WalkForm, ZcFrame, ZcFramer};
 
     let Some((&config, mut rest)) = data.split_first() else { return };
-    let version = PacketVersion::ALL[usize::from(config & 3)];
+    let version = PacketVersion::REFERENCE[usize::from(config & 3)];
     let mut settings = RenderConfig::new(version);
     if config & 4 != 0 {
         settings.walk_form = WalkForm::Minimal;

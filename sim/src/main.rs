@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use ro_p2p_core::packet::PacketVersion;
 use ro_p2p_sim::run::option_args;
 use ro_p2p_sim::{Options, Plan, run_seed};
 
@@ -54,6 +55,14 @@ struct Args {
     /// shared store; 0: derived from each seed, 1 to 3).
     #[arg(long, default_value_t = Options::default().coordinators)]
     coordinators: usize,
+    /// The client version of every world: any PACKETVER rAthena builds, optionally with the
+    /// family (`20200401-zero`); default: drawn from each seed among the four reference ones.
+    #[arg(long, value_parser = parse_version)]
+    packetver: Option<PacketVersion>,
+}
+
+fn parse_version(s: &str) -> Result<PacketVersion, String> {
+    s.parse().map_err(|e: ro_p2p_core::packet::UnsupportedPacketVersion| e.to_string())
 }
 
 fn parse_range(s: &str) -> Option<(u64, u64)> {
@@ -72,6 +81,7 @@ fn main() -> ExitCode {
         tick_ms: args.tick_ms.max(1),
         coordinators: args.coordinators,
         task_order: args.task_order,
+        packet_version: args.packetver,
     };
     if let Some(range) = &args.seeds {
         let Some((a, b)) = parse_range(range) else {

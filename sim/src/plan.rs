@@ -140,6 +140,11 @@ pub struct Options {
     /// crashed host's tasks are dropped, hence its sockets closed (see `run::align_task_ids`).
     /// A seed with the same task order replays exactly.
     pub task_order: u64,
+    /// The client version of every world (`--packetver`, `--client`); `None`: drawn from each
+    /// seed among [`PacketVersion::REFERENCE`] (the draw is made either way, so the rest of a
+    /// seed's world does not change).
+    #[serde(skip)]
+    pub packet_version: Option<PacketVersion>,
 }
 
 impl Default for Options {
@@ -153,6 +158,7 @@ impl Default for Options {
             tick_ms: 5,
             coordinators: 1,
             task_order: 0,
+            packet_version: None,
         }
     }
 }
@@ -166,6 +172,8 @@ pub struct Plan {
     pub options: Options,
     /// The client PACKETVER.
     pub version: u32,
+    /// The client family (`main`, `re`, `zero`).
+    pub client: String,
     /// Whether packet ids are obfuscated (the version's rAthena default).
     pub obfuscated: bool,
     /// Client host names, `client-1` ...
@@ -193,10 +201,11 @@ impl Plan {
     /// Derives the plan of `seed`.
     pub fn derive(seed: u64, options: Options) -> Plan {
         let mut rng = Rng::from_seed(seed);
-        let version = PacketVersion::ALL
-            .get(rng.below_inclusive(PacketVersion::ALL.len() as u64 - 1) as usize)
+        let version = PacketVersion::REFERENCE
+            .get(rng.below_inclusive(PacketVersion::REFERENCE.len() as u64 - 1) as usize)
             .copied()
             .unwrap_or_default();
+        let version = options.packet_version.unwrap_or(version);
         let lo = options.clients_max.div_ceil(2).max(2);
         let n = rng.range_inclusive(lo as u64, options.clients_max.max(lo) as u64) as usize;
         let clients: Vec<String> = (1..=n).map(|i| format!("client-{i}")).collect();
@@ -254,6 +263,7 @@ impl Plan {
             seed,
             options,
             version: version.number(),
+            client: version.family().to_string(),
             obfuscated: version.obfuscated_by_default(),
             clients,
             start_zones,
@@ -268,7 +278,7 @@ impl Plan {
 
     /// The packet version.
     pub fn packet_version(&self) -> PacketVersion {
-        PacketVersion::from_number(self.version).unwrap_or_default()
+        PacketVersion::new(self.version, self.client.parse().ok()).unwrap_or_default()
     }
 
     /// NAT between two clients.
@@ -486,8 +496,9 @@ impl fmt::Display for Plan {
         writeln!(f, "seed {}", self.seed)?;
         writeln!(
             f,
-            "  PACKETVER {} (obfuscation {}), {} clients, policy {}",
+            "  PACKETVER {} {} (obfuscation {}), {} clients, policy {}",
             self.version,
+            self.client,
             if self.obfuscated { "on" } else { "off" },
             self.clients.len(),
             self.policy

@@ -74,6 +74,10 @@ pub fn option_args(o: &Options) -> Vec<String> {
     num("--tick-ms", o.tick_ms, d.tick_ms);
     num("--coordinators", o.coordinators as u64, d.coordinators as u64);
     num("--task-order", o.task_order, d.task_order);
+    if let Some(v) = o.packet_version {
+        args.push("--packetver".to_owned());
+        args.push(v.to_string());
+    }
     if o.sabotage_npc_to_peer {
         args.push("--sabotage-npc-to-peer".to_owned());
     }

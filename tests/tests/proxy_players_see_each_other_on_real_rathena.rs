@@ -14,54 +14,17 @@
 mod rathena;
 
 use rathena::{
-    ANSWER, Coordinator, NPC_DIALOG_SCRIPT, assert_server_kept_everyone, count_since, is_chat_from,
+    ANSWER, Coordinator, NPC_DIALOG_SCRIPT, assert_server_kept_everyone, count_since, drawn,
     player, proxy, runtime, spawn_of, status, wait_linked, wait_players,
 };
 use ro_p2p_core::packet::PacketVersion;
 use ro_p2p_rathena::harness::{HarnessConfig, start_or_skip};
-use ro_p2p_rathena::{Bot, Packet};
 
 /// The dialog NPC, and a warper to izlude in reach of the players' start.
 fn npc_scripts() -> String {
     format!(
         "{NPC_DIALOG_SCRIPT}prontera,153,191,4\tscript\tWarper\t97,{{\n\twarp \"izlude\",0,0;\n\tend;\n}}\n"
     )
-}
-
-/// Offset of `moveStartTime` in `ZC_NOTIFY_MOVEENTRY` (`0x09FD`): the only field that may
-/// differ between a drawn walk and rAthena's.
-const MOVE_START_TIME_AT: usize = 37;
-
-fn is_walk_of(p: &Packet, aid: u32) -> bool {
-    p.id == 0x09FD && p.u32_at(5) == Some(aid)
-}
-
-/// A walk packet with its tick zeroed.
-fn without_tick(p: &Packet) -> Vec<u8> {
-    let mut b = p.bytes.clone();
-    if let Some(t) = b.get_mut(MOVE_START_TIME_AT..MOVE_START_TIME_AT + 4) {
-        t.fill(0);
-    }
-    b
-}
-
-/// Waits until `bot` has `n` packets matching `pred` since `mark`; returns them.
-async fn wait_n(bot: &Bot, mark: usize, n: usize, pred: impl Fn(&Packet) -> bool) -> Vec<Packet> {
-    let deadline = tokio::time::Instant::now() + ANSWER;
-    loop {
-        let got: Vec<Packet> = bot.received_since(mark).into_iter().filter(|p| pred(p)).collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {n} packets after {ANSWER:?}: {got:?}",
-            got.len()
-        );
-        // The next packet wakes the wait; a bounded wait for any packet at all.
-        let _ =
-            bot.wait_for_since(bot.mark(), |_| true, std::time::Duration::from_millis(200)).await;
-    }
 }
 
 #[test]
@@ -88,80 +51,16 @@ fn players_through_the_proxy_see_peers_as_rathena_draws_them() {
         wait_linked(&proxy, &[aid, bid, cid]).await;
         assert!(proxy.players().await.iter().all(|p| p.map.as_deref() == Some("prontera.gat")));
 
-        // What B's and C's receive paths did with peer events (drawn or dropped as duplicates).
-        let handled = |ps: &[ro_p2p_proxy::PlayerStatus], aid: u32| {
-            ps.iter().find(|p| p.aid == aid).map_or(0, |p| p.receive.rendered + p.receive.rejected)
-        };
-
-        // Walk: B and C get the drawn walk and the server's (mirrored) one, or only the
-        // server's when it came first (the peer's would only walk A in place); D the server's.
-        let players = proxy.players().await;
-        let handled_before = [handled(&players, bid), handled(&players, cid)];
-        let marks = [b.mark(), c.mark(), d.mark()];
-        a.walk_to(159, 188).await.unwrap();
-        let reference = d.wait_for(|p| is_walk_of(p, aid), ANSWER).await.unwrap();
-        assert_eq!(reference.bytes.len(), 114);
-        wait_players(&proxy, "the peer's walk handled", ANSWER, |ps| {
-            handled(ps, bid) > handled_before[0] && handled(ps, cid) > handled_before[1]
-        })
+        // Walk, turn, chat, emote: drawn from the peer link as rAthena draws them.
+        drawn::peers_drawn_as_rathena_sends(
+            PacketVersion::V20211103,
+            &proxy,
+            &mut a,
+            "Alice Proxy",
+            &[&b, &c],
+            &mut d,
+        )
         .await;
-        for (bot, mark) in [(&b, marks[0]), (&c, marks[1])] {
-            let walks = wait_n(bot, mark, 1, |p| is_walk_of(p, aid)).await;
-            assert!(walks.len() <= 2, "{walks:?}");
-            for w in &walks {
-                assert_eq!(without_tick(w), without_tick(&reference), "drawn walk != rAthena's");
-            }
-        }
-
-        // Turn: drawn and mirrored, each equal to rAthena's.
-        let marks = [b.mark(), c.mark(), d.mark()];
-        a.turn(1, 5).await.unwrap();
-        let is_turn = |p: &Packet| p.id == 0x009C && p.u32_at(2) == Some(aid);
-        let reference = d.wait_for(is_turn, ANSWER).await.unwrap();
-        for (bot, mark) in [(&b, marks[0]), (&c, marks[1])] {
-            for t in wait_n(bot, mark, 2, is_turn).await {
-                assert_eq!(t.bytes, reference.bytes);
-            }
-        }
-
-        // Chat and emote: shown once (the later copy is dropped), equal to rAthena's.
-        let players = proxy.players().await;
-        let handled_before = [handled(&players, bid), handled(&players, cid)];
-        let marks = [b.mark(), c.mark(), d.mark()];
-        a.chat("hello over the peer link").await.unwrap();
-        let line = "Alice Proxy : hello over the peer link";
-        let reference = d.wait_for(|p| is_chat_from(p, aid, line), ANSWER).await.unwrap();
-        a.emote(3).await.unwrap();
-        let is_emote = |p: &Packet| p.id == 0x00C0 && p.u32_at(2) == Some(aid);
-        let emote_reference = d.wait_for(is_emote, ANSWER).await.unwrap();
-        for (bot, mark) in [(&b, marks[0]), (&c, marks[1])] {
-            let chat = bot.wait_for_since(mark, |p| is_chat_from(p, aid, line), ANSWER).await;
-            assert_eq!(chat.unwrap().bytes, reference.bytes);
-            let emote = bot.wait_for_since(mark, is_emote, ANSWER).await.unwrap();
-            assert_eq!(emote.bytes, emote_reference.bytes);
-        }
-        // Barriers: D's line reaches B and C through the server only, after the server's
-        // copies of A's chat and emote; and both peer copies have been handled (drawn or
-        // dropped as duplicates).
-        d.chat("barrier").await.unwrap();
-        let did = d.account_id();
-        for (bot, mark) in [(&b, marks[0]), (&c, marks[1])] {
-            bot.wait_for_since(mark, |p| is_chat_from(p, did, "barrier"), ANSWER).await.unwrap();
-        }
-        wait_players(&proxy, "the peer copies handled", ANSWER, |ps| {
-            handled(ps, bid) >= handled_before[0] + 2 && handled(ps, cid) >= handled_before[1] + 2
-        })
-        .await;
-        for (bot, mark) in [(&b, marks[0]), (&c, marks[1])] {
-            assert_eq!(count_since(bot, mark, |p| is_chat_from(p, aid, line)), 1, "chat twice");
-            assert_eq!(count_since(bot, mark, is_emote), 1, "emote twice");
-        }
-        let players = proxy.players().await;
-        let drawn: u64 = players.iter().map(|p| p.receive.rendered).sum();
-        let dropped: u64 = players.iter().map(|p| p.receive.server_duplicates_dropped).sum();
-        eprintln!("drawn from peers: {drawn}; server copies dropped as duplicates: {dropped}");
-        // Turns are drawn whatever came first (the game shows a turn twice without harm).
-        assert!(drawn >= 2, "B and C drew at least A's turn: {players:#?}");
 
         // An @ command goes to the server only and is answered; no peer sees it.
         let marks = [b.mark(), c.mark()];

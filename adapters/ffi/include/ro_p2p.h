@@ -359,7 +359,8 @@ void rop2p_hook_remove(void);
 
 // Creates a router for one map-server connection.
 //
-// `packetver`: 20211103, 20180620, 20151104 or 20120410. `policy`: e.g.
+// `packetver`: any PACKETVER rAthena builds (e.g. 20211103, its default), in rAthena's default
+// client family for the date (see [`rop2p_router_new_for_client`] for another). `policy`: e.g.
 // `"movement=mirror,chat=peers"`, or NULL for the default (`mirror` everywhere).
 // `obfuscation`: -1 for rAthena's default at that version, 0 off, 1 on. Peers are not used
 // until [`rop2p_router_set_context`] says they may be.
@@ -370,6 +371,19 @@ RoP2pStatus rop2p_router_new(uint32_t packetver,
                              const char *policy,
                              int32_t obfuscation,
                              uint64_t *out_handle);
+
+// [`rop2p_router_new`] for a client family other than rAthena's default for the date.
+//
+// `client`: `"main"` (Ragexe), `"re"` (RagexeRE), `"zero"`, or NULL for rAthena's default.
+// A version rAthena does not build in that family returns `RO_P2P_STATUS_ERR_INVALID`.
+//
+// # Safety
+// `client` and `policy` are NULL or NUL-terminated strings; `out_handle` is valid for a write.
+RoP2pStatus rop2p_router_new_for_client(uint32_t packetver,
+                                        const char *client,
+                                        const char *policy,
+                                        int32_t obfuscation,
+                                        uint64_t *out_handle);
 
 // Frees a router. Freeing it again returns `RO_P2P_STATUS_ERR_CLOSED`.
 RoP2pStatus rop2p_router_free(uint64_t handle);

@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use std::ffi::c_char;
 
 use ro_p2p_core::Instant;
-use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, PeerEvent, Verdict};
+use ro_p2p_core::packet::{
+    ClientFamily, GameStream, Obfuscation, PacketVersion, PeerEvent, Verdict,
+};
 use ro_p2p_core::render::{ReceiveStream, RenderRejected};
 use ro_p2p_core::route::{Policy, Route, RouteContext};
 
@@ -289,6 +291,24 @@ pub(crate) fn parse_version(packetver: u32) -> Result<PacketVersion, Failure> {
     PacketVersion::from_number(packetver).map_err(|e| Failure::invalid(e.to_string()))
 }
 
+/// The version `packetver` in the family named by `client` (NULL: rAthena's default).
+///
+/// # Safety
+/// `client` is NULL or a NUL-terminated string.
+unsafe fn parse_version_for(
+    packetver: u32,
+    client: *const c_char,
+) -> Result<PacketVersion, Failure> {
+    // SAFETY: the caller passes NULL or a NUL-terminated string.
+    let family = match unsafe { c_str("client", client) }? {
+        None => None,
+        Some(name) => {
+            Some(name.parse::<ClientFamily>().map_err(|e| Failure::invalid(e.to_string()))?)
+        }
+    };
+    PacketVersion::new(packetver, family).map_err(|e| Failure::invalid(e.to_string()))
+}
+
 pub(crate) fn parse_obfuscation(
     version: PacketVersion,
     obfuscation: i32,
@@ -314,7 +334,8 @@ fn with_router<R>(
 
 /// Creates a router for one map-server connection.
 ///
-/// `packetver`: 20211103, 20180620, 20151104 or 20120410. `policy`: e.g.
+/// `packetver`: any PACKETVER rAthena builds (e.g. 20211103, its default), in rAthena's default
+/// client family for the date (see [`rop2p_router_new_for_client`] for another). `policy`: e.g.
 /// `"movement=mirror,chat=peers"`, or NULL for the default (`mirror` everywhere).
 /// `obfuscation`: -1 for rAthena's default at that version, 0 off, 1 on. Peers are not used
 /// until [`rop2p_router_set_context`] says they may be.
@@ -329,10 +350,26 @@ pub unsafe extern "C" fn rop2p_router_new(
     out_handle: *mut u64,
 ) -> RoP2pStatus {
     guard(|| {
+        let version = parse_version(packetver)?;
+        // SAFETY: forwarded from this function's own contract.
+        Ok(unsafe { router_new(version, policy, obfuscation, out_handle) })
+    })
+}
+
+/// The common part of the two constructors.
+///
+/// # Safety
+/// `policy` is NULL or a NUL-terminated string; `out_handle` is valid for a write.
+unsafe fn router_new(
+    version: PacketVersion,
+    policy: *const c_char,
+    obfuscation: i32,
+    out_handle: *mut u64,
+) -> RoP2pStatus {
+    guard(|| {
         if out_handle.is_null() {
             return Err(Failure::null("out_handle"));
         }
-        let version = parse_version(packetver)?;
         // SAFETY: the caller passes NULL or a NUL-terminated string.
         let policy = match unsafe { c_str("policy", policy) }? {
             None => Policy::default(),
@@ -345,6 +382,29 @@ pub unsafe extern "C" fn rop2p_router_new(
         // SAFETY: checked non-null above; the caller promises it is writable.
         unsafe { out_handle.write(handle) };
         Ok(RoP2pStatus::Ok)
+    })
+}
+
+/// [`rop2p_router_new`] for a client family other than rAthena's default for the date.
+///
+/// `client`: `"main"` (Ragexe), `"re"` (RagexeRE), `"zero"`, or NULL for rAthena's default.
+/// A version rAthena does not build in that family returns `RO_P2P_STATUS_ERR_INVALID`.
+///
+/// # Safety
+/// `client` and `policy` are NULL or NUL-terminated strings; `out_handle` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_router_new_for_client(
+    packetver: u32,
+    client: *const c_char,
+    policy: *const c_char,
+    obfuscation: i32,
+    out_handle: *mut u64,
+) -> RoP2pStatus {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let version = unsafe { parse_version_for(packetver, client) }?;
+        // SAFETY: forwarded from this function's own contract.
+        Ok(unsafe { router_new(version, policy, obfuscation, out_handle) })
     })
 }
 

@@ -65,7 +65,7 @@ fn map_welcome(aid: u32, other: u32) -> Vec<u8> {
     out.extend_from_slice(&aid.to_le_bytes());
     out.extend_from_slice(&[0x7F, 0x00]);
     out.extend_from_slice(&1_000u32.to_le_bytes());
-    let l = UnitLayout::of(PacketVersion::V20211103);
+    let l = UnitLayout::of(PacketVersion::V20211103).expect("drawable at 20211103");
     let mut idle = vec![0u8; l.idle_len];
     idle[0..2].copy_from_slice(&l.idle_id.to_le_bytes());
     idle[2..4].copy_from_slice(&(l.idle_len as u16).to_le_bytes());

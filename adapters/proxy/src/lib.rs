@@ -251,7 +251,13 @@ impl Proxy {
     /// Binds the listen address and starts accepting games. Must be called inside a tokio
     /// runtime.
     pub async fn start(config: ProxyConfig) -> Result<Proxy, ProxyError> {
-        let version = PacketVersion::from_number(config.settings.packet_version)?;
+        let version = config.settings.version()?;
+        if let Err(why) = ro_p2p_core::render::UnitLayout::of(version) {
+            tracing::warn!(
+                packetver = %version,
+                "peers' walking is not drawn at this version ({why}); the server's copy shows it"
+            );
+        }
         let policy = match config.settings.routing_policy.as_deref() {
             None => Policy::default(),
             Some(p) => p.parse::<Policy>()?,

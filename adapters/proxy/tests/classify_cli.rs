@@ -102,9 +102,28 @@ fn reads_a_file_argument() {
 }
 
 #[test]
+fn any_version_rathena_builds_is_accepted_with_its_family() {
+    // A walk (0x035F, 5 bytes) is a walk at 20200401 in each family rAthena builds there.
+    let walk = [0x5F, 0x03, 0x25, 0x8C, 0x84];
+    for args in [
+        &["--packetver", "20200401"][..],
+        &["--packetver", "20200401", "--client", "re"][..],
+        &["--packetver", "20200401", "--client", "zero"][..],
+        &["--packetver", "20200401-zero"][..],
+    ] {
+        let lines = stdout_lines(&classify(args, &walk));
+        assert_eq!(lines.len(), 1, "{args:?}");
+        assert!(lines[0].contains(r#""handler":"WalkToXY""#), "{args:?}: {}", lines[0]);
+        assert!(lines[0].contains(r#""route":"server+peers""#), "{args:?}: {}", lines[0]);
+    }
+}
+
+#[test]
 fn bad_arguments_and_unreadable_input_fail_with_a_clear_message() {
     for (args, needle) in [
-        (&["--packetver", "20200101"][..], "unsupported PACKETVER"),
+        (&["--packetver", "20150105"][..], "no obfuscation keys"),
+        (&["--packetver", "20180620", "--client", "main"][..], "only RagexeRE"),
+        (&["--client", "ragexe"][..], "unknown client family"),
         (&["--policy", "npc=peers"][..], "npc can only be routed to the server"),
         (&["--policy", "walking=peers"][..], "unknown policy category"),
         (&["--obfuscation", "maybe"][..], "maybe"),

@@ -21,7 +21,7 @@ fn generated_actions_classify_as_intended_at_every_version() {
         (Action::UseItem { index: 4 }, None),
         (Action::Command { line: "@warp prontera".into() }, None),
     ];
-    for version in PacketVersion::ALL {
+    for version in PacketVersion::REFERENCE {
         for obfuscation in [Obfuscation::On, Obfuscation::Off] {
             let mut writer = PacketWriter::new(version, obfuscation, "Poring");
             let mut stream = GameStream::new(version, obfuscation);

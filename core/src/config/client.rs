@@ -7,7 +7,15 @@ use serde_json::Value;
 
 use super::tree::{self, Table, check_url, parse_string};
 use super::{ConfigError, HostRequirements, LogLevel};
+use crate::packet::{ClientFamily, PacketVersion, UnsupportedPacketVersion};
 use crate::wire::Zone;
+
+impl ClientSettings {
+    /// The client version these settings name (PACKETVER and family).
+    pub fn version(&self) -> Result<PacketVersion, UnsupportedPacketVersion> {
+        PacketVersion::new(self.packet_version, self.client_family)
+    }
+}
 
 /// Most coordinator URLs (primary plus backups).
 pub const COORDINATOR_URLS_MAX: usize = 16;
@@ -50,6 +58,9 @@ pub struct ClientSettings {
     pub update_interval_ms: u64,
     /// The client's `PACKETVER` (yyyymmdd), which picks the packet table.
     pub packet_version: u32,
+    /// The client family (`p2p.client`, `ClientFamily`: `main`, `re` or `zero`); `None` is
+    /// rAthena's default for the date. Checked with `packet_version` when the file is read.
+    pub client_family: Option<ClientFamily>,
     /// The operator's routing policy string, parsed by the router; `None` = the defaults.
     pub routing_policy: Option<String>,
     /// Minimums to volunteer as host (`MinCPUCores`, ...).
@@ -167,6 +178,7 @@ impl Default for ClientSettings {
             key_rotation_interval_s: 3600,
             update_interval_ms: 50,
             packet_version: DEFAULT_PACKET_VERSION,
+            client_family: None,
             routing_policy: None,
             host_requirements: HostRequirements::default(),
             security: ClientSecurity::default(),
@@ -223,6 +235,7 @@ impl ClientSettings {
             p.uint("compression_threshold", d.compression_threshold_bytes, 0..=1 << 20)?;
         let update_interval_ms = p.uint("update_interval_ms", d.update_interval_ms, 1..=60_000)?;
         let packet_version = packet_version(&mut p, "packet_version")?;
+        let client_family = client_family(&mut p, "client", packet_version)?;
         let routing_policy = policy(&mut p, "policy")?;
         let host_requirements = match p.opt_table("host_requirements")? {
             None => d.host_requirements,
@@ -296,6 +309,7 @@ impl ClientSettings {
             key_rotation_interval_s,
             update_interval_ms,
             packet_version,
+            client_family,
             routing_policy,
             host_requirements,
             security,
@@ -382,6 +396,7 @@ impl ClientSettings {
         let compression_threshold_bytes =
             p.uint("CompressionThreshold", d.compression_threshold_bytes, 0..=1 << 20)?;
         let packet_version = packet_version(&mut p, "PacketVersion")?;
+        let client_family = client_family(&mut p, "ClientFamily", packet_version)?;
         let routing_policy = policy(&mut p, "Policy")?;
         p.finish()?;
 
@@ -399,6 +414,7 @@ impl ClientSettings {
             key_rotation_interval_s,
             update_interval_ms,
             packet_version,
+            client_family,
             routing_policy,
             host_requirements,
             security,
@@ -476,6 +492,25 @@ fn with_port(url: &str, port: u16, port_key: &str) -> Result<String, ConfigError
 
 fn packet_version(t: &mut Table, key: &str) -> Result<u32, ConfigError> {
     t.uint(key, DEFAULT_PACKET_VERSION, 20_000_101..=20_991_231)
+}
+
+/// The client family, checked together with the PACKETVER: the pair must be one rAthena builds.
+fn client_family(
+    t: &mut Table,
+    key: &str,
+    packet_version: u32,
+) -> Result<Option<ClientFamily>, ConfigError> {
+    let path = t.key(key);
+    let family = match t.opt_string(key)? {
+        None => None,
+        Some(s) => Some(ClientFamily::from_name(&s).ok_or_else(|| ConfigError::Invalid {
+            key: path.clone(),
+            reason: format!("{s:?} is not one of main, re, zero"),
+        })?),
+    };
+    PacketVersion::new(packet_version, family)
+        .map_err(|e| ConfigError::Invalid { key: path, reason: e.to_string() })?;
+    Ok(family)
 }
 
 fn policy(t: &mut Table, key: &str) -> Result<Option<String>, ConfigError> {

@@ -371,7 +371,8 @@ mod client_json {
                 connection_timeout_ms: 2000, reconnect_delay_ms: 250, max_retries: 5,
             },
             p2p: { max_latency_ms: 150, compression_threshold: 0, update_interval_ms: 100,
-                   packet_version: 20180620, policy: "chat=server", prefer_hosting: false,
+                   packet_version: 20190116, client: "zero", policy: "chat=server",
+                   prefer_hosting: false,
                    host_requirements: { min_cpu_cores: 2 } },
             security: { key_rotation_interval_s: 600, tls_version: "TLS1.2" },
             zones: { p2p_enabled_zones: [] },
@@ -387,7 +388,9 @@ mod client_json {
             (s.max_latency_ms, s.compression_threshold_bytes, s.update_interval_ms),
             (150, 0, 100)
         );
-        assert_eq!(s.packet_version, 20180620);
+        assert_eq!(s.packet_version, 20190116);
+        assert_eq!(s.client_family, Some(crate::packet::ClientFamily::Zero));
+        assert_eq!(s.version().map(|v| v.to_string()), Ok("20190116-zero".to_owned()));
         assert_eq!(s.routing_policy.as_deref(), Some("chat=server"));
         assert!(!s.prefer_p2p_hosting);
         assert_eq!(s.host_requirements.min_cpu_cores, 2);
@@ -415,6 +418,13 @@ mod client_json {
             (r#"{"coordinator": {BASE}, "p2p": {"max_peers": "many"}}"#, "p2p.max_peers"),
             (r#"{"coordinator": {BASE}, "p2p": {"enabled": 2}}"#, "p2p.enabled"),
             (r#"{"coordinator": {BASE}, "p2p": {"packet_version": 2021}}"#, "p2p.packet_version"),
+            (r#"{"coordinator": {BASE}, "p2p": {"client": "ragexe"}}"#, "p2p.client"),
+            // rAthena builds only RagexeRE at this date; and has no keys for this one.
+            (
+                r#"{"coordinator": {BASE}, "p2p": {"packet_version": 20180620, "client": "main"}}"#,
+                "p2p.client",
+            ),
+            (r#"{"coordinator": {BASE}, "p2p": {"packet_version": 20150105}}"#, "p2p.client"),
             (
                 r#"{"coordinator": {BASE}, "p2p": {"host_requirements": {"cores": 1}}}"#,
                 "p2p.host_requirements.cores",

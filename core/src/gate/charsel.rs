@@ -47,31 +47,26 @@ struct InfoLayout {
     level: usize,
     name: usize,
     slot: usize,
-    map: usize,
+    map: Option<usize>,
     sex: Option<usize>,
     len: usize,
 }
 
 impl InfoLayout {
+    /// `sizeof`/`offsetof` of rAthena's `CHARACTER_INFO` at `version`, as the generator
+    /// measured them.
     fn of(version: PacketVersion) -> InfoLayout {
-        let v = version.number();
-        let wide_exp = if v >= 20170830 { 4 } else { 0 };
-        // GID, exp, money, jobexp, joblevel, bodystate, healthstate, effectstate, virtue, honor,
-        // jobpoint
-        let hp = 4 + (4 + wide_exp) + 4 + (4 + wide_exp) + 6 * 4 + 2;
-        let speed = hp + if version == PacketVersion::V20211103 { 32 } else { 12 };
-        let body = v >= 20141022;
-        let shorts = if body { 13 } else { 12 };
-        let level = speed + if body { 10 } else { 8 };
-        let name = speed + shorts * 2;
-        let slot = name + 24 + 6;
-        let map = name + 24 + 6 + 2 + 2;
-        let mut len = map + 16 + 4 + 4 + 4 + 4;
-        let sex = (v >= 20141016).then_some(len);
-        if sex.is_some() {
-            len += 1;
+        let g = version.generated_layout();
+        let at = |v: Option<u16>| v.map_or(0, usize::from);
+        InfoLayout {
+            job: at(g.char_job),
+            level: at(g.char_level),
+            name: at(g.char_name),
+            slot: at(g.char_slot),
+            map: g.char_map.map(usize::from),
+            sex: g.char_sex.map(usize::from),
+            len: at(g.char_size),
         }
-        InfoLayout { job: speed + 2, level, name, slot, map, sex, len }
     }
 }
 
@@ -108,7 +103,7 @@ fn parse_info(version: PacketVersion, entry: &[u8]) -> CharacterInfo {
         slot: entry.get(l.slot).copied().unwrap_or(0),
         job: u16_at(entry, l.job),
         base_level: u16_at(entry, l.level),
-        map: cstr_at(entry, l.map, 16),
+        map: l.map.map(|at| cstr_at(entry, at, 16)).unwrap_or_default(),
         sex: l.sex.and_then(|at| entry.get(at)).map(|&b| Sex::from_u8(b)),
     }
 }

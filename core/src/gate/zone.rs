@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use super::charsel::{HC_NOTIFY_ZONESVR, HC_NOTIFY_ZONESVR_OLD};
 use super::login::{AC_ACCEPT_LOGIN, AC_ACCEPT_LOGIN_OLD, char_server_offsets};
 use super::{GateError, Sex, cstr_at, id_of, ip_at, need, u16_at, u32_at};
-use crate::packet::PacketVersion;
+use crate::packet::{PacketLen, PacketSpec, PacketTable, PacketVersion};
 
 /// `ZC_NPCACK_MAPMOVE`: a warp on the same map server (22 bytes).
 pub const ZC_NPCACK_MAPMOVE: u16 = 0x0091;
@@ -51,42 +51,56 @@ impl MapIds {
     pub const NPC_CLOSE: u16 = 0x0146;
 }
 
-/// The version-dependent map ids of `version`.
+/// The version-dependent map ids of `version`, read from its generated table: for each
+/// handler, the id with rAthena's usual shape (length and field offsets) that the current
+/// clients use (`0x0436`, `0x035F`, `0x0360`, `0x0361` where those carry the handler), else the
+/// highest such id (the shuffled ids of a date are its newest). rAthena accepts every id it
+/// registers for a handler.
 pub fn map_ids(version: PacketVersion) -> MapIds {
-    match version {
-        PacketVersion::V20211103 => MapIds {
-            enter: 0x0436,
-            enter_len: 23,
-            enter_sex_at: 22,
-            walk: 0x035F,
-            tick: 0x0360,
-            turn: 0x0361,
-        },
-        PacketVersion::V20180620 => MapIds {
-            enter: 0x0436,
-            enter_len: 19,
-            enter_sex_at: 18,
-            walk: 0x035F,
-            tick: 0x0360,
-            turn: 0x0361,
-        },
-        PacketVersion::V20151104 => MapIds {
-            enter: 0x0360,
-            enter_len: 19,
-            enter_sex_at: 18,
-            walk: 0x0363,
-            tick: 0x0886,
-            turn: 0x0928,
-        },
-        PacketVersion::V20120410 => MapIds {
-            enter: 0x094B,
-            enter_len: 19,
-            enter_sex_at: 18,
-            walk: 0x0437,
-            tick: 0x0886,
-            turn: 0x0871,
-        },
+    let table = version.table();
+    let pick = |handler: &str, preferred: u16, len: Option<u16>, offsets: &[usize]| {
+        pick_id(table, handler, preferred, len, offsets)
+    };
+    let enter = pick("clif_parse_WantToConnection", 0x0436, None, &[2, 6, 10, 14]);
+    let (enter_id, enter_len) = match enter.map(|s| (s.id(), s.len())) {
+        Some((id, PacketLen::Fixed(n))) => (id, usize::from(n)),
+        _ => (0x0436, 19),
+    };
+    let id_of = |s: Option<&PacketSpec>, fallback: u16| s.map_or(fallback, |s| s.id());
+    MapIds {
+        enter: enter_id,
+        enter_len,
+        enter_sex_at: enter
+            .and_then(|s| s.field_offsets().get(4))
+            .unwrap_or(enter_len.saturating_sub(1)),
+        walk: id_of(pick("clif_parse_WalkToXY", 0x035F, Some(5), &[2]), 0x035F),
+        tick: id_of(pick("clif_parse_TickSend", 0x0360, Some(6), &[2]), 0x0360),
+        turn: id_of(pick("clif_parse_ChangeDir", 0x0361, Some(5), &[2, 4]), 0x0361),
     }
+}
+
+/// The id of `handler` with the usual shape (`len`, and `offsets` where the table has them):
+/// `preferred` if it is one, else the highest.
+fn pick_id<'t>(
+    table: &'t PacketTable,
+    handler: &str,
+    preferred: u16,
+    len: Option<u16>,
+    offsets: &[usize],
+) -> Option<&'t PacketSpec> {
+    let shaped = |s: &&PacketSpec| {
+        s.handler() == handler
+            && len.is_none_or(|n| s.len() == PacketLen::Fixed(n))
+            && offsets.iter().enumerate().all(|(i, &at)| {
+                let got = s.field_offsets().get(i);
+                got.is_none() || got == Some(at)
+            })
+    };
+    table
+        .iter()
+        .filter(shaped)
+        .find(|s| s.id() == preferred)
+        .or_else(|| table.iter().filter(shaped).last())
 }
 
 /// `CZ_ENTER` at `version`, with its plain id: account id, char id, login id 1 (from the login

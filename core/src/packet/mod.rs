@@ -18,6 +18,7 @@ mod obfuscation;
 mod server;
 mod stream;
 mod table;
+mod versions;
 
 pub use classify::{Classified, PeerCategory, PeerEligible, ServerOnly, ServerOnlyReason};
 pub use event::{
@@ -32,9 +33,11 @@ pub use stream::{
     DesyncReason, GameStream, OwnNameError, PacketVerdict, STREAM_BUFFER_BYTES, Verdict,
 };
 pub use table::{
-    Category, ObfuscationKeys, PacketLen, PacketSpec, PacketTable, PacketVersion, TableError,
-    UnsupportedPacketVersion, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN,
+    Category, FieldOffsets, ObfuscationKeys, PacketLen, PacketSpec, PacketTable, PacketVersion,
+    TableError, UnsupportedPacketVersion, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN,
 };
+pub(crate) use versions::GeneratedLayout;
+pub use versions::{ClientFamily, IndexError, UnknownClientFamily};
 
 /// Classifies one complete packet whose id is plain (not obfuscated), e.g. from a hook that sees
 /// packets before the client obfuscates them. `None` when the id is unknown at `version` or the
@@ -64,3 +67,13 @@ pub fn classify_packet(version: PacketVersion, packet: &[u8]) -> Option<Classifi
 
 #[cfg(test)]
 mod tests;
+
+/// The generated server-to-client tables (for [`crate::render::ZcTable`]).
+pub(crate) fn zc_sections() -> &'static [versions::Section] {
+    &versions::INDEX.zc
+}
+
+/// The rows of generated server-to-client table `n`.
+pub(crate) fn zc_rows(n: usize) -> Vec<&'static str> {
+    versions::resolve(&versions::INDEX.zc, n)
+}

@@ -4,7 +4,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
+
+use super::versions::{ClientFamily, GeneratedLayout, INDEX, RowTables};
 
 /// What a packet does on the server, from `ro_handler_categories.csv`.
 ///
@@ -143,6 +145,36 @@ pub struct PacketSpec {
     handler: &'static str,
     category: Category,
     pub(crate) layout: Layout,
+    /// The field offsets rAthena hands the handler (`packet_db[id].pos`), when the table has
+    /// them (the generated tables do).
+    pos: FieldOffsets,
+}
+
+/// The first five field offsets of a client packet, as rAthena registers them (enough for every
+/// handler the core reads; rAthena registers up to 20).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldOffsets {
+    at: [u16; 5],
+    len: u8,
+}
+
+impl FieldOffsets {
+    fn parse(s: &str) -> Option<FieldOffsets> {
+        let mut f = FieldOffsets::default();
+        for n in s.split_whitespace() {
+            let at: u16 = n.parse().ok()?;
+            if let Some(slot) = f.at.get_mut(usize::from(f.len)) {
+                *slot = at;
+                f.len += 1;
+            }
+        }
+        Some(f)
+    }
+
+    /// The `i`-th offset, if registered.
+    pub fn get(&self, i: usize) -> Option<usize> {
+        self.at.get(..usize::from(self.len))?.get(i).copied().map(usize::from)
+    }
 }
 
 impl PacketSpec {
@@ -173,6 +205,11 @@ impl PacketSpec {
     /// The category.
     pub fn category(&self) -> Category {
         self.category
+    }
+
+    /// The field offsets rAthena's handler reads (empty in the hand-checked tables).
+    pub fn field_offsets(&self) -> FieldOffsets {
+        self.pos
     }
 }
 
@@ -218,6 +255,12 @@ pub enum TableError {
         /// 1-based line number.
         line: usize,
     },
+    /// The field offsets are not numbers.
+    #[error("line {line}: bad field offsets")]
+    BadOffsets {
+        /// 1-based line number.
+        line: usize,
+    },
     /// The category is not one of the nine.
     #[error("line {line}: unknown category")]
     UnknownCategory {
@@ -235,14 +278,20 @@ pub enum TableError {
 impl PacketTable {
     /// Parses `id_hex,length,handler,category[,...]` with a header line.
     pub(crate) fn parse(csv: &'static str) -> Result<PacketTable, TableError> {
+        PacketTable::parse_rows(csv.lines().enumerate().skip(1).map(|(n, l)| (n + 1, l)))
+    }
+
+    /// Parses rows `id_hex,length,handler,category[,offsets]`, each with its line number.
+    pub(crate) fn parse_rows(
+        rows: impl Iterator<Item = (usize, &'static str)>,
+    ) -> Result<PacketTable, TableError> {
         let mut specs = Vec::new();
         let mut index = empty_index();
-        for (n, line) in csv.lines().enumerate().skip(1) {
-            let line_no = n + 1;
+        for (line_no, line) in rows {
             if line.trim().is_empty() {
                 continue;
             }
-            let mut cols = line.splitn(5, ',');
+            let mut cols = line.splitn(6, ',');
             let (Some(id), Some(len), Some(handler), Some(category)) =
                 (cols.next(), cols.next(), cols.next(), cols.next())
             else {
@@ -260,6 +309,14 @@ impl PacketTable {
             };
             let category = Category::from_name(category.trim())
                 .ok_or(TableError::UnknownCategory { line: line_no })?;
+            // Only the generated tables have a fifth column; the login/char table's fifth is a
+            // name, not offsets.
+            let pos = match cols.next() {
+                Some(p) if p.bytes().all(|b| b.is_ascii_digit() || b == b' ') => {
+                    FieldOffsets::parse(p).ok_or(TableError::BadOffsets { line: line_no })?
+                }
+                _ => FieldOffsets::default(),
+            };
             let slot = index.get_mut(usize::from(id)).ok_or(TableError::BadId { line: line_no })?;
             if *slot != 0 {
                 return Err(TableError::DuplicateId { line: line_no });
@@ -270,6 +327,7 @@ impl PacketTable {
                 handler,
                 category,
                 layout: Layout::of(handler, category),
+                pos,
             });
             *slot = u16::try_from(specs.len()).map_err(|_| TableError::BadId { line: line_no })?;
         }
@@ -286,6 +344,12 @@ impl PacketTable {
     fn parse_or_empty(csv: &'static str) -> PacketTable {
         PacketTable::parse(csv)
             .unwrap_or_else(|_| PacketTable { specs: Vec::new(), index: empty_index() })
+    }
+
+    /// Generated table `n` (empty if it fails to parse; a unit test checks every one parses).
+    pub(crate) fn generated(n: usize) -> Result<PacketTable, TableError> {
+        let rows = super::versions::resolve(&INDEX.cz, n);
+        PacketTable::parse_rows(rows.into_iter().enumerate().map(|(i, l)| (i + 1, l)))
     }
 
     /// The row of `id`, if the table has it.
@@ -316,100 +380,152 @@ impl PacketTable {
     }
 }
 
-pub(crate) const CSV_20211103: &str = include_str!("../../data/ro_packets_20211103.csv");
-pub(crate) const CSV_20180620: &str = include_str!("../../data/ro_packets_20180620.csv");
-pub(crate) const CSV_20151104: &str = include_str!("../../data/ro_packets_20151104.csv");
-pub(crate) const CSV_20120410: &str = include_str!("../../data/ro_packets_20120410.csv");
 pub(crate) const CSV_LOGIN_CHAR: &str = include_str!("../../data/ro_packets_login_char.csv");
 
-static T_20211103: LazyLock<PacketTable> =
-    LazyLock::new(|| PacketTable::parse_or_empty(CSV_20211103));
-static T_20180620: LazyLock<PacketTable> =
-    LazyLock::new(|| PacketTable::parse_or_empty(CSV_20180620));
-static T_20151104: LazyLock<PacketTable> =
-    LazyLock::new(|| PacketTable::parse_or_empty(CSV_20151104));
-static T_20120410: LazyLock<PacketTable> =
-    LazyLock::new(|| PacketTable::parse_or_empty(CSV_20120410));
 static LOGIN_CHAR: LazyLock<PacketTable> =
     LazyLock::new(|| PacketTable::parse_or_empty(CSV_LOGIN_CHAR));
+
+/// An empty table: what a version gets if the embedded data failed to parse (a unit test checks
+/// it parses), so every connection desyncs and its bytes go to the server.
+static EMPTY: LazyLock<PacketTable> =
+    LazyLock::new(|| PacketTable { specs: Vec::new(), index: empty_index() });
+
+/// The generated client-to-server tables, parsed on first use.
+static CZ_TABLES: LazyLock<Vec<OnceLock<PacketTable>>> =
+    LazyLock::new(|| INDEX.cz.iter().map(|_| OnceLock::new()).collect());
+
+fn cz_table(n: usize) -> &'static PacketTable {
+    match (CZ_TABLES.get(n), INDEX.cz.get(n)) {
+        (Some(cell), Some(_)) => cell.get_or_init(|| {
+            PacketTable::generated(n)
+                .unwrap_or_else(|_| PacketTable { specs: Vec::new(), index: empty_index() })
+        }),
+        _ => &EMPTY,
+    }
+}
 
 /// The three u32 keys of rAthena's packet-id obfuscation for one PACKETVER.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObfuscationKeys(pub [u32; 3]);
 
-/// A client PACKETVER this crate has tables for. Ids are only meaningful for one version.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum PacketVersion {
-    /// 2021-11-03 RagexeRE, rAthena's default.
-    #[default]
-    V20211103,
-    /// 2018-06-20, the default in 2018-2020.
-    V20180620,
-    /// 2015-11-04, the oldest rAthena still builds in CI; obfuscated by default.
-    V20151104,
-    /// 2012-04-10; obfuscated by default.
-    V20120410,
+/// A client version: rAthena's PACKETVER and the client family. Only versions rAthena builds
+/// and the generated tables cover can be made ([`PacketVersion::new`]); ids are only meaningful
+/// for one version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PacketVersion {
+    number: u32,
+    family: ClientFamily,
 }
 
-/// A PACKETVER number this crate has no table for.
+/// A PACKETVER (and family) this crate has no table for, and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported PACKETVER {given:?}: supported are 20211103, 20180620, 20151104, 20120410")]
+#[error("unsupported PACKETVER {given:?}: {reason}")]
 pub struct UnsupportedPacketVersion {
     /// What was given.
     pub given: String,
+    /// Why it is not supported.
+    pub reason: String,
+}
+
+impl Default for PacketVersion {
+    fn default() -> Self {
+        PacketVersion::V20211103
+    }
 }
 
 impl PacketVersion {
-    /// Every supported version, newest first.
-    pub const ALL: [PacketVersion; 4] = [
+    /// 2021-11-03 RagexeRE, rAthena's default.
+    pub const V20211103: PacketVersion =
+        PacketVersion { number: 20211103, family: ClientFamily::Re };
+    /// 2018-06-20 RagexeRE, the default in 2018-2020.
+    pub const V20180620: PacketVersion =
+        PacketVersion { number: 20180620, family: ClientFamily::Re };
+    /// 2015-11-04 Ragexe, the oldest rAthena still builds in CI; obfuscated by default.
+    pub const V20151104: PacketVersion =
+        PacketVersion { number: 20151104, family: ClientFamily::Main };
+    /// 2012-04-10 Ragexe; obfuscated by default.
+    pub const V20120410: PacketVersion =
+        PacketVersion { number: 20120410, family: ClientFamily::Main };
+
+    /// The four versions whose tables were also checked by hand (`core/data/ro_packets_*.csv`),
+    /// newest first.
+    pub const REFERENCE: [PacketVersion; 4] = [
         PacketVersion::V20211103,
         PacketVersion::V20180620,
         PacketVersion::V20151104,
         PacketVersion::V20120410,
     ];
 
-    /// The PACKETVER number, e.g. 20211103.
-    pub fn number(self) -> u32 {
-        match self {
-            PacketVersion::V20211103 => 20211103,
-            PacketVersion::V20180620 => 20180620,
-            PacketVersion::V20151104 => 20151104,
-            PacketVersion::V20120410 => 20120410,
+    /// `number` in `family` (`None`: rAthena's default family for the date, see
+    /// [`ClientFamily::default_for`]), if rAthena builds it and the generated tables cover it.
+    pub fn new(
+        number: u32,
+        family: Option<ClientFamily>,
+    ) -> Result<PacketVersion, UnsupportedPacketVersion> {
+        let family = family.unwrap_or(ClientFamily::default_for(number));
+        match INDEX.row(number, family) {
+            Ok(_) => Ok(PacketVersion { number, family }),
+            Err(reason) => Err(UnsupportedPacketVersion {
+                given: if family == ClientFamily::default_for(number) {
+                    number.to_string()
+                } else {
+                    format!("{number}-{family}")
+                },
+                reason: reason.to_owned(),
+            }),
         }
     }
 
-    /// The version with this PACKETVER number.
+    /// The version with this PACKETVER number, in rAthena's default family for the date.
     pub fn from_number(number: u32) -> Result<PacketVersion, UnsupportedPacketVersion> {
-        PacketVersion::ALL
-            .into_iter()
-            .find(|v| v.number() == number)
-            .ok_or(UnsupportedPacketVersion { given: number.to_string() })
+        PacketVersion::new(number, None)
+    }
+
+    /// Every version the generated tables distinguish: the first date of each interval, in
+    /// each family rAthena builds there (about 1,200).
+    pub fn every() -> impl Iterator<Item = PacketVersion> {
+        INDEX.versions().map(|(number, family)| PacketVersion { number, family })
+    }
+
+    /// The PACKETVER number, e.g. 20211103.
+    pub fn number(self) -> u32 {
+        self.number
+    }
+
+    /// The client family.
+    pub fn family(self) -> ClientFamily {
+        self.family
+    }
+
+    fn row(self) -> Option<&'static RowTables> {
+        INDEX.row(self.number, self.family).ok()
     }
 
     /// The client-to-map-server table of this version.
     pub fn table(self) -> &'static PacketTable {
-        match self {
-            PacketVersion::V20211103 => &T_20211103,
-            PacketVersion::V20180620 => &T_20180620,
-            PacketVersion::V20151104 => &T_20151104,
-            PacketVersion::V20120410 => &T_20120410,
-        }
+        self.row().map_or(&EMPTY, |r| cz_table(r.cz))
+    }
+
+    /// Which generated server-to-client table this version uses (its position in
+    /// `core/data/gen/zc.csv`).
+    pub(crate) fn zc_table_index(self) -> Option<usize> {
+        self.row().map(|r| r.zc)
+    }
+
+    /// What the generator measured for the receive path's layouts.
+    pub(crate) fn generated_layout(self) -> GeneratedLayout {
+        self.row().map(|r| r.layout).unwrap_or_default()
     }
 
     /// rAthena's obfuscation keys for this version (all zero after 20180307: ids are plain).
     pub fn obfuscation_keys(self) -> ObfuscationKeys {
-        match self {
-            PacketVersion::V20211103 | PacketVersion::V20180620 => ObfuscationKeys([0, 0, 0]),
-            PacketVersion::V20151104 => ObfuscationKeys([0x4C17_382A, 0x7ED1_74C9, 0x2996_1E4F]),
-            PacketVersion::V20120410 => ObfuscationKeys([0x0158_1359, 0x452D_6FFA, 0x6AFB_6E2E]),
-        }
+        ObfuscationKeys(self.row().map_or([0; 3], |r| r.keys))
     }
 
-    /// Whether rAthena obfuscates packet ids at this version by default
-    /// (20110817 <= PACKETVER <= 20180307 with `PACKET_OBFUSCATION`).
+    /// Whether rAthena obfuscates packet ids at this version by default (`PACKET_OBFUSCATION`
+    /// is on from 20110817, and the keys are zero after 20180307).
     pub fn obfuscated_by_default(self) -> bool {
-        matches!(self, PacketVersion::V20151104 | PacketVersion::V20120410)
+        self.obfuscation_keys() != ObfuscationKeys([0; 3])
     }
 
     /// Whether the client NUL-terminates chat text (before 20151001) rather than sending none.
@@ -421,17 +537,34 @@ impl PacketVersion {
 impl FromStr for PacketVersion {
     type Err = UnsupportedPacketVersion;
 
+    /// `20211103` (rAthena's default family for the date) or `20200401-zero` (`-main`, `-re`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.trim()
-            .parse::<u32>()
-            .ok()
-            .and_then(|n| PacketVersion::from_number(n).ok())
-            .ok_or_else(|| UnsupportedPacketVersion { given: s.to_string() })
+        let bad = |reason: &str| UnsupportedPacketVersion {
+            given: s.to_string(),
+            reason: reason.to_owned(),
+        };
+        let (number, family) = match s.trim().split_once('-') {
+            Some((n, f)) => (
+                n,
+                Some(
+                    ClientFamily::from_name(f)
+                        .ok_or_else(|| bad("the family after '-' must be main, re or zero"))?,
+                ),
+            ),
+            None => (s.trim(), None),
+        };
+        let number = number.parse::<u32>().map_err(|_| bad("not a yyyymmdd number"))?;
+        PacketVersion::new(number, family)
     }
 }
 
 impl fmt::Display for PacketVersion {
+    /// The number, with `-<family>` when it is not rAthena's default for the date.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.number())
+        if self.family == ClientFamily::default_for(self.number) {
+            write!(f, "{}", self.number)
+        } else {
+            write!(f, "{}-{}", self.number, self.family)
+        }
     }
 }

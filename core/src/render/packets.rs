@@ -2,7 +2,7 @@
 //! echoes rAthena sends the actor itself (`shared/data/zc/layouts.md` §2, §3). Every integer is
 //! little-endian; positions use rAthena's big-endian bit packing.
 
-use crate::packet::PacketVersion;
+use crate::packet::{GeneratedLayout, PacketVersion};
 
 /// `ZC_NOTIFY_TIME`: the server tick, reply to a time request.
 pub const ZC_NOTIFY_TIME: u16 = 0x007F;
@@ -172,11 +172,12 @@ pub fn player_chat(text: &[u8], out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// Where the unit-appearance packets of one version keep their fields (layouts.md §3.1).
+/// Where the unit-appearance packets of one version keep their fields (layouts.md §3.1), as the
+/// generator measured them with `offsetof` (`core/data/gen/index.csv`).
 ///
 /// The idle and spawn packets equal the walking one without `moveStartTime` (4 bytes at
 /// `tick_at`), with `PosDir[3]` at `pos_at` where walking has `MoveData[6]` at `pos_at + 4`,
-/// and (idle only) a `state` byte after `xSize`, `ySize`.
+/// and (idle only) a `state` byte after `xSize`, `ySize`: [`UnitLayout::of`] checks this holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnitLayout {
     /// The unit-walking id (`0x09FD` or `0x0914`).
@@ -202,41 +203,75 @@ pub const UNIT_AID_AT: usize = 5;
 /// Offset of `objecttype` (0 for a player) in every appearance packet.
 pub const UNIT_TYPE_AT: usize = 4;
 
+/// Why a version's unit-walking packet cannot be drawn exactly: the generated offsets do not
+/// have the shape the template derivation relies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalkNotDrawable {
+    /// The generator measured no walking, idle or spawn struct at this version.
+    #[error("no unit-walking, idle or spawn layout was generated for this version")]
+    NoLayout,
+    /// `objecttype` is not at offset 4 or the unit id not at offset 5 (no `PacketLength`).
+    #[error("the unit id is not at offset 5 (objecttype at {type_at:?}, id at {aid_at:?})")]
+    UnitIdElsewhere {
+        /// Where `objecttype` is, if anywhere.
+        type_at: Option<u16>,
+        /// Where the unit id is, if anywhere.
+        aid_at: Option<u16>,
+    },
+    /// Idle and spawn are not the walking packet without `moveStartTime` and with `PosDir`.
+    #[error("the idle and spawn packets are not the walking packet's shape minus its tick")]
+    ShapesDiffer,
+}
+
 impl UnitLayout {
-    /// The layout of `version`.
-    pub fn of(version: PacketVersion) -> UnitLayout {
-        match version {
-            PacketVersion::V20211103 => UnitLayout {
-                walk_id: 0x09FD,
-                walk_len: 114,
-                idle_id: 0x09FF,
-                idle_len: 108,
-                spawn_id: 0x09FE,
-                spawn_len: 107,
-                tick_at: 37,
-                pos_at: 63,
-            },
-            PacketVersion::V20180620 | PacketVersion::V20151104 => UnitLayout {
-                walk_id: 0x09FD,
-                walk_len: 110,
-                idle_id: 0x09FF,
-                idle_len: 104,
-                spawn_id: 0x09FE,
-                spawn_len: 103,
-                tick_at: 33,
-                pos_at: 59,
-            },
-            PacketVersion::V20120410 => UnitLayout {
-                walk_id: 0x0914,
-                walk_len: 80,
-                idle_id: 0x0915,
-                idle_len: 74,
-                spawn_id: 0x090F,
-                spawn_len: 73,
-                tick_at: 29,
-                pos_at: 55,
-            },
+    /// The layout of `version`, or why walking cannot be drawn exactly at it.
+    pub fn of(version: PacketVersion) -> Result<UnitLayout, WalkNotDrawable> {
+        Self::from_generated(&version.generated_layout())
+    }
+
+    pub(crate) fn from_generated(g: &GeneratedLayout) -> Result<UnitLayout, WalkNotDrawable> {
+        let need = |v: Option<u16>| v.map(usize::from).ok_or(WalkNotDrawable::NoLayout);
+        let (walk_id, walk_len) = (need(g.walk_id)?, need(g.walk_size)?);
+        let (idle_id, idle_len) = (need(g.idle_id)?, need(g.idle_size)?);
+        let (spawn_id, spawn_len) = (need(g.spawn_id)?, need(g.spawn_size)?);
+        for (type_at, aid, gid) in [
+            (g.walk_objecttype, g.walk_aid, g.walk_gid),
+            (g.idle_objecttype, g.idle_aid, g.idle_gid),
+            (g.spawn_objecttype, g.spawn_aid, g.spawn_gid),
+        ] {
+            let aid_at = aid.or(gid);
+            if type_at.map(usize::from) != Some(UNIT_TYPE_AT)
+                || aid_at.map(usize::from) != Some(UNIT_AID_AT)
+            {
+                return Err(WalkNotDrawable::UnitIdElsewhere { type_at, aid_at });
+            }
         }
+        let (tick_at, move_at) = (need(g.walk_tick)?, need(g.walk_move)?);
+        let pos_at = need(g.idle_posdir)?;
+        let shape_holds = move_at == pos_at + 4
+            && need(g.spawn_posdir)? == pos_at
+            && tick_at < pos_at
+            && need(g.walk_xsize)? == move_at + 6
+            && need(g.idle_xsize)? == pos_at + 3
+            && need(g.spawn_xsize)? == pos_at + 3
+            && need(g.idle_state)? == pos_at + 5
+            && walk_len == idle_len + 6
+            && walk_len == spawn_len + 7;
+        if !shape_holds {
+            return Err(WalkNotDrawable::ShapesDiffer);
+        }
+        let id = |n: usize| u16::try_from(n).map_err(|_| WalkNotDrawable::NoLayout);
+        Ok(UnitLayout {
+            walk_id: id(walk_id)?,
+            walk_len,
+            idle_id: id(idle_id)?,
+            idle_len,
+            spawn_id: id(spawn_id)?,
+            spawn_len,
+            tick_at,
+            pos_at,
+        })
     }
 
     /// Offset of `MoveData` in the walking packet.

@@ -7,9 +7,10 @@ use std::net::SocketAddrV4;
 
 use super::framer::{ZcDesyncReason, ZcFrame, ZcFramer};
 use super::packets::{
-    self, Cell, UNIT_AID_AT, UNIT_TYPE_AT, UnitLayout, ZC_ACCEPT_ENTER, ZC_ACCEPT_ENTER2, ZC_AID,
-    ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERCHAT, ZC_NOTIFY_PLAYERMOVE,
-    ZC_NOTIFY_TIME, ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE, get_u16, get_u32,
+    self, Cell, UNIT_AID_AT, UNIT_TYPE_AT, UnitLayout, WalkNotDrawable, ZC_ACCEPT_ENTER,
+    ZC_ACCEPT_ENTER2, ZC_AID, ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERCHAT,
+    ZC_NOTIFY_PLAYERMOVE, ZC_NOTIFY_TIME, ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE,
+    get_u16, get_u32,
 };
 use crate::gate::{
     MapMove, ServerMove, ZC_NPCACK_SERVERMOVE, ZC_NPCACK_SERVERMOVE_OLD, parse_map_move,
@@ -111,6 +112,10 @@ pub enum RenderRejected {
     /// A local emote echo needs the player's account id, which the server has not sent yet.
     #[error("own account id not known yet (no ZC_AID seen)")]
     OwnAccountUnknown,
+    /// This version's walking packet cannot be drawn exactly (see
+    /// [`ReceiveStream::walk_not_drawable`]): the server's copy of the walk shows it.
+    #[error("peers' walking is not drawn at this version: {0}")]
+    WalkNotDrawable(WalkNotDrawable),
     /// The game has not read its bytes; rendered packets are refused until it does.
     #[error("{len} bytes wait for the game, over the limit of {max}")]
     OutputFull {
@@ -168,7 +173,8 @@ struct Shown {
 /// What the game client has been shown: used to draw peers and to drop duplicates.
 #[derive(Clone, Debug)]
 struct View {
-    layout: UnitLayout,
+    /// The version's appearance layout, or why walking cannot be drawn at it.
+    layout: Result<UnitLayout, WalkNotDrawable>,
     config: RenderConfig,
     own_aid: Option<u32>,
     own_cell: Option<Cell>,
@@ -252,7 +258,7 @@ impl View {
 
     /// Learns from one whole server packet; returns whether the game should see it.
     fn observe(&mut self, now: Instant, id: u16, p: &[u8]) -> bool {
-        let layout = self.layout;
+        let layout = self.layout.ok();
         match id {
             ZC_AID => self.own_aid = get_u32(p, 2).or(self.own_aid),
             ZC_NOTIFY_TIME => {
@@ -322,7 +328,9 @@ impl View {
                     return self.show_once(now, aid, Line::Emote(kind), Source::Server);
                 }
             }
-            _ if id == layout.walk_id || id == layout.idle_id || id == layout.spawn_id => {
+            _ if let Some(layout) = layout
+                && (id == layout.walk_id || id == layout.idle_id || id == layout.spawn_id) =>
+            {
                 if id == layout.walk_id
                     && let Some(t) = get_u32(p, layout.tick_at)
                 {
@@ -421,6 +429,12 @@ impl ReceiveStream {
             stats: ReceiveStats::default(),
             changes: VecDeque::new(),
         }
+    }
+
+    /// Why peers' walking is not drawn at this version, if it is not: a driver logs it once
+    /// when the stream is made.
+    pub fn walk_not_drawable(&self) -> Option<WalkNotDrawable> {
+        self.view.layout.err()
     }
 
     /// Sets the player's own account id (when the integrator knows it before `ZC_AID`).
@@ -581,7 +595,7 @@ impl ReceiveStream {
         match *event {
             PeerEvent::Move { x, y } => {
                 let to = Cell { x, y };
-                let layout = self.view.layout;
+                let layout = self.view.layout.map_err(RenderRejected::WalkNotDrawable)?;
                 let form = self.view.config.walk_form;
                 if self.view.units.get(&aid).is_some_and(|u| u.cell == Some(to)) {
                     // The server's copy of this walk came first (or the peer walks in place).

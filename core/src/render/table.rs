@@ -1,8 +1,9 @@
 //! Server-to-client (ZC) length tables per PACKETVER: which ids the map server sends and how
-//! long each is. Embedded at compile time from `core/data/zc/ro_zc_lengths_<ver>.csv`, plus the
-//! quirks of `shared/data/zc/layouts.md` §1 that are in no CSV.
+//! long each is. Generated from rAthena's headers (`core/data/gen/zc.csv`, one table per distinct
+//! result, see `docs/packets.md`), plus the quirks of `shared/data/zc/layouts.md` §1 that are in
+//! no table.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use crate::packet::PacketVersion;
 
@@ -32,13 +33,13 @@ pub struct ZcTable {
 }
 
 impl ZcTable {
-    /// Parses `id_hex,length,source` with a header line. A malformed row is skipped (a unit test
+    /// Parses rows `id_hex,length,source`. A malformed row is skipped (a unit test
     /// checks that none is): an id missing from the table desyncs the stream, which only stops
     /// injection, so a bad row can never corrupt what the game receives.
-    fn parse(csv: &str) -> ZcTable {
+    fn parse<'a>(rows: impl Iterator<Item = &'a str>) -> ZcTable {
         let mut lens = vec![0i32; 1 << 16];
         let mut count = 0;
-        for line in csv.lines().skip(1) {
+        for line in rows {
             let mut cols = line.split(',');
             let (Some(id), Some(len)) = (cols.next(), cols.next()) else { continue };
             let Some(id) =
@@ -94,23 +95,19 @@ impl ZcTable {
         self.count == 0
     }
 
-    /// The ZC table of `version`.
+    /// The ZC table of `version` (empty if the embedded data failed to parse: then the stream
+    /// desyncs at once and nothing is injected).
     pub fn of(version: PacketVersion) -> &'static ZcTable {
-        match version {
-            PacketVersion::V20211103 => &Z_20211103,
-            PacketVersion::V20180620 => &Z_20180620,
-            PacketVersion::V20151104 => &Z_20151104,
-            PacketVersion::V20120410 => &Z_20120410,
+        static EMPTY: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(std::iter::empty()));
+        static TABLES: LazyLock<Vec<OnceLock<ZcTable>>> = LazyLock::new(|| {
+            (0..crate::packet::zc_sections().len()).map(|_| OnceLock::new()).collect()
+        });
+        let Some(n) = version.zc_table_index() else { return &EMPTY };
+        match (TABLES.get(n), crate::packet::zc_sections().get(n)) {
+            (Some(cell), Some(_)) => {
+                cell.get_or_init(|| ZcTable::parse(crate::packet::zc_rows(n).into_iter()))
+            }
+            _ => &EMPTY,
         }
     }
 }
-
-pub(crate) const ZC_CSV_20211103: &str = include_str!("../../data/zc/ro_zc_lengths_20211103.csv");
-pub(crate) const ZC_CSV_20180620: &str = include_str!("../../data/zc/ro_zc_lengths_20180620.csv");
-pub(crate) const ZC_CSV_20151104: &str = include_str!("../../data/zc/ro_zc_lengths_20151104.csv");
-pub(crate) const ZC_CSV_20120410: &str = include_str!("../../data/zc/ro_zc_lengths_20120410.csv");
-
-static Z_20211103: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20211103));
-static Z_20180620: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20180620));
-static Z_20151104: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20151104));
-static Z_20120410: LazyLock<ZcTable> = LazyLock::new(|| ZcTable::parse(ZC_CSV_20120410));

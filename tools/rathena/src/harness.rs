@@ -377,9 +377,6 @@ fn unpack_shared(shared: &Path, packetver: u32, cache: &Path) -> Result<PathBuf,
                 .into(),
         });
     };
-    let Some(bins) = find_one(shared, &format!("bin-{packetver}-"), ".tar.gz") else {
-        return Err(HarnessError::UnsupportedPacketver { packetver, dir: shared.to_path_buf() });
-    };
     let stem = source.file_name().and_then(|n| n.to_str()).unwrap_or("rathena");
     let stem = stem.trim_end_matches(".tar.gz");
     let done = cache.join(format!("{stem}-{packetver}"));
@@ -387,6 +384,11 @@ fn unpack_shared(shared: &Path, packetver: u32, cache: &Path) -> Result<PathBuf,
     if tree.join("map-server").is_file() {
         return Ok(tree);
     }
+    let Some(bins) = find_one(shared, &format!("bin-{packetver}-"), ".tar.gz") else {
+        // No prebuilt servers for this PACKETVER: build them from the shared source once,
+        // cached like the unpacked ones (by commit and PACKETVER).
+        return build_cached(&source, packetver, cache, &done);
+    };
     require("tar", "apt-get install -y tar")?;
     fs::create_dir_all(cache).map_err(io_err(format!("create {}", cache.display())))?;
     let tmp = unique_dir(cache, &format!(".unpack-{packetver}"));
@@ -408,6 +410,36 @@ fn unpack_shared(shared: &Path, packetver: u32, cache: &Path) -> Result<PathBuf,
     match fs::rename(&tmp, &done) {
         Ok(()) => {}
         // Another process unpacked it first: use theirs.
+        Err(_) if tree.join("map-server").is_file() => {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        Err(e) => return Err(io_err(format!("rename to {}", done.display()))(e)),
+    }
+    Ok(tree)
+}
+
+/// Unpacks `source` into a temporary directory of `cache`, builds login, char and map at
+/// `packetver` there (`./configure --enable-packetver=N && make -j2 login char map`: about 17
+/// minutes on two cores; the log is `<cache>/build-<ver>.log`) and renames it to `done`.
+fn build_cached(
+    source: &Path,
+    packetver: u32,
+    cache: &Path,
+    done: &Path,
+) -> Result<PathBuf, HarnessError> {
+    for tool in ["tar", "g++", "make"] {
+        require(tool, "apt-get install -y tar g++ make libmariadb-dev libpcre3-dev zlib1g-dev")?;
+    }
+    fs::create_dir_all(cache).map_err(io_err(format!("create {}", cache.display())))?;
+    let tmp = unique_dir(cache, &format!(".build-{packetver}"));
+    fs::create_dir_all(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
+    let log = cache.join(format!("build-{packetver}.log"));
+    run(Command::new("tar").arg("xzf").arg(source).arg("-C").arg(&tmp), &log)?;
+    build_from(&tmp.join("rathena"), packetver, &tmp)?;
+    let tree = done.join("rathena");
+    match fs::rename(&tmp, done) {
+        Ok(()) => {}
+        // Another process built it first: use theirs.
         Err(_) if tree.join("map-server").is_file() => {
             let _ = fs::remove_dir_all(&tmp);
         }

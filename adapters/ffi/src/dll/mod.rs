@@ -439,7 +439,7 @@ pub(crate) fn start_settings(
     options: Options,
 ) -> Result<u64, Failure> {
     {
-        let version = router::parse_version(settings.packet_version)?;
+        let version = settings.version().map_err(|e| Failure::invalid(e.to_string()))?;
         let policy = match settings.routing_policy.as_deref() {
             None => Policy::default(),
             Some(p) => p.parse::<Policy>().map_err(|e| {
@@ -470,11 +470,20 @@ pub(crate) fn start_settings(
             &format!(
                 "ro-p2p {} started: PACKETVER {}, policy {policy}, {} coordinator URL(s), peer id {}",
                 env!("CARGO_PKG_VERSION"),
-                version.number(),
+                version,
                 settings.coordinator_urls.len(),
                 options.peer_id.as_ref().map_or("from the coordinator", |p| p.as_str()),
             ),
         );
+        if let Some(why) = state.router.recv.walk_not_drawable() {
+            state.log.log(
+                LogLevel::Warn,
+                &format!(
+                    "peers' walking is not drawn at PACKETVER {version} ({why}); the server's \
+                     copy shows it"
+                ),
+            );
+        }
         let reason = if !settings.p2p_enabled {
             "P2P disabled in the configuration"
         } else {

@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ro_p2p_core::packet::PacketVersion;
-
 use super::batteries::Batteries;
 use super::config;
 use super::engine::{Hooks, RealSockets, WSAEWOULDBLOCK};
@@ -208,7 +206,7 @@ fn install() -> Result<(), String> {
         log_to(&log_path, "P2P disabled in the configuration: hooks not installed");
         return Err("P2P disabled".into());
     }
-    let version = PacketVersion::from_number(settings.packet_version).map_err(|e| e.to_string())?;
+    let version = settings.version().map_err(|e| e.to_string())?;
     // SAFETY: a NUL-terminated wide string; ws2_32 is loaded (this DLL imports it).
     let ws2 = unsafe { GetModuleHandleW(wide("ws2_32.dll").as_ptr()) };
     // SAFETY: as above; wsock32 may be absent (NULL).

@@ -45,8 +45,19 @@ static void test_names_and_version(void) {
 
 static void test_create_errors(void) {
     uint64_t h = 0;
-    CHECK_STATUS(rop2p_router_new(20200101, NULL, -1, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    /* A date rAthena has no obfuscation keys for; Ragexe where it builds only RagexeRE. */
+    CHECK_STATUS(rop2p_router_new(20150105, NULL, -1, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
     CHECK(strstr(last_error(), "unsupported PACKETVER") != NULL);
+    CHECK_STATUS(rop2p_router_new_for_client(20180620, "main", NULL, -1, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "RagexeRE") != NULL);
+    CHECK_STATUS(rop2p_router_new_for_client(20200401, "ragexe", NULL, -1, &h), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    /* Any version rAthena builds, in each family. */
+    CHECK_STATUS(rop2p_router_new(20200401, NULL, -1, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_router_free(h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_router_new_for_client(20200401, "zero", NULL, -1, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_router_free(h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_router_new_for_client(20200401, NULL, NULL, -1, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_router_free(h), RO_P2P_STATUS_OK);
     CHECK_STATUS(rop2p_router_new(20211103, "npc=peers", -1, &h), RO_P2P_STATUS_ERR_CONFIG);
     CHECK(strstr(last_error(), "npc") != NULL);
     CHECK_STATUS(rop2p_router_new(20211103, "walking=mirror", -1, &h), RO_P2P_STATUS_ERR_CONFIG);

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ro_p2p_core::config::ClientSettings;
-use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, Verdict};
+use ro_p2p_core::packet::{ClientFamily, GameStream, Obfuscation, PacketVersion, Verdict};
 use ro_p2p_core::route::{Policy, RouteContext};
 use ro_p2p_proxy::{Proxy, ProxyConfig};
 use ro_p2p_webrtc::LinksConfig;
@@ -56,9 +56,14 @@ struct ProxyArgs {
     /// Coordinator WebSocket URL, overriding the configuration's (repeat for backups).
     #[arg(long = "coordinator")]
     coordinators: Vec<String>,
-    /// The game clients' PACKETVER, overriding the configuration's.
+    /// The game clients' PACKETVER (any rAthena builds, e.g. 20200401 or 20200401-zero),
+    /// overriding the configuration's.
     #[arg(long, value_parser = parse_version)]
     packetver: Option<PacketVersion>,
+    /// The game clients' family (`main`, `re`, `zero`), overriding the configuration's;
+    /// default: rAthena's for the date.
+    #[arg(long, value_parser = parse_family)]
+    client: Option<ClientFamily>,
     /// Routing policy, overriding the configuration's, e.g. `chat=peers`.
     #[arg(long, value_parser = parse_policy)]
     policy: Option<Policy>,
@@ -76,10 +81,15 @@ struct ProxyArgs {
 
 #[derive(Debug, clap::Args)]
 struct ClassifyArgs {
-    /// Client PACKETVER: 20211103 (rAthena's default), 20180620, 20151104 or 20120410.
+    /// Client PACKETVER: any rAthena builds (20211103 is its default), optionally with the
+    /// family, e.g. `20200401-zero`.
     #[arg(long, default_value = "20211103", value_parser = parse_version)]
     packetver: PacketVersion,
-    /// Packet-id obfuscation; default: on for 20151104 and 20120410, off otherwise.
+    /// Client family: `main` (Ragexe), `re` (RagexeRE) or `zero`; default: rAthena's for the
+    /// date (RagexeRE for 20151105..=20180703 and 20200902..=20211118).
+    #[arg(long, value_parser = parse_family)]
+    client: Option<ClientFamily>,
+    /// Packet-id obfuscation; default: rAthena's for the version (on for 20110817..=20180307).
     #[arg(long, value_enum)]
     obfuscation: Option<OnOff>,
     /// The zone (map) the capture was taken in; needs --p2p-zones.
@@ -106,6 +116,21 @@ enum OnOff {
 
 fn parse_version(s: &str) -> Result<PacketVersion, String> {
     s.parse().map_err(|e: ro_p2p_core::packet::UnsupportedPacketVersion| e.to_string())
+}
+
+fn parse_family(s: &str) -> Result<ClientFamily, String> {
+    s.parse().map_err(|e: ro_p2p_core::packet::UnknownClientFamily| e.to_string())
+}
+
+/// The version with `--client` applied on top of `--packetver`.
+fn with_family(
+    version: PacketVersion,
+    client: Option<ClientFamily>,
+) -> Result<PacketVersion, String> {
+    match client {
+        None => Ok(version),
+        Some(f) => PacketVersion::new(version.number(), Some(f)).map_err(|e| e.to_string()),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -187,7 +212,12 @@ fn proxy_config(args: &ProxyArgs) -> Result<ProxyConfig, String> {
     }
     if let Some(v) = args.packetver {
         settings.packet_version = v.number();
+        settings.client_family = Some(v.family());
     }
+    if let Some(f) = args.client {
+        settings.client_family = Some(f);
+    }
+    settings.version().map_err(|e| e.to_string())?;
     if let Some(p) = &args.policy {
         settings.routing_policy = Some(p.to_string());
     }
@@ -214,7 +244,7 @@ fn proxy(args: ProxyArgs) -> Result<(), String> {
         tracing::info!(
             listen = %proxy.local_addr(),
             login_server = %args.login_server,
-            packetver = proxy.packet_version().number(),
+            packetver = %proxy.packet_version(),
             "proxy ready: point the game's login address here"
         );
         let _ = tokio::signal::ctrl_c().await;
@@ -236,14 +266,16 @@ fn open_input(file: Option<&PathBuf>) -> io::Result<Box<dyn Read>> {
 }
 
 fn classify(args: &ClassifyArgs) -> io::Result<()> {
+    let version = with_family(args.packetver, args.client)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut input = open_input(args.file.as_ref())?;
     let mut stream = if args.login_char {
         GameStream::login_char()
     } else {
         match args.obfuscation {
-            None => GameStream::with_default_obfuscation(args.packetver),
-            Some(OnOff::On) => GameStream::new(args.packetver, Obfuscation::On),
-            Some(OnOff::Off) => GameStream::new(args.packetver, Obfuscation::Off),
+            None => GameStream::with_default_obfuscation(version),
+            Some(OnOff::On) => GameStream::new(version, Obfuscation::On),
+            Some(OnOff::Off) => GameStream::new(version, Obfuscation::Off),
         }
     };
     let zone_enabled = match (&args.zone, &args.p2p_zones) {

@@ -21,7 +21,7 @@ use clap::Parser;
 use ro_p2p_core::Rng;
 use ro_p2p_core::client;
 use ro_p2p_core::coordinator::credential;
-use ro_p2p_core::packet::{Obfuscation, PacketVersion};
+use ro_p2p_core::packet::{ClientFamily, Obfuscation, PacketVersion};
 use ro_p2p_core::route::Policy;
 use ro_p2p_core::wire::{PeerId, Zone};
 use ro_p2p_tokio::client::DriverEvent;
@@ -58,9 +58,12 @@ struct Args {
     /// Map server address for server-bound bytes; without it they are counted and dropped.
     #[arg(long)]
     map_server: Option<SocketAddr>,
-    /// PACKETVER of the simulated game client.
+    /// PACKETVER of the simulated game client: any rAthena builds.
     #[arg(long, default_value_t = 20211103)]
     packetver: u32,
+    /// Client family (`main`, `re`, `zero`); default: rAthena's for the date.
+    #[arg(long)]
+    client: Option<String>,
     /// Packet id obfuscation: on, off, or the version's rAthena default.
     #[arg(long, default_value = "default")]
     obfuscation: String,
@@ -106,8 +109,12 @@ fn print(line: serde_json::Value) {
 
 fn options(args: &Args) -> Result<PeerOptions, String> {
     let zone = Zone::new(args.zone.clone()).map_err(|e| format!("--zone: {e}"))?;
+    let family = match &args.client {
+        None => None,
+        Some(f) => Some(f.parse::<ClientFamily>().map_err(|e| format!("--client: {e}"))?),
+    };
     let packet_version =
-        PacketVersion::from_number(args.packetver).map_err(|e| format!("--packetver: {e}"))?;
+        PacketVersion::new(args.packetver, family).map_err(|e| format!("--packetver: {e}"))?;
     let obfuscation = match args.obfuscation.as_str() {
         "on" => Obfuscation::On,
         "off" => Obfuscation::Off,
