@@ -283,12 +283,11 @@ fn max_call_us(stdout: &str) -> f64 {
     rest[..rest.find(' ').unwrap()].parse().unwrap()
 }
 
-/// Ignored for now: under wine 8 the WebRTC link between the two processes never opens (the
-/// UDP socket fails with WSAEOPNOTSUPP, OS error 10045, at each connect attempt), so "[P2P] on"
-/// never comes. Everything before it (hooks, login and char following, the map socket, the
-/// session join) works; run with `--ignored` to see it.
+/// Two players on two map servers: each sees the other's walk, chat and emote, which only the
+/// peer link can have carried, and each map server still gets every byte its game sent. Under
+/// wine the WebRTC sockets run on `ro_p2p_webrtc::FallbackUdpRuntime`'s plain datagrams (wine
+/// 8 refuses quinn-udp's probe with WSAEOPNOTSUPP); the log says so.
 #[test]
-#[ignore = "WebRTC links fail under wine 8 with WSAEOPNOTSUPP (10045); see the doc comment"]
 fn two_game_clients_see_each_others_walk_chat_and_emote_through_the_hooks_32_and_64_bit() {
     if !wine_support::enabled() {
         eprintln!("skipped: set ROP2P_WINE_TEST=1 to run stand-in game clients under wine");
@@ -302,6 +301,7 @@ fn two_game_clients_see_each_others_walk_chat_and_emote_through_the_hooks_32_and
         for (out, log) in play("peers", target, &lib_dir, &url, &servers, &players) {
             assert!(out.contains("notice: [P2P] on"), "{out}");
             assert!(log.contains("event LinkUp"), "{log}");
+            assert!(out.contains("saw the other player's walk, chat and emote"), "{out}");
         }
         drop(coordinator);
     }

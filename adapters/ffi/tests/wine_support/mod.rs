@@ -129,12 +129,14 @@ pub fn compile(target: Target, lib_dir: &Path, source: &Path, exe: &Path, libs: 
         .args(libs));
 }
 
-/// A `wine` command for `exe` in `dir`, with the shim preferred and wine's own chatter off.
+/// A `wine` command for `exe` in `dir`, with the shim preferred and wine's own chatter off
+/// (`ROP2P_WINEDEBUG` replaces the `WINEDEBUG` channels, e.g. `+winsock` to trace Winsock).
 pub fn wine_command(target: Target, exe: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(wine(target));
+    let channels = std::env::var("ROP2P_WINEDEBUG").unwrap_or_else(|_| "-all".into());
     cmd.arg(exe)
         .current_dir(dir)
-        .env("WINEDEBUG", "-all")
+        .env("WINEDEBUG", channels)
         .env("WINEDLLOVERRIDES", "bcryptprimitives=n")
         // Printing a panic's backtrace crashes 32-bit wine 8 (a page fault in its debugger
         // support); the panic itself is caught as it should be.
