@@ -86,16 +86,19 @@ pub fn target_root() -> PathBuf {
 /// Cross-builds the debug DLL for `target`; returns the directory holding `ro_p2p_ffi.dll`
 /// and its import library.
 pub fn build_dll(target: Target) -> PathBuf {
+    build_dll_profile(target, false)
+}
+
+/// Cross-builds the DLL for `target`, optimised when `release`; returns its directory.
+pub fn build_dll_profile(target: Target, release: bool) -> PathBuf {
     assert!(has(target.cc), "{} missing: apt-get install gcc-mingw-w64-*", target.cc);
-    run(Command::new(env!("CARGO")).args([
-        "build",
-        "-p",
-        "ro-p2p-ffi",
-        "--lib",
-        "--target",
-        target.triple,
-    ]));
-    target_root().join(target.triple).join("debug")
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", "ro-p2p-ffi", "--lib", "--target", target.triple]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd);
+    target_root().join(target.triple).join(if release { "release" } else { "debug" })
 }
 
 /// A folder `name` beside the DLL holding a copy of the DLL and the `bcryptprimitives.dll`
