@@ -190,11 +190,34 @@ fn start_coordinator() -> (String, tokio::runtime::Runtime) {
     (format!("ws://{addr}/api/v1/signaling/ws"), runtime)
 }
 
-/// The game folder of one player: the client, the DLL, the shim and `p2p_config.json`.
-fn game_folder(target: Target, lib_dir: &Path, tag: &str, user: &str, url: &str) -> PathBuf {
+/// The game folder of one player: the client, the DLL, the shim and `p2p_config.json`. With
+/// `dinput` the client does not import the DLL: the folder holds it as `ro_p2p.dll` beside the
+/// proxy `dinput.dll` of `loader/`, which the client loads by calling `DirectInputCreateA`.
+fn game_folder(
+    target: Target,
+    lib_dir: &Path,
+    tag: &str,
+    user: &str,
+    url: &str,
+    dinput: bool,
+) -> PathBuf {
     let dir = folder_with_dll(target, lib_dir, &format!("game-{tag}-{user}"));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/windows/game_client.c");
-    compile(target, lib_dir, &source, &dir.join("game_client.exe"), &["-lws2_32"]);
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = crate_dir.join("tests/windows/game_client.c");
+    let exe = dir.join("game_client.exe");
+    if dinput {
+        compile(target, lib_dir, &source, &exe, &["-DLOAD_BY_DINPUT", "-lws2_32", "-ldinput"]);
+        std::fs::rename(dir.join("ro_p2p_ffi.dll"), dir.join("ro_p2p.dll")).unwrap();
+        wine_support::run(
+            std::process::Command::new(target.cc)
+                .args(["-shared", "-O2", "-o"])
+                .arg(dir.join("dinput.dll"))
+                .arg(crate_dir.join("loader/dinput_proxy.c"))
+                .arg(crate_dir.join("loader/dinput.def")),
+        );
+    } else {
+        compile(target, lib_dir, &source, &exe, &["-lws2_32"]);
+    }
     std::fs::write(
         dir.join("p2p_config.json"),
         format!(
@@ -277,12 +300,17 @@ fn run_players(
 ) -> Vec<(String, String)> {
     let mut children = Vec::new();
     for &(user, other, mode) in players {
-        let dir = game_folder(target, lib_dir, tag, user, url);
+        let dinput = mode.contains("dinput");
+        let dir = game_folder(target, lib_dir, tag, user, url, dinput);
         let stdout = dir.join("stdout.txt");
         let mut cmd = wine_command(target, &dir.join("game_client.exe"), &dir);
         cmd.arg(login.port().to_string()).arg(user).arg(other.to_string());
         if !mode.is_empty() {
             cmd.arg(mode);
+        }
+        if dinput {
+            // Wine prefers its builtin dinput.dll unless told otherwise.
+            cmd.env("WINEDLLOVERRIDES", "bcryptprimitives=n;dinput=n,b");
         }
         let child = cmd
             .env("ROP2P_UDP_BIND_IP", "127.0.0.1")
@@ -441,4 +469,26 @@ fn the_hooks_follow_a_map_server_change_and_a_reconnect() {
         assert_eq!(izlude_got, [back, expected_map_bytes("alice", ALICE)], "izlude's map server");
     }
     drop(coordinator);
+}
+
+/// The loader for an unmodified executable: the client does not import the DLL; the proxy
+/// `dinput.dll` in its folder (`loader/dinput_proxy.c`), loaded when the client calls
+/// `DirectInputCreateA` as the RO client does at start, loads `ro_p2p.dll`, whose hooks then
+/// follow login, char and map and pass everything to the map server (coordinator down).
+#[test]
+fn a_game_client_loaded_through_the_dinput_proxy_plays_through_the_hooks() {
+    if !wine_support::enabled() {
+        eprintln!("skipped: set ROP2P_WINE_TEST=1 to run stand-in game clients under wine");
+        return;
+    }
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("ws://{closed}/api/v1/signaling/ws");
+    for target in targets() {
+        let lib_dir = build_dll(target);
+        let servers = start_servers();
+        let outputs =
+            play("dinput", target, &lib_dir, &url, &servers, &[("alice", BOB, "no-peers,dinput")]);
+        let (out, _) = &outputs[0];
+        assert!(out.contains("DirectInputCreateA: ok"), "{out}");
+    }
 }

@@ -35,6 +35,11 @@
  * -1 for variable) is in the working directory it frames the map stream with it (every id of
  * the PACKETVER); otherwise with the few ids the scripted servers send.
  *
+ * Built with -DLOAD_BY_DINPUT (and -ldinput) it does not import the DLL at all: it calls
+ * DirectInputCreateA the way the RO client does at start, so the proxy dinput.dll in its folder
+ * (adapters/ffi/loader/dinput_proxy.c) loads ro_p2p.dll, and it then asks that DLL, found with
+ * GetModuleHandle/GetProcAddress, whether the hooks are in: an unmodified executable.
+ *
  * Usage: game_client LOGIN_PORT USER OTHER_ACCOUNT_ID [MODE]
  */
 #include <winsock2.h>
@@ -46,7 +51,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef LOAD_BY_DINPUT
+HRESULT WINAPI DirectInputCreateA(HINSTANCE, DWORD, void **, void *);
+
+/* What the game's DirectInput start-up does, then the hooks' answer from the loaded DLL. */
+static unsigned int hooks_installed(void) {
+    void *input = NULL;
+    HRESULT hr = DirectInputCreateA(GetModuleHandleA(NULL), 0x0700, &input, NULL);
+    printf("DirectInputCreateA: %s\n", SUCCEEDED(hr) ? "ok" : "failed");
+    HMODULE p2p = GetModuleHandleA("ro_p2p.dll");
+    if (!p2p) return 0;
+    typedef unsigned int (*installed_fn)(void);
+    installed_fn f = (installed_fn)(void *)GetProcAddress(p2p, "rop2p_hook_installed");
+    return f ? f() : 0;
+}
+#else
 unsigned int rop2p_hook_installed(void);
+static unsigned int hooks_installed(void) { return rop2p_hook_installed(); }
+#endif
 
 #define WAIT_MS 60000
 #define TIMES_MAX 100000
@@ -318,7 +340,7 @@ int main(int argc, char **argv) {
     int bench_rounds = bench_at ? atoi(bench_at + 6) : 0;
     int reconnect = strstr(mode, "reconnect") != NULL;
     load_zc_lengths();
-    printf("hooks installed: %u\n", rop2p_hook_installed());
+    printf("hooks installed: %u\n", hooks_installed());
 
     WSADATA wsa;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) fail("WSAStartup");
