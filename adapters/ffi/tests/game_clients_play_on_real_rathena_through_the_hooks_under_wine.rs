@@ -2,9 +2,11 @@
 //! 20211103, fast mode), under wine: the stand-in game client (`tests/windows/game_client.c`
 //! in its `rathena` mode) registers an account, makes a character, selects it and enters
 //! prontera through the DLL's hooks; its walk and chat reach the map server (rAthena answers
-//! both) and rAthena does not disconnect it. Then two such clients, with the coordinator
-//! in-process, link up over WebRTC, see each other's walk, chat and emote, and are not
-//! disconnected either.
+//! both) and rAthena does not disconnect it. Then two such clients link up over WebRTC, see
+//! each other's walk, chat and emote, and are not disconnected either; their coordinator is in
+//! authentication mode `rathena` (checking rAthena's `login` table), and each DLL presents the
+//! account id and web auth token of the login reply its hooks followed
+//! (`security.web_auth_token`), so no credential is configured anywhere.
 //!
 //! Opt-in like the other wine tests (`ROP2P_WINE_TEST=1`); without rAthena or MariaDB it is
 //! skipped, except under `CI=true`, where it fails: `ROP2P_WINE_TEST=1 ROP2P_WINE_TARGETS=32
@@ -26,9 +28,11 @@ use wine_support::{Target, build_dll, compile, folder_with_dll, targets, wine_co
 /// The longest a client may run (each bounds its own waits to 60 s).
 const RUN_BOUND: Duration = Duration::from_secs(150);
 
-/// The coordinator service on 127.0.0.1:0 on its own runtime; returns its URL and the runtime.
-fn start_coordinator() -> (String, tokio::runtime::Runtime) {
+/// The coordinator service on 127.0.0.1:0 on its own runtime, authentication off or, with a
+/// database URL, in mode `rathena`; returns its URL and the runtime.
+fn start_coordinator(rathena_db: Option<String>) -> (String, tokio::runtime::Runtime) {
     use ro_p2p_core::Rng;
+    use ro_p2p_core::config::RathenaAuthSettings;
     use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -37,22 +41,31 @@ fn start_coordinator() -> (String, tokio::runtime::Runtime) {
     let clock = Arc::new(ManualClock::new(1_800_000_000));
     let service = {
         let _entered = runtime.enter();
-        Service::start(ServerConfig::default(), Rng::from_seed(17), clock).unwrap()
+        let config = match rathena_db {
+            None => ServerConfig::default(),
+            Some(url) => ServerConfig {
+                require_authentication: true,
+                rathena_auth: Some(RathenaAuthSettings::new(url)),
+                ..ServerConfig::default()
+            },
+        };
+        Service::start(config, Rng::from_seed(17), clock).unwrap()
     };
     runtime.spawn(service.serve(listener, std::future::pending(), Duration::from_secs(2)));
     (format!("ws://{addr}/api/v1/signaling/ws"), runtime)
 }
 
-/// The game folder of one player: the client, the DLL, `p2p_config.json` and the map
-/// server's packet lengths at 20211103 (from the core's table) for the client's framing.
-fn game_folder(target: Target, lib_dir: &Path, user: &str, url: &str) -> PathBuf {
+/// The game folder of one player: the client, the DLL, `p2p_config.json` (presenting the web
+/// auth token when `web_auth`) and the map server's packet lengths at 20211103 (from the
+/// core's table) for the client's framing.
+fn game_folder(target: Target, lib_dir: &Path, user: &str, url: &str, web_auth: bool) -> PathBuf {
     let dir = folder_with_dll(target, lib_dir, &format!("rathena-{user}"));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/windows/game_client.c");
     compile(target, lib_dir, &source, &dir.join("game_client.exe"), &["-lws2_32"]);
     std::fs::write(
         dir.join("p2p_config.json"),
         format!(
-            "{{ \"coordinator\": {{ \"websocket_url\": \"{url}\", \"reconnect_delay_ms\": 100, \"connection_timeout_ms\": 1000 }},\n  \"p2p\": {{ \"packet_version\": 20211103 }},\n  \"logging\": {{ \"level\": \"debug\" }} }}\n"
+            "{{ \"coordinator\": {{ \"websocket_url\": \"{url}\", \"reconnect_delay_ms\": 100, \"connection_timeout_ms\": 1000 }},\n  \"p2p\": {{ \"packet_version\": 20211103 }},\n  \"security\": {{ \"web_auth_token\": {web_auth} }},\n  \"logging\": {{ \"level\": \"debug\" }} }}\n"
         ),
     )
     .unwrap();
@@ -76,10 +89,11 @@ fn play(
     url: &str,
     login: SocketAddr,
     players: &[(&str, &str)],
+    web_auth: bool,
 ) -> Vec<(String, String)> {
     let mut children = Vec::new();
     for &(user, mode) in players {
-        let dir = game_folder(target, lib_dir, user, url);
+        let dir = game_folder(target, lib_dir, user, url, web_auth);
         let mut cmd = wine_command(target, &dir.join("game_client.exe"), &dir);
         cmd.arg(login.port().to_string()).arg(user).arg("0").arg(mode);
         let child = cmd
@@ -128,19 +142,28 @@ fn stand_in_game_clients_play_on_real_rathena_through_the_hooks() {
     }
     let Some(mut harness) = start_or_skip(HarnessConfig::new(20211103)) else { return };
     let login = harness.login_addr();
-    let (url, coordinator) = start_coordinator();
+    let (url, coordinator) = start_coordinator(None);
+    let (rathena_url, rathena_coordinator) = start_coordinator(Some(harness.db_url()));
     for target in targets() {
         let lib_dir = build_dll(target);
         let tag = |u: &str| format!("{u}{}", target.bits);
         // One player alone: login, char creation and select, map enter, walk and chat answered.
         let dave = tag("dave");
-        play(target, &lib_dir, &url, login, &[(&dave, "rathena,no-peers")]);
+        play(target, &lib_dir, &url, login, &[(&dave, "rathena,no-peers")], false);
         harness.check_alive().unwrap();
         // Two players: P2P on for both, each sees the other's walk, chat and emote.
         let (alice, carol) = (tag("alice"), tag("carol"));
-        let outputs =
-            play(target, &lib_dir, &url, login, &[(&alice, "rathena"), (&carol, "rathena")]);
+        let players = [(alice.as_str(), "rathena"), (carol.as_str(), "rathena")];
+        let outputs = play(target, &lib_dir, &rathena_url, login, &players, true);
         for (out, log) in outputs {
+            // Admitted by rAthena's own database under the account of the login reply.
+            let aid = out
+                .lines()
+                .find_map(|l| l.strip_prefix("logged in: account "))
+                .and_then(|l| l.split(',').next())
+                .expect("the client printed its account");
+            assert!(log.contains(&format!("account {aid}'s web auth token")), "{log}");
+            assert!(log.contains(&format!("as {aid}\n")), "welcomed under the account: {log}");
             assert!(out.contains("notice: [P2P] on"), "{out}");
             assert!(out.contains("saw the other player's walk, chat and emote"), "{out}");
             assert!(log.contains("event LinkUp"), "{log}");
@@ -156,5 +179,6 @@ fn stand_in_game_clients_play_on_real_rathena_through_the_hooks() {
         );
     }
     drop(coordinator);
+    drop(rathena_coordinator);
     harness.stop().unwrap();
 }

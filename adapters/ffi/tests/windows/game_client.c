@@ -18,7 +18,8 @@
  * soon as the map server let it in and does not wait for another player. "rathena": the server
  * is a real rAthena: the login id is USER_M (rAthena registers it), the char server's list is
  * read (0x006B) and a character named USER made in slot 0 when the slot is empty (CH_MAKE_CHAR
- * 0x0A39), the map server gets CZ_NOTIFY_ACTORINIT after ZC_ACCEPT_ENTER, and the client only
+ * 0x0A39), the map server gets CZ_NOTIFY_ACTORINIT after ZC_ACCEPT_ENTER, the client acts once
+ * rAthena has put it on the map (ZC_MAPPROPERTY 0x099B, or 0x01D6), and it only
  * finishes once the server answered its walk (0x0087) and its chat (0x008E), then keeps reading
  * for 2 s to see that rAthena does not disconnect it.
  *
@@ -428,7 +429,7 @@ int main(int argc, char **argv) {
     int have = 0, p2p_on = 0, acted = 0, saw_walk = 0, saw_chat = 0, saw_emote = 0;
     int recvs = 0, packets = 0;
     /* With a scripted map server there is nothing to enter and nothing answers. */
-    int entered = !rathena, walk_answered = !rathena, chat_answered = !rathena;
+    int entered = !rathena, on_map = !rathena, walk_answered = !rathena, chat_answered = !rathena;
     double deadline = now_ms() + WAIT_MS, linger_until = 0;
     char line[128];
     snprintf(line, sizeof line, "%s : hello from %s", user, user);
@@ -501,6 +502,9 @@ int main(int argc, char **argv) {
                     packets = 0; /* act on the new server once it spoke */
                     break;
                 }
+                /* rAthena drops what a client sends until it has put the character on the map,
+                 * which it starts by sending the map property. */
+                if (id == 0x099B || id == 0x01D6) on_map = 1;
                 if (acted && id == 0x0087) walk_answered = 1;
                 if (acted && id == 0x008E && strstr((char *)p + 4, "hello from")) chat_answered = 1;
                 at += n;
@@ -516,7 +520,7 @@ int main(int argc, char **argv) {
             }
             have = 0;
         }
-        if (entered && (p2p_on || (no_peers && packets > 0)) && !acted) {
+        if (entered && on_map && (p2p_on || (no_peers && packets > 0)) && !acted) {
             acted = 1;
             /* Scripted: (150, 180); rAthena: (159, 188), a walkable cell near the start. */
             int wx = rathena ? 159 : 150, wy = rathena ? 188 : 180;
