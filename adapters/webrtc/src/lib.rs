@@ -17,9 +17,11 @@ mod event;
 mod links;
 mod probe;
 mod transport;
+mod udp;
 
 pub use config::LinksConfig;
 pub use error::LinkError;
 pub use event::{Channel, FailReason, LinkEvent, Role};
 pub use links::PeerLinks;
 pub use transport::WebRtcTransport;
+pub use udp::{FallbackUdpRuntime, PlainUdpSocket};

@@ -30,6 +30,7 @@ use crate::config::LinksConfig;
 use crate::error::LinkError;
 use crate::event::{Channel, FailReason, LinkEvent, Role};
 use crate::probe::{ProbeMessage, Probes};
+use crate::udp::FallbackUdpRuntime;
 
 /// Labels longer than this are truncated in [`FailReason::UnexpectedChannel`].
 const LABEL_BYTES_MAX: usize = 64;
@@ -107,6 +108,7 @@ impl PeerLinks {
         let pc = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
             .with_setting_engine(settings)
+            .with_runtime(FallbackUdpRuntime::shared())
             .with_handler(Arc::new(Handler { shared: shared.clone() }))
             .with_udp_addrs(self.config.udp_bind_addrs.clone())
             .with_data_channel_send_buffer_limit(self.config.send_buffer_bytes_max)

@@ -84,6 +84,11 @@ pub struct ClientSecurity {
     pub enable_encryption: bool,
     /// Send a token to the coordinator.
     pub enable_authentication: bool,
+    /// Present the account id and web auth token of the login reply the client saw
+    /// (`<account id>:<token>`) to the coordinator, for its `rathena` authentication mode
+    /// (`security.web_auth_token`, `WebAuthToken`). Off by default: a coordinator with
+    /// authentication off welcomes a client that presents a token under an anonymous id.
+    pub present_web_auth_token: bool,
     /// Verify the coordinator's TLS certificate.
     pub certificate_validation: bool,
     /// Lowest TLS version accepted.
@@ -95,6 +100,7 @@ impl Default for ClientSecurity {
         ClientSecurity {
             enable_encryption: true,
             enable_authentication: true,
+            present_web_auth_token: false,
             certificate_validation: true,
             tls_version: TlsVersion::Tls12,
         }
@@ -266,6 +272,7 @@ impl ClientSettings {
         let security = ClientSecurity {
             enable_encryption: sec.bool("enable_encryption", sd.enable_encryption)?,
             enable_authentication: sec.bool("enable_authentication", sd.enable_authentication)?,
+            present_web_auth_token: sec.bool("web_auth_token", sd.present_web_auth_token)?,
             certificate_validation: sec
                 .bool("certificate_validation", sd.certificate_validation)?,
             tls_version,
@@ -387,6 +394,7 @@ impl ClientSettings {
         let host_requirements = HostRequirements { max_latency_ms, ..host_requirements };
         let security = ClientSecurity {
             enable_encryption: p.bool("EnableEncryption", d.security.enable_encryption)?,
+            present_web_auth_token: p.bool("WebAuthToken", d.security.present_web_auth_token)?,
             ..d.security
         };
         let key_rotation_interval_s =

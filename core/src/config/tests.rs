@@ -374,7 +374,7 @@ mod client_json {
                    packet_version: 20190116, client: "zero", policy: "chat=server",
                    prefer_hosting: false,
                    host_requirements: { min_cpu_cores: 2 } },
-            security: { key_rotation_interval_s: 600, tls_version: "TLS1.2" },
+            security: { key_rotation_interval_s: 600, tls_version: "TLS1.2", web_auth_token: true },
             zones: { p2p_enabled_zones: [] },
         }"#,
         )
@@ -396,6 +396,8 @@ mod client_json {
         assert_eq!(s.host_requirements.min_cpu_cores, 2);
         assert_eq!(s.host_requirements.min_memory_mb, 8192);
         assert_eq!(s.key_rotation_interval_s, 600);
+        assert!(s.security.present_web_auth_token);
+        assert!(!ClientSettings::default().security.present_web_auth_token);
         assert_eq!(s.zones, ZoneFilter::Only(Default::default()));
         assert!(!s.zones.allows(&crate::wire::Zone::new("prontera").unwrap()));
     }
@@ -417,6 +419,10 @@ mod client_json {
             (r#"{"coordinator": {BASE, "timeout": 3}}"#, "coordinator.timeout"),
             (r#"{"coordinator": {BASE}, "p2p": {"max_peers": "many"}}"#, "p2p.max_peers"),
             (r#"{"coordinator": {BASE}, "p2p": {"enabled": 2}}"#, "p2p.enabled"),
+            (
+                r#"{"coordinator": {BASE}, "security": {"web_auth_token": 2}}"#,
+                "security.web_auth_token",
+            ),
             (r#"{"coordinator": {BASE}, "p2p": {"packet_version": 2021}}"#, "p2p.packet_version"),
             (r#"{"coordinator": {BASE}, "p2p": {"client": "ragexe"}}"#, "p2p.client"),
             // rAthena builds only RagexeRE at this date; and has no keys for this one.
@@ -486,11 +492,12 @@ mod client_ini {
     #[test]
     fn keys_are_case_insensitive_and_other_sections_are_ignored() {
         let s = ClientSettings::from_ini(
-            "[Graphics]\nWidth=800\n[p2p]\nenablep2p=0\nMAXCONNECTIONS=7\nCompressionThreshold = 2048 ; bigger\nMaxLatencyMS=80\nMinCPUCores=2\n",
+            "[Graphics]\nWidth=800\n[p2p]\nenablep2p=0\nMAXCONNECTIONS=7\nCompressionThreshold = 2048 ; bigger\nMaxLatencyMS=80\nMinCPUCores=2\nwebauthtoken=1\n",
             None,
         )
         .unwrap();
         assert!(!s.p2p_enabled);
+        assert!(s.security.present_web_auth_token);
         assert_eq!(s.max_connections, 7);
         assert_eq!(s.compression_threshold_bytes, 2048);
         assert_eq!(s.max_latency_ms, 80);

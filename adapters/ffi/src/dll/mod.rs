@@ -302,6 +302,19 @@ fn os_seed() -> Result<[u8; 32], Failure> {
 
 use ro_p2p_core::coordinator::credential::{WebAuthCredential, WebAuthToken, account_peer_id};
 
+/// The coordinator credential for rAthena's web auth token (`<account id>:<token>`, the
+/// coordinator's `rathena` mode) and the peer id it stands for (the account id); an error when
+/// the token is not 16 lowercase hex digits.
+pub(crate) fn web_auth_credential(
+    account_id: u32,
+    web_auth_token: &str,
+) -> Result<(String, PeerId), String> {
+    let web = WebAuthToken::parse(web_auth_token).map_err(|e| e.to_string())?;
+    let credential = WebAuthCredential::new(account_id, web);
+    let token = WebAuthCredential::encode(account_id, credential.token().expose());
+    Ok((token, credential.peer_id()))
+}
+
 /// The start options, read from C.
 #[derive(Default)]
 pub(crate) struct Options {
@@ -349,11 +362,9 @@ unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Fai
             return Err(Failure::invalid("options.web_auth_token needs options.account_id"));
         }
         Some(web) => {
-            let web = WebAuthToken::parse(web)
+            let (token, account) = web_auth_credential(account_id, web)
                 .map_err(|e| Failure::invalid(format!("options.web_auth_token: {e}")))?;
-            let credential = WebAuthCredential::new(account_id, web);
-            let token = WebAuthCredential::encode(account_id, credential.token().expose());
-            (Some(token), peer_id.or_else(|| Some(credential.peer_id())))
+            (Some(token), peer_id.or(Some(account)))
         }
     };
     let peer_id = match (peer_id, account_id) {

@@ -23,6 +23,42 @@ pub const NOTICE_OFF: &str = "[P2P] off: everything goes through the server";
 /// every interface.
 pub const UDP_BIND_IP_ENV: &str = "ROP2P_UDP_BIND_IP";
 
+/// The start options for the player `facts` describe, and a line for the log saying which
+/// credential the coordinator gets (never the token itself). The account id is the peer id;
+/// with `security.web_auth_token` on, `<account id>:<web auth token>` of the login reply the
+/// hooks saw is the credential (the coordinator's `rathena` mode). A token that is not rAthena's
+/// (16 lowercase hex digits) is an error; a login reply without one (before PACKETVER
+/// 20170315) leaves the credential out.
+pub(crate) fn start_options(
+    settings: &ClientSettings,
+    facts: &PlayerFacts,
+) -> Result<(Options, String), String> {
+    let peer_id = match facts.account_id {
+        Some(aid) => Some(PeerId::new(aid.to_string()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let options = Options { peer_id, ..Options::default() };
+    if !settings.security.present_web_auth_token {
+        return Ok((options, "coordinator credential: none (security.web_auth_token off)".into()));
+    }
+    // An all-zero token field reads as an empty string: no token.
+    match (facts.account_id, facts.web_auth_token.as_deref().filter(|t| !t.is_empty())) {
+        (Some(aid), Some(web)) => {
+            let (token, peer_id) = dll::web_auth_credential(aid, web)
+                .map_err(|e| format!("the login reply's web auth token: {e}"))?;
+            let note = format!("coordinator credential: account {aid}'s web auth token");
+            Ok((Options { token: Some(token), peer_id: Some(peer_id), ..options }, note))
+        }
+        (aid, _) => Ok((
+            options,
+            format!(
+                "coordinator credential: none (security.web_auth_token on, but the login reply gave {})",
+                if aid.is_some() { "no web auth token" } else { "no account" }
+            ),
+        )),
+    }
+}
+
 /// A started batteries-layer instance.
 #[derive(Debug)]
 pub struct Batteries {
@@ -38,15 +74,13 @@ impl Batteries {
         facts: &PlayerFacts,
         log_path: Option<&str>,
     ) -> Result<Batteries, String> {
-        let peer_id = match facts.account_id {
-            Some(aid) => Some(PeerId::new(aid.to_string()).map_err(|e| e.to_string())?),
-            None => None,
-        };
+        let (mut options, credential) = start_options(&settings, facts)?;
         // Tests run several games on one machine: WebRTC on loopback only.
-        let udp_bind_ip = std::env::var(UDP_BIND_IP_ENV).ok().and_then(|ip| ip.parse().ok());
-        let options = Options { peer_id, udp_bind_ip, ..Options::default() };
+        options.udp_bind_ip = std::env::var(UDP_BIND_IP_ENV).ok().and_then(|ip| ip.parse().ok());
         let handle = dll::start_settings(settings, log_path, options).map_err(|e| e.message)?;
-        Ok(Batteries { handle, on: false })
+        let batteries = Batteries { handle, on: false };
+        batteries.log(LogLevel::Info, &credential);
+        Ok(batteries)
     }
 
     /// The instance's handle (for `rop2p_stats` and the like).
@@ -178,5 +212,83 @@ impl MapPath for Batteries {
             n
         })
         .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+
+    use ro_p2p_core::packet::PacketVersion;
+
+    use super::*;
+    use crate::hook::tracker::SocketTracker;
+
+    const TOKEN: &str = "0123456789abcdef";
+
+    fn settings(web_auth_token: bool) -> ClientSettings {
+        let text = format!(
+            r#"{{ coordinator: {{ websocket_url: "ws://127.0.0.1:1/ws" }},
+                 security: {{ web_auth_token: {web_auth_token} }} }}"#
+        );
+        ClientSettings::from_json(&text).unwrap()
+    }
+
+    /// What the tracker learns from a 20211103 `AC_ACCEPT_LOGIN` (`0x0AC4`) carrying `token`
+    /// at offset 47 (zeros: an empty one) on a followed login connection.
+    fn facts_from_login_reply(aid: u32, token: &[u8; 16]) -> PlayerFacts {
+        let mut p = vec![0u8; 64 + 160];
+        let len = p.len() as u16;
+        p[0..2].copy_from_slice(&0x0AC4u16.to_le_bytes());
+        p[2..4].copy_from_slice(&len.to_le_bytes());
+        p[8..12].copy_from_slice(&aid.to_le_bytes());
+        p[47..63].copy_from_slice(token);
+        p[64..68].copy_from_slice(&[127, 0, 0, 2]);
+        p[68..70].copy_from_slice(&6121u16.to_le_bytes());
+        let mut t = SocketTracker::new(PacketVersion::V20211103);
+        t.on_connect(1, SocketAddrV4::new([127, 0, 0, 1].into(), 6900).into());
+        t.on_server_bytes(1, &p);
+        t.facts().clone()
+    }
+
+    #[test]
+    fn the_login_replys_web_auth_token_is_the_credential_when_the_setting_is_on() {
+        let facts = facts_from_login_reply(2_000_001, b"0123456789abcdef");
+        assert_eq!(facts.web_auth_token.as_deref(), Some(TOKEN));
+        let (options, note) = start_options(&settings(true), &facts).unwrap();
+        assert_eq!(options.token.as_deref(), Some("2000001:0123456789abcdef"));
+        assert_eq!(options.peer_id.as_ref().map(PeerId::as_str), Some("2000001"));
+        assert!(note.contains("account 2000001's web auth token"), "{note}");
+        assert!(!note.contains(TOKEN), "the log never shows the token: {note}");
+    }
+
+    #[test]
+    fn without_the_setting_no_token_is_presented_and_the_account_is_the_peer_id() {
+        let facts = facts_from_login_reply(2_000_001, b"0123456789abcdef");
+        let (options, note) = start_options(&settings(false), &facts).unwrap();
+        assert_eq!(options.token, None);
+        assert_eq!(options.peer_id.as_ref().map(PeerId::as_str), Some("2000001"));
+        assert!(note.contains("off"), "{note}");
+    }
+
+    #[test]
+    fn a_login_reply_without_a_token_starts_without_a_credential() {
+        let facts = facts_from_login_reply(2_000_001, &[0; 16]);
+        assert_eq!(facts.web_auth_token.as_deref(), Some(""));
+        let (options, note) = start_options(&settings(true), &facts).unwrap();
+        assert_eq!(options.token, None);
+        assert!(note.contains("no web auth token"), "{note}");
+        let (options, note) = start_options(&settings(true), &PlayerFacts::default()).unwrap();
+        assert_eq!((options.token, options.peer_id), (None, None));
+        assert!(note.contains("no account"), "{note}");
+    }
+
+    #[test]
+    fn a_token_that_is_not_rathenas_is_refused_with_its_reason() {
+        let mut facts = facts_from_login_reply(2_000_001, b"0123456789abcdef");
+        facts.web_auth_token = Some("0123456789ABCDEF".into());
+        // `Options` has no `Debug` (it holds the credential): no `unwrap_err`.
+        let Err(e) = start_options(&settings(true), &facts) else { panic!("accepted") };
+        assert!(e.starts_with("the login reply's web auth token"), "{e}");
     }
 }

@@ -86,16 +86,19 @@ pub fn target_root() -> PathBuf {
 /// Cross-builds the debug DLL for `target`; returns the directory holding `ro_p2p_ffi.dll`
 /// and its import library.
 pub fn build_dll(target: Target) -> PathBuf {
+    build_dll_profile(target, false)
+}
+
+/// Cross-builds the DLL for `target`, optimised when `release`; returns its directory.
+pub fn build_dll_profile(target: Target, release: bool) -> PathBuf {
     assert!(has(target.cc), "{} missing: apt-get install gcc-mingw-w64-*", target.cc);
-    run(Command::new(env!("CARGO")).args([
-        "build",
-        "-p",
-        "ro-p2p-ffi",
-        "--lib",
-        "--target",
-        target.triple,
-    ]));
-    target_root().join(target.triple).join("debug")
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", "ro-p2p-ffi", "--lib", "--target", target.triple]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd);
+    target_root().join(target.triple).join(if release { "release" } else { "debug" })
 }
 
 /// A folder `name` beside the DLL holding a copy of the DLL and the `bcryptprimitives.dll`
@@ -129,12 +132,14 @@ pub fn compile(target: Target, lib_dir: &Path, source: &Path, exe: &Path, libs: 
         .args(libs));
 }
 
-/// A `wine` command for `exe` in `dir`, with the shim preferred and wine's own chatter off.
+/// A `wine` command for `exe` in `dir`, with the shim preferred and wine's own chatter off
+/// (`ROP2P_WINEDEBUG` replaces the `WINEDEBUG` channels, e.g. `+winsock` to trace Winsock).
 pub fn wine_command(target: Target, exe: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(wine(target));
+    let channels = std::env::var("ROP2P_WINEDEBUG").unwrap_or_else(|_| "-all".into());
     cmd.arg(exe)
         .current_dir(dir)
-        .env("WINEDEBUG", "-all")
+        .env("WINEDEBUG", channels)
         .env("WINEDLLOVERRIDES", "bcryptprimitives=n")
         // Printing a panic's backtrace crashes 32-bit wine 8 (a page fault in its debugger
         // support); the panic itself is caught as it should be.
