@@ -302,7 +302,9 @@ RoP2pStatus rop2p_new_map_connection(uint64_t handle);
 // The send hook: bytes the game writes to the map server in, bytes to really send out (the
 // node routes them; peer frames leave over the links). Same contract as
 // `rop2p_router_on_game_send` (all or nothing, size needed when `cap` is small, and no more
-// than `ROP2P_SERVER_BYTES_QUEUED_MAX` bytes waiting).
+// than `ROP2P_SERVER_BYTES_QUEUED_MAX` bytes waiting). Called with no bytes, it hands out
+// the late server copies of peers-only chat lines and emotes that not every peer confirmed
+// (call it so from the receive path, or they wait for the game's next send).
 //
 // # Safety
 // As `rop2p_router_on_game_send`.

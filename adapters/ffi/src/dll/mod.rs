@@ -165,6 +165,8 @@ impl Dll {
             return Ok(());
         }
         let node = self.background.node.clone();
+        // This send takes any late server copies the node holds.
+        self.shared.lock().late_pending = false;
         match self.background.block_on(node.game_send(data.to_vec()))? {
             Ok(to_server) => self.server_out.extend_from_slice(&to_server),
             Err(DriverStopped) => {
@@ -266,6 +268,12 @@ pub(crate) fn with_receive<R>(
     f: impl FnOnce(&mut crate::router::Router) -> R,
 ) -> Result<R, Failure> {
     with_dll(handle, |d| Ok(f(&mut d.shared.lock().router)))
+}
+
+/// Whether the node of the instance behind `handle` queued late server copies that no game
+/// send has taken yet; `rop2p_on_game_send` with no bytes then takes them.
+pub(crate) fn late_pending(handle: u64) -> bool {
+    with_dll(handle, |d| Ok(d.shared.lock().late_pending)).unwrap_or(false)
 }
 
 /// Writes a line to the log of the instance behind `handle`.
@@ -472,6 +480,7 @@ pub(crate) fn start_settings(
             links_open: Default::default(),
             p2p_active: false,
             not_an_account: 0,
+            late_pending: false,
         };
         if let Some(aid) = options.peer_id.as_ref().and_then(ro_p2p_core::render::account_id_of) {
             state.router.recv.set_own_account_id(aid);
@@ -632,7 +641,9 @@ pub extern "C" fn rop2p_new_map_connection(handle: u64) -> RoP2pStatus {
 /// The send hook: bytes the game writes to the map server in, bytes to really send out (the
 /// node routes them; peer frames leave over the links). Same contract as
 /// `rop2p_router_on_game_send` (all or nothing, size needed when `cap` is small, and no more
-/// than `ROP2P_SERVER_BYTES_QUEUED_MAX` bytes waiting).
+/// than `ROP2P_SERVER_BYTES_QUEUED_MAX` bytes waiting). Called with no bytes, it hands out
+/// the late server copies of peers-only chat lines and emotes that not every peer confirmed
+/// (call it so from the receive path, or they wait for the game's next send).
 ///
 /// # Safety
 /// As `rop2p_router_on_game_send`.
@@ -658,7 +669,8 @@ pub unsafe extern "C" fn rop2p_on_game_send(
                     "{queued} bytes for the server are waiting; read them before sending more"
                 )));
             }
-            if !data.is_empty() {
+            // No bytes: only the late server copies the node holds, if any.
+            if !data.is_empty() || d.shared.lock().late_pending {
                 d.route(data)?;
             }
             // SAFETY: `out_len` checked non-null; the caller's contract for `out`/`cap`.

@@ -70,6 +70,8 @@ pub(crate) struct State {
     pub p2p_active: bool,
     /// Peer events not drawn because the sender's peer id is not an account id.
     pub not_an_account: u64,
+    /// The node queued late server copies that no game send has taken yet.
+    pub late_pending: bool,
 }
 
 impl State {
@@ -136,6 +138,7 @@ impl State {
                 // takes them); the server's echo of a line the player already saw is not shown.
                 let now = self.router.now();
                 self.router.recv.expect_server_echo(now, &event.as_event());
+                self.late_pending = true;
                 self.log.log(
                     LogLevel::Info,
                     &format!(

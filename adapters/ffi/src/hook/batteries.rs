@@ -184,6 +184,12 @@ impl MapPath for Batteries {
         to_server.extend_from_slice(data);
     }
 
+    fn late_server(&mut self, to_server: &mut Vec<u8>) {
+        if dll::late_pending(self.handle) {
+            self.game_send(&[], to_server);
+        }
+    }
+
     fn server_recv(&mut self, data: &[u8]) {
         let _ = dll::with_receive(self.handle, |r| r.server_recv(data));
     }

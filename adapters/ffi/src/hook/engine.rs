@@ -51,6 +51,11 @@ pub trait MapPath {
     fn pending(&mut self) -> usize;
     /// Moves up to `buf.len()` ready bytes into `buf`.
     fn take(&mut self, buf: &mut [u8]) -> usize;
+    /// Appends bytes the node queued for the server outside a game send (late copies of
+    /// peers-only chat lines and emotes not every peer confirmed); none by default.
+    fn late_server(&mut self, to_server: &mut Vec<u8>) {
+        let _ = to_server;
+    }
 }
 
 /// Starts the batteries layer for the player the login and char replies described; `Err`
@@ -232,6 +237,14 @@ impl<P: MapPath> Hooks<P> {
         socket: SocketId,
         buf: &mut [u8],
     ) -> Result<usize, i32> {
+        // Late server copies go out whenever the game comes by, after what waits already.
+        if let Some(p) = self.path.as_mut() {
+            let mut late = Vec::new();
+            p.late_server(&mut late);
+            if !late.is_empty() {
+                self.unsent.entry(socket).or_default().extend_from_slice(&late);
+            }
+        }
         // Bytes the real send did not take are retried whenever the game comes by.
         let _ = self.flush(real, socket);
         let pending = self.path.as_mut().map_or(0, |p| p.pending());
@@ -342,9 +355,13 @@ mod tests {
         out: Vec<u8>,
         partial: Vec<u8>,
         changes: Vec<MapChange>,
+        late: Vec<u8>,
     }
 
     impl MapPath for FakePath {
+        fn late_server(&mut self, to_server: &mut Vec<u8>) {
+            to_server.append(&mut self.late);
+        }
         fn new_map_connection(&mut self, map: Option<&str>) {
             self.calls.push(format!("new map connection {map:?}"));
         }
@@ -471,6 +488,20 @@ mod tests {
         assert_eq!(real.sent[&MAP], [1, 2, 3, 4, 5], "flushed when the game came by");
         assert_eq!(h.send(&mut real, MAP, &[6]), Ok(1));
         assert_eq!(real.sent[&MAP], [1, 2, 3, 4, 5, 6], "in order");
+    }
+
+    #[test]
+    fn late_server_copies_go_out_when_the_game_reads_after_what_waited() {
+        let mut real = FakeSockets::default();
+        let (mut h, mut buf) = at_the_map_server(&mut real, started(Default::default()));
+        real.send_room = Some(1);
+        assert_eq!(h.send(&mut real, MAP, &[1, 2]), Ok(2));
+        h.path().unwrap().late = vec![0xF3, 0x00];
+        real.send_room = Some(100);
+        assert_eq!(h.recv(&mut real, MAP, &mut buf), Err(WSAEWOULDBLOCK));
+        assert_eq!(real.sent[&MAP], [1, 2, 0xF3, 0x00], "the waiting byte first, then the copy");
+        assert_eq!(h.recv(&mut real, MAP, &mut buf), Err(WSAEWOULDBLOCK));
+        assert_eq!(real.sent[&MAP], [1, 2, 0xF3, 0x00], "once");
     }
 
     #[test]
