@@ -72,6 +72,7 @@ impl Library {
             packet_version: version,
             obfuscation,
             policy: ctx.policy,
+            seal: settings.seal_config(),
             ..NodeConfig::with_client(client)
         };
         let mut seed = [0u8; 32];

@@ -486,11 +486,8 @@ pub(crate) fn start_settings(
             0,
             &format!("everything goes to the map server: {reason}"),
         ));
-        if !settings.security.certificate_validation {
-            state.log.log(
-                LogLevel::Warn,
-                "security.certificate_validation=false is ignored: wss:// certificates are always validated",
-            );
+        for ignored in &settings.ignored {
+            state.log.log(LogLevel::Warn, &ignored.to_string());
         }
         let shared = Shared::new(state);
         let mut client = settings.to_client_config();
@@ -500,6 +497,7 @@ pub(crate) fn start_settings(
             packet_version: version,
             obfuscation,
             policy,
+            seal: settings.seal_config(),
             ..NodeConfig::with_client(client)
         };
         let mut links = LinksConfig::default();

@@ -60,6 +60,14 @@ pub enum SettingsError {
     /// Only one of the TLS certificate and key is set.
     #[error("security.ssl_cert and security.ssl_key must be set together")]
     HalfTls,
+    /// A file the settings name cannot be used (missing certificate, log directory, ...).
+    #[error("{key}: {detail}")]
+    File {
+        /// The setting that names it (`security.ssl_cert`, `logging.file`).
+        key: &'static str,
+        /// What is wrong, naming the path.
+        detail: String,
+    },
 }
 
 impl ServerConfig {
@@ -223,6 +231,24 @@ impl Effective {
         Ok(eff)
     }
 
+    /// Checks every file the settings name, as the start would use it: the TLS certificate and
+    /// key are read and parsed, the log file's directory must exist and an existing log file
+    /// must be writable (nothing is created). `--check-config` and the start both run this, so a
+    /// configuration that passes the check does not fail on its files at start.
+    pub fn check_files(&self) -> Result<(), SettingsError> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            super::tls::load_server_config(cert, key).map_err(|e| SettingsError::File {
+                key: "security.ssl_cert/ssl_key",
+                detail: e.to_string(),
+            })?;
+        }
+        if let Some(file) = &self.log_file {
+            check_log_file(file)
+                .map_err(|detail| SettingsError::File { key: "logging.file", detail })?;
+        }
+        Ok(())
+    }
+
     /// A human-readable summary of the effective settings (secrets redacted).
     pub fn summary(&self) -> String {
         let s = &self.server;
@@ -316,6 +342,32 @@ impl Effective {
             .map(|s| Effective::from_settings(&s))
             .map_err(|e| e.to_string())
     }
+}
+
+fn check_log_file(file: &Path) -> Result<(), String> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "the directory {} of the log file {} does not exist",
+            dir.display(),
+            file.display()
+        ));
+    }
+    if file.is_dir() {
+        return Err(format!("{} is a directory", file.display()));
+    }
+    if file.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    } else if std::fs::metadata(dir).is_ok_and(|m| m.permissions().readonly()) {
+        return Err(format!("the directory {} is read-only", dir.display()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
