@@ -142,3 +142,55 @@ fn sighup_reopens_the_log_file_and_sigterm_or_sigint_stop_gracefully() {
         assert!(!old.contains("reopened"), "lines after the rotation went to the old file");
     }
 }
+
+/// `GET path` over plain HTTP/1.0; the response text.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn with_redis_configured_but_down_health_is_degraded_with_the_reason() {
+    let d = dir("redis-down");
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = d.join("coordinator.log");
+    let cfg = write_config(
+        &d,
+        &format!(
+            "  redis:\n    url: redis://127.0.0.1:{port}\nlogging:\n  file: {}\n",
+            log.display()
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let text = wait_for(&log, "cluster store unreachable", &mut child);
+    assert!(
+        text.contains("cluster mode"),
+        "the start log does not say cluster mode is on:\n{text}"
+    );
+    let text = wait_for(&log, "coordinator listening", &mut child);
+    let addr = text
+        .split("local=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("listening address")
+        .to_owned();
+    let response = http_get(&addr, "/api/v1/health");
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let health: serde_json::Value = serde_json::from_str(body).expect(&response);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["cluster"]["store"], "unreachable", "{health}");
+    assert!(health["cluster"]["store_error"].as_str().is_some_and(|e| !e.is_empty()), "{health}");
+}

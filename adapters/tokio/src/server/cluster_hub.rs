@@ -144,6 +144,8 @@ pub(crate) struct ClusterHub {
     /// The other instances' views as last read (this instance's own is taken fresh).
     world: WorldView,
     store_error: Option<String>,
+    /// Whether the store was tried once (the first answer is logged).
+    store_checked: bool,
     view_interval_ms: u64,
     max_players: usize,
     max_sessions_per_zone: usize,
@@ -167,6 +169,7 @@ impl ClusterHub {
             shutting_down: false,
             world: WorldView::default(),
             store_error: None,
+            store_checked: false,
             view_interval_ms: config.view_interval_ms.max(10),
             max_players,
             max_sessions_per_zone,
@@ -246,13 +249,21 @@ impl ClusterHub {
             Ok(world) => {
                 if self.store_error.take().is_some() {
                     tracing::info!("cluster store reachable again");
+                } else if !self.store_checked {
+                    tracing::info!(instances = world.instances.len() + 1, "cluster store answers");
                 }
+                self.store_checked = true;
                 self.world = world;
             }
             Err(e) => {
                 if self.store_error.is_none() {
-                    tracing::warn!(error = %e, "cluster store unreachable");
+                    tracing::warn!(
+                        error = %e,
+                        "cluster store unreachable: health is degraded and joins to zones this \
+                         instance does not hold are refused (zone-unavailable) until it answers"
+                    );
                 }
+                self.store_checked = true;
                 self.store_error = Some(e.to_string());
             }
         }
@@ -391,7 +402,13 @@ impl ClusterHub {
     fn health(&self) -> Health {
         let world = self.world_now();
         Health {
-            status: if self.shutting_down { "shutting-down" } else { "ok" },
+            // Without the store no zone can be taken: sessions this instance holds keep going,
+            // but joins to any other zone are refused (`zone-unavailable`).
+            status: match (self.shutting_down, &self.store_error) {
+                (true, _) => "shutting-down",
+                (false, Some(_)) => "degraded",
+                (false, None) => "ok",
+            },
             uptime_s: self.uptime_s(),
             connections: usize::try_from(world.connections()).unwrap_or(usize::MAX),
             connections_pending_auth: 0, // filled in by the REST handler

@@ -150,7 +150,9 @@ pub(crate) enum Event {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Health {
     /// `ok`, `degraded` (mode `rathena` with its database unreachable: admitted players stay,
-    /// new logins get `auth-unavailable`), or `shutting-down`.
+    /// new logins get `auth-unavailable`; cluster mode with its store unreachable: sessions
+    /// held stay, joins to other zones get `zone-unavailable`; the reason is in `auth` or
+    /// `cluster`), or `shutting-down`.
     pub status: &'static str,
     /// Seconds since the hub started.
     pub uptime_s: u64,
