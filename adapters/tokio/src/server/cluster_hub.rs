@@ -24,6 +24,7 @@ use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::audit::Audit;
 use super::hub::{self, ConnHandle, Event, Health, Query, Queued};
 use super::metrics::{self, ServiceMetrics};
 use crate::cluster::{
@@ -144,6 +145,7 @@ pub(crate) struct ClusterHub {
     /// The other instances' views as last read (this instance's own is taken fresh).
     world: WorldView,
     store_error: Option<String>,
+    audit: Audit,
     /// Whether the store was tried once (the first answer is logged).
     store_checked: bool,
     view_interval_ms: u64,
@@ -170,6 +172,7 @@ impl ClusterHub {
             world: WorldView::default(),
             store_error: None,
             store_checked: false,
+            audit: Audit::default(),
             view_interval_ms: config.view_interval_ms.max(10),
             max_players,
             max_sessions_per_zone,
@@ -288,9 +291,10 @@ impl ClusterHub {
 
     async fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Connected { conn, identity, ice_servers, origin: _, handle } => {
+            Event::Connected { conn, identity, ice_servers, origin, handle } => {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
+                self.audit.connected(conn, origin);
                 self.node.connected(conn, identity, ice_servers).await;
                 self.flush(None).await;
             }
@@ -313,6 +317,7 @@ impl ClusterHub {
                 self.conns.remove(&conn);
                 self.node.disconnected(conn).await;
                 self.flush(None).await;
+                self.audit.disconnected(conn);
             }
             Event::Revoke { conn, reason } => {
                 // The cluster node keeps the seat records: closing the connection lets it give
@@ -339,6 +344,7 @@ impl ClusterHub {
         while let Some(out) = self.node.poll_output() {
             match out {
                 NodeOutput::Send { conn, text } => {
+                    self.audit.sent_text(conn, &text);
                     let relay = is_relay(&text);
                     if self.send(conn, text) {
                         if relay && let Some(arrived) = arrived {
@@ -351,6 +357,7 @@ impl ClusterHub {
                 }
                 NodeOutput::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
+                        self.audit.closing(conn, code, &reason);
                         handle.close(code, reason);
                     }
                 }

@@ -25,6 +25,7 @@ use ro_p2p_core::{Instant as CoreInstant, SansIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::audit::Audit;
 use super::metrics::{self, ServiceMetrics};
 
 /// Most events handled per wake-up of the hub before it checks its timer again.
@@ -191,6 +192,7 @@ pub(crate) struct Hub {
     metrics: ServiceMetrics,
     epoch: Instant,
     shutting_down: bool,
+    audit: Audit,
 }
 
 impl Hub {
@@ -201,6 +203,7 @@ impl Hub {
             metrics: ServiceMetrics::default(),
             epoch: Instant::now(),
             shutting_down: false,
+            audit: Audit::default(),
         }
     }
 
@@ -259,6 +262,7 @@ impl Hub {
             Event::Connected { conn, identity, ice_servers, origin, handle } => {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
+                self.audit.connected(conn, origin);
                 let now = self.now();
                 let input = Input::Connected { conn, identity, ice_servers, origin };
                 self.core.handle_input(now, input);
@@ -290,6 +294,7 @@ impl Hub {
                 let now = self.now();
                 self.core.handle_input(now, Input::Disconnected { conn });
                 self.drain(None);
+                self.audit.disconnected(conn);
             }
             Event::Revoke { conn, reason } => {
                 if !self.conns.contains_key(&conn) {
@@ -357,6 +362,7 @@ impl Hub {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { conn, msg } => {
+                    self.audit.sent(conn, &msg);
                     let relay = matches!(
                         msg,
                         ServerMessage::Offer { .. }
@@ -372,6 +378,7 @@ impl Hub {
                 }
                 Output::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
+                        self.audit.closing(conn, code, &reason);
                         handle.close(code, reason);
                     }
                 }

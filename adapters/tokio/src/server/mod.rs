@@ -8,6 +8,7 @@
 //! `shutting-down` and waits for them. Nothing on this path reads `std::time` or spawns
 //! blocking work, so it runs unchanged under turmoil's simulated time.
 
+mod audit;
 pub mod auth;
 mod cluster_hub;
 mod hub;
@@ -562,6 +563,7 @@ async fn ws_upgrade(
     let Some(alive) = state.shared.tracker.try_enter(state.shared.max_connections) else {
         let _ = state.hub.send(hub::Event::Rejected { code: ErrorCode::ServerFull }).await;
         let max = state.shared.max_connections;
+        audit::refused_before_hub(origin, ErrorCode::ServerFull, "max_connections reached");
         return ApiError::new(
             ErrorCode::ServerFull,
             format!("this coordinator serves {max} connections already; retry later"),
