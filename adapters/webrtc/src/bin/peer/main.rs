@@ -99,9 +99,26 @@ struct Args {
     seed: Option<u64>,
 }
 
+/// One output line: `what` first, then `ts` (RFC 3339, UTC), then the other keys.
 fn print(line: serde_json::Value) {
+    let serde_json::Value::Object(mut fields) = line else {
+        return;
+    };
+    let what = fields.remove("what").unwrap_or_default();
+    let ts = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut text = format!("{{\"what\":{what},\"ts\":{}", serde_json::Value::String(ts));
+    for (key, value) in fields {
+        text.push(',');
+        text.push_str(&serde_json::Value::String(key).to_string());
+        text.push(':');
+        text.push_str(&value.to_string());
+    }
+    text.push('}');
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
 
 fn options(args: &Args) -> Result<PeerOptions, String> {
@@ -294,10 +311,19 @@ async fn main() {
         }
     }
     let stats = peer.stats().await.ok();
-    match peer.shutdown().await {
-        Ok(_) => print(json!({"peer": me, "what": "stopped", "stats": stats})),
-        Err(e) => eprintln!("ro-p2p-peer: shutdown: {e}"),
-    }
+    let code = match peer.shutdown().await {
+        Ok(_) => {
+            print(json!({"peer": me, "what": "stopped", "stats": stats}));
+            0
+        }
+        Err(e) => {
+            eprintln!("ro-p2p-peer: shutdown: {e}");
+            1
+        }
+    };
+    // Exit now: with --stdin-chat a blocking read of stdin is in flight, and the runtime
+    // would wait for it (for Enter) before returning from main.
+    std::process::exit(code);
 }
 
 /// Ctrl-C, or SIGTERM on Unix: both leave cleanly.
