@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ro_p2p_core::config::ClientSettings;
-use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, Verdict};
+use ro_p2p_core::packet::{DesyncReason, GameStream, Obfuscation, PacketVersion, Verdict};
 use ro_p2p_core::route::{Policy, RouteContext};
 use ro_p2p_proxy::{Proxy, ProxyConfig};
 use ro_p2p_webrtc::LinksConfig;
@@ -160,10 +160,16 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<&'a str>,
     route: &'a str,
+    reason: String,
 }
 
 impl<'a> Line<'a> {
-    fn tail(offset: u64, len: u64, desync: bool) -> Line<'a> {
+    fn tail(offset: u64, len: u64, desync: Option<DesyncReason>) -> Line<'a> {
+        let reason = match desync {
+            Some(r) => format!("desync: {r}"),
+            None => "incomplete: the capture ends inside this packet".to_owned(),
+        };
+        let desync = desync.is_some();
         Line {
             offset,
             id: None,
@@ -173,6 +179,27 @@ impl<'a> Line<'a> {
             handler: None,
             category: None,
             route: "server",
+            reason,
+        }
+    }
+}
+
+/// Why a packet takes its route: the classifier's reason for keeping it off peers, else the
+/// zone or the policy.
+fn route_reason(p: &ro_p2p_core::packet::PacketVerdict<'_>, ctx: &RouteContext) -> String {
+    use ro_p2p_core::packet::ServerOnlyReason;
+    use ro_p2p_core::route::Route;
+    match p.server_only {
+        Some(ServerOnlyReason::Category(c)) => format!("{} (never offloaded)", c.as_str()),
+        Some(r) => r.as_str().to_owned(),
+        None if !ctx.zone_enabled => "zone without p2p".to_owned(),
+        None => {
+            let choice = match p.route {
+                Route::Server => "server",
+                Route::Peers(_) => "peers",
+                Route::ServerAndPeers(_) => "mirror",
+            };
+            format!("policy {}={choice}", p.spec.category().as_str())
         }
     }
 }
@@ -415,7 +442,7 @@ fn classify(args: &ClassifyArgs) -> io::Result<()> {
     };
     let ctx = RouteContext { zone_enabled, ..RouteContext::ALL_READY };
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut desync: Option<(u64, u64)> = None;
+    let mut desync: Option<(u64, u64, DesyncReason)> = None;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut write_err: Option<io::Error> = None;
     loop {
@@ -437,14 +464,17 @@ fn classify(args: &ClassifyArgs) -> io::Result<()> {
                     handler: Some(spec.handler_name()),
                     category: Some(spec.category().as_str()),
                     route: p.route.as_str(),
+                    reason: route_reason(&p, &ctx),
                 };
                 if write_err.is_none() {
                     write_err = write_line(&mut out, &line).err();
                 }
             }
-            Verdict::Desync { offset, bytes, .. } => desync = Some((offset, bytes.len() as u64)),
+            Verdict::Desync { offset, bytes, reason } => {
+                desync = Some((offset, bytes.len() as u64, reason));
+            }
             Verdict::PassThrough { bytes, .. } => {
-                if let Some((_, len)) = desync.as_mut() {
+                if let Some((_, len, _)) = desync.as_mut() {
                     *len += bytes.len() as u64;
                 }
             }
@@ -453,10 +483,10 @@ fn classify(args: &ClassifyArgs) -> io::Result<()> {
             return Err(e);
         }
     }
-    if let Some((offset, len)) = desync {
-        write_line(&mut out, &Line::tail(offset, len, true))?;
+    if let Some((offset, len, reason)) = desync {
+        write_line(&mut out, &Line::tail(offset, len, Some(reason)))?;
     } else if !stream.pending().is_empty() {
-        write_line(&mut out, &Line::tail(stream.offset(), stream.pending().len() as u64, false))?;
+        write_line(&mut out, &Line::tail(stream.offset(), stream.pending().len() as u64, None))?;
     }
     out.flush()
 }
