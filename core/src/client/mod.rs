@@ -26,8 +26,8 @@ use crate::rng::Rng;
 use crate::sansio::{SansIo, TimerKind, TimerTable};
 use crate::time::Instant;
 use crate::wire::{
-    ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage, SessionId,
-    SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
+    Capabilities, ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage,
+    SessionId, SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
 };
 
 /// Shortest heartbeat interval the client accepts from `welcome`, in ms (a bound against a
@@ -78,6 +78,13 @@ pub enum Input {
         /// What happened.
         event: LinkEvent,
     },
+    /// A fresh token (the application renewed an expiring one): every later connection
+    /// attempt authenticates with it; the live connection, authenticated already, stays.
+    TokenRefreshed(String),
+    /// This machine's capabilities as measured now; `None` withdraws it as a host candidate
+    /// for later joins. In a session, new figures are sent at once (`update-capabilities`) so
+    /// the coordinator can elect or migrate the host; every later `join` carries them.
+    CapabilitiesMeasured(Option<Capabilities>),
     /// Leave the session, close everything and stop.
     Shutdown,
 }
@@ -870,6 +877,20 @@ impl Client {
             Input::ZoneChanged(zone) => self.on_zone_changed(now, state, zone),
             Input::PeerLinkEvent { peer, event } => {
                 self.on_link_event(&state, peer, event);
+                state
+            }
+            Input::TokenRefreshed(token) => {
+                self.config.token = Some(token);
+                state
+            }
+            Input::CapabilitiesMeasured(capabilities) => {
+                let changed = capabilities != self.config.capabilities;
+                self.config.capabilities = capabilities;
+                if changed
+                    && let (State::Joined { .. }, Some(capabilities)) = (&state, capabilities)
+                {
+                    self.send(&ClientMessage::UpdateCapabilities { capabilities });
+                }
                 state
             }
             Input::Shutdown => self.on_shutdown(state),
