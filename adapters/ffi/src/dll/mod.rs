@@ -502,6 +502,23 @@ pub(crate) fn start_settings(
         let shared = Shared::new(state);
         let web_auth_account = options.web_auth_account;
         let mut client = settings.to_client_config();
+        let measured = ro_p2p_tokio::client::machine::measure();
+        client.capabilities = settings.volunteer(measured);
+        shared.lock().log.log(
+            LogLevel::Info,
+            &format!(
+                "this machine: {} cores, {} MHz, {} MB, link {} Mbps: {}",
+                measured.cpu_cores,
+                measured.cpu_mhz,
+                measured.memory_mb,
+                measured.bandwidth_mbps,
+                if client.capabilities.is_some() {
+                    "reported to the coordinator as a host candidate"
+                } else {
+                    "not a host candidate (prefer_hosting off or below the host requirements)"
+                }
+            ),
+        );
         client.token = options.token;
         client.peer_id = options.peer_id;
         let config = NodeConfig {

@@ -11,6 +11,7 @@
 //! same code runs on simulated time. Every decision stays in the core.
 
 mod connector;
+pub mod machine;
 mod observer;
 
 use std::future::Future;

@@ -94,6 +94,10 @@ struct Args {
     /// Bind WebRTC to 127.0.0.1 only (host candidates on loopback).
     #[arg(long)]
     loopback: bool,
+    /// Report this machine's capabilities (cores, clock, memory) so the coordinator may elect
+    /// this peer session host: `auto` (measured) or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+    hosting: String,
     /// Seed of the node's randomness and of generated traffic (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
@@ -158,6 +162,7 @@ fn options(args: &Args) -> Result<PeerOptions, String> {
         token,
         peer_id,
         p2p_enabled_zones: [zone.clone()].into_iter().collect(),
+        capabilities: (args.hosting == "auto").then(ro_p2p_tokio::client::machine::measure),
         ..client::Config::default()
     };
     let links = if args.loopback { LinksConfig::loopback() } else { LinksConfig::default() };
