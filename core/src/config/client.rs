@@ -266,10 +266,10 @@ impl ClientSettings {
         };
         p.finish()?;
 
-        if let Some(s) = sec.opt_string("tls_version")? {
-            if tls_version(&sec.key("tls_version"), &s)? == TlsVersion::Tls13 {
-                ignore(&mut ignored, sec.key("tls_version"), why::TLS_13);
-            }
+        if let Some(s) = sec.opt_string("tls_version")?
+            && tls_version(&sec.key("tls_version"), &s)? == TlsVersion::Tls13
+        {
+            ignore(&mut ignored, sec.key("tls_version"), why::TLS_13);
         }
         for (key, reason) in [
             ("enable_encryption", why::ENCRYPTION_OFF),

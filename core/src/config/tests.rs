@@ -641,6 +641,18 @@ mod robustness {
 }
 
 #[test]
+fn trusted_proxies_are_ip_addresses() {
+    let base = "coordinator:\n  require_authentication: false\n  trusted_proxies: ";
+    let s = yaml(&format!("{base}[\"10.0.0.1\", \"::1\", \"10.0.0.1\"]\n")).unwrap();
+    assert_eq!(
+        s.trusted_proxies,
+        ["10.0.0.1".parse::<core::net::IpAddr>().unwrap(), "::1".parse().unwrap()]
+    );
+    let err = yaml(&format!("{base}[\"proxy.example\"]\n")).unwrap_err();
+    assert_eq!(err.key(), Some("coordinator.trusted_proxies[0]"), "{err}");
+}
+
+#[test]
 fn sections_of_other_services_sharing_the_file_are_left_alone() {
     // The guide's integrated setup: the AI service keeps its own blocks (and its own
     // variables, unset in the coordinator's environment) in the same config.yaml.

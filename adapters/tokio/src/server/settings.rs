@@ -118,6 +118,7 @@ impl ServerConfig {
             },
             max_connections: s.max_connections as usize,
             public_url: s.public_url.clone(),
+            trusted_proxies: s.trusted_proxies.clone(),
             cluster: s
                 .redis
                 .as_ref()
@@ -301,6 +302,7 @@ impl Effective {
         let _ = writeln!(out, "key_rotation_interval_s: {}", c.key_rotation_interval_s);
         let _ = writeln!(out, "rate_limit: {:?}", c.rate_limit);
         let _ = writeln!(out, "public_url: {:?}", s.public_url);
+        let _ = writeln!(out, "trusted_proxies: {:?}", s.trusted_proxies);
         let _ = writeln!(out, "outbound_queue_bytes: {}", c.outbound_queue_bytes_max);
         let _ = writeln!(
             out,
