@@ -131,4 +131,11 @@ async fn joins_leaves_host_changes_and_refusals_are_logged_with_the_address_and_
     }
     assert_eq!(captured.events("host-change", 1).await.len(), 1, "{all}");
     server.shutdown().await;
+
+    // Authentication off: the line names the peer id the join chose, not the anonymous one.
+    let open = TestServer::open().await;
+    let (_carol, _) = open.joined("carol", "geffen").await;
+    let joins = captured.events("join", 3).await;
+    assert!(joins[2].contains("peer=carol") && joins[2].contains("zone=geffen"), "{joins:?}");
+    open.shutdown().await;
 }

@@ -55,6 +55,16 @@ impl Audit {
         }
     }
 
+    /// `conn`'s identity as the core knows it now (with authentication off, a `join` may
+    /// choose it after `welcome`).
+    pub(crate) fn identify(&mut self, conn: ConnId, peer: Option<&PeerId>) {
+        if let (Some(c), Some(peer)) = (self.conns.get_mut(&conn), peer)
+            && c.peer.as_ref() != Some(peer)
+        {
+            c.peer = Some(peer.clone());
+        }
+    }
+
     /// `msg` was sent to `conn`.
     pub(crate) fn sent(&mut self, conn: ConnId, msg: &ServerMessage) {
         match msg {

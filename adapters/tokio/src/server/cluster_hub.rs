@@ -344,6 +344,9 @@ impl ClusterHub {
         while let Some(out) = self.node.poll_output() {
             match out {
                 NodeOutput::Send { conn, text } => {
+                    if text.starts_with("{\"type\":\"session-joined\"") {
+                        self.audit.identify(conn, self.node.core().peer_of(conn));
+                    }
                     self.audit.sent_text(conn, &text);
                     let relay = is_relay(&text);
                     if self.send(conn, text) {

@@ -362,6 +362,9 @@ impl Hub {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { conn, msg } => {
+                    if matches!(msg, ServerMessage::SessionJoined { .. }) {
+                        self.audit.identify(conn, self.core.peer_of(conn));
+                    }
                     self.audit.sent(conn, &msg);
                     let relay = matches!(
                         msg,
