@@ -228,6 +228,7 @@ async fn main() {
     let me =
         args.peer_id.clone().or_else(|| args.account_id.map(|a| a.to_string())).unwrap_or_default();
     let mut rng = Rng::from_seed(options.seed ^ 0x5eed);
+    let capabilities = options.client.capabilities;
     let mut peer = match Peer::start(options).await {
         Ok(p) => p,
         Err(e) => {
@@ -235,7 +236,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    print(json!({"peer": me, "what": "started"}));
+    print(json!({"peer": me, "what": "started", "capabilities": capabilities}));
 
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
