@@ -170,8 +170,20 @@ fn main() -> ExitCode {
         println!("FAIL");
         ExitCode::FAILURE
     };
-    println!("reproduce: {}", outcome.reproduce());
+    let line = outcome.reproduce();
+    println!("reproduce: {line}");
+    if let Some(built) = built_line(&line) {
+        println!("reproduce (this binary, no rebuild): {built}");
+    }
     code
+}
+
+/// The reproduce line run by this very binary: `cargo run -p ro-p2p-sim` alone unifies the
+/// dependencies' features differently from a `--workspace` build and can rebuild the whole tree.
+fn built_line(cargo_line: &str) -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let args = cargo_line.split_once(" -- ")?.1;
+    Some(format!("{} {args}", exe.display()))
 }
 
 /// The first word of a `--summary` line.
@@ -280,6 +292,9 @@ fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
     for (seed, first, line) in &failures {
         println!("FAIL seed {seed}: {first}");
         println!("  reproduce: {line}");
+        if let Some(built) = built_line(line) {
+            println!("  reproduce (this binary, no rebuild): {built}");
+        }
     }
     if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

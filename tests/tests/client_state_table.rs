@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use ro_p2p_core::client::{Client, CloseReason, Config, Input, Lifecycle, LinkEvent, Output};
 use ro_p2p_core::wire::{
-    ErrorCode, PeerId, ServerMessage, SessionId, SessionKey, Zone, encode_server,
+    Capabilities, ErrorCode, PeerId, ServerMessage, SessionId, SessionKey, Zone, encode_server,
 };
 use ro_p2p_core::{Instant, Rng, SansIo};
 
@@ -122,6 +122,16 @@ fn stimuli() -> Vec<Stimulus> {
         Stimulus::Input("peer-link a connected", || Input::PeerLinkEvent {
             peer: pid("a"),
             event: LinkEvent::Connected,
+        }),
+        Stimulus::Input("token-refreshed", || Input::TokenRefreshed("fresh".into())),
+        Stimulus::Input("capabilities-measured 8 cores", || {
+            Input::CapabilitiesMeasured(Some(Capabilities {
+                cpu_cores: 8,
+                cpu_mhz: 3600,
+                memory_mb: 16_384,
+                bandwidth_mbps: 0,
+                latency_ms: 20,
+            }))
         }),
         Stimulus::Input("shutdown", || Input::Shutdown),
         Stimulus::Timeout,

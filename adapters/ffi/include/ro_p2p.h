@@ -274,6 +274,29 @@ RoP2pStatus rop2p_start_with(const char *config_text,
                              const struct RoP2pStartOptions *options,
                              uint64_t *out_handle);
 
+// Starts an instance from the game's `Data/config.ini` text and, when not NULL, its
+// `Data/resourceinfo.ini` text, whose `[P2P_HOSTS]` coordinators follow `CoordinatorURL` as
+// backups (as the hooks read a game folder). Otherwise as [`rop2p_start_with`] with format 2.
+//
+// # Safety
+// `config_ini` is a NUL-terminated string; `resourceinfo_ini` and `log_path` NULL or one;
+// `options` NULL or valid (its strings NULL or NUL-terminated); `out_handle` writable.
+RoP2pStatus rop2p_start_ini(const char *config_ini,
+                            const char *resourceinfo_ini,
+                            const char *log_path,
+                            const struct RoP2pStartOptions *options,
+                            uint64_t *out_handle);
+
+// Gives a running instance a fresh credential, for when the one it started with expires:
+// every later connection to the coordinator (a reconnect, a backup URL) authenticates with
+// it; the live connection, authenticated already, stays. `token` takes the form the instance
+// started with: a bearer token (`options.token`), or for an instance started with
+// `options.web_auth_token` the same account's new rAthena web auth token.
+//
+// # Safety
+// `token` is a NUL-terminated string.
+RoP2pStatus rop2p_refresh_token(uint64_t handle, const char *token);
+
 // Registers the event callback (NULL removes it: events are then kept for
 // `rop2p_poll_event`); events queued so far are delivered at once, on this thread.
 //

@@ -205,6 +205,31 @@ impl Ctx {
         }
     }
 
+    /// A new login of `aid` brought a new web auth token (the old one is void): the account's
+    /// running client libraries authenticate with it from their next coordinator connection on
+    /// (`NodeHandle::refresh_token`, what the C ABI's `rop2p_refresh_token` does).
+    pub(crate) fn refresh_tokens(&self, aid: u32, web_auth_token: &str) {
+        if !self.config.present_web_auth_token {
+            return;
+        }
+        let handles: Vec<NodeHandle> = {
+            let all = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            all.values().filter(|l| l.player.aid == aid).filter_map(|l| l.handle.clone()).collect()
+        };
+        if handles.is_empty() {
+            return;
+        }
+        tracing::info!(aid, libraries = handles.len(), "new login: web auth token refreshed");
+        let token =
+            ro_p2p_core::coordinator::credential::WebAuthCredential::encode(aid, web_auth_token);
+        for handle in handles {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let _ = handle.refresh_token(token).await;
+            });
+        }
+    }
+
     /// Registers a map connection being served; returns its number.
     pub(crate) fn go_live(&self, live: Live) -> u64 {
         let n = self.next_live.fetch_add(1, Ordering::Relaxed);

@@ -46,6 +46,9 @@ impl Follower for LoginFollower {
             match event {
                 GateEvent::LoggedIn(a) => {
                     tracing::info!(aid = a.account_id, "logged in");
+                    if let Some(token) = &a.web_auth_token {
+                        ctx.refresh_tokens(a.account_id, token);
+                    }
                     ctx.remember(Player {
                         aid: a.account_id,
                         web_auth_token: a.web_auth_token,

@@ -56,6 +56,7 @@ impl Library {
             return None;
         }
         let mut client = settings.to_client_config();
+        client.capabilities = settings.volunteer(ro_p2p_tokio::client::machine::measure());
         client.peer_id = PeerId::new(player.aid.to_string()).ok();
         // The coordinator's `rathena` mode admits `<account id>:<web auth token>`, the token the
         // login reply relayed through this proxy carried (PACKETVER >= 20170315).
@@ -72,6 +73,7 @@ impl Library {
             packet_version: version,
             obfuscation,
             policy: ctx.policy,
+            seal: settings.seal_config(),
             ..NodeConfig::with_client(client)
         };
         let mut seed = [0u8; 32];

@@ -40,11 +40,11 @@ fn prints_one_documented_json_line_per_packet_and_an_incomplete_tail() {
     assert_eq!(
         lines,
         [
-            r#"{"offset":0,"id":"0x035F","len":5,"handler":"WalkToXY","category":"movement","route":"server+peers"}"#,
-            r#"{"offset":5,"id":"0x00F3","len":14,"handler":"GlobalMessage","category":"chat","route":"server+peers"}"#,
-            r#"{"offset":19,"id":"0x0090","len":7,"handler":"NpcClicked","category":"npc","route":"server"}"#,
-            r#"{"offset":26,"id":"0x00BF","len":3,"handler":"Emotion","category":"emote","route":"server+peers"}"#,
-            r#"{"offset":29,"incomplete":true,"len":2,"route":"server"}"#,
+            r#"{"offset":0,"id":"0x035F","len":5,"handler":"WalkToXY","category":"movement","route":"server+peers","reason":"policy movement=mirror"}"#,
+            r#"{"offset":5,"id":"0x00F3","len":14,"handler":"GlobalMessage","category":"chat","route":"server+peers","reason":"policy chat=mirror"}"#,
+            r#"{"offset":19,"id":"0x0090","len":7,"handler":"NpcClicked","category":"npc","route":"server","reason":"npc (never offloaded)"}"#,
+            r#"{"offset":26,"id":"0x00BF","len":3,"handler":"Emotion","category":"emote","route":"server+peers","reason":"policy emote=mirror"}"#,
+            r#"{"offset":29,"incomplete":true,"len":2,"route":"server","reason":"incomplete: the capture ends inside this packet"}"#,
         ]
     );
 }
@@ -53,15 +53,26 @@ fn prints_one_documented_json_line_per_packet_and_an_incomplete_tail() {
 fn policy_and_zone_change_the_route() {
     let walk = [0x5F, 0x03, 0x25, 0x8C, 0x84];
     let peers = stdout_lines(&classify(&["--policy", "movement=peers"], &walk));
-    assert!(peers[0].ends_with(r#""route":"peers"}"#), "{peers:?}");
+    assert!(
+        peers[0].ends_with(r#""route":"peers","reason":"policy movement=peers"}"#),
+        "{peers:?}"
+    );
     let outside = stdout_lines(&classify(
         &["--policy", "movement=peers", "--zone", "prontera", "--p2p-zones", "payon,geffen"],
         &walk,
     ));
-    assert!(outside[0].ends_with(r#""route":"server"}"#), "{outside:?}");
+    assert!(
+        outside[0].ends_with(r#""route":"server","reason":"zone without p2p"}"#),
+        "{outside:?}"
+    );
     let inside =
         stdout_lines(&classify(&["--zone", "payon", "--p2p-zones", "payon,geffen"], &walk));
-    assert!(inside[0].ends_with(r#""route":"server+peers"}"#), "{inside:?}");
+    assert!(
+        inside[0].ends_with(r#""route":"server+peers","reason":"policy movement=mirror"}"#),
+        "{inside:?}"
+    );
+    let server = stdout_lines(&classify(&["--policy", "movement=server"], &walk));
+    assert!(server[0].ends_with(r#""route":"server","reason":"policy movement=server"}"#));
 }
 
 #[test]
@@ -70,7 +81,10 @@ fn unknown_id_prints_one_desync_line_with_the_rest_of_the_input() {
     input.extend([0xFF, 0xFF, 1, 2, 3, 4, 5, 6, 7, 8]);
     let lines = stdout_lines(&classify(&["--packetver", "20211103"], &input));
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[1], r#"{"offset":5,"desync":true,"len":10,"route":"server"}"#);
+    assert_eq!(
+        lines[1],
+        r#"{"offset":5,"desync":true,"len":10,"route":"server","reason":"desync: unknown packet id 0xFFFF"}"#
+    );
 }
 
 #[test]
@@ -82,12 +96,28 @@ fn obfuscated_capture_shows_de_obfuscated_ids() {
     assert_eq!(
         lines,
         [
-            r#"{"offset":0,"id":"0x0363","len":5,"handler":"WalkToXY","category":"movement","route":"server+peers"}"#
+            r#"{"offset":0,"id":"0x0363","len":5,"handler":"WalkToXY","category":"movement","route":"server+peers","reason":"policy movement=mirror"}"#
         ]
     );
     let plain =
         stdout_lines(&classify(&["--packetver", "20151104", "--obfuscation", "off"], &input));
     assert!(plain[0].contains(r#""desync":true"#), "{plain:?}");
+}
+
+#[test]
+fn server_only_packets_say_why() {
+    let chat = |text: &[u8]| {
+        let mut b = vec![0xF3, 0x00, (4 + text.len()) as u8, 0x00];
+        b.extend(text);
+        b
+    };
+    let mut input = chat(b"Alice : @warp prontera");
+    input.extend([0xBF, 0x00, 3]); // an ordinary emote
+    input.extend([0xBF, 0x00, 58]); // dice
+    let lines = stdout_lines(&classify(&["--packetver", "20211103"], &input));
+    assert!(lines[0].ends_with(r#""route":"server","reason":"chat-command"}"#), "{lines:?}");
+    assert!(lines[1].contains(r#""reason":"policy emote=mirror""#), "{lines:?}");
+    assert!(lines[2].ends_with(r#""route":"server","reason":"dice-emote"}"#), "{lines:?}");
 }
 
 #[test]

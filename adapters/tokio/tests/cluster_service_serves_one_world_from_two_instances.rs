@@ -105,7 +105,11 @@ async fn two_instances_serve_one_world_and_survive_a_store_outage() {
     assert_eq!(code, ErrorCode::ZoneUnavailable);
     eventually("health reports the store unreachable", || async {
         let h = a.get("/api/v1/health").await;
-        h.status == 200 && h.json()["cluster"]["store"] == "unreachable"
+        let j = h.json();
+        h.status == 200
+            && j["status"] == "degraded"
+            && j["cluster"]["store"] == "unreachable"
+            && j["cluster"]["store_error"].as_str().is_some_and(|e| !e.is_empty())
     })
     .await;
 
@@ -126,7 +130,8 @@ async fn two_instances_serve_one_world_and_survive_a_store_outage() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eventually("health reports the store reachable", || async {
-        a.get("/api/v1/health").await.json()["cluster"]["store"] == "ok"
+        let h = a.get("/api/v1/health").await.json();
+        h["cluster"]["store"] == "ok" && h["status"] == "ok"
     })
     .await;
 

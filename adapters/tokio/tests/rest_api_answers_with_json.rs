@@ -289,3 +289,38 @@ async fn login_builds_websocket_url_from_the_public_url_not_the_host_header() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["websocket_url"], "ws://127.0.0.1:8001/api/v1/signaling/ws");
 }
+
+#[tokio::test]
+async fn login_says_wss_behind_a_trusted_tls_proxy_only() {
+    let login = |extra: &str| {
+        format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: coord.example\r\nConnection: close\r\n\
+             {extra}Content-Length: 0"
+        )
+    };
+    let trusted = TestServer::start(ServerConfig {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..ServerConfig::default()
+    })
+    .await;
+    for header in [
+        "X-Forwarded-Proto: https\r\n",
+        "Forwarded: for=192.0.2.60;proto=https;by=203.0.113.43\r\n",
+        "Forwarded: proto=\"HTTPS\", for=10.0.0.1\r\n",
+    ] {
+        let r = raw_http(&trusted, &login(header), b"").await;
+        assert_eq!(
+            r.json()["websocket_url"],
+            "wss://coord.example/api/v1/signaling/ws",
+            "{header}"
+        );
+    }
+    for header in ["", "X-Forwarded-Proto: http\r\n", "Forwarded: for=1.2.3.4;proto=http\r\n"] {
+        let r = raw_http(&trusted, &login(header), b"").await;
+        assert_eq!(r.json()["websocket_url"], "ws://coord.example/api/v1/signaling/ws", "{header}");
+    }
+    // The same header from an address that is not a trusted proxy is the client's word.
+    let untrusted = TestServer::open().await;
+    let r = raw_http(&untrusted, &login("X-Forwarded-Proto: https\r\n"), b"").await;
+    assert_eq!(r.json()["websocket_url"], "ws://coord.example/api/v1/signaling/ws");
+}

@@ -13,6 +13,9 @@ pub struct LinksConfig {
     pub udp_bind_addrs: Vec<SocketAddr>,
     /// STUN/TURN servers used when `connect` passes none (the coordinator normally sends them).
     pub ice_servers_default: Vec<IceServer>,
+    /// Use STUN/TURN servers at all; off on loopback, where only host candidates can work
+    /// (and an offline machine would otherwise log a failed STUN lookup per link).
+    pub use_ice_servers: bool,
     /// A link not connected this long after `connect` ends in `Failed(ConnectTimeout)`.
     pub connect_timeout_ms: u64,
     /// ICE reports `disconnected` after this long without traffic from the peer.
@@ -49,6 +52,7 @@ impl Default for LinksConfig {
         LinksConfig {
             udp_bind_addrs: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)],
             ice_servers_default: Vec::new(),
+            use_ice_servers: true,
             connect_timeout_ms: 15_000,
             ice_disconnected_timeout_ms: 3_000,
             ice_failed_timeout_ms: 5_000,
@@ -72,6 +76,7 @@ impl LinksConfig {
     pub fn loopback() -> Self {
         LinksConfig {
             udp_bind_addrs: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)],
+            use_ice_servers: false,
             ..LinksConfig::default()
         }
     }

@@ -45,7 +45,12 @@ pub struct PeerLinks {
     config: Arc<LinksConfig>,
     events: mpsc::Sender<LinkEvent>,
     links: Mutex<BTreeMap<PeerId, Link>>,
+    /// STUN hosts already looked up, and whether they resolved (each is warned about once).
+    stun_resolves: tokio::sync::Mutex<BTreeMap<String, bool>>,
 }
+
+/// Most STUN hosts remembered as looked up.
+const STUN_HOSTS_MAX: usize = 64;
 
 /// What a command needs of a live link.
 type LiveLink = (Role, Arc<dyn PeerConnection>, Arc<LinkShared>);
@@ -61,8 +66,12 @@ impl PeerLinks {
     /// Links with `config`, and the receiver of their events.
     pub fn new(config: LinksConfig) -> (PeerLinks, mpsc::Receiver<LinkEvent>) {
         let (events, rx) = mpsc::channel(config.event_queue_len.max(1));
-        let links =
-            PeerLinks { config: Arc::new(config), events, links: Mutex::new(BTreeMap::new()) };
+        let links = PeerLinks {
+            config: Arc::new(config),
+            events,
+            links: Mutex::new(BTreeMap::new()),
+            stun_resolves: tokio::sync::Mutex::new(BTreeMap::new()),
+        };
         (links, rx)
     }
 
@@ -75,6 +84,50 @@ impl PeerLinks {
     pub fn peers(&self) -> Vec<PeerId> {
         let links = lock(&self.links);
         links.iter().filter(|(_, l)| !l.shared.is_ended()).map(|(p, _)| p.clone()).collect()
+    }
+
+    /// `servers` without the STUN URLs whose host does not resolve (an offline machine, a
+    /// typo): one clear warning per host instead of the WebRTC stack's error per link.
+    async fn resolvable(&self, servers: Vec<IceServer>) -> Vec<IceServer> {
+        let mut known = self.stun_resolves.lock().await;
+        let mut out = Vec::with_capacity(servers.len());
+        for mut server in servers {
+            let mut kept = Vec::with_capacity(server.urls.len());
+            for url in std::mem::take(&mut server.urls) {
+                let Some(host) = stun_host(&url) else {
+                    kept.push(url);
+                    continue;
+                };
+                let ok = match known.get(&host) {
+                    Some(ok) => *ok,
+                    None => {
+                        let ok = match tokio::net::lookup_host(host.as_str()).await {
+                            Ok(mut addrs) => addrs.next().is_some(),
+                            Err(e) => {
+                                tracing::warn!(
+                                    "STUN server {url} does not resolve ({e}): links use host \
+                                     candidates only (enough on one machine or a LAN; across \
+                                     the internet give the coordinator a reachable stun_servers)"
+                                );
+                                false
+                            }
+                        };
+                        if known.len() < STUN_HOSTS_MAX {
+                            known.insert(host, ok);
+                        }
+                        ok
+                    }
+                };
+                if ok {
+                    kept.push(url);
+                }
+            }
+            if !kept.is_empty() {
+                server.urls = kept;
+                out.push(server);
+            }
+        }
+        out
     }
 
     /// Starts a link to `peer`. The offerer creates the channels and reports its offer as
@@ -90,10 +143,12 @@ impl PeerLinks {
         self.check_room(&peer)?;
         let shared =
             Arc::new(LinkShared::new(peer.clone(), self.config.clone(), self.events.clone()));
-        let ice_servers = if ice_servers.is_empty() {
-            self.config.ice_servers_default.clone()
+        let ice_servers = if !self.config.use_ice_servers {
+            Vec::new()
+        } else if ice_servers.is_empty() {
+            self.resolvable(self.config.ice_servers_default.clone()).await
         } else {
-            ice_servers
+            self.resolvable(ice_servers).await
         };
         let rtc_config = RTCConfigurationBuilder::default()
             .with_ice_servers(ice_servers.into_iter().map(rtc_ice_server).collect())
@@ -667,6 +722,17 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// `host:port` of a `stun:`/`stuns:` URL (default port 3478), `None` for other URLs.
+fn stun_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("stun:").or_else(|| url.strip_prefix("stuns:"))?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let has_port = match rest.rfind(']') {
+        Some(i) => rest[i..].contains(':'),
+        None => rest.contains(':'),
+    };
+    Some(if has_port { rest.to_owned() } else { format!("{rest}:3478") })
+}
+
 fn rtc_ice_server(s: IceServer) -> RTCIceServer {
     RTCIceServer {
         urls: s.urls,
@@ -715,6 +781,34 @@ mod tests {
             credential: None,
         });
         assert!(stun.username.is_empty() && stun.credential.is_empty());
+    }
+
+    #[test]
+    fn stun_hosts_get_the_default_port() {
+        assert_eq!(
+            stun_host("stun:stun.l.google.com:19302").as_deref(),
+            Some("stun.l.google.com:19302")
+        );
+        assert_eq!(stun_host("stun:h.example").as_deref(), Some("h.example:3478"));
+        assert_eq!(stun_host("stuns:[::1]").as_deref(), Some("[::1]:3478"));
+        assert_eq!(stun_host("turn:t.example:3478?transport=udp"), None);
+    }
+
+    #[tokio::test]
+    async fn stun_servers_that_do_not_resolve_are_dropped_and_turn_kept() {
+        let (links, _events) = PeerLinks::new(LinksConfig::default());
+        let server =
+            |url: &str| IceServer { urls: vec![url.to_owned()], username: None, credential: None };
+        let kept = links
+            .resolvable(vec![
+                server("stun:nonexistent.invalid:3478"),
+                server("stun:127.0.0.1:3478"),
+                server("turn:nonexistent.invalid:3478"),
+            ])
+            .await;
+        let urls: Vec<&str> = kept.iter().flat_map(|s| s.urls.iter().map(String::as_str)).collect();
+        assert_eq!(urls, ["stun:127.0.0.1:3478", "turn:nonexistent.invalid:3478"]);
+        assert_eq!(links.stun_resolves.lock().await.get("nonexistent.invalid:3478"), Some(&false));
     }
 
     #[test]

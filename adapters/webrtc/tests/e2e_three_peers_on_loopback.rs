@@ -5,7 +5,9 @@
 //!
 //! What it shows, in order:
 //! 1. three peers in prontera link to each other; movement and public chat from each reach the
-//!    other two over data channels and the map server (mirror policy);
+//!    other two over data channels and the map server (mirror policy); each reports its
+//!    measured capabilities, so the coordinator elects a host they all agree on, and when the
+//!    host reports figures below the requirements the host migrates to another member;
 //! 2. NPC clicks, item use and `@` commands reach only the map server;
 //! 3. a peer in geffen receives nothing and routes everything to the server;
 //! 4. the coordinator stops: peers back off and keep their links, but route everything to the
@@ -59,7 +61,20 @@ impl Coordinator {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let clock = Arc::new(ManualClock::new(1_800_000_000));
-        let service = Service::start(ServerConfig::default(), Rng::from_seed(seed), clock).unwrap();
+        // Hosts need a core and answer within 10 s (this machine is smaller than production's
+        // defaults); a host reporting 0 cores no longer qualifies.
+        let core = ro_p2p_core::coordinator::Config {
+            host_requirements: ro_p2p_core::coordinator::HostRequirements {
+                min_cpu_cores: 1,
+                min_cpu_mhz: 0,
+                min_memory_mb: 0,
+                min_bandwidth_mbps: 0,
+                max_latency_ms: 10_000,
+            },
+            ..ro_p2p_core::coordinator::Config::default()
+        };
+        let config = ServerConfig { core, ..ServerConfig::default() };
+        let service = Service::start(config, Rng::from_seed(seed), clock).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(service.serve(
             listener,
@@ -148,6 +163,8 @@ impl P {
             // Keep backing off (links up) for the whole outage rather than falling back.
             max_retries: 1_000,
             connection_timeout_ms: 3_000,
+            // What ro-p2p-peer reports by default (`--hosting auto`).
+            capabilities: Some(ro_p2p_tokio::client::machine::measure()),
             ..client::Config::default()
         };
         let links = LinksConfig { connect_timeout_ms: 10_000, ..LinksConfig::loopback() };
@@ -205,6 +222,10 @@ impl P {
 
     async fn lifecycle(&mut self) -> Lifecycle {
         self.peer().handle.inspect(|n| n.client().lifecycle()).await.unwrap()
+    }
+
+    async fn host(&mut self) -> Option<PeerId> {
+        self.peer().handle.inspect(|n| n.client().host().cloned()).await.unwrap()
     }
 
     async fn links(&mut self) -> usize {
@@ -279,6 +300,28 @@ async fn scenario() {
             want.sort_by_key(|e| format!("{e:?}"));
             assert_eq!(got, want, "{} from {sender}", ps[i].name);
         }
+    }
+
+    // The coordinator elected a host from the reported capabilities, and all agree on it.
+    wait_until!("a host is elected", ps[0].host().await.is_some());
+    let host = ps[0].host().await.unwrap();
+    for p in &mut ps {
+        wait_until!(format!("{} agrees on the host", p.name), p.host().await == Some(host.clone()));
+    }
+    // The host's machine no longer qualifies (0 cores): the host migrates to another member.
+    let h = ps.iter().position(|p| p.name == host.as_str()).unwrap();
+    let weak = ro_p2p_core::wire::Capabilities {
+        cpu_cores: 0,
+        ..ro_p2p_tokio::client::machine::measure()
+    };
+    ps[h].peer().handle.capabilities_measured(Some(weak)).await.unwrap();
+    wait_until!("the host migrates", ps[0].host().await.is_some_and(|n| n != host));
+    let new_host = ps[0].host().await.unwrap();
+    for p in &mut ps {
+        wait_until!(
+            format!("{} sees the new host", p.name),
+            p.host().await == Some(new_host.clone())
+        );
     }
 
     // 2. Server-only actions produce no peer frame.

@@ -26,8 +26,8 @@ use crate::rng::Rng;
 use crate::sansio::{SansIo, TimerKind, TimerTable};
 use crate::time::Instant;
 use crate::wire::{
-    ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage, SessionId,
-    SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
+    Capabilities, ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage,
+    SessionId, SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
 };
 
 /// Shortest heartbeat interval the client accepts from `welcome`, in ms (a bound against a
@@ -59,6 +59,10 @@ pub enum CloseReason {
     },
 }
 
+/// How far the round trip to the coordinator must move before new capabilities are reported
+/// (smaller changes are noise, and each report may move the session's host).
+pub const LATENCY_REPORT_STEP_MS: u32 = 20;
+
 /// What the driver feeds into the [`Client`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -78,6 +82,13 @@ pub enum Input {
         /// What happened.
         event: LinkEvent,
     },
+    /// A fresh token (the application renewed an expiring one): every later connection
+    /// attempt authenticates with it; the live connection, authenticated already, stays.
+    TokenRefreshed(String),
+    /// This machine's capabilities as measured now; `None` withdraws it as a host candidate
+    /// for later joins. In a session, new figures are sent at once (`update-capabilities`) so
+    /// the coordinator can elect or migrate the host; every later `join` carries them.
+    CapabilitiesMeasured(Option<Capabilities>),
     /// Leave the session, close everything and stop.
     Shutdown,
 }
@@ -448,6 +459,13 @@ pub struct Client {
     current_key: Option<SessionKey>,
     previous_key: Option<SessionKey>,
     ping_nonce: u64,
+    /// The last heartbeat `ping` in flight and when it left, to time its `pong`.
+    ping_sent: Option<(u64, Instant)>,
+    /// Round trip to the coordinator from the last answered heartbeat, in ms: the
+    /// capabilities' `latency_ms` once known.
+    coordinator_rtt_ms: Option<u32>,
+    /// The `latency_ms` last reported to the coordinator (join or update-capabilities).
+    reported_latency_ms: Option<u32>,
     stats: ClientStats,
     /// The time of the call being handled (links take their negotiation deadline from it).
     now: Instant,
@@ -480,6 +498,9 @@ impl Client {
             relink_at: BTreeMap::new(),
             link_failures: BTreeMap::new(),
             ping_nonce: 0,
+            ping_sent: None,
+            coordinator_rtt_ms: None,
+            reported_latency_ms: None,
             stats: ClientStats::default(),
             now,
         };
@@ -585,6 +606,42 @@ impl Client {
         self.outputs.push_back(Output::Event { event });
     }
 
+    /// The capabilities to report: the adapter's figures with `latency_ms` the measured round
+    /// trip to the coordinator (the adapter's own figure until a heartbeat is answered).
+    fn capabilities_now(&self) -> Option<Capabilities> {
+        let mut c = self.config.capabilities?;
+        if let Some(rtt) = self.coordinator_rtt_ms {
+            c.latency_ms = rtt;
+        }
+        Some(c)
+    }
+
+    /// Sends `update-capabilities` with the current figures (in a session).
+    fn report_capabilities(&mut self) {
+        if let Some(capabilities) = self.capabilities_now() {
+            self.send(&ClientMessage::UpdateCapabilities { capabilities });
+            self.reported_latency_ms = Some(capabilities.latency_ms);
+        }
+    }
+
+    /// Times a heartbeat's `pong`; in a session, a round trip that moved by
+    /// [`LATENCY_REPORT_STEP_MS`] or more since the last report is reported, so the coordinator
+    /// can elect or migrate the host on what the link does now.
+    fn on_pong(&mut self, now: Instant, state: &State, nonce: Option<u64>) {
+        let Some((sent_nonce, sent_at)) = self.ping_sent else { return };
+        if nonce != Some(sent_nonce) {
+            return;
+        }
+        self.ping_sent = None;
+        let rtt = u32::try_from(now.millis_since(sent_at)).unwrap_or(u32::MAX);
+        self.coordinator_rtt_ms = Some(rtt);
+        let moved =
+            self.reported_latency_ms.is_none_or(|r| r.abs_diff(rtt) >= LATENCY_REPORT_STEP_MS);
+        if moved && matches!(state, State::Joined { .. }) && self.config.capabilities.is_some() {
+            self.report_capabilities();
+        }
+    }
+
     fn send(&mut self, msg: &ClientMessage) {
         self.outputs.push_back(Output::SendFrame { frame: encode_client(msg) });
     }
@@ -674,8 +731,9 @@ impl Client {
                     peer_id: self.config.peer_id.clone(),
                     session_id: None,
                     zone: zone.clone(),
-                    capabilities: self.config.capabilities,
+                    capabilities: self.capabilities_now(),
                 });
+                self.reported_latency_ms = self.capabilities_now().map(|c| c.latency_ms);
                 self.timers.set(Timer::Attempt, now.add_millis(self.config.connection_timeout_ms));
                 State::ExpectSessionJoined { conn }
             }
@@ -872,6 +930,18 @@ impl Client {
                 self.on_link_event(&state, peer, event);
                 state
             }
+            Input::TokenRefreshed(token) => {
+                self.config.token = Some(token);
+                state
+            }
+            Input::CapabilitiesMeasured(capabilities) => {
+                let changed = capabilities != self.config.capabilities;
+                self.config.capabilities = capabilities;
+                if changed && matches!(state, State::Joined { .. }) {
+                    self.report_capabilities();
+                }
+                state
+            }
             Input::Shutdown => self.on_shutdown(state),
         }
     }
@@ -1004,7 +1074,10 @@ impl Client {
             (state, ServerMessage::Error { code, message }) => {
                 self.on_error(now, state, code, message)
             }
-            (state, ServerMessage::Pong { .. }) => state,
+            (state, ServerMessage::Pong { nonce }) => {
+                self.on_pong(now, &state, nonce);
+                state
+            }
             (
                 State::ExpectSessionJoined { conn, .. }
                 | State::ExpectZone { conn }
@@ -1318,6 +1391,7 @@ impl Client {
             (Timer::Ping, state) if state.conn().is_some() => {
                 self.ping_nonce += 1;
                 self.send(&ClientMessage::Ping { nonce: Some(self.ping_nonce) });
+                self.ping_sent = Some((self.ping_nonce, now));
                 if let Some(conn) = state.conn() {
                     self.timers.set(Timer::Ping, now.add_millis(conn.heartbeat_ms));
                 }

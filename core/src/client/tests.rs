@@ -304,6 +304,45 @@ fn connection_timeout_then_budget_per_url_then_fallback_and_probing() {
 }
 
 #[test]
+fn capabilities_follow_the_measured_round_trip_to_the_coordinator() {
+    let caps = Capabilities {
+        cpu_cores: 8,
+        cpu_mhz: 3600,
+        memory_mb: 16_384,
+        bandwidth_mbps: 100,
+        latency_ms: 0,
+    };
+    let mut h = H::new(Config { capabilities: Some(caps), ..config() });
+    h.c.drain_outputs();
+    h.input(Input::ZoneChanged(zone("prontera")));
+    h.input(Input::TransportOpened);
+    let out = h.input(welcome("me"));
+    let join = sent(&out).into_iter().find(|m| matches!(m, ClientMessage::Join { .. }));
+    assert!(
+        matches!(join, Some(ClientMessage::Join { capabilities: Some(c), .. }) if c == caps),
+        "{join:?}"
+    );
+    h.input(joined("s1", &[], None, false));
+    // The first heartbeat is answered after 150 ms: the new latency is reported.
+    h.fire();
+    h.now = h.now.add_millis(150);
+    let out = h.input(frame(ServerMessage::Pong { nonce: Some(1) }));
+    let measured = Capabilities { latency_ms: 150, ..caps };
+    assert_eq!(sent(&out), vec![ClientMessage::UpdateCapabilities { capabilities: measured }]);
+    // A move under LATENCY_REPORT_STEP_MS is noise; a stale nonce is ignored.
+    h.fire();
+    h.now = h.now.add_millis(160);
+    assert!(sent(&h.input(frame(ServerMessage::Pong { nonce: Some(2) }))).is_empty());
+    assert!(sent(&h.input(frame(ServerMessage::Pong { nonce: Some(1) }))).is_empty());
+    // New figures from the adapter are sent at once, with the measured latency.
+    let out = h.input(Input::CapabilitiesMeasured(Some(Capabilities { cpu_cores: 2, ..caps })));
+    let update = Capabilities { cpu_cores: 2, latency_ms: 160, ..caps };
+    assert_eq!(sent(&out), vec![ClientMessage::UpdateCapabilities { capabilities: update }]);
+    // Withdrawn: nothing is sent (the next join carries none).
+    assert!(sent(&h.input(Input::CapabilitiesMeasured(None))).is_empty());
+}
+
+#[test]
 fn pings_every_interval_and_closes_a_silent_transport() {
     let mut h = H::joined("me", &[], None);
     let out = h.fire();

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::tree::{self, Table, check_url, parse_string};
 use super::{ConfigError, HostRequirements, LogLevel};
 use crate::packet::{ClientFamily, PacketVersion, UnsupportedPacketVersion};
-use crate::wire::Zone;
+use crate::wire::{Capabilities, Zone};
 
 impl ClientSettings {
     /// The client version these settings name (PACKETVER and family).
@@ -23,23 +23,21 @@ pub const COORDINATOR_URLS_MAX: usize = 16;
 /// Everything the client library and router run on. Build it with
 /// [`ClientSettings::from_json`] or [`ClientSettings::from_ini`]; `default()` is the guide's
 /// defaults with no coordinator URL (P2P then stays off until one is configured).
+///
+/// Settings of the guides that ro-p2p reads but does not act on (`rest_api_url`,
+/// `enable_encryption: false`, ...) are not fields: each one given lands in [`Self::ignored`]
+/// with the reason, which the runtimes log as a warning and `ro-p2p check-config` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientSettings {
     /// Use P2P at all (`p2p.enabled`, `EnableP2P`).
     pub p2p_enabled: bool,
-    /// Volunteer as session host when the machine qualifies (`p2p.prefer_hosting`,
-    /// `PreferP2PHosting`).
+    /// Report the machine's capabilities to the coordinator so it may elect this client
+    /// session host, when the machine meets [`Self::host_requirements`] (`p2p.prefer_hosting`,
+    /// `PreferP2PHosting`); see [`ClientSettings::volunteer`].
     pub prefer_p2p_hosting: bool,
-    /// Route everything to the map server when P2P fails (`zones.fallback_on_failure`,
-    /// `MainServerFallback`).
-    pub fallback_on_failure: bool,
     /// Signaling WebSocket URLs in the order to try: primary, then backups.
     pub coordinator_urls: Vec<String>,
-    /// REST base URL (`coordinator.rest_api_url`), if given.
-    pub rest_api_url: Option<String>,
-    /// Timeout of one REST request or signaling round trip (`coordinator.timeout_seconds`).
-    pub request_timeout_ms: u64,
     /// Timeout of one connection attempt (`ConnectionTimeout`).
     pub connection_timeout_ms: u64,
     /// First reconnect delay; backoff doubles it (`ReconnectDelay`).
@@ -50,12 +48,9 @@ pub struct ClientSettings {
     pub max_connections: u32,
     /// A link slower than this is degraded (`MaxLatencyMS`).
     pub max_latency_ms: u32,
-    /// Peer payloads larger than this are compressed (`CompressionThreshold`).
+    /// Peer payloads larger than this are compressed (`CompressionThreshold`); see
+    /// [`ClientSettings::seal_config`].
     pub compression_threshold_bytes: u32,
-    /// Expected session key rotation interval (`KeyRotationInterval`).
-    pub key_rotation_interval_s: u64,
-    /// How often position updates are sent (`UpdateInterval`).
-    pub update_interval_ms: u64,
     /// The client's `PACKETVER` (yyyymmdd), which picks the packet table.
     pub packet_version: u32,
     /// The client family (`p2p.client`, `ClientFamily`: `main`, `re` or `zero`); `None` is
@@ -63,58 +58,57 @@ pub struct ClientSettings {
     pub client_family: Option<ClientFamily>,
     /// The operator's routing policy string, parsed by the router; `None` = the defaults.
     pub routing_policy: Option<String>,
-    /// Minimums to volunteer as host (`MinCPUCores`, ...).
+    /// Minimums this machine must meet to volunteer as host (`MinCPUCores`, ...).
     pub host_requirements: HostRequirements,
-    /// The `security` block.
-    pub security: ClientSecurity,
     /// Log level (`logging.level`).
     pub log_level: LogLevel,
-    /// Log to the console (`logging.console_output`).
-    pub log_console: bool,
     /// Log file (`logging.file`), if any.
     pub log_file: Option<String>,
     /// Zones where P2P is used (`zones.p2p_enabled_zones`).
     pub zones: ZoneFilter,
-}
-
-/// The client's `security` block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ClientSecurity {
-    /// Seal peer frames (AES-256-GCM). Off only for debugging.
-    pub enable_encryption: bool,
-    /// Send a token to the coordinator.
-    pub enable_authentication: bool,
     /// Present the account id and web auth token of the login reply the client saw
     /// (`<account id>:<token>`) to the coordinator, for its `rathena` authentication mode
-    /// (`security.web_auth_token`, `WebAuthToken`). Off by default: a coordinator with
-    /// authentication off welcomes a client that presents a token under an anonymous id.
+    /// (`security.web_auth_token`, `WebAuthToken`). Off by default: presenting a credential is
+    /// the operator's choice.
     pub present_web_auth_token: bool,
-    /// Verify the coordinator's TLS certificate.
-    pub certificate_validation: bool,
-    /// Lowest TLS version accepted.
-    pub tls_version: TlsVersion,
+    /// Settings given in the file that do nothing, in file order, each with the reason.
+    pub ignored: Vec<IgnoredSetting>,
 }
 
-impl Default for ClientSecurity {
-    fn default() -> Self {
-        ClientSecurity {
-            enable_encryption: true,
-            enable_authentication: true,
-            present_web_auth_token: false,
-            certificate_validation: true,
-            tls_version: TlsVersion::Tls12,
-        }
+/// A setting that was read (and validated) but does not act as its name says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IgnoredSetting {
+    /// Its key path, as the error messages name keys.
+    pub key: String,
+    /// Why it does nothing.
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for IgnoredSetting {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: unsupported, ignored: {}", self.key, self.reason)
     }
 }
 
-/// A minimum TLS version.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TlsVersion {
-    /// TLS 1.2.
-    #[default]
-    Tls12,
-    /// TLS 1.3.
-    Tls13,
+/// Why each setting of the guides that ro-p2p does not act on is ignored.
+mod why {
+    pub const REST_API_URL: &str =
+        "the client talks to the coordinator over the signaling WebSocket only";
+    pub const TIMEOUT_SECONDS: &str = "signaling has no per-request timeout; \
+        coordinator.connection_timeout_ms (ConnectionTimeout) bounds one connection attempt";
+    pub const UPDATE_INTERVAL: &str = "movement goes to peers as the game sends it, not on a timer";
+    pub const KEY_ROTATION: &str =
+        "the coordinator's key_rotation_interval_s decides when session keys rotate";
+    pub const ENCRYPTION_OFF: &str = "peer frames are always sealed (AES-256-GCM)";
+    pub const AUTHENTICATION_OFF: &str = "the client presents a token whenever the \
+        application gives it one; the coordinator's require_authentication decides";
+    pub const CERTIFICATE_VALIDATION_OFF: &str = "wss:// certificates are always validated";
+    pub const TLS_13: &str =
+        "the client accepts TLS 1.2 and 1.3 (whichever the coordinator offers)";
+    pub const CONSOLE_OUTPUT: &str =
+        "the DLL logs to its log file only; ro-p2p-peer and ro-p2p proxy log to stderr";
+    pub const FALLBACK_OFF: &str = "when P2P fails every packet goes to the map server; \
+        there is no other safe route";
 }
 
 /// Which zones (rAthena map names) use P2P.
@@ -144,6 +138,29 @@ impl ClientSettings {
             ..crate::client::Config::default()
         }
     }
+
+    /// The seal's tunables from these settings (`compression_threshold`).
+    pub fn seal_config(&self) -> crate::seal::SealConfig {
+        crate::seal::SealConfig {
+            compression_threshold_bytes: usize::try_from(self.compression_threshold_bytes)
+                .unwrap_or(usize::MAX),
+            ..crate::seal::SealConfig::default()
+        }
+    }
+
+    /// What to report to the coordinator as this machine's capabilities, given what the
+    /// adapter measured: `None` (never elected host) when `prefer_p2p_hosting` is off or the
+    /// machine is below this client's own [`Self::host_requirements`]. A figure the adapter
+    /// could not measure is 0, which only meets a minimum of 0.
+    pub fn volunteer(&self, measured: Capabilities) -> Option<Capabilities> {
+        let r = &self.host_requirements;
+        let meets = measured.cpu_cores >= r.min_cpu_cores
+            && measured.cpu_mhz >= r.min_cpu_mhz
+            && measured.memory_mb >= r.min_memory_mb
+            && measured.bandwidth_mbps >= r.min_bandwidth_mbps
+            && measured.latency_ms <= r.max_latency_ms;
+        (self.prefer_p2p_hosting && meets).then_some(measured)
+    }
 }
 
 impl FromIterator<Zone> for ZoneFilter {
@@ -171,34 +188,31 @@ impl Default for ClientSettings {
         ClientSettings {
             p2p_enabled: true,
             prefer_p2p_hosting: true,
-            fallback_on_failure: true,
             coordinator_urls: Vec::new(),
-            rest_api_url: None,
-            request_timeout_ms: 30_000,
             connection_timeout_ms: 5000,
             reconnect_delay_ms: 1000,
             max_retries: 3,
             max_connections: 5,
             max_latency_ms: 100,
             compression_threshold_bytes: 1024,
-            key_rotation_interval_s: 3600,
-            update_interval_ms: 50,
             packet_version: DEFAULT_PACKET_VERSION,
             client_family: None,
             routing_policy: None,
             host_requirements: HostRequirements::default(),
-            security: ClientSecurity::default(),
             log_level: LogLevel::Info,
-            log_console: true,
             log_file: None,
             zones: ZoneFilter::All,
+            present_web_auth_token: false,
+            ignored: Vec::new(),
         }
     }
 }
 
 impl ClientSettings {
-    /// Parses `p2p_config.json` (JSON5: `//` comments and trailing commas allowed).
+    /// Parses `p2p_config.json` (JSON5: `//` comments and trailing commas allowed; a UTF-8
+    /// byte order mark is skipped).
     pub fn from_json(text: &str) -> Result<ClientSettings, ConfigError> {
+        let text = strip_bom(text);
         tree::check_text(text, "json5")?;
         let root: Value = json5::from_str(text)
             .map_err(|e| ConfigError::Syntax { format: "json5", message: e.to_string() })?;
@@ -210,6 +224,7 @@ impl ClientSettings {
         let mut zones = root.table("zones")?;
         root.finish()?;
         let d = ClientSettings::default();
+        let mut ignored = Vec::new();
 
         let p2p_enabled = p.bool("enabled", d.p2p_enabled)?;
         let mut coordinator_urls = Vec::new();
@@ -222,11 +237,14 @@ impl ClientSettings {
         if p2p_enabled && coordinator_urls.is_empty() {
             return Err(ConfigError::Missing { key: c.key("websocket_url") });
         }
-        let rest_api_url = c.opt_string("rest_api_url")?;
-        if let Some(url) = &rest_api_url {
-            check_url(&c.key("rest_api_url"), url, &["http://", "https://"])?;
+        if let Some(url) = c.opt_string("rest_api_url")? {
+            check_url(&c.key("rest_api_url"), &url, &["http://", "https://"])?;
+            ignore(&mut ignored, c.key("rest_api_url"), why::REST_API_URL);
         }
-        let request_timeout_ms = c.uint("timeout_seconds", 30u64, 1..=600)? * 1000;
+        if c.has("timeout_seconds") {
+            c.uint("timeout_seconds", 30u64, 1..=600)?;
+            ignore(&mut ignored, c.key("timeout_seconds"), why::TIMEOUT_SECONDS);
+        }
         let connection_timeout_ms =
             c.uint("connection_timeout_ms", d.connection_timeout_ms, 100..=600_000)?;
         let reconnect_delay_ms =
@@ -239,7 +257,10 @@ impl ClientSettings {
         let max_latency_ms = p.uint("max_latency_ms", d.max_latency_ms, 1..=60_000)?;
         let compression_threshold_bytes =
             p.uint("compression_threshold", d.compression_threshold_bytes, 0..=1 << 20)?;
-        let update_interval_ms = p.uint("update_interval_ms", d.update_interval_ms, 1..=60_000)?;
+        if p.has("update_interval_ms") {
+            p.uint("update_interval_ms", 50u64, 1..=60_000)?;
+            ignore(&mut ignored, p.key("update_interval_ms"), why::UPDATE_INTERVAL);
+        }
         let packet_version = packet_version(&mut p, "packet_version")?;
         let client_family = client_family(&mut p, "client", packet_version)?;
         let routing_policy = policy(&mut p, "policy")?;
@@ -264,28 +285,34 @@ impl ClientSettings {
         };
         p.finish()?;
 
-        let sd = d.security;
-        let tls_version = match sec.opt_string("tls_version")? {
-            None => sd.tls_version,
-            Some(s) => tls_version(&sec.key("tls_version"), &s)?,
-        };
-        let security = ClientSecurity {
-            enable_encryption: sec.bool("enable_encryption", sd.enable_encryption)?,
-            enable_authentication: sec.bool("enable_authentication", sd.enable_authentication)?,
-            present_web_auth_token: sec.bool("web_auth_token", sd.present_web_auth_token)?,
-            certificate_validation: sec
-                .bool("certificate_validation", sd.certificate_validation)?,
-            tls_version,
-        };
-        let key_rotation_interval_s =
-            sec.uint("key_rotation_interval_s", d.key_rotation_interval_s, 10..=7 * 86_400)?;
+        if let Some(s) = sec.opt_string("tls_version")?
+            && tls_version(&sec.key("tls_version"), &s)? == TlsVersion::Tls13
+        {
+            ignore(&mut ignored, sec.key("tls_version"), why::TLS_13);
+        }
+        for (key, reason) in [
+            ("enable_encryption", why::ENCRYPTION_OFF),
+            ("enable_authentication", why::AUTHENTICATION_OFF),
+            ("certificate_validation", why::CERTIFICATE_VALIDATION_OFF),
+        ] {
+            if !sec.bool(key, true)? {
+                ignore(&mut ignored, sec.key(key), reason);
+            }
+        }
+        if sec.has("key_rotation_interval_s") {
+            sec.uint("key_rotation_interval_s", 3600u64, 10..=7 * 86_400)?;
+            ignore(&mut ignored, sec.key("key_rotation_interval_s"), why::KEY_ROTATION);
+        }
+        let present_web_auth_token = sec.bool("web_auth_token", d.present_web_auth_token)?;
         sec.finish()?;
 
         let log_level = match log.opt_string("level")? {
             None => d.log_level,
             Some(s) => LogLevel::parse(&log.key("level"), &s)?,
         };
-        let log_console = log.bool("console_output", d.log_console)?;
+        if log.bool("console_output", false)? {
+            ignore(&mut ignored, log.key("console_output"), why::CONSOLE_OUTPUT);
+        }
         let log_file = log.opt_string("file")?;
         log.finish()?;
 
@@ -297,49 +324,51 @@ impl ClientSettings {
             set.insert(zone);
         }
         let zone_filter = if zone_list_given { ZoneFilter::Only(set) } else { ZoneFilter::All };
-        let fallback_on_failure = zones.bool("fallback_on_failure", d.fallback_on_failure)?;
+        if !zones.bool("fallback_on_failure", true)? {
+            ignore(&mut ignored, zones.key("fallback_on_failure"), why::FALLBACK_OFF);
+        }
         zones.finish()?;
 
         Ok(ClientSettings {
             p2p_enabled,
             prefer_p2p_hosting,
-            fallback_on_failure,
             coordinator_urls,
-            rest_api_url,
-            request_timeout_ms,
             connection_timeout_ms,
             reconnect_delay_ms,
             max_retries,
             max_connections,
             max_latency_ms,
             compression_threshold_bytes,
-            key_rotation_interval_s,
-            update_interval_ms,
             packet_version,
             client_family,
             routing_policy,
             host_requirements,
-            security,
             log_level,
-            log_console,
             log_file,
             zones: zone_filter,
+            present_web_auth_token,
+            ignored,
         })
     }
 
     /// Parses the game client's `Data/config.ini` (only its `[P2P]` section is read; keys match
-    /// case-insensitively; other sections belong to the game) and, if given,
-    /// `Data/resourceinfo.ini` (its `[P2P_HOSTS]` `0=`, `1=`, ... URLs, in numeric order, follow
-    /// `CoordinatorURL` as backups; duplicates are dropped).
+    /// case-insensitively; other sections belong to the game; a UTF-8 byte order mark is
+    /// skipped) and, if given, `Data/resourceinfo.ini` (its `[P2P_HOSTS]` `0=`, `1=`, ... URLs,
+    /// in numeric order, follow `CoordinatorURL` as backups; duplicates are dropped). A
+    /// `config.ini` without a `[P2P]` section is refused ([`ConfigError::Missing`] on `[P2P]`).
     pub fn from_ini(
         config_ini: &str,
         resourceinfo_ini: Option<&str>,
     ) -> Result<ClientSettings, ConfigError> {
-        let mut p = ini_section(config_ini, "P2P")?;
+        let mut p = ini_section(config_ini, "P2P")?
+            .ok_or_else(|| ConfigError::Missing { key: "[P2P]".to_owned() })?;
         let d = ClientSettings::default();
+        let mut ignored = Vec::new();
         let p2p_enabled = p.bool("EnableP2P", d.p2p_enabled)?;
         let prefer_p2p_hosting = p.bool("PreferP2PHosting", d.prefer_p2p_hosting)?;
-        let fallback_on_failure = p.bool("MainServerFallback", d.fallback_on_failure)?;
+        if !p.bool("MainServerFallback", true)? {
+            ignore(&mut ignored, p.key("MainServerFallback"), why::FALLBACK_OFF);
+        }
 
         let port_key = p.key("CoordinatorPort");
         let port: Option<u16> = match p.take("CoordinatorPort") {
@@ -357,7 +386,8 @@ impl ClientSettings {
             push_ws_url(&mut coordinator_urls, &key, url)?;
         }
         if let Some(text) = resourceinfo_ini {
-            let hosts = ini_section(text, "P2P_HOSTS")?;
+            let hosts =
+                ini_section(text, "P2P_HOSTS")?.unwrap_or_else(|| Table::empty("P2P_HOSTS"));
             let mut numbered = Vec::new();
             for (lookup, (written, v)) in hosts.into_entries() {
                 let key = tree::join("P2P_HOSTS", &written);
@@ -392,14 +422,18 @@ impl ClientSettings {
         };
         let max_latency_ms = p.uint("MaxLatencyMS", d.max_latency_ms, 1..=60_000)?;
         let host_requirements = HostRequirements { max_latency_ms, ..host_requirements };
-        let security = ClientSecurity {
-            enable_encryption: p.bool("EnableEncryption", d.security.enable_encryption)?,
-            present_web_auth_token: p.bool("WebAuthToken", d.security.present_web_auth_token)?,
-            ..d.security
-        };
-        let key_rotation_interval_s =
-            p.uint("KeyRotationInterval", d.key_rotation_interval_s, 10..=7 * 86_400)?;
-        let update_interval_ms = p.uint("UpdateInterval", d.update_interval_ms, 1..=60_000)?;
+        if !p.bool("EnableEncryption", true)? {
+            ignore(&mut ignored, p.key("EnableEncryption"), why::ENCRYPTION_OFF);
+        }
+        if p.has("KeyRotationInterval") {
+            p.uint("KeyRotationInterval", 3600u64, 10..=7 * 86_400)?;
+            ignore(&mut ignored, p.key("KeyRotationInterval"), why::KEY_ROTATION);
+        }
+        if p.has("UpdateInterval") {
+            p.uint("UpdateInterval", 50u64, 1..=60_000)?;
+            ignore(&mut ignored, p.key("UpdateInterval"), why::UPDATE_INTERVAL);
+        }
+        let present_web_auth_token = p.bool("WebAuthToken", d.present_web_auth_token)?;
         let max_connections = p.uint("MaxConnections", d.max_connections, 0..=1000)?;
         let compression_threshold_bytes =
             p.uint("CompressionThreshold", d.compression_threshold_bytes, 0..=1 << 20)?;
@@ -411,7 +445,6 @@ impl ClientSettings {
         Ok(ClientSettings {
             p2p_enabled,
             prefer_p2p_hosting,
-            fallback_on_failure,
             coordinator_urls,
             connection_timeout_ms,
             reconnect_delay_ms,
@@ -419,21 +452,30 @@ impl ClientSettings {
             max_connections,
             max_latency_ms,
             compression_threshold_bytes,
-            key_rotation_interval_s,
-            update_interval_ms,
             packet_version,
             client_family,
             routing_policy,
             host_requirements,
-            security,
+            present_web_auth_token,
+            ignored,
             ..d
         })
     }
 }
 
-/// The keys of one INI section as a case-insensitive table; an absent section is empty, a
-/// section given twice is an error.
-fn ini_section(text: &str, name: &str) -> Result<Table, ConfigError> {
+fn ignore(ignored: &mut Vec<IgnoredSetting>, key: String, reason: &'static str) {
+    ignored.push(IgnoredSetting { key, reason });
+}
+
+/// Windows editors (Notepad) often save UTF-8 with a byte order mark.
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// The keys of one INI section as a case-insensitive table, `None` when the section is absent;
+/// a section given twice is an error.
+fn ini_section(text: &str, name: &str) -> Result<Option<Table>, ConfigError> {
+    let text = strip_bom(text);
     tree::check_text(text, "ini")?;
     let opt = ini::ParseOption { enabled_escape: false, ..Default::default() };
     let ini = ini::Ini::load_from_str_opt(text, opt)
@@ -452,7 +494,10 @@ fn ini_section(text: &str, name: &str) -> Result<Table, ConfigError> {
             pairs.push((k.to_owned(), strip_inline_comment(v).to_owned()));
         }
     }
-    Table::case_insensitive(name, pairs)
+    if !seen {
+        return Ok(None);
+    }
+    Table::case_insensitive(name, pairs).map(Some)
 }
 
 /// `EnableP2P=1 ; comment` -> `1`: the game's own INI reader allows trailing comments.
@@ -542,4 +587,11 @@ fn tls_version(key: &str, s: &str) -> Result<TlsVersion, ConfigError> {
             reason: format!("{s:?} is not one of 1.2, 1.3"),
         }),
     }
+}
+
+/// A minimum TLS version (`security.tls_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsVersion {
+    Tls12,
+    Tls13,
 }

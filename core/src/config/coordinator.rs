@@ -62,6 +62,10 @@ pub struct CoordinatorSettings {
     /// host and port, no path); login's `websocket_url` is built from it, never from the
     /// request's `Host`. `None`: from `Host`.
     pub public_url: Option<String>,
+    /// `coordinator.trusted_proxies`: addresses of reverse proxies whose `Forwarded: proto=` or
+    /// `X-Forwarded-Proto` header says whether the client came over TLS (login then hands out
+    /// `wss://` without `public_url`); from anyone else these headers are ignored.
+    pub trusted_proxies: Vec<core::net::IpAddr>,
     /// `coordinator.outbound_queue_bytes`: bytes queued towards one client before it is
     /// closed as a slow consumer.
     pub outbound_queue_bytes: u64,
@@ -348,6 +352,7 @@ impl Default for CoordinatorSettings {
             host_requirements: HostRequirements::default(),
             rate_limit: RateLimit::default(),
             public_url: None,
+            trusted_proxies: Vec::new(),
             outbound_queue_bytes: crate::coordinator::OUTBOUND_QUEUE_BYTES_MAX_DEFAULT as u64,
             grace_seats_max: core_default.grace_seats_max as u32,
             grace_seats_per_address: core_default.grace_seats_per_origin_max as u32,
@@ -489,6 +494,16 @@ impl CoordinatorSettings {
         let rate_limit = RateLimit { per_second, burst, strikes_max };
         rl.finish()?;
 
+        let mut trusted_proxies = Vec::new();
+        for (path, ip) in c.string_list("trusted_proxies")? {
+            let ip = ip.trim().parse().map_err(|_| ConfigError::Invalid {
+                key: path,
+                reason: format!("{ip:?} is not an IP address"),
+            })?;
+            if !trusted_proxies.contains(&ip) {
+                trusted_proxies.push(ip);
+            }
+        }
         let public_url = c.opt_string("public_url")?;
         if let Some(url) = &public_url {
             check_public_url(&c.key("public_url"), url)?;
@@ -565,6 +580,7 @@ impl CoordinatorSettings {
             host_requirements,
             rate_limit,
             public_url,
+            trusted_proxies,
             outbound_queue_bytes,
             grace_seats_max,
             grace_seats_per_address,

@@ -15,8 +15,7 @@ mod tree;
 use core::fmt;
 
 pub use client::{
-    COORDINATOR_URLS_MAX, ClientSecurity, ClientSettings, DEFAULT_PACKET_VERSION, TlsVersion,
-    ZoneFilter,
+    COORDINATOR_URLS_MAX, ClientSettings, DEFAULT_PACKET_VERSION, IgnoredSetting, ZoneFilter,
 };
 pub use coordinator::{
     AuthMode, CoordinatorSettings, LogFormat, LoggingSettings, LoginSchema, RateLimit,

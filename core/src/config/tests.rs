@@ -318,14 +318,26 @@ mod client_json {
         let s =
             ClientSettings::from_json(include_str!("fixtures/client_development.json")).unwrap();
         assert_eq!(s.coordinator_urls, vec!["ws://localhost:8001/api/v1/signaling/ws".to_owned()]);
-        assert_eq!(s.rest_api_url.as_deref(), Some("http://localhost:8001/api/v1"));
-        assert_eq!(s.request_timeout_ms, 30_000);
         assert!(s.p2p_enabled);
         assert_eq!(s.max_connections, 10);
-        assert!(!s.security.enable_encryption);
-        assert!(!s.security.enable_authentication);
         assert_eq!(s.log_level, LogLevel::Debug);
-        assert!(s.log_console);
+        // What the guide sets that does nothing is named, with the reason, in file order.
+        let ignored: Vec<&str> = s.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            ignored,
+            [
+                "coordinator.rest_api_url",
+                "coordinator.timeout_seconds",
+                "security.enable_encryption",
+                "security.enable_authentication",
+                "logging.console_output",
+            ]
+        );
+        assert_eq!(
+            s.ignored[2].to_string(),
+            "security.enable_encryption: unsupported, ignored: peer frames are always sealed \
+             (AES-256-GCM)"
+        );
         assert_eq!(s.zones, ZoneFilter::All);
         // Everything the guide does not give keeps its default.
         assert_eq!((s.connection_timeout_ms, s.reconnect_delay_ms, s.max_retries), (5000, 1000, 3));
@@ -341,14 +353,15 @@ mod client_json {
             vec!["wss://your-server.com:8001/api/v1/signaling/ws".to_owned()]
         );
         assert_eq!(s.max_connections, 50);
-        assert!(s.security.enable_encryption && s.security.certificate_validation);
-        assert_eq!(s.security.tls_version, TlsVersion::Tls13);
         assert_eq!(s.log_file.as_deref(), Some("p2p_dll.log"));
-        assert!(!s.log_console);
+        let ignored: Vec<&str> = s.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            ignored,
+            ["coordinator.rest_api_url", "coordinator.timeout_seconds", "security.tls_version"]
+        );
         let z = |n: &str| crate::wire::Zone::new(n).unwrap();
         assert!(s.zones.allows(&z("prontera")) && s.zones.allows(&z("alberta")));
         assert!(!s.zones.allows(&z("gef_dun00")));
-        assert!(s.fallback_on_failure);
     }
 
     #[test]
@@ -384,10 +397,8 @@ mod client_json {
             ["wss://a.example/ws", "wss://b.example/ws", "ws://c.example:8001/ws"]
         );
         assert_eq!((s.connection_timeout_ms, s.reconnect_delay_ms, s.max_retries), (2000, 250, 5));
-        assert_eq!(
-            (s.max_latency_ms, s.compression_threshold_bytes, s.update_interval_ms),
-            (150, 0, 100)
-        );
+        assert_eq!((s.max_latency_ms, s.compression_threshold_bytes), (150, 0));
+        assert_eq!(s.seal_config().compression_threshold_bytes, 0);
         assert_eq!(s.packet_version, 20190116);
         assert_eq!(s.client_family, Some(crate::packet::ClientFamily::Zero));
         assert_eq!(s.version().map(|v| v.to_string()), Ok("20190116-zero".to_owned()));
@@ -395,9 +406,10 @@ mod client_json {
         assert!(!s.prefer_p2p_hosting);
         assert_eq!(s.host_requirements.min_cpu_cores, 2);
         assert_eq!(s.host_requirements.min_memory_mb, 8192);
-        assert_eq!(s.key_rotation_interval_s, 600);
-        assert!(s.security.present_web_auth_token);
-        assert!(!ClientSettings::default().security.present_web_auth_token);
+        assert!(s.present_web_auth_token);
+        assert!(!ClientSettings::default().present_web_auth_token);
+        let ignored: Vec<&str> = s.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(ignored, ["p2p.update_interval_ms", "security.key_rotation_interval_s"]);
         assert_eq!(s.zones, ZoneFilter::Only(Default::default()));
         assert!(!s.zones.allows(&crate::wire::Zone::new("prontera").unwrap()));
     }
@@ -483,10 +495,56 @@ mod client_ini {
         .unwrap();
         let expected = ClientSettings {
             coordinator_urls: vec!["ws://localhost:8001/api/signaling/ws".to_owned()],
+            ignored: s.ignored.clone(),
             ..ClientSettings::default()
         };
+        let ignored: Vec<&str> = s.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(ignored, ["P2P.KeyRotationInterval", "P2P.UpdateInterval"]);
+        assert!(s.ignored[0].reason.contains("key_rotation_interval_s"), "{:?}", s.ignored);
         // Every value the guide writes equals our default, and the one URL is not doubled.
         assert_eq!(s, expected);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_a_missing_p2p_section_is_named() {
+        let url = "CoordinatorURL=ws://h.example/ws\n";
+        let s = ClientSettings::from_ini(&format!("\u{feff}[P2P]\n{url}"), None).unwrap();
+        assert_eq!(s.coordinator_urls, ["ws://h.example/ws"]);
+        let s = ClientSettings::from_json("\u{feff}{coordinator: {websocket_url: \"ws://h/ws\"}}")
+            .unwrap();
+        assert_eq!(s.coordinator_urls, ["ws://h/ws"]);
+        let err = ClientSettings::from_ini("[Graphics]\nWidth=800\n", None).unwrap_err();
+        assert_eq!(err, ConfigError::Missing { key: "[P2P]".to_owned() });
+        assert_eq!(err.to_string(), "[P2P]: missing");
+        // A resourceinfo.ini without [P2P_HOSTS] adds no backups.
+        let s = ClientSettings::from_ini(&format!("[P2P]\n{url}"), Some("[Other]\nx=1\n")).unwrap();
+        assert_eq!(s.coordinator_urls.len(), 1);
+    }
+
+    #[test]
+    fn a_client_volunteers_as_host_only_when_it_prefers_to_and_meets_its_minimums() {
+        use crate::wire::Capabilities;
+        let strong = Capabilities {
+            cpu_cores: 8,
+            cpu_mhz: 3500,
+            memory_mb: 16_384,
+            bandwidth_mbps: 100,
+            latency_ms: 20,
+        };
+        let s = ClientSettings::from_ini("[P2P]\nCoordinatorURL=ws://h/ws\n", None).unwrap();
+        assert_eq!(s.volunteer(strong), Some(strong));
+        let weak = Capabilities { cpu_cores: 2, ..strong };
+        assert_eq!(s.volunteer(weak), None);
+        let slow = Capabilities { latency_ms: 101, ..strong };
+        assert_eq!(s.volunteer(slow), None);
+        let lenient =
+            ClientSettings::from_ini("[P2P]\nCoordinatorURL=ws://h/ws\nMinCPUCores=2\n", None)
+                .unwrap();
+        assert_eq!(lenient.volunteer(weak), Some(weak));
+        let shy =
+            ClientSettings::from_ini("[P2P]\nCoordinatorURL=ws://h/ws\nPreferP2PHosting=0\n", None)
+                .unwrap();
+        assert_eq!(shy.volunteer(strong), None);
     }
 
     #[test]
@@ -497,7 +555,7 @@ mod client_ini {
         )
         .unwrap();
         assert!(!s.p2p_enabled);
-        assert!(s.security.present_web_auth_token);
+        assert!(s.present_web_auth_token);
         assert_eq!(s.max_connections, 7);
         assert_eq!(s.compression_threshold_bytes, 2048);
         assert_eq!(s.max_latency_ms, 80);
@@ -597,6 +655,18 @@ mod robustness {
         let dashes = format!("{}x\n", "- ".repeat(200_000));
         assert!(yaml(&dashes).is_err());
     }
+}
+
+#[test]
+fn trusted_proxies_are_ip_addresses() {
+    let base = "coordinator:\n  require_authentication: false\n  trusted_proxies: ";
+    let s = yaml(&format!("{base}[\"10.0.0.1\", \"::1\", \"10.0.0.1\"]\n")).unwrap();
+    assert_eq!(
+        s.trusted_proxies,
+        ["10.0.0.1".parse::<core::net::IpAddr>().unwrap(), "::1".parse().unwrap()]
+    );
+    let err = yaml(&format!("{base}[\"proxy.example\"]\n")).unwrap_err();
+    assert_eq!(err.key(), Some("coordinator.trusted_proxies[0]"), "{err}");
 }
 
 #[test]

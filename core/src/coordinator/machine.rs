@@ -507,6 +507,10 @@ impl State {
         self.sessions.get(sid)?.seat(peer)?.capabilities
     }
 
+    pub(crate) fn conn_peer(&self, conn: ConnId) -> Option<&PeerId> {
+        self.conns.get(&conn).map(|c| &c.peer)
+    }
+
     pub(crate) fn seat_zone(&self, peer: &PeerId) -> Option<Zone> {
         let sid = self.seats.get(peer)?;
         self.sessions.get(sid).map(|s| s.zone.clone())

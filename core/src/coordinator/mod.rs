@@ -279,6 +279,12 @@ impl Coordinator {
         self.state.placement(zone)
     }
 
+    /// The identity of connection `conn` (with authentication off, the `peer_id` its first
+    /// `join` chose), if it is open.
+    pub fn peer_of(&self, conn: ConnId) -> Option<&PeerId> {
+        self.state.conn_peer(conn)
+    }
+
     /// Live connections.
     pub fn connection_count(&self) -> usize {
         self.state.conns.len()

@@ -16,6 +16,14 @@ pub enum Classified<'a> {
 }
 
 impl<'a> Classified<'a> {
+    /// Why the packet is server-only, `None` when it is peer-eligible.
+    pub fn server_only_reason(&self) -> Option<ServerOnlyReason> {
+        match self {
+            Classified::ServerOnly(s) => Some(s.reason),
+            Classified::PeerEligible(_) => None,
+        }
+    }
+
     /// The table row of the packet.
     pub fn spec(&self) -> &'static PacketSpec {
         match self {

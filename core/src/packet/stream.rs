@@ -4,7 +4,7 @@
 //! buffer is allocated once, and verdicts borrow from it.
 
 use super::chat::OwnName;
-use super::classify::{Dialect, classify};
+use super::classify::{Dialect, ServerOnlyReason, classify};
 use super::obfuscation::{KeySequence, Obfuscation};
 use super::table::{
     PacketLen, PacketSpec, PacketTable, PacketVersion, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN,
@@ -88,6 +88,9 @@ pub struct PacketVerdict<'a> {
     pub len: usize,
     /// Where it goes.
     pub route: Route<'a>,
+    /// Why the classifier kept it off peers (a command, the mute emote, an NPC click, ...);
+    /// `None` when it is peer-eligible and the policy and context chose the route.
+    pub server_only: Option<ServerOnlyReason>,
     /// What to write to the server: the packet, its id re-obfuscated with the server's key
     /// sequence; empty when the route is [`Route::Peers`].
     pub server_bytes: &'a [u8],
@@ -286,7 +289,9 @@ impl GameStream {
             // The server's key equals the client's (always, without obfuscation): the wire id is
             // already what the server expects.
             let packet = self.buf.get(start..end)?;
-            let route = policy.route(classify(self.dialect, &self.own_name, spec, packet), ctx);
+            let classified = classify(self.dialect, &self.own_name, spec, packet);
+            let server_only = classified.server_only_reason();
+            let route = policy.route(classified, ctx);
             let server_bytes: &[u8] = if route.to_server() {
                 self.server_key.advance();
                 packet
@@ -294,7 +299,8 @@ impl GameStream {
                 &[]
             };
             let body = packet.get(2..).unwrap_or_default();
-            let verdict = PacketVerdict { offset, spec, len, route, server_bytes, body };
+            let verdict =
+                PacketVerdict { offset, spec, len, route, server_only, server_bytes, body };
             return Some(Verdict::Packet(verdict));
         }
         // Rare path: packets were diverted to peers on an obfuscated connection, so the server's
@@ -313,10 +319,20 @@ impl GameStream {
             }
         }
         let packet = self.buf.get(start..end)?;
-        let route = policy.route(classify(self.dialect, &self.own_name, spec, packet), ctx);
+        let classified = classify(self.dialect, &self.own_name, spec, packet);
+        let server_only = classified.server_only_reason();
+        let route = policy.route(classified, ctx);
         let server_bytes: &[u8] = if to_server { packet } else { &[] };
         let body = packet.get(2..).unwrap_or_default();
-        Some(Verdict::Packet(PacketVerdict { offset, spec, len, route, server_bytes, body }))
+        Some(Verdict::Packet(PacketVerdict {
+            offset,
+            spec,
+            len,
+            route,
+            server_only,
+            server_bytes,
+            body,
+        }))
     }
 
     /// Appends to `out` a packet that an earlier verdict routed to peers only (`id`, the

@@ -114,6 +114,8 @@ struct Dll {
     driver_gone: bool,
     /// The node's counters when last read.
     last_stats: NodeStats,
+    /// Started with `options.web_auth_token` of this account.
+    web_auth_account: Option<u32>,
 }
 
 impl Kind for Dll {
@@ -329,13 +331,20 @@ pub(crate) struct Options {
     pub(crate) token: Option<String>,
     pub(crate) peer_id: Option<PeerId>,
     pub(crate) udp_bind_ip: Option<IpAddr>,
+    /// The account of `options.web_auth_token`: a refreshed token is a web auth token too.
+    pub(crate) web_auth_account: Option<u32>,
 }
 
 /// # Safety
 /// `options` NULL or valid, with NULL or NUL-terminated strings.
 unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Failure> {
     if options.is_null() {
-        return Ok(Options { token: None, peer_id: None, udp_bind_ip: None });
+        return Ok(Options {
+            token: None,
+            peer_id: None,
+            udp_bind_ip: None,
+            web_auth_account: None,
+        });
     }
     // SAFETY: non-null; the caller promises a valid struct.
     let o = unsafe { options.read() };
@@ -359,6 +368,7 @@ unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Fai
             Failure::invalid(format!("options.udp_bind_ip: {ip:?} is not an IP address: {e}"))
         })?),
     };
+    let web_auth_account = web_auth_token.is_some().then_some(account_id);
     let (token, peer_id) = match web_auth_token {
         None => (token, peer_id),
         Some(_) if token.is_some() => {
@@ -379,7 +389,7 @@ unsafe fn read_options(options: *const RoP2pStartOptions) -> Result<Options, Fai
         (None, aid) if aid != 0 => Some(account_peer_id(aid)),
         (p, _) => p,
     };
-    Ok(Options { token, peer_id, udp_bind_ip })
+    Ok(Options { token, peer_id, udp_bind_ip, web_auth_account })
 }
 
 /// Starts an instance from the player's configuration; the same as
@@ -515,20 +525,36 @@ pub(crate) fn start_settings(
             0,
             &format!("everything goes to the map server: {reason}"),
         ));
-        if !settings.security.certificate_validation {
-            state.log.log(
-                LogLevel::Warn,
-                "security.certificate_validation=false is ignored: wss:// certificates are always validated",
-            );
+        for ignored in &settings.ignored {
+            state.log.log(LogLevel::Warn, &ignored.to_string());
         }
         let shared = Shared::new(state);
+        let web_auth_account = options.web_auth_account;
         let mut client = settings.to_client_config();
+        let measured = ro_p2p_tokio::client::machine::measure();
+        client.capabilities = settings.volunteer(measured);
+        shared.lock().log.log(
+            LogLevel::Info,
+            &format!(
+                "this machine: {} cores, {} MHz, {} MB, link {} Mbps: {}",
+                measured.cpu_cores,
+                measured.cpu_mhz,
+                measured.memory_mb,
+                measured.bandwidth_mbps,
+                if client.capabilities.is_some() {
+                    "reported to the coordinator as a host candidate"
+                } else {
+                    "not a host candidate (prefer_hosting off or below the host requirements)"
+                }
+            ),
+        );
         client.token = options.token;
         client.peer_id = options.peer_id;
         let config = NodeConfig {
             packet_version: version,
             obfuscation,
             policy,
+            seal: settings.seal_config(),
             ..NodeConfig::with_client(client)
         };
         let mut links = LinksConfig::default();
@@ -552,10 +578,88 @@ pub(crate) fn start_settings(
             server_out: Vec::new(),
             driver_gone: false,
             last_stats: NodeStats::default(),
+            web_auth_account,
             settings,
         };
         Ok(handles::insert(dll))
     }
+}
+
+/// Starts an instance from the game's `Data/config.ini` text and, when not NULL, its
+/// `Data/resourceinfo.ini` text, whose `[P2P_HOSTS]` coordinators follow `CoordinatorURL` as
+/// backups (as the hooks read a game folder). Otherwise as [`rop2p_start_with`] with format 2.
+///
+/// # Safety
+/// `config_ini` is a NUL-terminated string; `resourceinfo_ini` and `log_path` NULL or one;
+/// `options` NULL or valid (its strings NULL or NUL-terminated); `out_handle` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_start_ini(
+    config_ini: *const c_char,
+    resourceinfo_ini: *const c_char,
+    log_path: *const c_char,
+    options: *const RoP2pStartOptions,
+    out_handle: *mut u64,
+) -> RoP2pStatus {
+    guard(|| {
+        if out_handle.is_null() {
+            return Err(Failure::null("out_handle"));
+        }
+        // SAFETY: the caller passes NUL-terminated strings or NULL where allowed.
+        let config = unsafe { c_str("config_ini", config_ini) }?
+            .ok_or_else(|| Failure::null("config_ini"))?;
+        // SAFETY: as above.
+        let resourceinfo = unsafe { c_str("resourceinfo_ini", resourceinfo_ini) }?;
+        // SAFETY: as above.
+        let log_path = unsafe { c_str("log_path", log_path) }?;
+        // SAFETY: the caller passes NULL or a valid struct.
+        let options = unsafe { read_options(options) }?;
+        let settings = ClientSettings::from_ini(config, resourceinfo)
+            .map_err(|e| Failure::new(RoP2pStatus::ErrConfig, e.to_string()))?;
+        let handle = start_settings(settings, log_path, options)?;
+        // SAFETY: checked non-null above; the caller promises it is writable.
+        unsafe { out_handle.write(handle) };
+        Ok(RoP2pStatus::Ok)
+    })
+}
+
+/// Gives a running instance a fresh credential, for when the one it started with expires:
+/// every later connection to the coordinator (a reconnect, a backup URL) authenticates with
+/// it; the live connection, authenticated already, stays. `token` takes the form the instance
+/// started with: a bearer token (`options.token`), or for an instance started with
+/// `options.web_auth_token` the same account's new rAthena web auth token.
+///
+/// # Safety
+/// `token` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rop2p_refresh_token(handle: u64, token: *const c_char) -> RoP2pStatus {
+    guard(|| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        let token = unsafe { c_str("token", token) }?.ok_or_else(|| Failure::null("token"))?;
+        if token.is_empty() || token.len() > ro_p2p_core::wire::limits::TOKEN_BYTES_MAX {
+            return Err(Failure::invalid(format!(
+                "token: must be 1 to {} bytes, got {}",
+                ro_p2p_core::wire::limits::TOKEN_BYTES_MAX,
+                token.len()
+            )));
+        }
+        with_dll(handle, |d| {
+            let token = match d.web_auth_account {
+                None => token.to_owned(),
+                Some(aid) => {
+                    let web = WebAuthToken::parse(token)
+                        .map_err(|e| Failure::invalid(format!("token: {e}")))?;
+                    WebAuthCredential::encode(aid, web.expose())
+                }
+            };
+            if !d.driver_gone
+                && d.background.block_on(d.background.node.refresh_token(token))?.is_err()
+            {
+                d.lose_driver();
+            }
+            d.log(LogLevel::Info, "token refreshed: used from the next connection on");
+            Ok(RoP2pStatus::Ok)
+        })
+    })
 }
 
 /// Registers the event callback (NULL removes it: events are then kept for

@@ -38,7 +38,7 @@ pub(crate) fn start_options(
         None => None,
     };
     let options = Options { peer_id, ..Options::default() };
-    if !settings.security.present_web_auth_token {
+    if !settings.present_web_auth_token {
         return Ok((options, "coordinator credential: none (security.web_auth_token off)".into()));
     }
     // An all-zero token field reads as an empty string: no token.

@@ -147,6 +147,24 @@ int main(int argc, char **argv) {
     CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
     CHECK(file_contains(log_ini, "started"));
 
+    /* Start from config.ini plus resourceinfo.ini: its [P2P_HOSTS] are backups (the log says
+     * how many URLs); a bad backup is a configuration error that names it. A web auth token
+     * refresh must be a web auth token again. */
+    RoP2pStartOptions web_ini = {NULL, NULL, NULL, 2000001, "0123456789abcdef"};
+    CHECK_STATUS(rop2p_start_ini(INI_CONFIG, "[P2P_HOSTS]\n0=ws://backup.example/ws\n", log_ini, &web_ini, &h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_refresh_token(h, "fedcba9876543210"), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_refresh_token(h, "not-a-web-token"), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(rop2p_refresh_token(h, ""), RO_P2P_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(rop2p_refresh_token(h, NULL), RO_P2P_STATUS_ERR_NULL_POINTER);
+    CHECK_STATUS(rop2p_stop(h), RO_P2P_STATUS_OK);
+    CHECK_STATUS(rop2p_refresh_token(h, "fedcba9876543210"), RO_P2P_STATUS_ERR_CLOSED);
+    CHECK(file_contains(log_ini, "2 coordinator URL(s)"));
+    CHECK(file_contains(log_ini, "token refreshed"));
+    CHECK_STATUS(rop2p_start_ini(INI_CONFIG, "[P2P_HOSTS]\n0=tcp://nope\n", log_ini, NULL, &h), RO_P2P_STATUS_ERR_CONFIG);
+    CHECK(strstr(last_error(), "P2P_HOSTS.0") != NULL);
+    CHECK_STATUS(rop2p_start_ini("[Graphics]\nWidth=800\n", NULL, log_ini, NULL, &h), RO_P2P_STATUS_ERR_CONFIG);
+    CHECK(strstr(last_error(), "[P2P]: missing") != NULL);
+
     /* A NULL callback: events stay for polling. */
     CHECK_STATUS(rop2p_start(INI_CONFIG, RO_P2P_CONFIG_FORMAT_INI, log_ini, &h), RO_P2P_STATUS_OK);
     CHECK_STATUS(rop2p_set_event_callback(h, NULL, NULL), RO_P2P_STATUS_OK);

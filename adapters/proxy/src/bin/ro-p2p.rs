@@ -4,6 +4,10 @@
 //! client sent) and prints, one JSON object per line, how ro-p2p frames, classifies and routes
 //! each packet under a given PACKETVER, obfuscation and policy. See docs/packets.md.
 //!
+//! `ro-p2p check-config` validates a client configuration (`p2p_config.json`, `Data/config.ini`
+//! with `Data/resourceinfo.ini`) or the coordinator's `config.yaml` with the errors the runtime
+//! would give, and names every setting that is read but ignored.
+//!
 //! `ro-p2p proxy` runs P2P for game clients that are pointed at it instead of the login server
 //! (no DLL, no change to the game's executable). See docs/proxy.md.
 
@@ -15,7 +19,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ro_p2p_core::config::ClientSettings;
-use ro_p2p_core::packet::{ClientFamily, GameStream, Obfuscation, PacketVersion, Verdict};
+use ro_p2p_core::packet::{
+    ClientFamily, DesyncReason, GameStream, Obfuscation, PacketVersion, Verdict,
+};
 use ro_p2p_core::route::{Policy, RouteContext};
 use ro_p2p_proxy::{Proxy, ProxyConfig};
 use ro_p2p_webrtc::LinksConfig;
@@ -35,6 +41,34 @@ enum Command {
     Classify(ClassifyArgs),
     /// Proxy game clients to an rAthena server (login -> char -> map), with P2P for each player.
     Proxy(ProxyArgs),
+    /// Validate p2p_config.json, config.ini (+ resourceinfo.ini) or config.yaml as the runtime
+    /// reads it; print what it runs on and every ignored setting. Exit 0 when valid, 1 if not.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    /// The file: `*.json` (p2p_config.json), `*.ini` (the game's Data/config.ini) or
+    /// `*.yaml`/`*.yml` (the coordinator's config.yaml; `${VAR}` read from the environment).
+    file: PathBuf,
+    /// The format, when the file name does not tell.
+    #[arg(long, value_enum)]
+    kind: Option<ConfigKind>,
+    /// `resourceinfo.ini` with `[P2P_HOSTS]` backup coordinators (config.ini only); default: a
+    /// `resourceinfo.ini` beside the config.ini, as the DLL reads it.
+    #[arg(long)]
+    resourceinfo: Option<PathBuf>,
+}
+
+/// Which configuration a file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ConfigKind {
+    /// The client's p2p_config.json (JSON5).
+    Json,
+    /// The game's Data/config.ini (`[P2P]` section).
+    Ini,
+    /// The coordinator's config.yaml.
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,10 +187,16 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     category: Option<&'a str>,
     route: &'a str,
+    reason: String,
 }
 
 impl<'a> Line<'a> {
-    fn tail(offset: u64, len: u64, desync: bool) -> Line<'a> {
+    fn tail(offset: u64, len: u64, desync: Option<DesyncReason>) -> Line<'a> {
+        let reason = match desync {
+            Some(r) => format!("desync: {r}"),
+            None => "incomplete: the capture ends inside this packet".to_owned(),
+        };
+        let desync = desync.is_some();
         Line {
             offset,
             id: None,
@@ -166,6 +206,27 @@ impl<'a> Line<'a> {
             handler: None,
             category: None,
             route: "server",
+            reason,
+        }
+    }
+}
+
+/// Why a packet takes its route: the classifier's reason for keeping it off peers, else the
+/// zone or the policy.
+fn route_reason(p: &ro_p2p_core::packet::PacketVerdict<'_>, ctx: &RouteContext) -> String {
+    use ro_p2p_core::packet::ServerOnlyReason;
+    use ro_p2p_core::route::Route;
+    match p.server_only {
+        Some(ServerOnlyReason::Category(c)) => format!("{} (never offloaded)", c.as_str()),
+        Some(r) => r.as_str().to_owned(),
+        None if !ctx.zone_enabled => "zone without p2p".to_owned(),
+        None => {
+            let choice = match p.route {
+                Route::Server => "server",
+                Route::Peers(_) => "peers",
+                Route::ServerAndPeers(_) => "mirror",
+            };
+            format!("policy {}={choice}", p.spec.category().as_str())
         }
     }
 }
@@ -181,6 +242,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::CheckConfig(args) => match check_config(&args) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ro-p2p check-config: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Proxy(args) => match proxy(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -189,6 +260,124 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Checks one configuration file; the report names what the runtime would run on.
+fn check_config(args: &CheckConfigArgs) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let path = &args.file;
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let kind = match (args.kind, ext.as_deref()) {
+        (Some(k), _) => k,
+        (None, Some("json" | "json5")) => ConfigKind::Json,
+        (None, Some("ini")) => ConfigKind::Ini,
+        (None, Some("yaml" | "yml")) => ConfigKind::Yaml,
+        (None, _) => {
+            return Err(format!(
+                "{}: cannot tell the format from the name; pass --kind json, ini or yaml",
+                path.display()
+            ));
+        }
+    };
+    if args.resourceinfo.is_some() && kind != ConfigKind::Ini {
+        return Err("--resourceinfo goes with a config.ini".to_owned());
+    }
+    let mut out = String::new();
+    if kind == ConfigKind::Yaml {
+        use ro_p2p_tokio::server::settings::{Effective, Overrides};
+        let eff = Effective::load(Some(path), &Overrides::default(), |k| std::env::var(k).ok())
+            .map_err(|e| e.to_string())?;
+        eff.check_files().map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = writeln!(out, "{}: valid coordinator config.yaml", path.display());
+        let _ = writeln!(out, "{}", eff.summary());
+        return Ok(out);
+    }
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let text = read(path)?;
+    let (settings, what) = if kind == ConfigKind::Json {
+        let s = ClientSettings::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        (s, "p2p_config.json".to_owned())
+    } else {
+        let resourceinfo = match &args.resourceinfo {
+            Some(p) => Some(p.clone()),
+            None => beside(path, "resourceinfo.ini"),
+        };
+        let backups = resourceinfo.as_deref().map(read).transpose()?;
+        let s = ClientSettings::from_ini(&text, backups.as_deref()).map_err(|e| {
+            let file = match (&resourceinfo, e.key()) {
+                (Some(r), Some(k)) if k.starts_with("P2P_HOSTS") => r.display().to_string(),
+                _ => path.display().to_string(),
+            };
+            format!("{file}: {e}")
+        })?;
+        let what = match &resourceinfo {
+            Some(r) => format!("config.ini [P2P] with {} [P2P_HOSTS]", r.display()),
+            None => "config.ini [P2P] (no resourceinfo.ini beside it)".to_owned(),
+        };
+        (s, what)
+    };
+    // What the runtime checks after parsing: the packet table and the routing policy.
+    let version = PacketVersion::from_number(settings.packet_version)
+        .map_err(|e| format!("{}: packet version: {e}", path.display()))?;
+    let policy = match settings.routing_policy.as_deref() {
+        None => Policy::default(),
+        Some(p) => {
+            p.parse::<Policy>().map_err(|e| format!("{}: routing policy: {e}", path.display()))?
+        }
+    };
+    let _ = writeln!(out, "{}: valid {what}", path.display());
+    let _ = writeln!(out, "p2p: {}", if settings.p2p_enabled { "on" } else { "off" });
+    for (i, url) in settings.coordinator_urls.iter().enumerate() {
+        let role = if i == 0 { "primary" } else { "backup" };
+        let _ = writeln!(out, "coordinator ({role}): {url}");
+    }
+    let _ = writeln!(out, "packetver: {version}");
+    let _ = writeln!(out, "policy: {policy}");
+    let zones = match &settings.zones {
+        ro_p2p_core::config::ZoneFilter::All => "all".to_owned(),
+        ro_p2p_core::config::ZoneFilter::Only(z) => {
+            z.iter().map(|z| z.as_str()).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let _ = writeln!(out, "zones: {zones}");
+    let _ = writeln!(
+        out,
+        "connection: timeout {} ms, reconnect delay {} ms, {} retries per URL, at most {} peer links",
+        settings.connection_timeout_ms,
+        settings.reconnect_delay_ms,
+        settings.max_retries,
+        settings.max_connections
+    );
+    let _ = writeln!(
+        out,
+        "hosting: {} (minimums {:?})",
+        if settings.prefer_p2p_hosting { "volunteer when the machine qualifies" } else { "never" },
+        settings.host_requirements
+    );
+    let _ = writeln!(out, "compression above: {} bytes", settings.compression_threshold_bytes);
+    let _ = writeln!(
+        out,
+        "logging: {} to {}",
+        settings.log_level.as_str(),
+        settings.log_file.as_deref().unwrap_or("(the DLL's default p2p_dll.log)")
+    );
+    for ignored in &settings.ignored {
+        let _ = writeln!(out, "warning: {ignored}");
+    }
+    Ok(out)
+}
+
+/// A file named `name` (any case) in the directory of `path`.
+fn beside(path: &std::path::Path, name: &str) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::read_dir(dir).ok()?.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
 }
 
 /// The proxy's configuration from its arguments and settings file.
@@ -238,6 +427,9 @@ fn proxy(args: ProxyArgs) -> Result<(), String> {
         .map_err(|e| format!("--log {:?}: {e}", args.log))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).init();
     let config = proxy_config(&args)?;
+    for ignored in &config.settings.ignored {
+        tracing::warn!("{ignored}");
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(async move {
         let proxy = Proxy::start(config).await.map_err(|e| e.to_string())?;
@@ -284,7 +476,7 @@ fn classify(args: &ClassifyArgs) -> io::Result<()> {
     };
     let ctx = RouteContext { zone_enabled, ..RouteContext::ALL_READY };
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut desync: Option<(u64, u64)> = None;
+    let mut desync: Option<(u64, u64, DesyncReason)> = None;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut write_err: Option<io::Error> = None;
     loop {
@@ -306,14 +498,17 @@ fn classify(args: &ClassifyArgs) -> io::Result<()> {
                     handler: Some(spec.handler_name()),
                     category: Some(spec.category().as_str()),
                     route: p.route.as_str(),
+                    reason: route_reason(&p, &ctx),
                 };
                 if write_err.is_none() {
                     write_err = write_line(&mut out, &line).err();
                 }
             }
-            Verdict::Desync { offset, bytes, .. } => desync = Some((offset, bytes.len() as u64)),
+            Verdict::Desync { offset, bytes, reason } => {
+                desync = Some((offset, bytes.len() as u64, reason));
+            }
             Verdict::PassThrough { bytes, .. } => {
-                if let Some((_, len)) = desync.as_mut() {
+                if let Some((_, len, _)) = desync.as_mut() {
                     *len += bytes.len() as u64;
                 }
             }
@@ -322,10 +517,10 @@ fn classify(args: &ClassifyArgs) -> io::Result<()> {
             return Err(e);
         }
     }
-    if let Some((offset, len)) = desync {
-        write_line(&mut out, &Line::tail(offset, len, true))?;
+    if let Some((offset, len, reason)) = desync {
+        write_line(&mut out, &Line::tail(offset, len, Some(reason)))?;
     } else if !stream.pending().is_empty() {
-        write_line(&mut out, &Line::tail(stream.offset(), stream.pending().len() as u64, false))?;
+        write_line(&mut out, &Line::tail(stream.offset(), stream.pending().len() as u64, None))?;
     }
     out.flush()
 }

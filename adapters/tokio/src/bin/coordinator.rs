@@ -4,9 +4,9 @@
 //! embedded default), set up logging, bind (TLS if configured), serve until SIGINT/SIGTERM.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::serve::ListenerExt as _;
@@ -101,32 +101,91 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(level: &str, json: bool, file: Option<&PathBuf>) -> Result<(), String> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("bad log level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
-    let result = match (file, json) {
-        (Some(path), json) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            let w = std::sync::Mutex::new(f);
-            if json {
-                builder.json().with_writer(w).with_ansi(false).try_init()
-            } else {
-                builder.with_writer(w).with_ansi(false).try_init()
+/// Where log lines go. A log file is reopened on SIGHUP, so logrotate can move it away and
+/// signal (`postrotate kill -HUP`); the process keeps running.
+struct LogTarget {
+    file: Option<(PathBuf, Arc<Mutex<std::fs::File>>)>,
+}
+
+impl LogTarget {
+    /// Installs the subscriber for `effective`'s level, format and file.
+    fn open(effective: &Effective) -> Result<LogTarget, String> {
+        use tracing_subscriber::EnvFilter;
+        let level = &effective.log_level;
+        let filter =
+            EnvFilter::try_new(level).map_err(|e| format!("bad log level {level:?}: {e}"))?;
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+        let mut target = LogTarget { file: None };
+        let result = match (&effective.log_file, effective.log_json) {
+            (Some(path), json) => {
+                let f = Arc::new(Mutex::new(open_log_file(path)?));
+                target.file = Some((path.clone(), Arc::clone(&f)));
+                let w = SharedFile(f);
+                if json {
+                    builder.json().with_writer(w).with_ansi(false).try_init()
+                } else {
+                    builder.with_writer(w).with_ansi(false).try_init()
+                }
+            }
+            (None, true) => builder.json().try_init(),
+            // Colours only on a terminal: stdout redirected to a file or the journal stays plain.
+            (None, false) => {
+                use std::io::IsTerminal as _;
+                builder.with_ansi(std::io::stdout().is_terminal()).try_init()
+            }
+        };
+        result.map_err(|e| e.to_string())?;
+        Ok(target)
+    }
+
+    /// Reopens the log file (SIGHUP); logs to stdout need nothing.
+    fn reopen(&self) {
+        let Some((path, file)) = &self.file else {
+            tracing::info!("SIGHUP received: logging to stdout, nothing to reopen");
+            return;
+        };
+        match open_log_file(path) {
+            Ok(new) => {
+                *file.lock().unwrap_or_else(PoisonError::into_inner) = new;
+                tracing::info!(file = %path.display(), "SIGHUP received: log file reopened");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP received: cannot reopen the log file; still writing to the old one")
             }
         }
-        (None, true) => builder.json().try_init(),
-        // Colours only on a terminal: stdout redirected to a file or the journal stays plain.
-        (None, false) => {
-            use std::io::IsTerminal as _;
-            builder.with_ansi(std::io::stdout().is_terminal()).try_init()
-        }
-    };
-    result.map_err(|e| e.to_string())
+    }
+}
+
+fn open_log_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+}
+
+/// The log file behind a lock, swapped on reopen.
+struct SharedFile(Arc<Mutex<std::fs::File>>);
+
+/// One log line's hold on the file.
+struct FileGuard<'a>(MutexGuard<'a, std::fs::File>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedFile {
+    type Writer = FileGuard<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        FileGuard(self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl std::io::Write for FileGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -136,24 +195,65 @@ fn is_loopback(host: &str) -> bool {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The signals the coordinator handles, installed before it binds (until then SIGHUP's default
+/// action would kill it).
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: std::io::Result<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime).
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let hup = signal(SignalKind::hangup());
+            if let Err(e) = &hup {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; the log file will not be reopened");
             }
-            Err(_) => std::future::pending::<()>().await,
+            Signals { term: signal(SignalKind::terminate()), hup }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Resolves on SIGINT or SIGTERM (graceful stop); SIGHUP reopens the log file meanwhile.
+    async fn stop_requested(self, log: Arc<LogTarget>) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            let Signals { mut term, mut hup } = self;
+            loop {
+                tokio::select! {
+                    () = async {
+                        match &mut term {
+                            Ok(s) => { s.recv().await; }
+                            Err(_) => std::future::pending::<()>().await,
+                        }
+                    } => return,
+                    Some(()) = async {
+                        match &mut hup {
+                            Ok(s) => s.recv().await,
+                            Err(_) => std::future::pending().await,
+                        }
+                    } => log.reopen(),
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = {
+            let _ = (self, log);
+            std::future::pending::<()>()
+        };
+        tokio::select! {
+            () = ctrl_c => tracing::info!("SIGINT received: stopping"),
+            () = term => tracing::info!("SIGTERM received: stopping"),
+        }
     }
 }
 
@@ -184,16 +284,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = effective.check_files() {
+        eprintln!("ro-p2p-coordinator: {e}");
+        return ExitCode::from(2);
+    }
     if cli.check_config {
         println!("{}", effective.summary());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) =
-        init_logging(&effective.log_level, effective.log_json, effective.log_file.as_ref())
-    {
-        eprintln!("ro-p2p-coordinator: {e}");
-        return ExitCode::from(2);
-    }
+    let log = match LogTarget::open(&effective) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("ro-p2p-coordinator: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.config.is_none() {
         tracing::warn!(
             "no --config given: serving the embedded default on {}:{} with sessions in memory and \
@@ -215,11 +320,13 @@ fn main() -> ExitCode {
         && !is_loopback(&effective.host)
         && !cli.allow_insecure_bind
     {
-        tracing::error!(
-            host = %effective.host,
-            "refusing to bind a non-loopback address with authentication off; pass \
-             --allow-insecure-bind to do it anyway"
+        let message = format!(
+            "refusing to bind {} (not loopback) with authentication off; pass \
+             --allow-insecure-bind to do it anyway",
+            effective.host
         );
+        tracing::error!("{message}");
+        eprintln!("ro-p2p-coordinator: {message}");
         return ExitCode::from(2);
     }
     let mut builder = match cli.worker_threads {
@@ -234,21 +341,24 @@ fn main() -> ExitCode {
     };
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the tokio runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(&format!("cannot start the tokio runtime: {e}")),
     };
-    match runtime.block_on(run(effective, Duration::from_secs(cli.shutdown_grace_s))) {
+    let log = Arc::new(log);
+    match runtime.block_on(run(effective, Duration::from_secs(cli.shutdown_grace_s), log)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "coordinator stopped");
-            ExitCode::FAILURE
-        }
+        Err(e) => fatal(&e),
     }
 }
 
-async fn run(effective: Effective, grace: Duration) -> Result<(), String> {
+/// A fatal error: logged, and on stderr too (the log may be a file nobody watches at start).
+fn fatal(message: &str) -> ExitCode {
+    tracing::error!(error = %message, "coordinator stopped");
+    eprintln!("ro-p2p-coordinator: {message}");
+    ExitCode::FAILURE
+}
+
+async fn run(effective: Effective, grace: Duration, log: Arc<LogTarget>) -> Result<(), String> {
+    let signals = Signals::install();
     let addr = format!("{}:{}", effective.host, effective.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -282,9 +392,10 @@ async fn run(effective: Effective, grace: Duration) -> Result<(), String> {
     tracing::info!(%local, scheme, version = env!("CARGO_PKG_VERSION"), "coordinator listening");
     let result = match tls {
         Some(tls) => {
-            service.serve(tls::TlsListener::new(listener, tls), shutdown_signal(), grace).await
+            let stop = signals.stop_requested(log);
+            service.serve(tls::TlsListener::new(listener, tls), stop, grace).await
         }
-        None => service.serve(listener, shutdown_signal(), grace).await,
+        None => service.serve(listener, signals.stop_requested(log), grace).await,
     };
     result.map_err(|e| e.to_string())?;
     tracing::info!("coordinator stopped");

@@ -11,6 +11,7 @@
 //! same code runs on simulated time. Every decision stays in the core.
 
 mod connector;
+pub mod machine;
 mod observer;
 
 use std::future::Future;
@@ -21,7 +22,7 @@ use futures_util::{SinkExt, StreamExt};
 use ro_p2p_core::client::{self, ClientEvent, CloseReason, LinkEvent, Role, Signal};
 use ro_p2p_core::node::{Channel, Node, NodeStats, ReceiveDrop, ReceivedEvent};
 use ro_p2p_core::packet::OwnNameError;
-use ro_p2p_core::wire::{ErrorCode, IceServer, PeerId, Zone, limits};
+use ro_p2p_core::wire::{Capabilities, ErrorCode, IceServer, PeerId, Zone, limits};
 use ro_p2p_core::{Instant, SansIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -161,6 +162,8 @@ enum Command {
     NewMapConnection,
     OwnName { name: Vec<u8>, reply: oneshot::Sender<Result<(), OwnNameError>> },
     Zone(Zone),
+    Token(String),
+    Capabilities(Option<Capabilities>),
     Inspect(Box<dyn FnOnce(&Node) + Send>),
     Shutdown,
 }
@@ -204,6 +207,21 @@ impl NodeHandle {
     /// The player is on a (new) map.
     pub async fn zone_changed(&self, zone: Zone) -> Result<(), DriverStopped> {
         self.commands.send(Command::Zone(zone)).await.map_err(|_| DriverStopped)
+    }
+
+    /// A fresh token for every later connection attempt (the live one stays); see
+    /// [`client::Input::TokenRefreshed`].
+    pub async fn refresh_token(&self, token: String) -> Result<(), DriverStopped> {
+        self.commands.send(Command::Token(token)).await.map_err(|_| DriverStopped)
+    }
+
+    /// This machine's capabilities as measured now (`None`: not a host candidate); see
+    /// [`client::Input::CapabilitiesMeasured`].
+    pub async fn capabilities_measured(
+        &self,
+        capabilities: Option<Capabilities>,
+    ) -> Result<(), DriverStopped> {
+        self.commands.send(Command::Capabilities(capabilities)).await.map_err(|_| DriverStopped)
     }
 
     /// Runs `f` on the node (for stats, links, members) and returns its result.
@@ -439,6 +457,12 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
                 let _ = reply.send(self.node.set_own_name(&name));
             }
             Command::Zone(zone) => self.node.handle_input(now, client::Input::ZoneChanged(zone)),
+            Command::Token(token) => {
+                self.node.handle_input(now, client::Input::TokenRefreshed(token));
+            }
+            Command::Capabilities(c) => {
+                self.node.handle_input(now, client::Input::CapabilitiesMeasured(c));
+            }
             Command::Inspect(f) => f(&self.node),
             Command::Shutdown => self.node.handle_input(now, client::Input::Shutdown),
         }

@@ -24,6 +24,7 @@ use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::audit::Audit;
 use super::hub::{self, ConnHandle, Event, Health, Query, Queued};
 use super::metrics::{self, ServiceMetrics};
 use crate::cluster::{
@@ -144,6 +145,9 @@ pub(crate) struct ClusterHub {
     /// The other instances' views as last read (this instance's own is taken fresh).
     world: WorldView,
     store_error: Option<String>,
+    audit: Audit,
+    /// Whether the store was tried once (the first answer is logged).
+    store_checked: bool,
     view_interval_ms: u64,
     max_players: usize,
     max_sessions_per_zone: usize,
@@ -167,6 +171,8 @@ impl ClusterHub {
             shutting_down: false,
             world: WorldView::default(),
             store_error: None,
+            store_checked: false,
+            audit: Audit::default(),
             view_interval_ms: config.view_interval_ms.max(10),
             max_players,
             max_sessions_per_zone,
@@ -246,13 +252,21 @@ impl ClusterHub {
             Ok(world) => {
                 if self.store_error.take().is_some() {
                     tracing::info!("cluster store reachable again");
+                } else if !self.store_checked {
+                    tracing::info!(instances = world.instances.len() + 1, "cluster store answers");
                 }
+                self.store_checked = true;
                 self.world = world;
             }
             Err(e) => {
                 if self.store_error.is_none() {
-                    tracing::warn!(error = %e, "cluster store unreachable");
+                    tracing::warn!(
+                        error = %e,
+                        "cluster store unreachable: health is degraded and joins to zones this \
+                         instance does not hold are refused (zone-unavailable) until it answers"
+                    );
                 }
+                self.store_checked = true;
                 self.store_error = Some(e.to_string());
             }
         }
@@ -277,9 +291,10 @@ impl ClusterHub {
 
     async fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Connected { conn, identity, ice_servers, origin: _, handle } => {
+            Event::Connected { conn, identity, ice_servers, origin, handle } => {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
+                self.audit.connected(conn, origin);
                 self.node.connected(conn, identity, ice_servers).await;
                 self.flush(None).await;
             }
@@ -302,6 +317,7 @@ impl ClusterHub {
                 self.conns.remove(&conn);
                 self.node.disconnected(conn).await;
                 self.flush(None).await;
+                self.audit.disconnected(conn);
             }
             Event::Revoke { conn, reason } => {
                 // The node gives the seat up at once where this instance owns the zone.
@@ -327,6 +343,10 @@ impl ClusterHub {
         while let Some(out) = self.node.poll_output() {
             match out {
                 NodeOutput::Send { conn, text } => {
+                    if text.starts_with("{\"type\":\"session-joined\"") {
+                        self.audit.identify(conn, self.node.core().peer_of(conn));
+                    }
+                    self.audit.sent_text(conn, &text);
                     let relay = is_relay(&text);
                     if self.send(conn, text) {
                         if relay && let Some(arrived) = arrived {
@@ -339,6 +359,7 @@ impl ClusterHub {
                 }
                 NodeOutput::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
+                        self.audit.closing(conn, code, &reason);
                         handle.close(code, reason);
                     }
                 }
@@ -390,7 +411,13 @@ impl ClusterHub {
     fn health(&self) -> Health {
         let world = self.world_now();
         Health {
-            status: if self.shutting_down { "shutting-down" } else { "ok" },
+            // Without the store no zone can be taken: sessions this instance holds keep going,
+            // but joins to any other zone are refused (`zone-unavailable`).
+            status: match (self.shutting_down, &self.store_error) {
+                (true, _) => "shutting-down",
+                (false, Some(_)) => "degraded",
+                (false, None) => "ok",
+            },
             uptime_s: self.uptime_s(),
             connections: usize::try_from(world.connections()).unwrap_or(usize::MAX),
             connections_pending_auth: 0, // filled in by the REST handler

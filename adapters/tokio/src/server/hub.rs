@@ -25,6 +25,7 @@ use ro_p2p_core::{Instant as CoreInstant, SansIo};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::audit::Audit;
 use super::metrics::{self, ServiceMetrics};
 
 /// Most events handled per wake-up of the hub before it checks its timer again.
@@ -150,7 +151,9 @@ pub(crate) enum Event {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Health {
     /// `ok`, `degraded` (mode `rathena` with its database unreachable: admitted players stay,
-    /// new logins get `auth-unavailable`), or `shutting-down`.
+    /// new logins get `auth-unavailable`; cluster mode with its store unreachable: sessions
+    /// held stay, joins to other zones get `zone-unavailable`; the reason is in `auth` or
+    /// `cluster`), or `shutting-down`.
     pub status: &'static str,
     /// Seconds since the hub started.
     pub uptime_s: u64,
@@ -189,6 +192,7 @@ pub(crate) struct Hub {
     metrics: ServiceMetrics,
     epoch: Instant,
     shutting_down: bool,
+    audit: Audit,
 }
 
 impl Hub {
@@ -199,6 +203,7 @@ impl Hub {
             metrics: ServiceMetrics::default(),
             epoch: Instant::now(),
             shutting_down: false,
+            audit: Audit::default(),
         }
     }
 
@@ -257,6 +262,7 @@ impl Hub {
             Event::Connected { conn, identity, ice_servers, origin, handle } => {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
+                self.audit.connected(conn, origin);
                 let now = self.now();
                 let input = Input::Connected { conn, identity, ice_servers, origin };
                 self.core.handle_input(now, input);
@@ -288,6 +294,7 @@ impl Hub {
                 let now = self.now();
                 self.core.handle_input(now, Input::Disconnected { conn });
                 self.drain(None);
+                self.audit.disconnected(conn);
             }
             Event::Revoke { conn, reason } => {
                 if !self.conns.contains_key(&conn) {
@@ -355,6 +362,10 @@ impl Hub {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { conn, msg } => {
+                    if matches!(msg, ServerMessage::SessionJoined { .. }) {
+                        self.audit.identify(conn, self.core.peer_of(conn));
+                    }
+                    self.audit.sent(conn, &msg);
                     let relay = matches!(
                         msg,
                         ServerMessage::Offer { .. }
@@ -370,6 +381,7 @@ impl Hub {
                 }
                 Output::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
+                        self.audit.closing(conn, code, &reason);
                         handle.close(code, reason);
                     }
                 }

@@ -8,6 +8,7 @@
 //! `shutting-down` and waits for them. Nothing on this path reads `std::time` or spawns
 //! blocking work, so it runs unchanged under turmoil's simulated time.
 
+mod audit;
 pub mod auth;
 mod cluster_hub;
 mod hub;
@@ -153,6 +154,9 @@ pub struct ServerConfig {
     /// with no path): login's `websocket_url` is this plus the WebSocket path. `None`: built
     /// from the request's `Host` header.
     pub public_url: Option<String>,
+    /// Reverse proxies (`coordinator.trusted_proxies`) whose `Forwarded: proto=` or
+    /// `X-Forwarded-Proto` says whether the client used TLS; ignored from any other address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Cluster mode (several instances, one world, a shared store); `None`: one instance with
     /// everything in memory.
     pub cluster: Option<ClusterConfig>,
@@ -186,6 +190,7 @@ impl ServerConfig {
             hub_queue_len: 16_384,
             tls: false,
             public_url: None,
+            trusted_proxies: Vec::new(),
             cluster: None,
         }
     }
@@ -303,6 +308,7 @@ pub(crate) struct Shared {
     pub(crate) heartbeat_interval_ms: u64,
     pub(crate) tls: bool,
     pub(crate) public_url: Option<String>,
+    pub(crate) trusted_proxies: Vec<std::net::IpAddr>,
     pub(crate) tracker: Arc<Tracker>,
 }
 
@@ -394,6 +400,7 @@ impl Service {
             heartbeat_interval_ms,
             tls: config.tls,
             public_url: config.public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            trusted_proxies: config.trusted_proxies,
             tracker: Arc::default(),
         });
         Ok(Service { state: AppState { hub: tx, shared }, hub })
@@ -562,6 +569,7 @@ async fn ws_upgrade(
     let Some(alive) = state.shared.tracker.try_enter(state.shared.max_connections) else {
         let _ = state.hub.send(hub::Event::Rejected { code: ErrorCode::ServerFull }).await;
         let max = state.shared.max_connections;
+        audit::refused_before_hub(origin, ErrorCode::ServerFull, "max_connections reached");
         return ApiError::new(
             ErrorCode::ServerFull,
             format!("this coordinator serves {max} connections already; retry later"),

@@ -200,7 +200,11 @@ pub(crate) async fn login(
                                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
                     })
                     .unwrap_or("127.0.0.1:8001");
-                let scheme = if state.shared.tls { "wss" } else { "ws" };
+                let origin = origin(client);
+                let behind_tls = origin
+                    .is_some_and(|ip| state.shared.trusted_proxies.contains(&ip))
+                    && forwarded_https(&headers);
+                let scheme = if state.shared.tls || behind_tls { "wss" } else { "ws" };
                 format!("{scheme}://{host}{path}")
             }
         };
@@ -300,6 +304,24 @@ pub(crate) async fn join(
 pub struct ListResponse {
     /// Every session, by zone then id.
     pub sessions: Vec<ro_p2p_core::coordinator::SessionView>,
+}
+
+/// Whether a reverse proxy says the client came over TLS: `Forwarded: ...;proto=https` (the
+/// first element, RFC 7239) or else `X-Forwarded-Proto: https`. Only asked of trusted proxies.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(forwarded) = text(header::FORWARDED.as_str()) {
+        let first = forwarded.split(',').next().unwrap_or_default();
+        return first.split(';').any(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("proto")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+            })
+        });
+    }
+    text("x-forwarded-proto").is_some_and(|p| {
+        p.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+    })
 }
 
 pub(crate) async fn list(

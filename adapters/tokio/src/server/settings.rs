@@ -60,6 +60,14 @@ pub enum SettingsError {
     /// Only one of the TLS certificate and key is set.
     #[error("security.ssl_cert and security.ssl_key must be set together")]
     HalfTls,
+    /// A file the settings name cannot be used (missing certificate, log directory, ...).
+    #[error("{key}: {detail}")]
+    File {
+        /// The setting that names it (`security.ssl_cert`, `logging.file`).
+        key: &'static str,
+        /// What is wrong, naming the path.
+        detail: String,
+    },
 }
 
 impl ServerConfig {
@@ -110,6 +118,7 @@ impl ServerConfig {
             },
             max_connections: s.max_connections as usize,
             public_url: s.public_url.clone(),
+            trusted_proxies: s.trusted_proxies.clone(),
             cluster: s
                 .redis
                 .as_ref()
@@ -223,6 +232,24 @@ impl Effective {
         Ok(eff)
     }
 
+    /// Checks every file the settings name, as the start would use it: the TLS certificate and
+    /// key are read and parsed, the log file's directory must exist and an existing log file
+    /// must be writable (nothing is created). `--check-config` and the start both run this, so a
+    /// configuration that passes the check does not fail on its files at start.
+    pub fn check_files(&self) -> Result<(), SettingsError> {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            super::tls::load_server_config(cert, key).map_err(|e| SettingsError::File {
+                key: "security.ssl_cert/ssl_key",
+                detail: e.to_string(),
+            })?;
+        }
+        if let Some(file) = &self.log_file {
+            check_log_file(file)
+                .map_err(|detail| SettingsError::File { key: "logging.file", detail })?;
+        }
+        Ok(())
+    }
+
     /// A human-readable summary of the effective settings (secrets redacted).
     pub fn summary(&self) -> String {
         let s = &self.server;
@@ -275,6 +302,7 @@ impl Effective {
         let _ = writeln!(out, "key_rotation_interval_s: {}", c.key_rotation_interval_s);
         let _ = writeln!(out, "rate_limit: {:?}", c.rate_limit);
         let _ = writeln!(out, "public_url: {:?}", s.public_url);
+        let _ = writeln!(out, "trusted_proxies: {:?}", s.trusted_proxies);
         let _ = writeln!(out, "outbound_queue_bytes: {}", c.outbound_queue_bytes_max);
         let _ = writeln!(
             out,
@@ -316,6 +344,32 @@ impl Effective {
             .map(|s| Effective::from_settings(&s))
             .map_err(|e| e.to_string())
     }
+}
+
+fn check_log_file(file: &Path) -> Result<(), String> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "the directory {} of the log file {} does not exist",
+            dir.display(),
+            file.display()
+        ));
+    }
+    if file.is_dir() {
+        return Err(format!("{} is a directory", file.display()));
+    }
+    if file.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    } else if std::fs::metadata(dir).is_ok_and(|m| m.permissions().readonly()) {
+        return Err(format!("the directory {} is read-only", dir.display()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

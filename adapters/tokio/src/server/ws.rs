@@ -264,7 +264,7 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Op
     let Admitted { identity, credential } = match admitted {
         Ok(admitted) => admitted,
         Err(e) => {
-            tracing::debug!(error = %e, "refusing signaling connection");
+            super::audit::refused_before_hub(origin, e.code(), &e.to_string());
             let _ = state.hub.send(Event::Rejected { code: e.code() }).await;
             refuse(socket, e.code(), &e.to_string()).await;
             return;

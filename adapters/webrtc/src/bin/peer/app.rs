@@ -119,7 +119,11 @@ impl PacketWriter {
                 let line = format!("{} : {text}", self.name);
                 self.chat_packet(line.as_bytes())?
             }
-            Action::Command { line } => self.chat_packet(line.as_bytes())?,
+            // The game writes commands like chat, `Name : @where`; rAthena needs the prefix.
+            Action::Command { line } => {
+                let line = format!("{} : {line}", self.name);
+                self.chat_packet(line.as_bytes())?
+            }
             Action::Emote { kind } => {
                 let spec = self.spec("Emotion", fixed(3))?;
                 let mut p = header(spec, 3);

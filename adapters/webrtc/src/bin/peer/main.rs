@@ -97,14 +97,35 @@ struct Args {
     /// Bind WebRTC to 127.0.0.1 only (host candidates on loopback).
     #[arg(long)]
     loopback: bool,
+    /// Report this machine's capabilities (cores, clock, memory) so the coordinator may elect
+    /// this peer session host: `auto` (measured) or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
+    hosting: String,
     /// Seed of the node's randomness and of generated traffic (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
 }
 
+/// One output line: `what` first, then `ts` (RFC 3339, UTC), then the other keys.
 fn print(line: serde_json::Value) {
+    let serde_json::Value::Object(mut fields) = line else {
+        return;
+    };
+    let what = fields.remove("what").unwrap_or_default();
+    let ts = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut text = format!("{{\"what\":{what},\"ts\":{}", serde_json::Value::String(ts));
+    for (key, value) in fields {
+        text.push(',');
+        text.push_str(&serde_json::Value::String(key).to_string());
+        text.push(':');
+        text.push_str(&value.to_string());
+    }
+    text.push('}');
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
 
 fn options(args: &Args) -> Result<PeerOptions, String> {
@@ -148,6 +169,7 @@ fn options(args: &Args) -> Result<PeerOptions, String> {
         token,
         peer_id,
         p2p_enabled_zones: [zone.clone()].into_iter().collect(),
+        capabilities: (args.hosting == "auto").then(ro_p2p_tokio::client::machine::measure),
         ..client::Config::default()
     };
     let links = if args.loopback { LinksConfig::loopback() } else { LinksConfig::default() };
@@ -213,6 +235,7 @@ async fn main() {
     let me =
         args.peer_id.clone().or_else(|| args.account_id.map(|a| a.to_string())).unwrap_or_default();
     let mut rng = Rng::from_seed(options.seed ^ 0x5eed);
+    let capabilities = options.client.capabilities;
     let mut peer = match Peer::start(options).await {
         Ok(p) => p,
         Err(e) => {
@@ -220,7 +243,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    print(json!({"peer": me, "what": "started"}));
+    print(json!({"peer": me, "what": "started", "capabilities": capabilities}));
 
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
@@ -301,10 +324,19 @@ async fn main() {
         }
     }
     let stats = peer.stats().await.ok();
-    match peer.shutdown().await {
-        Ok(_) => print(json!({"peer": me, "what": "stopped", "stats": stats})),
-        Err(e) => eprintln!("ro-p2p-peer: shutdown: {e}"),
-    }
+    let code = match peer.shutdown().await {
+        Ok(_) => {
+            print(json!({"peer": me, "what": "stopped", "stats": stats}));
+            0
+        }
+        Err(e) => {
+            eprintln!("ro-p2p-peer: shutdown: {e}");
+            1
+        }
+    };
+    // Exit now: with --stdin-chat a blocking read of stdin is in flight, and the runtime
+    // would wait for it (for Enter) before returning from main.
+    std::process::exit(code);
 }
 
 /// Ctrl-C, or SIGTERM on Unix: both leave cleanly.
