@@ -126,10 +126,8 @@ impl Coverage {
                     LinkHealth::Closed => {
                         self.closed_links.insert(pair);
                     }
-                    LinkHealth::Open => {
-                        if self.closed_links.remove(&pair) {
-                            self.hit(Rare::PeerRelinked);
-                        }
+                    LinkHealth::Open if self.closed_links.remove(&pair) => {
+                        self.hit(Rare::PeerRelinked);
                     }
                     _ => {}
                 }

@@ -19,8 +19,7 @@ fn small() -> Options {
 fn reached(seed: u64, options: Options) -> BTreeSet<Rare> {
     let outcome = run_seed(seed, options);
     assert!(outcome.passed(), "seed {seed}: {:?}", outcome.violations);
-    let reached = outcome.recorder.borrow().coverage.reached();
-    reached
+    outcome.recorder.borrow().coverage.reached()
 }
 
 #[test]
