@@ -274,6 +274,7 @@ impl Observer for SimObserver {
                 }
                 let mut r = self.ctx.recorder.borrow_mut();
                 r.late_copies.insert((self.ctx.name.clone(), *frame));
+                r.coverage.hit(crate::coverage::Rare::LateServerCopy);
             }
             DriverEvent::Dropped { from, reason: ReceiveDrop::InvalidEvent(e) } => {
                 // An honest sender never seals anything but a peer event.
@@ -296,6 +297,7 @@ impl Observer for SimObserver {
         // Frames held for a key not yet known here were opened when it arrived.
         let mut r = self.ctx.recorder.borrow_mut();
         for (peer, frame) in node.opened_after_key() {
+            r.coverage.hit(crate::coverage::Rare::OpenedAfterKey);
             r.peer_frames_opened.insert((peer.to_string(), self.ctx.name.clone(), frame_id(frame)));
         }
     }
@@ -527,6 +529,7 @@ fn on_event(ctx: &ClientCtx, session: &Mutex<String>, event: &ClientEvent) {
     let value = serde_json::to_value(event).unwrap_or_default();
     let mut r = ctx.recorder.borrow_mut();
     r.push(&ctx.name, What::Client { event: value });
+    r.coverage.client_event(&ctx.name, event);
     match event {
         ClientEvent::Reconnecting { delay_ms, failures, .. } => {
             r.backoffs.push((ctx.name.clone(), *failures, *delay_ms));

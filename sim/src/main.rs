@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ro_p2p_core::packet::PacketVersion;
+use ro_p2p_sim::coverage::{self, Rare, Report};
 use ro_p2p_sim::run::option_args;
 use ro_p2p_sim::{Options, Plan, run_seed};
 
@@ -37,6 +38,18 @@ struct Args {
     /// Test-only: peer links silently lose every game frame at the end (checker 6 must fail).
     #[arg(long)]
     sabotage_lose_peer_frames: bool,
+    /// Test-only: the fault plan is empty (the rare-event coverage must notice: no seat resumed).
+    #[arg(long)]
+    sabotage_no_faults: bool,
+    /// A sweep fails if a listed rare event (docs/simulation.md, "Rare-event coverage") is
+    /// reached by fewer than this percentage of its seeds. Default: 1 for sweeps of 500 seeds
+    /// or more, no threshold below that (the report is printed either way).
+    #[arg(long, value_name = "P")]
+    coverage_min_percent: Option<f64>,
+    /// A sweep runs every seed twice, each in its own process, and fails a seed whose two
+    /// trace hashes differ.
+    #[arg(long)]
+    twice: bool,
     /// Simulated ms per step (the checkers run after every step).
     #[arg(long, default_value_t = Options::default().tick_ms)]
     tick_ms: u64,
@@ -78,6 +91,7 @@ fn main() -> ExitCode {
         liveness_ms: args.liveness_ms,
         sabotage_npc_to_peer: args.sabotage_npc_to_peer,
         sabotage_lose_peer_frames: args.sabotage_lose_peer_frames,
+        sabotage_no_faults: args.sabotage_no_faults,
         tick_ms: args.tick_ms.max(1),
         coordinators: args.coordinators,
         task_order: args.task_order,
@@ -92,7 +106,11 @@ fn main() -> ExitCode {
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
             .max(1);
-        return sweep(a, b, options, jobs);
+        let total = b.saturating_sub(a);
+        let min_percent = args
+            .coverage_min_percent
+            .or((total >= COVERAGE_DEFAULT_SEEDS).then_some(COVERAGE_DEFAULT_PERCENT));
+        return sweep(a, b, options, jobs, Sweep { min_percent, twice: args.twice });
     }
     let seed = args.seed.unwrap_or(0);
     if args.summary {
@@ -103,7 +121,11 @@ fn main() -> ExitCode {
             .map(|v| format!("[{}] {}", v.checker, v.detail).replace(['\t', '\n'], " "))
             .unwrap_or_default();
         let verdict = if outcome.passed() { "pass" } else { "fail" };
-        println!("{SUMMARY}\t{}\t{verdict}\t{first}", outcome.simulated_ms);
+        let reached = coverage::to_field(&outcome.recorder.borrow().coverage.reached());
+        println!(
+            "{SUMMARY}\t{}\t{verdict}\t{}\t{reached}\t{first}",
+            outcome.simulated_ms, outcome.trace_hash
+        );
         return ExitCode::SUCCESS;
     }
     let plan = Plan::derive(seed, options);
@@ -152,6 +174,15 @@ fn main() -> ExitCode {
             );
         }
     }
+    {
+        let r = outcome.recorder.borrow();
+        let counts: Vec<String> = Rare::ALL
+            .into_iter()
+            .filter(|rare| rare.applies(outcome.plan.coordinators))
+            .map(|rare| format!("{} {}", rare.as_str(), r.coverage.count(rare)))
+            .collect();
+        println!("rare events reached (times): {}", counts.join(", "));
+    }
     if !outcome.unlinked.is_empty() {
         println!(
             "note: {} session member pairs have no link (policy {}): {}",
@@ -189,13 +220,33 @@ fn built_line(cargo_line: &str) -> Option<String> {
 /// The first word of a `--summary` line.
 const SUMMARY: &str = "ro-p2p-sim-summary";
 
+/// Sweeps of at least this many seeds get a coverage threshold by default.
+const COVERAGE_DEFAULT_SEEDS: u64 = 500;
+
+/// The default coverage threshold, in percent of the seeds.
+const COVERAGE_DEFAULT_PERCENT: f64 = 1.0;
+
+/// How a sweep judges its seeds beyond the checkers.
+#[derive(Clone, Copy, Debug)]
+struct Sweep {
+    /// Fail when a rare event is reached by fewer than this percentage of seeds.
+    min_percent: Option<f64>,
+    /// Run every seed twice and compare the trace hashes.
+    twice: bool,
+}
+
 /// Runs `seed` in a child process (this binary with `--seed N --summary`), so that nothing a
 /// run leaves in the process (tokio's task numbers) reaches another.
 fn run_child(seed: u64, options: &Options) -> Done {
     let plan = Plan::derive(seed, *options);
     let reproduce = ro_p2p_sim::run::reproduce_line(&plan);
-    let broken =
-        |why: String| Done { seed, simulated_ms: 0, failure: Some((why, reproduce.clone())) };
+    let broken = |why: String| Done {
+        seed,
+        simulated_ms: 0,
+        hash: String::new(),
+        reached: Default::default(),
+        failure: Some((why, reproduce.clone())),
+    };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => return broken(format!("[runner] cannot find this binary: {e}")),
@@ -218,22 +269,44 @@ fn run_child(seed: u64, options: &Options) -> Done {
             output.status
         ));
     };
-    let mut fields = line.splitn(4, '\t').skip(1);
+    let mut fields = line.splitn(6, '\t').skip(1);
     let simulated_ms = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
     let verdict = fields.next().unwrap_or("fail");
+    let hash = fields.next().unwrap_or("").to_owned();
+    let reached = coverage::from_field(fields.next().unwrap_or("-"));
     let first = fields.next().unwrap_or("").to_owned();
     let failure = (verdict != "pass").then(|| (first, reproduce.clone()));
-    Done { seed, simulated_ms, failure }
+    Done { seed, simulated_ms, hash, reached, failure }
+}
+
+/// Runs `seed` twice, each in its own process; a seed whose trace hashes differ fails.
+fn run_child_twice(seed: u64, options: &Options) -> Done {
+    let first = run_child(seed, options);
+    if first.failure.is_some() {
+        return first;
+    }
+    let second = run_child(seed, options);
+    if second.failure.is_some() || second.hash == first.hash {
+        return second;
+    }
+    let reproduce = ro_p2p_sim::run::reproduce_line(&Plan::derive(seed, *options));
+    let why = format!(
+        "[determinism] two runs of the seed gave different trace hashes: {} then {}",
+        first.hash, second.hash
+    );
+    Done { failure: Some((why, reproduce)), ..first }
 }
 
 /// What a sweep keeps of one seed.
 struct Done {
     seed: u64,
     simulated_ms: u64,
+    hash: String,
+    reached: std::collections::BTreeSet<Rare>,
     failure: Option<(String, String)>,
 }
 
-fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
+fn sweep(a: u64, b: u64, options: Options, jobs: usize, how: Sweep) -> ExitCode {
     let started = std::time::Instant::now();
     let total = b.saturating_sub(a);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(a));
@@ -247,7 +320,11 @@ fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
                 if seed >= b {
                     return;
                 }
-                let done = run_child(seed, &options);
+                let done = if how.twice {
+                    run_child_twice(seed, &options)
+                } else {
+                    run_child(seed, &options)
+                };
                 if tx.send(done).is_err() {
                     return;
                 }
@@ -258,8 +335,10 @@ fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
     let mut failures = Vec::new();
     let mut simulated_ms = 0u64;
     let mut done = 0u64;
+    let mut report = Report::default();
     for d in rx {
         done += 1;
+        report.add(&d.reached);
         simulated_ms += d.simulated_ms;
         if let Some((first, line)) = d.failure {
             failures.push((d.seed, first, line));
@@ -289,6 +368,9 @@ fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
         simulated_ms as f64 / 1000.0 / elapsed.max(1e-9),
         failures.len()
     );
+    if how.twice {
+        println!("every seed ran twice, in separate processes; trace hashes compared");
+    }
     for (seed, first, line) in &failures {
         println!("FAIL seed {seed}: {first}");
         println!("  reproduce: {line}");
@@ -296,5 +378,22 @@ fn sweep(a: u64, b: u64, options: Options, jobs: usize) -> ExitCode {
             println!("  reproduce (this binary, no rebuild): {built}");
         }
     }
-    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    println!("rare-event coverage (seeds that reached each event):");
+    for line in report.lines(options.coordinators) {
+        println!("  {line}");
+    }
+    let mut short = Vec::new();
+    if let Some(min) = how.min_percent {
+        short = report.shortfalls(min, options.coordinators);
+        for s in &short {
+            println!(
+                "COVERAGE FAIL {}: reached by {} of {} seeds ({:.1} %), below {min} %",
+                s.rare.as_str(),
+                s.seeds,
+                report.seeds,
+                s.percent
+            );
+        }
+    }
+    if failures.is_empty() && short.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -130,6 +130,11 @@ pub struct Options {
     /// Test-only: once the network has healed (the quiet end of the liveness phase), the peer
     /// transports silently lose every game frame, to prove checker 6 notices lost traffic.
     pub sabotage_lose_peer_frames: bool,
+    /// Test-only: the fault plan is emptied after it is drawn (every other draw unchanged):
+    /// nothing crashes, is cut off or loses anything, so no connection to the coordinator
+    /// breaks and no seat is ever resumed. Proves the rare-event coverage
+    /// ([`crate::coverage`]) notices a run that no longer reaches what faults produce.
+    pub sabotage_no_faults: bool,
     /// turmoil's tick (simulated ms per step; the checkers run after each).
     pub tick_ms: u64,
     /// Coordinator instances (1 to [`COORDINATORS_MAX`]); 0: derived from each seed (see
@@ -155,6 +160,7 @@ impl Default for Options {
             liveness_ms: 30_000,
             sabotage_npc_to_peer: false,
             sabotage_lose_peer_frames: false,
+            sabotage_no_faults: false,
             tick_ms: 5,
             coordinators: 1,
             task_order: 0,
@@ -258,6 +264,9 @@ impl Plan {
         };
         if coordinators > 1 {
             faults = cluster_faults(&mut cluster_rng, faults, coordinators, options.safety_ms);
+        }
+        if options.sabotage_no_faults {
+            faults.clear();
         }
         Plan {
             seed,

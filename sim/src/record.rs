@@ -252,6 +252,8 @@ pub struct Recorder {
     pub store_events: Vec<(u64, crate::cluster::StoreEvent)>,
     /// Multi-coordinator worlds: the latest view each instance published.
     pub instance_views: crate::cluster::Views,
+    /// The rare events reached (not part of the trace).
+    pub coverage: crate::coverage::Coverage,
 }
 
 impl Recorder {

@@ -84,6 +84,9 @@ pub fn option_args(o: &Options) -> Vec<String> {
     if o.sabotage_lose_peer_frames {
         args.push("--sabotage-lose-peer-frames".to_owned());
     }
+    if o.sabotage_no_faults {
+        args.push("--sabotage-no-faults".to_owned());
+    }
     args
 }
 
@@ -102,7 +105,8 @@ fn record_store(
             }
             other => {
                 let traced = match &other {
-                    StoreEvent::Granted { zone, epoch, .. } => {
+                    StoreEvent::Granted { zone, epoch, instance } => {
+                        r.coverage.granted(zone, instance);
                         let new = grants.get(zone).is_none_or(|e| e < epoch);
                         if new {
                             grants.insert(zone.clone(), *epoch);
