@@ -670,31 +670,24 @@ fn unconnected_link_times_out_and_the_designated_side_offers_again() {
 
 #[test]
 fn without_a_token_the_configured_peer_id_is_our_identity() {
-    let mut h = H::new(Config { peer_id: Some(pid("dev1")), ..config() });
-    h.c.drain_outputs();
-    h.input(Input::ZoneChanged(zone("prontera")));
-    h.input(Input::TransportOpened);
-    let out = h.input(welcome("anon-1234"));
-    assert!(
-        matches!(&sent(&out)[..], [ClientMessage::Join { peer_id: Some(p), .. }] if p == &pid("dev1"))
-    );
-    assert_eq!(h.c.peer_id(), Some(&pid("dev1")));
+    // Without a token; and with one presented to a coordinator with authentication off, which
+    // ignores it, welcomes an anonymous identity and adopts our join's peer id (issue 15).
+    for token in [None, Some("t".to_owned())] {
+        let mut h = H::new(Config { peer_id: Some(pid("dev1")), token, ..config() });
+        h.c.drain_outputs();
+        h.input(Input::ZoneChanged(zone("prontera")));
+        h.input(Input::TransportOpened);
+        let out = h.input(welcome("anon-1234"));
+        assert!(
+            matches!(&sent(&out)[..], [ClientMessage::Join { peer_id: Some(p), .. }] if p == &pid("dev1"))
+        );
+        assert_eq!(h.c.peer_id(), Some(&pid("dev1")));
+    }
     // With a token the welcomed identity (the token's subject) wins.
     let mut h = H::new(Config { peer_id: Some(pid("dev1")), token: Some("t".into()), ..config() });
     h.input(Input::TransportOpened);
     h.input(welcome("2000001"));
     assert_eq!(h.c.peer_id(), Some(&pid("2000001")));
-    // A token presented to a coordinator with authentication off is ignored there: it welcomes
-    // an anonymous identity and adopts our join's peer id, and so do we (issue 15).
-    let mut h = H::new(Config { peer_id: Some(pid("dev1")), token: Some("t".into()), ..config() });
-    h.c.drain_outputs();
-    h.input(Input::ZoneChanged(zone("prontera")));
-    h.input(Input::TransportOpened);
-    let out = h.input(welcome("anon-1234"));
-    assert!(
-        matches!(&sent(&out)[..], [ClientMessage::Join { peer_id: Some(p), .. }] if p == &pid("dev1"))
-    );
-    assert_eq!(h.c.peer_id(), Some(&pid("dev1")));
 }
 
 #[test]
