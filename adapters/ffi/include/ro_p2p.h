@@ -197,7 +197,8 @@ typedef struct RoP2pStats {
   uint64_t events_dropped;
   // Peer frames sealed and queued to links (one per peer per packet).
   uint64_t peer_frames_sent;
-  // Peer frames received (before any check).
+  // Peer frames received (before any check; acknowledgements of peers-only lines, which
+  // carry no event, not counted).
   uint64_t peer_frames_received;
   // Peer frames dropped (not a member, refused by the seal, invalid, outside the map).
   uint64_t peer_frames_dropped;

@@ -91,7 +91,8 @@ pub struct RoP2pStats {
     pub events_dropped: u64,
     /// Peer frames sealed and queued to links (one per peer per packet).
     pub peer_frames_sent: u64,
-    /// Peer frames received (before any check).
+    /// Peer frames received (before any check; acknowledgements of peers-only lines, which
+    /// carry no event, not counted).
     pub peer_frames_received: u64,
     /// Peer frames dropped (not a member, refused by the seal, invalid, outside the map).
     pub peer_frames_dropped: u64,
@@ -254,8 +255,8 @@ impl Dll {
             peers_connected: u32::try_from(state.links_open.len()).unwrap_or(u32::MAX),
             events_dropped: state.router.events.dropped,
             peer_frames_sent: n.frames_queued,
-            peer_frames_received: n.frames_received,
-            peer_frames_dropped: n.frames_received - n.events_received,
+            peer_frames_received: n.frames_received - n.acks_received,
+            peer_frames_dropped: n.frames_received - n.acks_received - n.events_received,
             fallbacks: n.fallbacks,
         })
     }
