@@ -5,7 +5,9 @@
 //! `--zones` zones; (2) hold them idle and read the coordinator's RSS (`--pid`); (3) for
 //! `--duration-s` seconds, send offers at `--relay-rate` per second in total, each from a random
 //! client to a random member of its session, and time each from send to receipt (both ends are
-//! in this process, so one clock). Everything runs on real sockets; it is a measuring tool, not
+//! in this process, so one clock). With `--pattern per-client` phase (3) instead gives every
+//! client its own timer (`--interval-ms`, random phase), each tick sending one lone
+//! `ice-candidate` to a random room-mate (`--room-size` clients per zone). Everything runs on real sockets; it is a measuring tool, not
 //! part of the serving path.
 
 use std::collections::BTreeMap;
@@ -20,6 +22,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// How the relay phase schedules its signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Pattern {
+    /// One central loop picks a random client for every signal (`--relay-rate`, `--burst`).
+    Central,
+    /// Every client on its own timer (`--interval-ms`, random phase) sends a lone
+    /// `ice-candidate` to a random room-mate, as real clients do: no coordination between
+    /// senders. Offered rate = clients x 1000 / interval-ms.
+    PerClient,
+}
 
 /// Load generator for ro-p2p-coordinator.
 #[derive(Debug, Parser)]
@@ -67,6 +80,27 @@ struct Cli {
     /// Bytes of SDP filler per offer.
     #[arg(long, default_value_t = 200)]
     sdp_bytes: usize,
+    /// Relay-phase schedule: `central` (one loop, `--relay-rate`) or `per-client` (one timer
+    /// per client, `--interval-ms`).
+    #[arg(long, value_enum, default_value_t = Pattern::Central)]
+    pattern: Pattern,
+    /// `--pattern per-client`: each client's period between signals, in milliseconds.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
+    /// Clients per zone (so per session while it stays under the coordinator's
+    /// max_players_per_session): overrides `--zones` with clients / room-size.
+    #[arg(long)]
+    room_size: Option<usize>,
+}
+
+/// What the driver tells a client task.
+#[derive(Debug)]
+enum Cmd {
+    /// `--pattern central`: send one relay event now.
+    Relay,
+    /// `--pattern per-client`: send a lone candidate every `period`, first after `phase`,
+    /// until `until`.
+    Start { phase: Duration, period: Duration, until: Instant },
 }
 
 #[derive(Default)]
@@ -78,7 +112,7 @@ struct Counters {
     relays_received: AtomicU64,
     closed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
-    latencies_us: Mutex<Vec<u64>>,
+    latencies_ns: Mutex<Vec<u64>>,
 }
 
 impl Counters {
@@ -136,7 +170,7 @@ async fn client(
     url: String,
     zone: Zone,
     secret: Option<String>,
-    mut cmds: mpsc::Receiver<()>,
+    mut cmds: mpsc::Receiver<Cmd>,
     counters: Arc<Counters>,
     epoch: Instant,
     filler: Arc<str>,
@@ -175,6 +209,8 @@ async fn client(
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1));
     let mut ping = tokio::time::interval(Duration::from_secs(10));
     ping.tick().await;
+    // `--pattern per-client`: this client's own timer and when it stops.
+    let mut own: Option<(tokio::time::Interval, Instant)> = None;
     loop {
         tokio::select! {
             frame = stream.next() => {
@@ -194,11 +230,11 @@ async fn client(
                 };
                 // Relayed offers are most of the traffic: read their send time without a full
                 // decode, so the load generator spends its CPU on the sockets, not on JSON.
-                if let Some(sent_us) = relayed_send_time_us(text.as_str()) {
-                    let now_us = epoch.elapsed().as_micros() as u64;
+                if let Some(sent_ns) = relayed_send_time_ns(text.as_str()) {
+                    let now_ns = epoch.elapsed().as_nanos() as u64;
                     counters.relays_received.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut l) = counters.latencies_us.lock() {
-                        l.push(now_us.saturating_sub(sent_us));
+                    if let Ok(mut l) = counters.latencies_ns.lock() {
+                        l.push(now_ns.saturating_sub(sent_ns));
                     }
                     continue;
                 }
@@ -210,11 +246,11 @@ async fn client(
                     Ok(ServerMessage::PeerJoined { peer_id }) => members.push(peer_id),
                     Ok(ServerMessage::PeerLeft { peer_id, .. }) => members.retain(|p| *p != peer_id),
                     Ok(ServerMessage::Offer { sdp, .. }) => {
-                        let now_us = epoch.elapsed().as_micros() as u64;
-                        if let Some(sent_us) = sdp.split(' ').nth(1).and_then(|s| s.parse::<u64>().ok()) {
+                        let now_ns = epoch.elapsed().as_nanos() as u64;
+                        if let Some(sent_ns) = sdp.split(' ').nth(1).and_then(|s| s.parse::<u64>().ok()) {
                             counters.relays_received.fetch_add(1, Ordering::Relaxed);
-                            if let Ok(mut l) = counters.latencies_us.lock() {
-                                l.push(now_us.saturating_sub(sent_us));
+                            if let Ok(mut l) = counters.latencies_ns.lock() {
+                                l.push(now_ns.saturating_sub(sent_ns));
                             }
                         }
                     }
@@ -223,24 +259,49 @@ async fn client(
                     Err(_) => counters.error("undecodable"),
                 }
             }
-            cmd = cmds.recv() => {
-                if cmd.is_none() {
+            () = own_tick(&mut own) => {
+                if own.as_ref().is_some_and(|(_, until)| Instant::now() >= *until) {
+                    own = None;
+                    continue;
+                }
+                if members.is_empty() {
+                    continue;
+                }
+                let to = &members[(rng.next() % members.len() as u64) as usize];
+                let to = to.as_str();
+                // A lone trickled candidate, about 40 bytes of candidate text; the send time
+                // is taken just before the write.
+                let sent_ns = epoch.elapsed().as_nanos() as u64;
+                let candidate = format!(
+                    r#"{{"type":"ice-candidate","to":"{to}","candidate":{{"candidate":"candidate:{sent_ns} 1 udp 1 10.0.0.1 9 typ host","sdp_mid":"0"}}}}"#
+                );
+                if sink.send(Message::text(candidate)).await.is_err() {
                     return;
+                }
+                counters.relays_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { return };
+                if let Cmd::Start { phase, period, until } = cmd {
+                    let mut timer = tokio::time::interval_at(Instant::now() + phase, period);
+                    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    own = Some((timer, until));
+                    continue;
                 }
                 if members.is_empty() {
                     continue;
                 }
                 let to = members[(rng.next() % members.len() as u64) as usize].clone();
-                let sent_us = epoch.elapsed().as_micros() as u64;
+                let sent_ns = epoch.elapsed().as_nanos() as u64;
                 // Peer ids and the filler need no JSON escaping: build the frame directly.
                 let to = to.as_str();
-                let offer = format!(r#"{{"type":"offer","to":"{to}","sdp":"lg {sent_us} {filler}"}}"#);
+                let offer = format!(r#"{{"type":"offer","to":"{to}","sdp":"lg {sent_ns} {filler}"}}"#);
                 if sink.feed(Message::text(offer)).await.is_err() {
                     return;
                 }
                 for k in 1..burst {
                     let candidate = format!(
-                        r#"{{"type":"ice-candidate","to":"{to}","candidate":{{"candidate":"candidate:{sent_us} 1 udp 2122260223 10.0.0.{k} 5{k:04} typ host","sdp_mid":"0"}}}}"#
+                        r#"{{"type":"ice-candidate","to":"{to}","candidate":{{"candidate":"candidate:{sent_ns} 1 udp 2122260223 10.0.0.{k} 5{k:04} typ host","sdp_mid":"0"}}}}"#
                     );
                     if sink.feed(Message::text(candidate)).await.is_err() {
                         return;
@@ -260,11 +321,21 @@ async fn client(
     }
 }
 
-/// The send time carried by a relayed signal from another load-generator client
-/// (`{"type":"offer",...,"sdp":"lg <us> ..."}` or
-/// `{"type":"ice-candidate",...,"candidate":{"candidate":"candidate:<us> ..."}}`), or `None`
+/// The next tick of a client's own timer; never, when it has none.
+async fn own_tick(own: &mut Option<(tokio::time::Interval, Instant)>) {
+    match own {
+        Some((timer, _)) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The send time (nanoseconds since the load generator's epoch) carried by a relayed signal
+/// from another load-generator client (`{"type":"offer",...,"sdp":"lg <ns> ..."}` or
+/// `{"type":"ice-candidate",...,"candidate":{"candidate":"candidate:<ns> ..."}}`), or `None`
 /// for any other frame.
-fn relayed_send_time_us(text: &str) -> Option<u64> {
+fn relayed_send_time_ns(text: &str) -> Option<u64> {
     const SDP: &str = r#""sdp":"lg "#;
     const CANDIDATE: &str = r#""candidate":"candidate:"#;
     let rest = if text.starts_with(r#"{"type":"offer""#) {
@@ -285,8 +356,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.2} ms", us as f64 / 1000.0)
+fn ms(ns: u64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
 }
 
 fn main() {
@@ -310,8 +381,12 @@ async fn run(cli: Cli) {
     let counters = Arc::new(Counters::default());
     let epoch = Instant::now();
     let filler: Arc<str> = Arc::from("x".repeat(cli.sdp_bytes));
+    let zone_count = match cli.room_size {
+        Some(size) => cli.clients.div_ceil(size.max(1)),
+        None => cli.zones,
+    };
     let zones: Vec<Zone> =
-        (0..cli.zones.max(1)).filter_map(|z| Zone::new(format!("lg{z}")).ok()).collect();
+        (0..zone_count.max(1)).filter_map(|z| Zone::new(format!("lg{z}")).ok()).collect();
     let rss = |label: &str| {
         if let Some(pid) = cli.pid {
             match rss_kib(pid) {
@@ -321,13 +396,19 @@ async fn run(cli: Cli) {
         }
         cli.pid.and_then(rss_kib)
     };
+    let schedule = match cli.pattern {
+        Pattern::Central => format!("relay rate {}/s ({} per burst)", cli.relay_rate, cli.burst),
+        Pattern::PerClient => format!(
+            "per-client: one lone ice-candidate every {} ms per client ({:.0}/s offered)",
+            cli.interval_ms,
+            cli.clients as f64 * 1000.0 / cli.interval_ms as f64
+        ),
+    };
     println!(
-        "ro-p2p-loadgen: {} clients, {} zones, join rate {}/s, relay rate {}/s ({} per burst) for {} s, url {}",
+        "ro-p2p-loadgen: {} clients, {} zones, join rate {}/s, {schedule} for {} s, url {}",
         cli.clients,
         zones.len(),
         cli.join_rate,
-        cli.relay_rate,
-        cli.burst,
         cli.duration_s,
         cli.urls.join(" ")
     );
@@ -387,7 +468,11 @@ async fn run(cli: Cli) {
     }
 
     // Phase 3: relay.
-    if cli.relay_rate > 0 && cli.duration_s > 0 {
+    let relays = match cli.pattern {
+        Pattern::Central => cli.relay_rate > 0,
+        Pattern::PerClient => true,
+    };
+    if relays && cli.duration_s > 0 {
         let coord_pid = cli.pid.map(|p| p.to_string());
         let coord_cpu0 = coord_pid.as_deref().and_then(cpu_s);
         let self_cpu0 = cpu_s("self");
@@ -396,14 +481,24 @@ async fn run(cli: Cli) {
         let mut rng = XorShift(0xDEAD_BEEF_CAFE_F00D);
         let mut issued: u64 = 0;
         let mut local_drops: u64 = 0;
+        if cli.pattern == Pattern::PerClient {
+            // Every client starts its own timer with a random phase, then the driver only
+            // waits: it sends nothing more.
+            let period = Duration::from_millis(cli.interval_ms);
+            for tx in &senders {
+                let phase = Duration::from_nanos(rng.next() % period.as_nanos() as u64);
+                let _ = tx.try_send(Cmd::Start { phase, period, until: end });
+            }
+            tokio::time::sleep_until(end).await;
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        while Instant::now() < end {
+        while cli.pattern == Pattern::Central && Instant::now() < end {
             tick.tick().await;
             let due = (phase.elapsed().as_secs_f64() * cli.relay_rate as f64) as u64 / cli.burst;
             while issued < due {
                 let k = (rng.next() % senders.len() as u64) as usize;
-                if senders[k].try_send(()).is_err() {
+                if senders[k].try_send(Cmd::Relay).is_err() {
                     local_drops += 1;
                 }
                 issued += 1;
@@ -437,11 +532,12 @@ async fn run(cli: Cli) {
             sent_at_end as f64 / secs,
             received as f64 / secs
         );
-        let mut lat = counters.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut lat = counters.latencies_ns.lock().map(|l| l.clone()).unwrap_or_default();
         lat.sort_unstable();
         println!(
-            "relay latency (send -> receipt, end to end): p50 {} p99 {} max {} over {} samples",
+            "relay latency (sender's write -> recipient's read, one clock): p50 {} p90 {} p99 {} max {} over {} samples",
             ms(percentile(&lat, 0.50)),
+            ms(percentile(&lat, 0.90)),
             ms(percentile(&lat, 0.99)),
             ms(lat.last().copied().unwrap_or(0)),
             lat.len()
