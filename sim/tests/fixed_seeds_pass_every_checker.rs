@@ -120,3 +120,21 @@ fn a_peers_only_frame_to_a_player_who_just_left_the_map_is_not_counted_lost() {
         }
     }
 }
+
+/// Open finding of the sweep after the acknowledgements (seeds 300000..305000): client-15
+/// received signaling from client-12 relayed for a session it was never joined to (checker
+/// `signaling-in-session` at 20,795 ms). It fails with one coordinator as with the drawn count,
+/// under the all-mirror policy, so neither cluster mode nor the acknowledgements are involved;
+/// client-15's link to the coordinator is held from 6,633 to 8,279 ms in the plan. Kept here,
+/// ignored, until it is understood: `cargo test -p ro-p2p-sim -- --ignored`.
+#[test]
+#[ignore = "open: signaling relayed outside the receiver's session (seed 304806), see docs/simulation.md"]
+fn seed_304806_signaling_reaches_only_members_of_the_senders_session() {
+    let outcome = run_seed(304_806, Options { coordinators: 1, ..Options::default() });
+    assert!(
+        outcome.passed(),
+        "{:?}\nreproduce: {}",
+        outcome.violations,
+        debug_line(&outcome.reproduce())
+    );
+}
