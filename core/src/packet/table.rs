@@ -528,6 +528,13 @@ impl PacketVersion {
         self.obfuscation_keys() != ObfuscationKeys([0; 3])
     }
 
+    /// Whether the map server starts a connection with the account id as 4 raw bytes, no
+    /// packet header (before 20070521; `ZC_AID` `0x0283` from then on): a `clif.cpp` gate
+    /// (`clif_parse_WantToConnection`), not in the headers the generator reads.
+    pub fn map_connection_starts_with_raw_account_id(self) -> bool {
+        self.number() < 20070521
+    }
+
     /// Whether the client NUL-terminates chat text (before 20151001) rather than sending none.
     pub fn chat_nul_terminated(self) -> bool {
         self.number() < 20151001

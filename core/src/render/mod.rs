@@ -19,7 +19,7 @@ mod stream;
 mod table;
 
 pub use framer::{ZcDesyncReason, ZcFrame, ZcFramer};
-pub use packets::{Cell, UnitLayout, WalkNotDrawable};
+pub use packets::{AppearanceForm, AppearanceIds, Cell, UnitLayout, WalkNotDrawable};
 pub use stream::{
     MAP_CHANGES_MAX, MapChange, OUTPUT_BYTES_MAX, ReceiveStats, ReceiveStream, RenderConfig,
     RenderRejected, SHOWN_MAX, UNITS_MAX, WalkForm,

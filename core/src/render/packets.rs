@@ -198,6 +198,92 @@ pub struct UnitLayout {
     pub pos_at: usize,
 }
 
+/// Where one appearance packet (walking, idle or spawn) keeps the unit's id and, where it has
+/// one, `objecttype`: enough to learn which units the game shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppearanceForm {
+    /// The packet id.
+    pub id: u16,
+    /// The size of the struct rAthena fills (the packet's length, or its usual length where
+    /// the packet has a `PacketLength`).
+    pub len: usize,
+    /// Offset of the unit id (`AID` or `GID`).
+    pub aid_at: usize,
+    /// Offset of `objecttype` (0 for a player); `None` before 20071106, when these packets
+    /// had none (a monster's or NPC's id never equals a peer's account id in rAthena).
+    pub type_at: Option<usize>,
+    /// Offset of `moveStartTime` (the walking packet only).
+    pub tick_at: Option<usize>,
+}
+
+/// The appearance packets of one version, as the generator measured them: known at every
+/// version, also where [`UnitLayout::of`] says walking cannot be drawn exactly, so that the
+/// receive path still learns the units in view and draws peers' chat, emotes and turns there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppearanceIds {
+    forms: [Option<AppearanceForm>; 3],
+}
+
+impl AppearanceIds {
+    /// The appearance packets of `version`.
+    pub fn of(version: PacketVersion) -> AppearanceIds {
+        Self::from_generated(&version.generated_layout())
+    }
+
+    pub(crate) fn from_generated(g: &GeneratedLayout) -> AppearanceIds {
+        type Field = Option<u16>;
+        let form = |(id, len): (Field, Field), ty: Field, aid: Field, gid: Field, tick: Field| {
+            Some(AppearanceForm {
+                id: id?,
+                len: usize::from(len?),
+                aid_at: usize::from(aid.or(gid)?),
+                type_at: ty.map(usize::from),
+                tick_at: tick.map(usize::from),
+            })
+        };
+        AppearanceIds {
+            forms: [
+                form(
+                    (g.walk_id, g.walk_size),
+                    g.walk_objecttype,
+                    g.walk_aid,
+                    g.walk_gid,
+                    g.walk_tick,
+                ),
+                form((g.idle_id, g.idle_size), g.idle_objecttype, g.idle_aid, g.idle_gid, None),
+                form(
+                    (g.spawn_id, g.spawn_size),
+                    g.spawn_objecttype,
+                    g.spawn_aid,
+                    g.spawn_gid,
+                    None,
+                ),
+            ],
+        }
+    }
+
+    /// The idle (standing) packet's form.
+    pub fn idle(&self) -> Option<AppearanceForm> {
+        self.forms[1]
+    }
+
+    /// The form of packet `id`, if it is one of this version's appearance packets.
+    pub fn form(&self, id: u16) -> Option<AppearanceForm> {
+        self.forms.iter().flatten().find(|f| f.id == id).copied()
+    }
+
+    /// The account id of the player an appearance packet `p` shows (`None` for another kind
+    /// of unit, or a packet too short).
+    pub fn player(&self, form: AppearanceForm, p: &[u8]) -> Option<u32> {
+        if let Some(at) = form.type_at
+            && p.get(at) != Some(&0)
+        {
+            return None;
+        }
+        get_u32(p, form.aid_at)
+    }
+}
+
 /// Offset of the unit id (AID) in every appearance packet.
 pub const UNIT_AID_AT: usize = 5;
 /// Offset of `objecttype` (0 for a player) in every appearance packet.

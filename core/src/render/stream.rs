@@ -7,10 +7,9 @@ use std::net::SocketAddrV4;
 
 use super::framer::{ZcDesyncReason, ZcFrame, ZcFramer};
 use super::packets::{
-    self, Cell, UNIT_AID_AT, UNIT_TYPE_AT, UnitLayout, WalkNotDrawable, ZC_ACCEPT_ENTER,
-    ZC_ACCEPT_ENTER2, ZC_AID, ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERCHAT,
-    ZC_NOTIFY_PLAYERMOVE, ZC_NOTIFY_TIME, ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE,
-    get_u16, get_u32,
+    self, AppearanceIds, Cell, UnitLayout, WalkNotDrawable, ZC_ACCEPT_ENTER, ZC_ACCEPT_ENTER2,
+    ZC_AID, ZC_EMOTION, ZC_NOTIFY_CHAT, ZC_NOTIFY_MOVE, ZC_NOTIFY_PLAYERCHAT, ZC_NOTIFY_PLAYERMOVE,
+    ZC_NOTIFY_TIME, ZC_NOTIFY_VANISH, ZC_NPCACK_MAPMOVE, ZC_STOPMOVE, get_u16, get_u32,
 };
 use crate::gate::{
     MapMove, ServerMove, ZC_NPCACK_SERVERMOVE, ZC_NPCACK_SERVERMOVE_OLD, parse_map_move,
@@ -116,6 +115,10 @@ pub enum RenderRejected {
     /// [`ReceiveStream::walk_not_drawable`]): the server's copy of the walk shows it.
     #[error("peers' walking is not drawn at this version: {0}")]
     WalkNotDrawable(WalkNotDrawable),
+    /// Before 20070521 the map connection starts with 4 raw bytes (the account id) that have
+    /// not all arrived: nothing may be put before them.
+    #[error("the map connection's raw account id has not arrived yet")]
+    BeforeRawAccountId,
     /// The game has not read its bytes; rendered packets are refused until it does.
     #[error("{len} bytes wait for the game, over the limit of {max}")]
     OutputFull {
@@ -175,6 +178,8 @@ struct Shown {
 struct View {
     /// The version's appearance layout, or why walking cannot be drawn at it.
     layout: Result<UnitLayout, WalkNotDrawable>,
+    /// Where the version's appearance packets keep the unit id (at every version).
+    appearance: AppearanceIds,
     config: RenderConfig,
     own_aid: Option<u32>,
     own_cell: Option<Cell>,
@@ -328,22 +333,18 @@ impl View {
                     return self.show_once(now, aid, Line::Emote(kind), Source::Server);
                 }
             }
-            _ if let Some(layout) = layout
-                && (id == layout.walk_id || id == layout.idle_id || id == layout.spawn_id) =>
-            {
-                if id == layout.walk_id
-                    && let Some(t) = get_u32(p, layout.tick_at)
-                {
+            _ if let Some(form) = self.appearance.form(id) => {
+                if let Some(t) = form.tick_at.and_then(|at| get_u32(p, at)) {
                     self.tick = Some((t, now));
                 }
-                let is_player = p.get(UNIT_TYPE_AT) == Some(&0);
-                if let (true, Some(aid)) = (is_player, get_u32(p, UNIT_AID_AT)) {
-                    let unit = match layout.template_of(p) {
+                if let Some(aid) = self.appearance.player(form, p) {
+                    let unit = match layout.and_then(|l| l.template_of(p)) {
                         Some((template, cell)) => {
                             Unit { template: Some(template), cell: Some(cell) }
                         }
-                        // A length this layout does not know: the unit is shown, not drawable
-                        // in full.
+                        // Walking not drawable at this version, or a length the layout does
+                        // not know: the unit is shown (its chat, emotes and turns are drawn),
+                        // its walks are not drawn in full.
                         None => Unit { template: None, cell: None },
                     };
                     self.remember(aid, unit);
@@ -365,6 +366,9 @@ impl View {
 /// rendered packets between them; after a desync it is the server's bytes, untouched.
 #[derive(Clone, Debug)]
 pub struct ReceiveStream {
+    /// The raw account id that starts a map connection before 20070521, while incomplete
+    /// (`None` once taken, or at versions without it).
+    raw_aid: Option<Vec<u8>>,
     framer: ZcFramer,
     view: View,
     out: Output,
@@ -414,9 +418,14 @@ impl ReceiveStream {
     /// A stream with explicit settings.
     pub fn with_config(config: RenderConfig) -> ReceiveStream {
         ReceiveStream {
+            raw_aid: config
+                .version
+                .map_connection_starts_with_raw_account_id()
+                .then(|| Vec::with_capacity(4)),
             framer: ZcFramer::new(config.version),
             view: View {
                 layout: UnitLayout::of(config.version),
+                appearance: AppearanceIds::of(config.version),
                 config,
                 own_aid: None,
                 own_cell: None,
@@ -486,9 +495,10 @@ impl ReceiveStream {
         bytes: &[u8],
         mut redirect: impl FnMut(&ServerMove) -> Option<SocketAddrV4>,
     ) {
+        let bytes = self.take_raw_account_id(bytes);
         self.framer.push(bytes);
         loop {
-            let ReceiveStream { framer, view, out, stats, changes } = self;
+            let ReceiveStream { framer, view, out, stats, changes, .. } = self;
             let Some(frame) = framer.next_frame() else { break };
             let mut rewritten = None;
             let keep = match frame {
@@ -534,6 +544,21 @@ impl ReceiveStream {
         }
     }
 
+    /// Before 20070521 the map server's first 4 bytes are the account id with no header: they
+    /// go to the game as they are and tell the player's own account id. Returns the rest.
+    fn take_raw_account_id<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
+        let Some(raw) = self.raw_aid.as_mut() else { return bytes };
+        let (head, rest) = bytes.split_at(bytes.len().min(4 - raw.len()));
+        raw.extend_from_slice(head);
+        self.stats.server_bytes += head.len() as u64;
+        self.out.append(head);
+        if let Ok(aid) = <[u8; 4]>::try_from(raw.as_slice()) {
+            self.view.own_aid = Some(u32::from_le_bytes(aid));
+            self.raw_aid = None;
+        }
+        rest
+    }
+
     /// The map changes the server announced since the last call, oldest first.
     pub fn take_map_changes(&mut self) -> impl Iterator<Item = MapChange> + '_ {
         self.changes.drain(..)
@@ -550,6 +575,9 @@ impl ReceiveStream {
     }
 
     fn check_can_inject(&self) -> Result<(), RenderRejected> {
+        if self.raw_aid.is_some() {
+            return Err(RenderRejected::BeforeRawAccountId);
+        }
         if let Some(reason) = self.framer.desync_reason() {
             return Err(RenderRejected::Desynced(reason));
         }

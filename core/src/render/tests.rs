@@ -177,6 +177,9 @@ fn every_generated_version_either_draws_walking_exactly_or_says_why_not() {
                 // The receive path says so and refuses walks (the server's copy shows them).
                 let config = RenderConfig { require_known_unit: false, ..RenderConfig::new(v) };
                 let mut s = ReceiveStream::with_config(config);
+                if v.map_connection_starts_with_raw_account_id() {
+                    s.push_server(at(0), &1u32.to_le_bytes());
+                }
                 assert_eq!(s.walk_not_drawable(), Some(e));
                 let r = s.push_peer_event(at(1), 7, &PeerEvent::Move { x: 1, y: 2 });
                 assert_eq!(r, Err(RenderRejected::WalkNotDrawable(e)), "{v}");
@@ -871,4 +874,69 @@ fn a_notice_is_drawn_between_whole_server_packets_as_the_players_own_line() {
     assert_eq!(got[0][..2], ZC_NOTIFY_PLAYERCHAT.to_le_bytes());
     assert_eq!(&got[0][4..], b"P2P on\0");
     assert_eq!(got[1], time);
+}
+
+#[test]
+fn every_generated_version_learns_the_units_in_view_and_draws_peers_chat_emotes_and_turns() {
+    let mut raw_aid_versions = 0;
+    for v in PacketVersion::every() {
+        let idle = AppearanceIds::of(v).idle().unwrap_or_else(|| panic!("{v}: no idle form"));
+        // What rAthena sends a player entering the map: its account id (4 raw bytes before
+        // 20070521, `ZC_AID` after), then another player (7) standing in view.
+        let mut server = if v.map_connection_starts_with_raw_account_id() {
+            raw_aid_versions += 1;
+            1u32.to_le_bytes().to_vec()
+        } else {
+            zc_aid(1)
+        };
+        let mut p = vec![0x11u8; idle.len];
+        p[0..2].copy_from_slice(&idle.id.to_le_bytes());
+        match ZcTable::of(v).get(idle.id) {
+            Some(ZcLen::Variable) => p[2..4].copy_from_slice(&(idle.len as u16).to_le_bytes()),
+            Some(ZcLen::Fixed(n)) => assert_eq!(usize::from(n), idle.len, "{v}"),
+            None => panic!("{v}: idle packet {:#06X} not in the ZC table", idle.id),
+        }
+        if let Some(at) = idle.type_at {
+            p[at] = 0;
+        }
+        p[idle.aid_at..idle.aid_at + 4].copy_from_slice(&7u32.to_le_bytes());
+        server.extend_from_slice(&p);
+        server.extend(notify_time(5000));
+        let mut s = ReceiveStream::new(v);
+        // Split inside the raw account id: nothing may be drawn before it is whole.
+        s.push_server(at(1000), &server[..3]);
+        let turn = PeerEvent::Turn { head_dir: 1, dir: 2 };
+        if v.map_connection_starts_with_raw_account_id() {
+            assert_eq!(
+                s.push_peer_event(at(1000), 7, &turn),
+                Err(RenderRejected::BeforeRawAccountId),
+                "{v}"
+            );
+        }
+        s.push_server(at(1000), &server[3..]);
+        assert_eq!(s.desync_reason(), None, "{v}");
+        assert_eq!(s.own_account_id(), Some(1), "{v}");
+        assert!(s.knows_unit(7), "{v}: the idle packet did not show unit 7");
+        s.push_peer_event(at(1001), 7, &PeerEvent::Chat { text: b"Seven : hi" }).unwrap();
+        s.push_peer_event(at(1002), 7, &PeerEvent::Emote { kind: 3 }).unwrap();
+        s.push_peer_event(at(1003), 7, &turn).unwrap();
+        let mut drawn = Vec::new();
+        notify_chat(7, b"Seven : hi", &mut drawn);
+        drawn.extend(emotion(7, 3));
+        drawn.extend(change_direction(7, 1, 2));
+        let mut expected = server.clone();
+        expected.extend(&drawn);
+        assert_eq!(s.output(), &expected[..], "{v}");
+        // The game frames what it is shown: the server's packets, then the drawn ones.
+        let (after_aid, zc_aid_packets) =
+            if v.map_connection_starts_with_raw_account_id() { (4, 0) } else { (0, 1) };
+        assert_eq!(frames(v, &expected[after_aid..]).len(), zc_aid_packets + 2 + 3, "{v}");
+        // Walking: drawn exactly, or refused with the reason (the server's copy shows it).
+        let walk = s.push_peer_event(at(1004), 7, &PeerEvent::Move { x: 101, y: 100 });
+        match UnitLayout::of(v) {
+            Ok(_) => assert_eq!(walk, Ok(()), "{v}"),
+            Err(e) => assert_eq!(walk, Err(RenderRejected::WalkNotDrawable(e)), "{v}"),
+        }
+    }
+    assert!(raw_aid_versions > 0, "no version before 20070521 was checked");
 }
