@@ -346,6 +346,14 @@ fn free_ports() -> Result<Ports, HarnessError> {
     }
 }
 
+/// The server tree for `config.packetver`, ready to start: unpacked from the shared binaries,
+/// or built from the shared source when there are none (see [`build_cached`]), cached under `config.cache_dir` by commit and PACKETVER. Another
+/// process preparing the same tree (a build started in the background) is waited for, not
+/// repeated. `ro-p2p-rathena build` calls it.
+pub fn prepare(config: &HarnessConfig) -> Result<PathBuf, HarnessError> {
+    prepared_tree(config)
+}
+
 /// The unpacked tree for `packetver` (unpacked now if not cached yet).
 fn prepared_tree(config: &HarnessConfig) -> Result<PathBuf, HarnessError> {
     match &config.source {
@@ -384,6 +392,16 @@ fn unpack_shared(shared: &Path, packetver: u32, cache: &Path) -> Result<PathBuf,
     if tree.join("map-server").is_file() {
         return Ok(tree);
     }
+    // One process prepares a tree at a time; the others wait here and then find it done. The
+    // lock is the kernel's (flock): it goes with the process that holds it, even on a crash.
+    fs::create_dir_all(cache).map_err(io_err(format!("create {}", cache.display())))?;
+    let lock_path = cache.join(format!(".{stem}-{packetver}.lock"));
+    let lock =
+        fs::File::create(&lock_path).map_err(io_err(format!("create {}", lock_path.display())))?;
+    lock.lock().map_err(io_err(format!("lock {}", lock_path.display())))?;
+    if tree.join("map-server").is_file() {
+        return Ok(tree);
+    }
     let Some(bins) = find_one(shared, &format!("bin-{packetver}-"), ".tar.gz") else {
         // No prebuilt servers for this PACKETVER: build them from the shared source once,
         // cached like the unpacked ones (by commit and PACKETVER).
@@ -419,8 +437,8 @@ fn unpack_shared(shared: &Path, packetver: u32, cache: &Path) -> Result<PathBuf,
 }
 
 /// Unpacks `source` into a temporary directory of `cache`, builds login, char and map at
-/// `packetver` there (`./configure --enable-packetver=N && make -j2 login char map`: about 17
-/// minutes on two cores; the log is `<cache>/build-<ver>.log`) and renames it to `done`.
+/// `packetver` there (`./configure --enable-packetver=N && make -j2 login char map`, at
+/// [`build_flags`]; the log is `<cache>/build-<ver>.log`) and renames it to `done`.
 fn build_cached(
     source: &Path,
     packetver: u32,
@@ -448,6 +466,14 @@ fn build_cached(
     Ok(tree)
 }
 
+/// The compiler flags of a build from source: `$RO_P2P_RATHENA_CFLAGS`, else `-O0`. Tests do
+/// not need rAthena's speed, and without optimisation the build takes about 5 CPU-minutes
+/// instead of about 34 (measured on this 2-core machine: 260 s user at `-O0`), which is what
+/// lets CI build a PACKETVER that has no prebuilt servers.
+fn build_flags() -> String {
+    std::env::var("RO_P2P_RATHENA_CFLAGS").unwrap_or_else(|_| "-O0".to_owned())
+}
+
 fn build_from(src: &Path, packetver: u32, work_dir: &Path) -> Result<PathBuf, HarnessError> {
     if !src.join("configure").is_file() {
         return Err(HarnessError::Unavailable {
@@ -460,9 +486,12 @@ fn build_from(src: &Path, packetver: u32, work_dir: &Path) -> Result<PathBuf, Ha
     if !(built && src.join("map-server").is_file()) {
         fs::create_dir_all(work_dir).map_err(io_err(format!("create {}", work_dir.display())))?;
         let log = work_dir.join("build.log");
+        let flags = build_flags();
         run(
             Command::new("./configure")
                 .arg(format!("--enable-packetver={packetver}"))
+                .env("CFLAGS", &flags)
+                .env("CXXFLAGS", &flags)
                 .current_dir(src),
             &log,
         )?;

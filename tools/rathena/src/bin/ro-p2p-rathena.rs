@@ -1,5 +1,6 @@
 //! `ro-p2p-rathena start|stop|status --dir DIR`: a real rAthena (MariaDB, login, char and map
-//! servers) on free local ports, for trying ro-p2p by hand. `start` leaves the processes running
+//! servers) on free local ports, for trying ro-p2p by hand; `ro-p2p-rathena build --packetver N`
+//! prepares (unpacks or builds) the servers for a PACKETVER without starting them. `start` leaves the processes running
 //! and writes `DIR/harness.json` (ports, PIDs, logs); `stop` stops them by PID.
 
 use std::path::PathBuf;
@@ -37,6 +38,18 @@ enum Cmd {
         /// Build rAthena from this source tree instead of using the shared binaries.
         #[arg(long, conflicts_with = "shared")]
         source_tree: Option<PathBuf>,
+    },
+    /// Prepare the servers for a PACKETVER without starting them: unpack the shared binaries,
+    /// or build them from the shared source where there are none (cached under
+    /// `target/rathena/`; a test that needs them waits for a build in progress). Prints the
+    /// tree and the time taken.
+    Build {
+        /// PACKETVER.
+        #[arg(long)]
+        packetver: u32,
+        /// The shared directory with the rAthena tarballs [default: ../shared/rathena].
+        #[arg(long)]
+        shared: Option<PathBuf>,
     },
     /// Stop what `start` started in DIR.
     Stop {
@@ -97,6 +110,17 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(e.to_string()),
             }
+        }
+        Cmd::Build { packetver, shared } => {
+            let mut config = HarnessConfig::new(packetver);
+            if let Some(shared) = shared {
+                config.source = RathenaSource::Shared(shared);
+            }
+            let started = std::time::Instant::now();
+            harness::prepare(&config).map_err(|e| e.to_string()).map(|tree| {
+                println!("{}", tree.display());
+                eprintln!("ready in {:.1} s", started.elapsed().as_secs_f64());
+            })
         }
         Cmd::Stop { dir } => read_state(&dir).map(|state| {
             harness::stop_state(&state);
