@@ -7,7 +7,8 @@
 //!    byte, the sequence the router sent to the server (a prefix while in flight, all of it by
 //!    the end), and every server-only packet was sent to the server.
 //! 3. `signaling-in-session`: every relayed offer/answer/candidate carries the `from` of its
-//!    real sender, and belongs to a session the receiver was a member of.
+//!    real sender, and belongs to a session the coordinator told the receiver it had joined
+//!    (`session-joined`, also one the client ignored because it had asked for another zone).
 //! 4. `liveness-converges` (end of the liveness phase): every client in a P2P zone is joined,
 //!    members of a session agree on the members and the host with each other and with the
 //!    coordinator, and each session has at most one host.

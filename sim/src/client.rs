@@ -512,6 +512,12 @@ fn record_incoming(ctx: &ClientCtx, text: &str) {
         }
         _ => (None, None),
     };
+    // Membership as the coordinator states it: a client that asked for another zone before
+    // this answer arrived ignores it (no `SessionJoined` event), yet was a member until its
+    // leave reached the coordinator, and signaling relayed meanwhile is in session.
+    if let ServerMessage::SessionJoined { session_id, .. } = &msg {
+        r.sessions_seen.entry(ctx.name.clone()).or_default().insert(session_id.to_string());
+    }
     if let (Some(stamped_from), Some(body)) = (&from, body) {
         let (body_from, body_session) = body_claims(&body);
         r.relayed.push(RelayedSignal {

@@ -121,14 +121,14 @@ fn a_peers_only_frame_to_a_player_who_just_left_the_map_is_not_counted_lost() {
     }
 }
 
-/// Open finding of the sweep after the acknowledgements (seeds 300000..305000): client-15
-/// received signaling from client-12 relayed for a session it was never joined to (checker
-/// `signaling-in-session` at 20,795 ms). It fails with one coordinator as with the drawn count,
-/// under the all-mirror policy, so neither cluster mode nor the acknowledgements are involved;
-/// client-15's link to the coordinator is held from 6,633 to 8,279 ms in the plan. Kept here,
-/// ignored, until it is understood: `cargo test -p ro-p2p-sim -- --ignored`.
+/// Found by the sweep after the acknowledgements (seeds 300000..305000), a checker's error:
+/// client-15 asked to join payon, then, before the answer came, left for geffen. The
+/// coordinator seated it in payon meanwhile, so client-12 (payon) offered to it and the
+/// coordinator relayed the offer, correctly: client-15 was a member until its leave arrived.
+/// Client-15 ignored the stale `session-joined` (and the offer), but checker 3 took membership
+/// from the client's `SessionJoined` events only, and called the relay out of session. It now
+/// takes membership from the coordinator's `session-joined` messages.
 #[test]
-#[ignore = "open: signaling relayed outside the receiver's session (seed 304806), see docs/simulation.md"]
 fn seed_304806_signaling_reaches_only_members_of_the_senders_session() {
     let outcome = run_seed(304_806, Options { coordinators: 1, ..Options::default() });
     assert!(

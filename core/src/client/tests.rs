@@ -386,6 +386,32 @@ fn zone_change_leaves_drops_links_and_joins_the_new_zone() {
 }
 
 #[test]
+fn an_offer_of_the_session_being_left_makes_no_link() {
+    // Seed 304806: the client asked for another zone; a member of the old session offered
+    // before the coordinator saw the leave. The offer is relayed legitimately and ignored here
+    // (session traffic is only taken while joined).
+    let mut h = H::joined("me", &["a"], None);
+    h.input(Input::ZoneChanged(zone("geffen")));
+    let ignored = h.c.stats().messages_ignored;
+    let out = h.input(frame(ServerMessage::Offer { from: pid("b"), sdp: "v=0".into() }));
+    assert!(h.c.links().is_empty(), "a link was made for an offer between sessions");
+    assert!(!out.iter().any(|o| matches!(o, Output::ConnectPeer { .. })), "{out:?}");
+    assert_eq!(h.c.stats().messages_ignored, ignored + 1);
+    // The new session's members link as usual.
+    h.input(frame(ServerMessage::SessionJoined {
+        session_id: sid("s2"),
+        zone: zone("geffen"),
+        peers: vec![pid("c")],
+        host: None,
+        ice_servers: vec![],
+        key: key(1),
+        resumed: false,
+    }));
+    assert_eq!(h.c.lifecycle(), Lifecycle::Joined);
+    assert!(h.c.links().iter().any(|(p, _, _)| *p == pid("c")));
+}
+
+#[test]
 fn resumed_seat_keeps_live_links() {
     let mut h = H::joined("me", &["a", "b"], None);
     h.input(Input::PeerLinkEvent { peer: pid("a"), event: LinkEvent::Connected });
