@@ -6,7 +6,8 @@
 //! `disconnect`) and reports [`LinkEvent`]s on a tokio channel (local SDP and candidates to
 //! relay, `Connected`, `Failed`, `Closed`, received frames, and periodic `Measured` RTT/loss
 //! for link health). One peer connection per peer, with a `movement` channel (unordered, no
-//! retransmits) and a `chat` channel (reliable, ordered), both created in band by the offerer.
+//! retransmits) and a `chat` channel (reliable, ordered), created by both ends with fixed
+//! stream ids (see [`LinkTuning`]).
 //! RTT and loss come from a small ping/pong over the movement channel (text messages, which
 //! never mix with the core's binary frames), not from the stack's ICE statistics; see
 //! `docs/webrtc.md`. [`WebRtcTransport`] plugs the links into the tokio client driver.
