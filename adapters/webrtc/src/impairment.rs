@@ -399,8 +399,9 @@ impl Run<'_> {
         self.epoch + Duration::from_micros(us)
     }
 
-    /// Offer and answer with both channels created in band by the offerer, as the adapter
-    /// does, and each side's host candidate.
+    /// Offer and answer with the channels created as the adapter creates them (by the offerer
+    /// before its offer; with negotiated channels also by the answerer before its answer), and
+    /// each side's host candidate.
     fn connect(&mut self) -> Result<(), HarnessError> {
         let now = self.instant(0);
         let tuning = self.scenario.tuning;
