@@ -6,7 +6,7 @@
 //! and the next message the traffic sends.
 //!
 //! The endpoints open the `movement` and `chat` channels with the adapter's own settings
-//! ([`LinkTuning::channel_init`], [`crate::tuning`]'s setting engine) and send the adapter's
+//! ([`LinkTuning::channel_init`], the same setting engine as the links) and send the adapter's
 //! chat nudges ([`TailProbe`]), so the figures are those of what [`crate::PeerLinks`]
 //! configures. Both players walk (a movement frame every 100-200 ms) and chat (a line every
 //! 0.8-1.2 s); each message's delivery latency is simulated time from `send` to the
