@@ -244,7 +244,10 @@ fn unit(rng: &mut ChaCha8Rng) -> f64 {
 /// A uniform draw in `lo..=hi`.
 fn between(rng: &mut ChaCha8Rng, (lo, hi): (u64, u64)) -> u64 {
     let (lo, hi) = (lo.min(hi), lo.max(hi));
-    lo + rng.next_u64() % (hi - lo + 1)
+    match (hi - lo).checked_add(1) {
+        Some(span) => lo + rng.next_u64() % span,
+        None => rng.next_u64(),
+    }
 }
 
 /// One direction of the link.
@@ -259,7 +262,7 @@ impl Wire {
     /// When a datagram sent at `now_us` arrives, or `None` if it is lost. `impaired` false
     /// means only the base delay.
     fn carry(&mut self, imp: &Impairment, now_us: u64, impaired: bool) -> Option<u64> {
-        let base = now_us + imp.one_way_delay_ms * 1000;
+        let base = now_us.saturating_add(imp.one_way_delay_ms.saturating_mul(1000));
         if !impaired {
             self.last_arrival_us = self.last_arrival_us.max(base);
             return Some(self.last_arrival_us);
@@ -273,15 +276,16 @@ impl Wire {
                 self.bad
             }
         };
-        let jitter = between(&mut self.rng, (0, imp.jitter_ms * 1000));
+        let jitter = between(&mut self.rng, (0, imp.jitter_ms.saturating_mul(1000)));
         let reordered = unit(&mut self.rng) < imp.reorder_rate;
         if lost {
             return None;
         }
         if reordered {
-            return Some(base + jitter + imp.reorder_delay_ms * 1000);
+            let held_us = imp.reorder_delay_ms.saturating_mul(1000);
+            return Some(base.saturating_add(jitter).saturating_add(held_us));
         }
-        self.last_arrival_us = self.last_arrival_us.max(base + jitter);
+        self.last_arrival_us = self.last_arrival_us.max(base.saturating_add(jitter));
         Some(self.last_arrival_us)
     }
 }
@@ -444,14 +448,14 @@ impl Run<'_> {
     fn exchange(&mut self) -> Result<(), HarnessError> {
         self.impaired = true;
         let start = self.now_us;
-        let traffic_end = start + self.scenario.traffic_ms * 1000;
+        let traffic_end = start.saturating_add(self.scenario.traffic_ms.saturating_mul(1000));
         for side in &mut self.sides {
-            side.next_walk_us =
-                start + between(&mut side.rng, self.scenario.walk_interval_ms) * 1000;
-            side.next_chat_us =
-                start + between(&mut side.rng, self.scenario.chat_interval_ms) * 1000;
+            let walk_ms = between(&mut side.rng, self.scenario.walk_interval_ms);
+            side.next_walk_us = start.saturating_add(walk_ms.saturating_mul(1000));
+            let chat_ms = between(&mut side.rng, self.scenario.chat_interval_ms);
+            side.next_chat_us = start.saturating_add(chat_ms.saturating_mul(1000));
         }
-        let end = traffic_end + DRAIN_MS * 1000;
+        let end = traffic_end.saturating_add(DRAIN_MS * 1000);
         let mut steps = 0;
         while self.now_us < end {
             self.step(traffic_end, &mut steps)?;
@@ -537,11 +541,13 @@ impl Run<'_> {
         let mut sent = Vec::with_capacity(2);
         if side.next_walk_us <= now_us {
             out.push((Channel::Movement, side.next_walk_us));
-            side.next_walk_us += between(&mut side.rng, scenario.walk_interval_ms) * 1000;
+            let ms = between(&mut side.rng, scenario.walk_interval_ms).max(1);
+            side.next_walk_us = side.next_walk_us.saturating_add(ms.saturating_mul(1000));
         }
         if side.next_chat_us <= now_us {
             out.push((Channel::Chat, side.next_chat_us));
-            side.next_chat_us += between(&mut side.rng, scenario.chat_interval_ms) * 1000;
+            let ms = between(&mut side.rng, scenario.chat_interval_ms).max(1);
+            side.next_chat_us = side.next_chat_us.saturating_add(ms.saturating_mul(1000));
             side.tail.chat_sent(now_us / 1000);
         }
         for (channel, _) in out {
@@ -555,18 +561,19 @@ impl Run<'_> {
             bytes[0] = i as u8;
             bytes[1] = channel as u8;
             bytes[2..6].copy_from_slice(&seq.to_le_bytes());
-            let id = side.channels[&channel];
-            let mut dc = side.pc.data_channel(id).ok_or(HarnessError::Stack {
+            let gone = || HarnessError::Stack {
                 call: "data_channel",
                 message: format!("{channel} channel gone"),
-            })?;
+            };
+            let id = *side.channels.get(&channel).ok_or_else(gone)?;
+            let mut dc = side.pc.data_channel(id).ok_or_else(gone)?;
             dc.send(now, bytes).map_err(stack("send"))?;
             sent.push((i as u8, channel as u8, seq));
         }
         let mut nudges = 0;
         while side.tail.poll_nudge(now_us / 1000) {
-            let id = side.channels[&Channel::Movement];
-            if let Some(mut dc) = side.pc.data_channel(id) {
+            let id = side.channels.get(&Channel::Movement).copied();
+            if let Some(mut dc) = id.and_then(|id| side.pc.data_channel(id)) {
                 dc.send_text(now, NUDGE_TEXT).map_err(stack("send_text"))?;
                 nudges += 1;
             }
