@@ -83,10 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("tuned    = {tuned:?}");
     println!(
         "latency in ms from send to delivery over the peer link; 'seen' = earlier of the peer \
-         link and the server path"
+         link and the server path; datagrams/s = both directions, all kinds (DATA, SACK, STUN)"
     );
     println!(
-        "{:>5} {:>5} {:<8} | {:>27} {:>6} | {:>27} {:>6} {:>7} | {:>9} {:>10}",
+        "{:>5} {:>5} {:<8} | {:>27} {:>6} | {:>27} {:>6} {:>7} | {:>9} {:>10} | {:>10}",
         "delay",
         "loss%",
         "links",
@@ -96,7 +96,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "deliv%",
         "p99/RTT",
         "server ms",
-        "seen chat p99"
+        "seen chat p99",
+        "datagrams/s"
     );
     for &delay in &opts.delay {
         for &loss in &opts.loss {
@@ -131,7 +132,7 @@ fn print_row(delay: u64, loss: f64, name: &str, scenario: &Scenario, r: &Report)
     let rtt_ms = (2 * delay).max(1) as f64;
     let server = scenario.server_path_ms.map_or("none".to_owned(), |ms| ms.to_string());
     println!(
-        "{:>5} {:>5} {:<8} | {:>27} {:>6.2} | {:>27} {:>6.2} {:>6.2}x | {:>9} {:>10.1}",
+        "{:>5} {:>5} {:<8} | {:>27} {:>6.2} | {:>27} {:>6.2} {:>6.2}x | {:>9} {:>10.1} | {:>10.1}",
         delay,
         loss,
         name,
@@ -142,5 +143,6 @@ fn print_row(delay: u64, loss: f64, name: &str, scenario: &Scenario, r: &Report)
         r.chat.latency_ms(99.0) / rtt_ms,
         server,
         r.chat.seen_ms(99.0),
+        r.datagrams as f64 / (scenario.traffic_ms as f64 / 1000.0).max(1.0),
     );
 }
