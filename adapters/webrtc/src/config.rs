@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ro_p2p_core::wire::IceServer;
 
+use crate::tuning::LinkTuning;
+
 /// Settings for one [`PeerLinks`](crate::PeerLinks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinksConfig {
@@ -43,6 +45,8 @@ pub struct LinksConfig {
     pub links_max: usize,
     /// Capacity of the event channel; the links wait (back-pressure) when it is full.
     pub event_queue_len: usize,
+    /// Channel reliability and chat nudges against loss (see `docs/webrtc.md`).
+    pub tuning: LinkTuning,
 }
 
 impl Default for LinksConfig {
@@ -66,6 +70,7 @@ impl Default for LinksConfig {
             pending_candidates_max: 64,
             links_max: 64,
             event_queue_len: 4096,
+            tuning: LinkTuning::default(),
         }
     }
 }

@@ -32,6 +32,15 @@ impl Channel {
         }
     }
 
+    /// The SCTP stream id of the channel when both ends create it themselves (negotiated out
+    /// of band): movement 0, chat 1.
+    pub fn stream_id(self) -> u16 {
+        match self {
+            Channel::Movement => 0,
+            Channel::Chat => 1,
+        }
+    }
+
     /// The channel with this label, if it is one of ours.
     pub fn from_label(label: &str) -> Option<Channel> {
         match label {

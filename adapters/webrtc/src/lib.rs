@@ -6,17 +6,22 @@
 //! `disconnect`) and reports [`LinkEvent`]s on a tokio channel (local SDP and candidates to
 //! relay, `Connected`, `Failed`, `Closed`, received frames, and periodic `Measured` RTT/loss
 //! for link health). One peer connection per peer, with a `movement` channel (unordered, no
-//! retransmits) and a `chat` channel (reliable, ordered), both created in band by the offerer.
+//! retransmits) and a `chat` channel (reliable, ordered), created by both ends with fixed
+//! stream ids (see [`LinkTuning`]).
 //! RTT and loss come from a small ping/pong over the movement channel (text messages, which
 //! never mix with the core's binary frames), not from the stack's ICE statistics; see
 //! `docs/webrtc.md`. [`WebRtcTransport`] plugs the links into the tokio client driver.
+//! [`LinkTuning`] is how the links are tuned against loss (chat nudges, channel reliability);
+//! [`impairment`] measures it in simulated time over a lossy, delayed link.
 
 mod config;
 mod error;
 mod event;
+pub mod impairment;
 mod links;
 mod probe;
 mod transport;
+mod tuning;
 mod udp;
 
 pub use config::LinksConfig;
@@ -24,4 +29,5 @@ pub use error::LinkError;
 pub use event::{Channel, FailReason, LinkEvent, Role};
 pub use links::PeerLinks;
 pub use transport::WebRtcTransport;
+pub use tuning::{CHAT_NUDGES_MAX, LinkTuning, TailProbe};
 pub use udp::{FallbackUdpRuntime, PlainUdpSocket};

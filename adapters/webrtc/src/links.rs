@@ -2,13 +2,16 @@
 //! and reporting [`LinkEvent`]s.
 //!
 //! Each link owns an `RTCPeerConnection` with two data channels, `movement` (unordered,
-//! `max_retransmits = 0`) and `chat` (reliable, ordered). The offerer creates both in band
-//! (DCEP) before its offer; the answerer receives them from the stack and recognises them by
-//! label. A link is `Connected` when both are open on that side. Three kinds of task feed the
-//! event channel: the stack's callbacks (candidates, ICE and connection state, incoming
-//! channels), one pump per data channel (open, messages, close), and per link a timeout guard
-//! and a probe loop. A per-link gate serialises their events so that the terminal event is
-//! the link's last, whichever task reports it.
+//! `max_retransmits = 0`) and `chat` (reliable, ordered), set up by [`LinkTuning`](crate::LinkTuning). By default
+//! both ends create both channels with fixed stream ids (negotiated out of band: the offerer
+//! before its offer, the answerer when it applies the offer); with
+//! `negotiated_channels = false` the offerer announces them in band (DCEP) and the answerer
+//! receives them from the stack and recognises them by label. A link is `Connected` when both
+//! are open on that side. Four kinds of task feed the event channel or the wire: the stack's
+//! callbacks (candidates, ICE and connection state, incoming channels), one pump per data
+//! channel (open, messages, close), and per link a timeout guard, a probe loop and the chat
+//! nudges ([`TailProbe`]). A per-link gate serialises their events so that the terminal event
+//! is the link's last, whichever task reports it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,17 +22,18 @@ use bytes::BytesMut;
 use ro_p2p_core::wire::{IceCandidate, IceServer, PeerId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceCandidateInit, RTCIceConnectionState, RTCIceServer, RTCPeerConnectionIceEvent,
-    RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
+    RTCPeerConnectionState, RTCSessionDescription,
 };
 
 use crate::config::LinksConfig;
 use crate::error::LinkError;
 use crate::event::{Channel, FailReason, LinkEvent, Role};
 use crate::probe::{ProbeMessage, Probes};
+use crate::tuning::{self, NUDGE_TEXT, TailProbe};
 use crate::udp::FallbackUdpRuntime;
 
 /// Labels longer than this are truncated in [`FailReason::UnexpectedChannel`].
@@ -153,13 +157,7 @@ impl PeerLinks {
         let rtc_config = RTCConfigurationBuilder::default()
             .with_ice_servers(ice_servers.into_iter().map(rtc_ice_server).collect())
             .build();
-        let settings = SettingEngineBuilder::new()
-            .with_ice_timeouts(
-                Some(Duration::from_millis(self.config.ice_disconnected_timeout_ms)),
-                Some(Duration::from_millis(self.config.ice_failed_timeout_ms)),
-                Some(Duration::from_millis(self.config.ice_keepalive_interval_ms)),
-            )
-            .build();
+        let settings = tuning::setting_engine(&self.config);
         let pc = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
             .with_setting_engine(settings)
@@ -256,6 +254,9 @@ impl PeerLinks {
         .map_err(bad_sdp)?;
         pc.set_remote_description(desc).await.map_err(bad_sdp)?;
         if role == Role::Answerer {
+            if self.config.tuning.negotiated_channels {
+                create_channels(&pc, &shared).await?;
+            }
             let answer = pc.create_answer(None).await.map_err(stack_error)?;
             pc.set_local_description(answer.clone()).await.map_err(stack_error)?;
             shared.local_sdp(answer.sdp).await;
@@ -337,7 +338,11 @@ impl PeerLinks {
             }
             webrtc::error::Error::ErrDataChannelClosed => not_open(),
             other => stack_error(other),
-        })
+        })?;
+        if channel == Channel::Chat {
+            shared.chat_sent();
+        }
+        Ok(())
     }
 
     /// Closes the link to `peer`: reports [`LinkEvent::Closed`] (unless the link already ended)
@@ -372,15 +377,22 @@ impl Drop for PeerLinks {
     }
 }
 
-/// Creates the channels and the offer, and reports it.
-async fn offer(pc: &Arc<dyn PeerConnection>, shared: &Arc<LinkShared>) -> Result<(), LinkError> {
-    let movement =
-        RTCDataChannelInit { ordered: false, max_retransmits: Some(0), ..Default::default() };
-    let chat = RTCDataChannelInit::default();
-    for (channel, init) in [(Channel::Movement, movement), (Channel::Chat, chat)] {
+/// Creates both data channels as [`LinkTuning`](crate::LinkTuning) says.
+async fn create_channels(
+    pc: &Arc<dyn PeerConnection>,
+    shared: &Arc<LinkShared>,
+) -> Result<(), LinkError> {
+    for channel in [Channel::Movement, Channel::Chat] {
+        let init = shared.config.tuning.channel_init(channel);
         let dc = pc.create_data_channel(channel.label(), Some(init)).await.map_err(stack_error)?;
         shared.attach(channel, dc);
     }
+    Ok(())
+}
+
+/// Creates the channels and the offer, and reports it.
+async fn offer(pc: &Arc<dyn PeerConnection>, shared: &Arc<LinkShared>) -> Result<(), LinkError> {
+    create_channels(pc, shared).await?;
     let offer = pc.create_offer(None).await.map_err(stack_error)?;
     pc.set_local_description(offer.clone()).await.map_err(stack_error)?;
     shared.local_sdp(offer.sdp).await;
@@ -424,6 +436,36 @@ async fn probe_loop(shared: Arc<LinkShared>) {
     }
 }
 
+/// Sends the chat nudges ([`TailProbe`]) on the movement channel until the link ends.
+async fn nudge_loop(shared: Arc<LinkShared>) {
+    loop {
+        let due_ms = lock(&shared.state).tail.next_due_ms();
+        match due_ms {
+            None => shared.nudge.notified().await,
+            Some(due_ms) => {
+                let at = shared.started + Duration::from_millis(due_ms);
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = shared.nudge.notified() => {}
+                }
+            }
+        }
+        if shared.is_ended() {
+            return;
+        }
+        let now_ms = shared.now_us() / 1000;
+        let (due, dc) = {
+            let mut st = lock(&shared.state);
+            (st.tail.poll_nudge(now_ms), st.channel(Channel::Movement))
+        };
+        if due && let Some(dc) = dc {
+            // A nudge that cannot be sent is lost like any other; the retransmission timer
+            // remains.
+            let _ = dc.try_send_text(NUDGE_TEXT).await;
+        }
+    }
+}
+
 /// Forwards one data channel's events until it closes.
 async fn pump(shared: Arc<LinkShared>, channel: Channel, dc: Arc<dyn DataChannel>) {
     while let Some(event) = dc.poll().await {
@@ -458,6 +500,8 @@ struct LinkShared {
     state: Mutex<LinkState>,
     /// Taken on teardown, which breaks the handler -> shared -> connection cycle.
     pc: Mutex<Option<Arc<dyn PeerConnection>>>,
+    /// Wakes the nudge loop: a chat frame went out, or the link ended.
+    nudge: tokio::sync::Notify,
 }
 
 /// A link's mutable state. Its lock is never held across an `.await`.
@@ -473,6 +517,8 @@ struct LinkState {
     remote_sdp_applied: bool,
     pending_remote: Vec<RTCIceCandidateInit>,
     probes: Probes,
+    /// When the next chat nudge is due.
+    tail: TailProbe,
 }
 
 impl LinkState {
@@ -484,6 +530,7 @@ impl LinkState {
 impl LinkShared {
     fn new(peer: PeerId, config: Arc<LinksConfig>, events: mpsc::Sender<LinkEvent>) -> Self {
         let probes = Probes::new(config.probe_window, config.probe_timeout_ms.saturating_mul(1000));
+        let tail = TailProbe::new(&config.tuning);
         LinkShared {
             peer,
             config,
@@ -500,8 +547,10 @@ impl LinkShared {
                 remote_sdp_applied: false,
                 pending_remote: Vec::new(),
                 probes,
+                tail,
             }),
             pc: Mutex::new(None),
+            nudge: tokio::sync::Notify::new(),
         }
     }
 
@@ -534,6 +583,7 @@ impl LinkShared {
         }
         *ended = true;
         self.ended.store(true, Ordering::Release);
+        self.nudge.notify_one();
         let _ = self.events.send(event).await;
         true
     }
@@ -554,6 +604,16 @@ impl LinkShared {
     async fn retire_silently(&self) {
         *self.gate.lock().await = true;
         self.ended.store(true, Ordering::Release);
+        self.nudge.notify_one();
+    }
+
+    /// A chat frame went out: its nudges follow.
+    fn chat_sent(&self) {
+        if self.config.tuning.chat_nudges > 0 {
+            let now_ms = self.now_us() / 1000;
+            lock(&self.state).tail.chat_sent(now_ms);
+            self.nudge.notify_one();
+        }
     }
 
     /// Closes the channels and the connection in the background.
@@ -629,6 +689,9 @@ impl LinkShared {
         if now_connected {
             self.emit(LinkEvent::Connected { peer: self.peer.clone() }).await;
             tokio::spawn(probe_loop(self.clone()));
+            if self.config.tuning.chat_nudges > 0 {
+                tokio::spawn(nudge_loop(self.clone()));
+            }
         }
     }
 

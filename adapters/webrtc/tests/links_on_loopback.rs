@@ -167,6 +167,25 @@ async fn chat_is_reliable_and_ordered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_nudges_never_show_up_as_data() {
+    timeout(TEST_TIME_MAX, async {
+        let (mut a, mut b) = connected_pair(fast_config()).await;
+        assert!(a.links.config().tuning.chat_nudges > 0, "the default tuning nudges");
+        a.links.send(&b.id, Channel::Chat, b"one chat line").await.unwrap();
+        let measured =
+            |s: &Side| s.seen.iter().filter(|e| matches!(e, LinkEvent::Measured { .. })).count();
+        let before = measured(&b);
+        // Two more probe rounds (100 ms each) at b: the nudges (5 to 30 ms after the line)
+        // have long arrived by then.
+        run_until(&mut a, &mut b, |_, b| b.data().len() == 1 && measured(b) >= before + 2).await;
+        assert_eq!(b.data(), vec![(Channel::Chat, b"one chat line".to_vec())]);
+        a.links.close_all().await;
+    })
+    .await
+    .expect("within the test's time bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_links_report_loopback_rtt_without_loss() {
     timeout(TEST_TIME_MAX, async {
         let (mut a, mut b) = connected_pair(fast_config()).await;
