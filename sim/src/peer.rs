@@ -4,7 +4,7 @@
 //! `ConnectPeer` it produces a local description and two candidates (a host candidate and a
 //! relay candidate), applies the remote ones it is given, probes every candidate path over
 //! turmoil UDP until one answers (`Connected`), then pings to measure round-trip time and loss
-//! (`Measured`) and reports `Closed` when the peer falls silent, `Failed` when no path answers.
+//! (`Measured`, from the core's `client::probe` books, as the WebRTC adapter measures) and reports `Closed` when the peer falls silent, `Failed` when no path answers.
 //! The NAT model decides at send time which path can carry a datagram. Game frames travel
 //! sealed by [`ro_p2p_core::seal`] exactly as in production.
 //!
@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use ro_p2p_core::Instant;
+use ro_p2p_core::client::probe::Probes;
 use ro_p2p_core::client::{LinkEvent, Role, Signal};
 use ro_p2p_core::wire::IceCandidate;
 
@@ -41,6 +42,10 @@ pub const SILENCE_TIMEOUT_MS: u64 = 3_000;
 pub const PING_INTERVAL_MS: u64 = 250;
 /// Pings per measurement window.
 pub const WINDOW: usize = 8;
+/// A ping unanswered this long counts as lost.
+pub const PING_TIMEOUT_MS: u64 = 1_000;
+/// A measurement is reported every this many pings.
+const PINGS_PER_MEASUREMENT: u32 = 4;
 
 /// How a datagram travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,10 +116,9 @@ struct Link {
     connected: Option<Path>,
     last_rx: Instant,
     next_ping: Instant,
-    ping_seq: u64,
-    sent: VecDeque<(u64, Instant)>,
-    answered: VecDeque<bool>,
-    rtt_ms: u32,
+    /// The pings' books, kept as the WebRTC adapter keeps its probes' (the core's).
+    probes: Probes,
+    pings: u32,
 }
 
 /// What the links want done.
@@ -180,10 +184,8 @@ impl Links {
             connected: None,
             last_rx: now,
             next_ping: now,
-            ping_seq: 0,
-            sent: VecDeque::new(),
-            answered: VecDeque::new(),
-            rtt_ms: 0,
+            probes: Probes::new(WINDOW, PING_TIMEOUT_MS * 1_000),
+            pings: 0,
         };
         self.links.insert(peer.to_owned(), link);
         if role == Role::Offerer {
@@ -281,13 +283,9 @@ impl Links {
                 None
             }
             kind::PONG => {
-                let seq = d.body.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-                if let Some(seq) = seq
-                    && let Some(&(_, at)) = link.sent.iter().find(|(s, _)| *s == seq)
-                {
-                    link.rtt_ms = now.millis_since(at).min(u64::from(u32::MAX)) as u32;
-                    link.sent.retain(|(s, _)| *s != seq);
-                    link.answered.push_back(true);
+                let seq = d.body.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+                if let Some(seq) = seq {
+                    link.probes.pong(seq, micros(now));
                 }
                 None
             }
@@ -342,28 +340,15 @@ impl Links {
             }
             if now >= link.next_ping {
                 link.next_ping = now.add_millis(PING_INTERVAL_MS);
-                // Pings older than a second are counted lost.
-                while let Some(&(_, at)) = link.sent.front() {
-                    if now.millis_since(at) > 1_000 {
-                        link.sent.pop_front();
-                        link.answered.push_back(false);
-                    } else {
-                        break;
-                    }
-                }
-                while link.answered.len() > WINDOW {
-                    link.answered.pop_front();
-                }
-                link.ping_seq += 1;
-                let seq = link.ping_seq;
-                link.sent.push_back((seq, now));
-                let measure = seq % 4 == 0 && !link.answered.is_empty();
-                let lost = link.answered.iter().filter(|a| !**a).count();
-                let loss_percent = (lost * 100 / link.answered.len().max(1)) as u8;
-                let rtt_ms = link.rtt_ms;
+                let now_us = micros(now);
+                link.probes.expire(now_us);
+                let summary = link.probes.summary();
+                let seq = link.probes.ping(now_us);
+                link.pings = link.pings.wrapping_add(1);
+                let measure = link.pings % PINGS_PER_MEASUREMENT == 0;
                 let path = link.connected.unwrap_or(Path::Direct);
                 self.send(&peer, kind::PING, path, seq.to_le_bytes().to_vec());
-                if measure {
+                if measure && let Some((rtt_ms, loss_percent)) = summary {
                     self.out.push_back(LinkOut::Event(
                         peer,
                         LinkEvent::Measured { rtt_ms, loss_percent },
@@ -394,4 +379,9 @@ pub fn body_claims(body: &str) -> (Option<String>, Option<String>) {
     let field =
         |name: &str| body.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned);
     (field("from="), field("session="))
+}
+
+/// Simulated time in microseconds, as [`Probes`] counts it.
+fn micros(now: Instant) -> u64 {
+    now.as_millis().saturating_mul(1_000)
 }

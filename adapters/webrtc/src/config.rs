@@ -18,7 +18,10 @@ pub struct LinksConfig {
     /// Use STUN/TURN servers at all; off on loopback, where only host candidates can work
     /// (and an offline machine would otherwise log a failed STUN lookup per link).
     pub use_ice_servers: bool,
-    /// A link not connected this long after `connect` ends in `Failed(ConnectTimeout)`.
+    /// A backstop: a link not connected this long after `connect`, and not disconnected by
+    /// the client core (which gives up after its own `negotiation_timeout_ms`, shorter), ends
+    /// in `Failed` (logged as `ConnectTimeout`). Keep it longer than the core's timeout, or
+    /// the two race (the default is twice the core's default).
     pub connect_timeout_ms: u64,
     /// ICE reports `disconnected` after this long without traffic from the peer.
     pub ice_disconnected_timeout_ms: u64,
@@ -39,9 +42,12 @@ pub struct LinksConfig {
     pub send_buffer_bytes_max: usize,
     /// Largest remote SDP accepted.
     pub sdp_bytes_max: usize,
-    /// Remote candidates buffered per peer while its SDP has not arrived.
+    /// Local candidates the stack gathered before the local SDP was reported, kept (per peer)
+    /// to report after it. Remote candidates are not buffered here: the client core buffers
+    /// them until the remote SDP.
     pub pending_candidates_max: usize,
-    /// Most links at once.
+    /// A backstop on links at once (sockets, tasks), far above the client core's
+    /// `max_connections`, which decides how many peers to link.
     pub links_max: usize,
     /// Capacity of the event channel; the links wait (back-pressure) when it is full.
     pub event_queue_len: usize,
@@ -50,14 +56,15 @@ pub struct LinksConfig {
 }
 
 impl Default for LinksConfig {
-    /// Production defaults: every interface, 15 s to connect, failure detected within about
-    /// 8 s of silence, a probe per second over the last 10 probes.
+    /// Production defaults: every interface, a 30 s connect backstop (the client core gives up
+    /// after 15 s), failure detected within about 8 s of silence, a probe per second over the
+    /// last 10 probes.
     fn default() -> Self {
         LinksConfig {
             udp_bind_addrs: vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)],
             ice_servers_default: Vec::new(),
             use_ice_servers: true,
-            connect_timeout_ms: 15_000,
+            connect_timeout_ms: 2 * ro_p2p_core::client::Config::default().negotiation_timeout_ms,
             ice_disconnected_timeout_ms: 3_000,
             ice_failed_timeout_ms: 5_000,
             ice_keepalive_interval_ms: 1_000,
@@ -84,5 +91,18 @@ impl LinksConfig {
             use_ice_servers: false,
             ..LinksConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backstops_outlast_what_the_client_core_decides() {
+        let core = ro_p2p_core::client::Config::default();
+        let links = LinksConfig::default();
+        assert!(links.connect_timeout_ms > core.negotiation_timeout_ms);
+        assert!(links.links_max > core.max_connections);
     }
 }

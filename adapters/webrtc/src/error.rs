@@ -53,13 +53,12 @@ pub enum LinkError {
         /// The stack's explanation.
         message: String,
     },
-    /// More remote candidates arrived before the remote SDP than `pending_candidates_max`.
-    #[error("over {max} candidates from {peer} before its SDP")]
-    TooManyPendingCandidates {
+    /// A remote candidate before the remote SDP: the client core sends a link's SDP first (it
+    /// buffers early candidates itself), so this is a caller applying them out of order.
+    #[error("a candidate from {peer} before its SDP")]
+    RemoteSdpNotApplied {
         /// The peer.
         peer: PeerId,
-        /// The limit.
-        max: usize,
     },
     /// `send` before `Connected` (or after the link ended).
     #[error("the {channel} channel to {peer} is not open")]

@@ -31,23 +31,24 @@ use webrtc::peer_connection::{
 
 use crate::config::LinksConfig;
 use crate::error::LinkError;
-use crate::event::{Channel, FailReason, LinkEvent, Role};
-use crate::probe::{ProbeMessage, Probes};
+use crate::event::{Channel, FailReason, LinksEvent, Role};
 use crate::tuning::{self, NUDGE_TEXT, TailProbe};
 use crate::udp::FallbackUdpRuntime;
+use ro_p2p_core::client::LinkEvent;
+use ro_p2p_core::client::probe::{ProbeMessage, Probes};
 
 /// Labels longer than this are truncated in [`FailReason::UnexpectedChannel`].
 const LABEL_BYTES_MAX: usize = 64;
 
 /// The peer links of one local client: one peer connection per remote peer.
 ///
-/// Create it with [`PeerLinks::new`], which also returns the receiver of [`LinkEvent`]s; drain
+/// Create it with [`PeerLinks::new`], which also returns the receiver of [`LinksEvent`]s; drain
 /// that receiver continuously (the links wait when it is full). Commands take `&self`, so the
 /// links can be shared (e.g. in an `Arc`) between the task that sends frames and the task that
 /// applies signaling. Must be used inside a tokio runtime.
 pub struct PeerLinks {
     config: Arc<LinksConfig>,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<LinksEvent>,
     links: Mutex<BTreeMap<PeerId, Link>>,
     /// STUN hosts already looked up, and whether they resolved (each is warned about once).
     stun_resolves: tokio::sync::Mutex<BTreeMap<String, bool>>,
@@ -68,7 +69,7 @@ struct Link {
 
 impl PeerLinks {
     /// Links with `config`, and the receiver of their events.
-    pub fn new(config: LinksConfig) -> (PeerLinks, mpsc::Receiver<LinkEvent>) {
+    pub fn new(config: LinksConfig) -> (PeerLinks, mpsc::Receiver<LinksEvent>) {
         let (events, rx) = mpsc::channel(config.event_queue_len.max(1));
         let links = PeerLinks {
             config: Arc::new(config),
@@ -135,9 +136,11 @@ impl PeerLinks {
     }
 
     /// Starts a link to `peer`. The offerer creates the channels and reports its offer as
-    /// [`LinkEvent::LocalSdp`]; the answerer waits for [`apply_remote_sdp`](Self::apply_remote_sdp).
-    /// `ice_servers` empty means `ice_servers_default`. Unless it is disconnected first, the
-    /// link ends in `Failed(ConnectTimeout)` if not connected within `connect_timeout_ms`.
+    /// [`LinkEvent::LocalDescription`]; the answerer waits for
+    /// [`apply_remote_sdp`](Self::apply_remote_sdp). `ice_servers` empty means
+    /// `ice_servers_default`. The client core gives up on a link that does not connect within
+    /// its negotiation timeout; `connect_timeout_ms` is only a backstop, longer than that, for
+    /// a link nobody disconnects (it then ends in `Failed`, logged as `ConnectTimeout`).
     pub async fn connect(
         &self,
         peer: PeerId,
@@ -229,7 +232,9 @@ impl PeerLinks {
     }
 
     /// Applies the peer's SDP: the answer for an offerer; the offer for an answerer, which then
-    /// reports its answer as [`LinkEvent::LocalSdp`]. Candidates buffered before it are applied.
+    /// reports its answer as [`LinkEvent::LocalDescription`]. The client core sends a link's
+    /// remote candidates only after its remote SDP (it buffers them itself), so this crate
+    /// keeps no buffer of its own: apply them in that order.
     pub async fn apply_remote_sdp(&self, peer: &PeerId, sdp: String) -> Result<(), LinkError> {
         if sdp.len() > self.config.sdp_bytes_max {
             return Err(LinkError::SdpTooLarge { len: sdp.len(), max: self.config.sdp_bytes_max });
@@ -261,26 +266,13 @@ impl PeerLinks {
             pc.set_local_description(answer.clone()).await.map_err(stack_error)?;
             shared.local_sdp(answer.sdp).await;
         }
-        let pending = {
-            let mut st = lock(&shared.state);
-            st.remote_sdp_applied = true;
-            std::mem::take(&mut st.pending_remote)
-        };
-        let mut first_error = None;
-        for candidate in pending {
-            if let Err(e) = pc.add_ice_candidate(candidate).await {
-                first_error.get_or_insert(LinkError::BadRemoteCandidate {
-                    peer: peer.clone(),
-                    message: e.to_string(),
-                });
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        lock(&shared.state).remote_sdp_applied = true;
+        Ok(())
     }
 
-    /// Applies one of the peer's ICE candidates; before its SDP has been applied, the candidate
-    /// is buffered (up to `pending_candidates_max`). An empty candidate line
-    /// (end-of-candidates) is accepted and ignored.
+    /// Applies one of the peer's ICE candidates, after its SDP
+    /// ([`LinkError::RemoteSdpNotApplied`] before). An empty candidate line (end-of-candidates)
+    /// is accepted and ignored.
     pub async fn apply_remote_candidate(
         &self,
         peer: &PeerId,
@@ -296,18 +288,8 @@ impl PeerLinks {
             sdp_mline_index: candidate.sdp_mline_index,
             ..RTCIceCandidateInit::default()
         };
-        {
-            let mut st = lock(&shared.state);
-            if !st.remote_sdp_applied {
-                if st.pending_remote.len() >= self.config.pending_candidates_max {
-                    return Err(LinkError::TooManyPendingCandidates {
-                        peer: peer.clone(),
-                        max: self.config.pending_candidates_max,
-                    });
-                }
-                st.pending_remote.push(init);
-                return Ok(());
-            }
+        if !shared.remote_sdp_applied() {
+            return Err(LinkError::RemoteSdpNotApplied { peer: peer.clone() });
         }
         pc.add_ice_candidate(init).await.map_err(|e| LinkError::BadRemoteCandidate {
             peer: peer.clone(),
@@ -352,7 +334,7 @@ impl PeerLinks {
         let Some(link) = link else {
             return Err(LinkError::UnknownPeer { peer: peer.clone() });
         };
-        link.shared.end(LinkEvent::Closed { peer: peer.clone() }).await;
+        link.shared.end(LinkEvent::Closed).await;
         link.shared.close().await;
         Ok(())
     }
@@ -360,8 +342,8 @@ impl PeerLinks {
     /// Closes every link, as [`disconnect`](Self::disconnect) does.
     pub async fn close_all(&self) {
         let links = std::mem::take(&mut *lock(&self.links));
-        for (peer, link) in links {
-            link.shared.end(LinkEvent::Closed { peer }).await;
+        for link in links.into_values() {
+            link.shared.end(LinkEvent::Closed).await;
             link.shared.close().await;
         }
     }
@@ -399,7 +381,8 @@ async fn offer(pc: &Arc<dyn PeerConnection>, shared: &Arc<LinkShared>) -> Result
     Ok(())
 }
 
-/// Ends a link that is not connected in time.
+/// Ends a link nobody connected or disconnected in time (a backstop: the client core drops a
+/// link that misses its negotiation timeout, which is shorter).
 async fn connect_timeout(shared: Arc<LinkShared>) {
     let timeout_ms = shared.config.connect_timeout_ms;
     tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
@@ -426,8 +409,7 @@ async fn probe_loop(shared: Arc<LinkShared>) {
             (st.probes.ping(now_us), summary, st.channel(Channel::Movement))
         };
         if let Some((rtt_ms, loss_percent)) = summary {
-            let peer = shared.peer.clone();
-            shared.emit(LinkEvent::Measured { peer, rtt_ms, loss_percent }).await;
+            shared.emit(LinkEvent::Measured { rtt_ms, loss_percent }).await;
         }
         if let Some(dc) = dc {
             // A probe that cannot be sent is simply lost, which is what it measures.
@@ -478,7 +460,9 @@ async fn pump(shared: Arc<LinkShared>, channel: Channel, dc: Arc<dyn DataChannel
             DataChannelEvent::OnMessage(msg) if msg.is_string => {}
             DataChannelEvent::OnMessage(msg) => {
                 let peer = shared.peer.clone();
-                shared.emit(LinkEvent::Data { peer, channel, bytes: Vec::from(msg.data) }).await;
+                shared
+                    .send_event(LinksEvent::Data { peer, channel, bytes: Vec::from(msg.data) })
+                    .await;
             }
             DataChannelEvent::OnClose => break,
             _ => {}
@@ -491,7 +475,7 @@ async fn pump(shared: Arc<LinkShared>, channel: Channel, dc: Arc<dyn DataChannel
 struct LinkShared {
     peer: PeerId,
     config: Arc<LinksConfig>,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<LinksEvent>,
     started: Instant,
     /// Serialises events; `true` once the terminal event went out (nothing follows it).
     gate: tokio::sync::Mutex<bool>,
@@ -513,9 +497,8 @@ struct LinkState {
     /// Local candidates wait here until the local SDP has been reported.
     local_sdp_reported: bool,
     pending_local: Vec<IceCandidate>,
-    /// Remote candidates wait here until the remote SDP has been applied.
+    /// Whether the remote SDP has been applied (candidates are taken from then on).
     remote_sdp_applied: bool,
-    pending_remote: Vec<RTCIceCandidateInit>,
     probes: Probes,
     /// When the next chat nudge is due.
     tail: TailProbe,
@@ -528,7 +511,7 @@ impl LinkState {
 }
 
 impl LinkShared {
-    fn new(peer: PeerId, config: Arc<LinksConfig>, events: mpsc::Sender<LinkEvent>) -> Self {
+    fn new(peer: PeerId, config: Arc<LinksConfig>, events: mpsc::Sender<LinksEvent>) -> Self {
         let probes = Probes::new(config.probe_window, config.probe_timeout_ms.saturating_mul(1000));
         let tail = TailProbe::new(&config.tuning);
         LinkShared {
@@ -545,7 +528,6 @@ impl LinkShared {
                 local_sdp_reported: false,
                 pending_local: Vec::new(),
                 remote_sdp_applied: false,
-                pending_remote: Vec::new(),
                 probes,
                 tail,
             }),
@@ -566,8 +548,13 @@ impl LinkShared {
         lock(&self.state).remote_sdp_applied
     }
 
-    /// Reports a non-terminal event, unless the link has ended.
+    /// Reports a non-terminal link event, unless the link has ended.
     async fn emit(&self, event: LinkEvent) {
+        self.send_event(LinksEvent::Link { peer: self.peer.clone(), event }).await;
+    }
+
+    /// Reports a non-terminal event, unless the link has ended.
+    async fn send_event(&self, event: LinksEvent) {
         let ended = self.gate.lock().await;
         if !*ended {
             // A dropped receiver means nobody listens any more; nothing to do.
@@ -584,18 +571,19 @@ impl LinkShared {
         *ended = true;
         self.ended.store(true, Ordering::Release);
         self.nudge.notify_one();
-        let _ = self.events.send(event).await;
+        let _ = self.events.send(LinksEvent::Link { peer: self.peer.clone(), event }).await;
         true
     }
 
     async fn fail(&self, reason: FailReason) {
-        if self.end(LinkEvent::Failed { peer: self.peer.clone(), reason }).await {
+        if self.end(LinkEvent::Failed).await {
+            tracing::info!(peer = %self.peer, %reason, "peer link failed");
             self.teardown();
         }
     }
 
     async fn closed(&self) {
-        if self.end(LinkEvent::Closed { peer: self.peer.clone() }).await {
+        if self.end(LinkEvent::Closed).await {
             self.teardown();
         }
     }
@@ -637,14 +625,14 @@ impl LinkShared {
 
     /// Reports the local SDP, then the candidates gathered meanwhile.
     async fn local_sdp(&self, sdp: String) {
-        self.emit(LinkEvent::LocalSdp { peer: self.peer.clone(), sdp }).await;
+        self.emit(LinkEvent::LocalDescription { sdp }).await;
         let pending = {
             let mut st = lock(&self.state);
             st.local_sdp_reported = true;
             std::mem::take(&mut st.pending_local)
         };
         for candidate in pending {
-            self.emit(LinkEvent::LocalCandidate { peer: self.peer.clone(), candidate }).await;
+            self.emit(LinkEvent::LocalCandidate(candidate)).await;
         }
     }
 
@@ -658,7 +646,7 @@ impl LinkShared {
                 return;
             }
         }
-        self.emit(LinkEvent::LocalCandidate { peer: self.peer.clone(), candidate }).await;
+        self.emit(LinkEvent::LocalCandidate(candidate)).await;
     }
 
     /// Takes a data channel into the link and starts pumping its events.
@@ -687,7 +675,7 @@ impl LinkShared {
             now_connected
         };
         if now_connected {
-            self.emit(LinkEvent::Connected { peer: self.peer.clone() }).await;
+            self.emit(LinkEvent::Connected).await;
             tokio::spawn(probe_loop(self.clone()));
             if self.config.tuning.chat_nudges > 0 {
                 tokio::spawn(nudge_loop(self.clone()));

@@ -1,23 +1,23 @@
 //! [`WebRtcTransport`]: the peer links of this crate as the tokio client driver's
 //! [`PeerTransport`], so the headless peer (`ro-p2p-peer`) and the C ABI (`ro-p2p-ffi`) run the
-//! same one. It only translates: the driver's commands become [`PeerLinks`] calls, link events
-//! become the client core's [`client::LinkEvent`]s and received frames.
+//! same one. The links speak the client core's vocabulary already ([`client::Role`],
+//! [`Channel`], [`client::LinkEvent`]); this only hands commands and events across.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use ro_p2p_core::client::{self, Role as CoreRole, Signal};
-use ro_p2p_core::node::Channel as CoreChannel;
+use ro_p2p_core::client::{self, Role, Signal};
+use ro_p2p_core::node::Channel;
 use ro_p2p_core::wire::{IceServer, PeerId};
 use ro_p2p_tokio::client::{PeerTransport, TransportEvent};
 use tokio::sync::mpsc;
 
-use crate::{Channel, LinkEvent, LinksConfig, PeerLinks, Role};
+use crate::{LinksConfig, LinksEvent, PeerLinks};
 
 /// The WebRTC adapter as the driver's [`PeerTransport`].
 pub struct WebRtcTransport {
     links: Arc<PeerLinks>,
-    events: mpsc::Receiver<LinkEvent>,
+    events: mpsc::Receiver<LinksEvent>,
     /// Failures of commands, reported as link events before the adapter's own.
     local: VecDeque<TransportEvent>,
 }
@@ -36,11 +36,7 @@ impl WebRtcTransport {
 }
 
 impl PeerTransport for WebRtcTransport {
-    async fn connect(&mut self, peer: PeerId, role: CoreRole, ice_servers: Vec<IceServer>) {
-        let role = match role {
-            CoreRole::Offerer => Role::Offerer,
-            CoreRole::Answerer => Role::Answerer,
-        };
+    async fn connect(&mut self, peer: PeerId, role: Role, ice_servers: Vec<IceServer>) {
         if let Err(e) = self.links.connect(peer.clone(), role, ice_servers).await {
             tracing::warn!(%peer, error = %e, "connect failed");
             self.failed(&peer);
@@ -65,11 +61,7 @@ impl PeerTransport for WebRtcTransport {
         }
     }
 
-    async fn send(&mut self, peer: &PeerId, channel: CoreChannel, frame: &[u8]) {
-        let channel = match channel {
-            CoreChannel::Movement => Channel::Movement,
-            CoreChannel::Chat => Channel::Chat,
-        };
+    async fn send(&mut self, peer: &PeerId, channel: Channel, frame: &[u8]) {
         if let Err(e) = self.links.send(peer, channel, frame).await {
             tracing::debug!(%peer, error = %e, "frame not sent");
         }
@@ -79,22 +71,9 @@ impl PeerTransport for WebRtcTransport {
         if let Some(event) = self.local.pop_front() {
             return Some(event);
         }
-        let event = self.events.recv().await?;
-        let link = |peer: PeerId, event| Some(TransportEvent::Link { peer, event });
-        match event {
-            LinkEvent::LocalSdp { peer, sdp } => {
-                link(peer, client::LinkEvent::LocalDescription { sdp })
-            }
-            LinkEvent::LocalCandidate { peer, candidate } => {
-                link(peer, client::LinkEvent::LocalCandidate(candidate))
-            }
-            LinkEvent::Connected { peer } => link(peer, client::LinkEvent::Connected),
-            LinkEvent::Failed { peer, .. } => link(peer, client::LinkEvent::Failed),
-            LinkEvent::Closed { peer } => link(peer, client::LinkEvent::Closed),
-            LinkEvent::Measured { peer, rtt_ms, loss_percent } => {
-                link(peer, client::LinkEvent::Measured { rtt_ms, loss_percent })
-            }
-            LinkEvent::Data { peer, bytes, .. } => Some(TransportEvent::Frame { peer, bytes }),
+        match self.events.recv().await? {
+            LinksEvent::Link { peer, event } => Some(TransportEvent::Link { peer, event }),
+            LinksEvent::Data { peer, bytes, .. } => Some(TransportEvent::Frame { peer, bytes }),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::time::Instant;
 use crate::wire::IceCandidate;
 
 /// Which side of the SDP exchange this client plays on a link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Creates the offer (the newcomer towards existing members).

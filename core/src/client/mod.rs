@@ -12,6 +12,7 @@
 pub mod backoff;
 mod config;
 mod link;
+pub mod probe;
 
 use std::collections::{BTreeMap, VecDeque};
 

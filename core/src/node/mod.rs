@@ -115,12 +115,44 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The data channel's label on the wire (`docs/peer-frames.md`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Channel::Movement => "movement",
+            Channel::Chat => "chat",
+        }
+    }
+
+    /// The SCTP stream id of the channel when both ends create it themselves (negotiated out
+    /// of band, as the WebRTC adapter does): movement 0, chat 1.
+    pub fn stream_id(self) -> u16 {
+        match self {
+            Channel::Movement => 0,
+            Channel::Chat => 1,
+        }
+    }
+
+    /// The channel with this label, if it is one of ours.
+    pub fn from_label(label: &str) -> Option<Channel> {
+        match label {
+            "movement" => Some(Channel::Movement),
+            "chat" => Some(Channel::Chat),
+            _ => None,
+        }
+    }
+
     /// The channel an event travels on.
     pub fn for_event(event: &PeerEvent<'_>) -> Channel {
         match event {
             PeerEvent::Move { .. } | PeerEvent::Turn { .. } => Channel::Movement,
             PeerEvent::Chat { .. } | PeerEvent::Emote { .. } => Channel::Chat,
         }
+    }
+}
+
+impl core::fmt::Display for Channel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.label())
     }
 }
 

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ro_p2p_core::client::LinkEvent;
 use ro_p2p_core::wire::PeerId;
-use ro_p2p_webrtc::{Channel, LinkEvent, LinksConfig, PeerLinks, Role};
+use ro_p2p_webrtc::{Channel, LinksConfig, LinksEvent, PeerLinks, Role};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
@@ -157,10 +158,10 @@ async fn udp_rtt(opts: &Opts) -> Result<Sample, BoxError> {
 /// Relays signaling between the two sides until both report `Connected`.
 async fn connect_pair(
     a: &PeerLinks,
-    a_rx: &mut mpsc::Receiver<LinkEvent>,
+    a_rx: &mut mpsc::Receiver<LinksEvent>,
     a_id: &PeerId,
     b: &PeerLinks,
-    b_rx: &mut mpsc::Receiver<LinkEvent>,
+    b_rx: &mut mpsc::Receiver<LinksEvent>,
     b_id: &PeerId,
 ) -> Result<(), BoxError> {
     a.connect(b_id.clone(), Role::Offerer, Vec::new()).await?;
@@ -171,14 +172,15 @@ async fn connect_pair(
             Some(e) = a_rx.recv() => (e, b, a_id),
             Some(e) = b_rx.recv() => (e, a, b_id),
         };
+        let LinksEvent::Link { event, .. } = event else { continue };
         match event {
-            LinkEvent::LocalSdp { sdp, .. } => to.apply_remote_sdp(from_id, sdp).await?,
-            LinkEvent::LocalCandidate { candidate, .. } => {
+            LinkEvent::LocalDescription { sdp } => to.apply_remote_sdp(from_id, sdp).await?,
+            LinkEvent::LocalCandidate(candidate) => {
                 to.apply_remote_candidate(from_id, candidate).await?
             }
-            LinkEvent::Connected { .. } if from_id == a_id => a_up = true,
-            LinkEvent::Connected { .. } => b_up = true,
-            LinkEvent::Failed { reason, .. } => return Err(format!("link failed: {reason}").into()),
+            LinkEvent::Connected if from_id == a_id => a_up = true,
+            LinkEvent::Connected => b_up = true,
+            LinkEvent::Failed => return Err("link failed (the log says why)".into()),
             _ => {}
         }
     }
@@ -189,10 +191,10 @@ async fn connect_pair(
 /// channel under test; one an hour is none).
 struct Pair {
     a: PeerLinks,
-    a_rx: mpsc::Receiver<LinkEvent>,
+    a_rx: mpsc::Receiver<LinksEvent>,
     a_id: PeerId,
     b: PeerLinks,
-    b_rx: mpsc::Receiver<LinkEvent>,
+    b_rx: mpsc::Receiver<LinksEvent>,
     b_id: PeerId,
     connect_time: Duration,
 }
@@ -226,7 +228,7 @@ async fn sealed_stream() -> Result<(), BoxError> {
             let mut last = Instant::now();
             loop {
                 match tokio::time::timeout(Duration::from_millis(300), b_rx.recv()).await {
-                    Ok(Some(LinkEvent::Data { bytes, .. })) => {
+                    Ok(Some(LinksEvent::Data { bytes, .. })) => {
                         match opener.open(ro_p2p_core::Instant::ZERO, &bytes) {
                             Ok(_) => {
                                 if opened.fetch_add(1, Ordering::AcqRel) % 32 == 31 {
@@ -297,7 +299,7 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
         let a_id = a_id.clone();
         tokio::spawn(async move {
             while let Some(event) = b_rx.recv().await {
-                if let LinkEvent::Data { channel, bytes, .. } = event {
+                if let LinksEvent::Data { channel, bytes, .. } = event {
                     let _ = b.send(&a_id, channel, &bytes).await;
                 }
             }
@@ -315,7 +317,7 @@ async fn data_channel_rtt(opts: &Opts, channel: Channel) -> Result<(Sample, Dura
         a.send(&b_id, channel, &frame(seq)).await?;
         let echoed = tokio::time::timeout(ECHO_TIMEOUT, async {
             while let Some(event) = a_rx.recv().await {
-                if let LinkEvent::Data { bytes, .. } = event
+                if let LinksEvent::Data { bytes, .. } = event
                     && seq_of(&bytes) == Some(seq)
                 {
                     return true;

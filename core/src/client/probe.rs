@@ -1,12 +1,15 @@
-//! Link measurement: a tiny ping/pong over the `movement` channel itself.
+//! Link measurement: a tiny ping/pong over the link itself, and what the recent ones say.
 //!
-//! The stack's statistics give an ICE round-trip time (from STUN consent checks), but no loss
-//! for an unreliable data channel, and STUN checks do not cross DTLS and SCTP the way frames
-//! do. So each link sends a probe every `probe_interval_ms` on the movement channel, as a
-//! *text* message: the client core only ever sends binary messages, so the two never mix and
-//! no framing byte is added to the core's frames. The peer answers at once; RTT is timed with
-//! the sender's clock only. This module is the pure bookkeeping; the timing loop lives in
-//! [`crate::links`].
+//! A transport's own statistics do not give what the router needs: WebRTC's give an ICE
+//! round-trip time (from STUN consent checks) but no loss for an unreliable data channel, and
+//! STUN checks do not cross DTLS and SCTP the way frames do. So each link sends a probe every
+//! probe interval on the movement channel; the peer answers at once; the round trip is timed
+//! with the sender's clock only. The WebRTC adapter carries probes as *text* messages (the
+//! client core only ever sends binary ones, so the two never mix and no framing byte is added
+//! to the core's frames); the simulation's transport as its own datagrams. Both keep the books
+//! here, so the measurement the client judges link health by ([`super::LinkEvent::Measured`])
+//! is computed the same way everywhere. Pure: times are inputs (microseconds on any monotonic
+//! clock the caller chooses).
 
 use std::collections::VecDeque;
 
@@ -17,7 +20,7 @@ const PROBE_TEXT_BYTES_MAX: usize = 32;
 
 /// A probe message, as carried in a text data-channel message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ProbeMessage {
+pub enum ProbeMessage {
     /// Asks the peer to echo `seq`.
     Ping(u32),
     /// Echoes a ping's `seq`.
@@ -26,7 +29,7 @@ pub(crate) enum ProbeMessage {
 
 impl ProbeMessage {
     /// The text form.
-    pub(crate) fn encode(self) -> String {
+    pub fn encode(self) -> String {
         match self {
             ProbeMessage::Ping(seq) => format!("{PING_PREFIX}{seq}"),
             ProbeMessage::Pong(seq) => format!("{PONG_PREFIX}{seq}"),
@@ -34,7 +37,7 @@ impl ProbeMessage {
     }
 
     /// Parses a text message; anything else (including an oversized text) is `None`.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<ProbeMessage> {
+    pub fn decode(bytes: &[u8]) -> Option<ProbeMessage> {
         if bytes.len() > PROBE_TEXT_BYTES_MAX {
             return None;
         }
@@ -52,7 +55,7 @@ impl ProbeMessage {
 /// Outstanding probes and the outcome of the recent ones. Times are microseconds on any
 /// monotonic clock the caller chooses.
 #[derive(Debug)]
-pub(crate) struct Probes {
+pub struct Probes {
     next_seq: u32,
     /// Sent and not yet answered or expired, oldest first.
     outstanding: VecDeque<(u32, u64)>,
@@ -64,7 +67,7 @@ pub(crate) struct Probes {
 
 impl Probes {
     /// Keeps the last `window` outcomes; a probe unanswered for `timeout_us` is lost.
-    pub(crate) fn new(window: usize, timeout_us: u64) -> Self {
+    pub fn new(window: usize, timeout_us: u64) -> Self {
         let window = window.max(1);
         Probes {
             next_seq: 0,
@@ -76,7 +79,7 @@ impl Probes {
     }
 
     /// Records a probe sent at `now_us` and returns its sequence number.
-    pub(crate) fn ping(&mut self, now_us: u64) -> u32 {
+    pub fn ping(&mut self, now_us: u64) -> u32 {
         self.expire(now_us);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -91,7 +94,7 @@ impl Probes {
 
     /// Records the answer to `seq` at `now_us`. Unknown, duplicate or expired answers are
     /// ignored.
-    pub(crate) fn pong(&mut self, seq: u32, now_us: u64) {
+    pub fn pong(&mut self, seq: u32, now_us: u64) {
         if let Some(pos) = self.outstanding.iter().position(|&(s, _)| s == seq)
             && let Some((_, sent_us)) = self.outstanding.remove(pos)
         {
@@ -100,7 +103,7 @@ impl Probes {
     }
 
     /// Counts probes older than the timeout as lost.
-    pub(crate) fn expire(&mut self, now_us: u64) {
+    pub fn expire(&mut self, now_us: u64) {
         while let Some(&(_, sent_us)) = self.outstanding.front() {
             if now_us.saturating_sub(sent_us) < self.timeout_us {
                 break;
@@ -120,7 +123,7 @@ impl Probes {
     /// `(rtt_ms, loss_percent)` over the recent probes: the median RTT of the answered ones
     /// (the timeout when none was answered), and the share lost. `None` before any probe
     /// resolved.
-    pub(crate) fn summary(&self) -> Option<(u32, u8)> {
+    pub fn summary(&self) -> Option<(u32, u8)> {
         if self.recent.is_empty() {
             return None;
         }
