@@ -339,3 +339,37 @@ proptest! {
         crate::fuzz::seal_open(&data);
     }
 }
+
+#[test]
+fn dropped_sums_every_reason_and_nothing_else() {
+    // Distinct powers of two: any reason left out, counted twice or combined other than by
+    // addition gives another sum.
+    let c = OpenCounters {
+        opened: 1 << 20,
+        frame_too_large: 1,
+        rate_limited: 1 << 1,
+        too_short: 1 << 2,
+        bad_header: 1 << 3,
+        unknown_epoch: 1 << 4,
+        epoch_expired: 1 << 5,
+        bad_stream: 1 << 6,
+        replayed: 1 << 7,
+        too_old: 1 << 8,
+        auth_failed: 1 << 9,
+        bad_compression: 1 << 10,
+    };
+    assert_eq!(c.dropped(), (1 << 11) - 1);
+    assert_eq!(OpenCounters::default().dropped(), 0);
+}
+
+#[test]
+fn a_sealer_shows_its_stream_position_but_never_its_key() {
+    let (mut s, _) = pair(unlimited());
+    s.seal(b"one").unwrap();
+    let shown = format!("{s:?}");
+    assert!(shown.starts_with("Sealer {"), "{shown}");
+    for field in ["sender", "epoch: 1", "stream", "next_counter: 1"] {
+        assert!(shown.contains(field), "{field} missing from {shown}");
+    }
+    assert!(!shown.contains("cipher") && !shown.contains("key"), "{shown}");
+}
