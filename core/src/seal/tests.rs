@@ -373,3 +373,92 @@ fn a_sealer_shows_its_stream_position_but_never_its_key() {
     }
     assert!(!shown.contains("cipher") && !shown.contains("key"), "{shown}");
 }
+
+#[test]
+fn the_payload_limit_and_the_compression_threshold_are_inclusive_bounds() {
+    let cfg =
+        SealConfig { payload_bytes_max: 2_000, compression_threshold_bytes: 100, ..unlimited() };
+    let (mut s, mut o) = pair(cfg.clone());
+    // Exactly the limit seals; one byte more does not.
+    let at_max = vec![b'a'; 2_000];
+    let frame = s.seal(&at_max).unwrap();
+    assert_eq!(o.open(t(0), &frame).unwrap(), at_max);
+    assert_eq!(s.seal(&[b'a'; 2_001]), Err(SealError::PayloadTooLarge { len: 2_001, max: 2_000 }));
+    // Exactly the threshold is sent plain however compressible; one byte more is compressed.
+    let flags = |frame: &[u8]| frame[1];
+    let at_threshold = s.seal(&[b'z'; 100]).unwrap();
+    assert_eq!(flags(&at_threshold) & FLAG_COMPRESSED, 0);
+    assert_eq!(at_threshold.len(), OVERHEAD_BYTES + 100);
+    let over = s.seal(&[b'z'; 101]).unwrap();
+    assert_eq!(flags(&over) & FLAG_COMPRESSED, FLAG_COMPRESSED);
+    assert_eq!(o.open(t(0), &over).unwrap(), vec![b'z'; 101]);
+}
+
+proptest! {
+    /// Compression is used exactly when it makes the frame smaller: a frame is never longer
+    /// than the plain one, and a compressed frame is strictly shorter.
+    #[test]
+    fn compression_is_used_exactly_when_it_saves_bytes(
+        seed in any::<u64>(),
+        len in 101usize..700,
+        alphabet in 1u8..=255,
+        run in 1usize..24,
+    ) {
+        let cfg = SealConfig { compression_threshold_bytes: 100, ..unlimited() };
+        let (mut s, mut o) = pair(cfg);
+        let mut rng = Rng::from_seed(seed);
+        let mut payload = Vec::with_capacity(len);
+        while payload.len() < len {
+            let b = (rng.below_inclusive(u64::from(alphabet)) as u8).wrapping_mul(37);
+            for _ in 0..run.min(len - payload.len()) {
+                payload.push(b);
+            }
+        }
+        let frame = s.seal(&payload).unwrap();
+        let plain = OVERHEAD_BYTES + payload.len();
+        let block = lz4_flex::block::compress(&payload);
+        let saves = block.len() + 4 < payload.len();
+        prop_assert_eq!(frame[1] & FLAG_COMPRESSED != 0, saves);
+        if saves {
+            prop_assert_eq!(frame.len(), OVERHEAD_BYTES + 4 + block.len());
+            prop_assert!(frame.len() < plain);
+        } else {
+            prop_assert_eq!(frame.len(), plain);
+        }
+        prop_assert_eq!(o.open(t(0), &frame).unwrap(), payload);
+    }
+}
+
+#[test]
+fn an_opener_shows_its_counters_but_never_its_key() {
+    let (mut s, mut o) = pair(unlimited());
+    let frame = s.seal(b"one").unwrap();
+    o.open(t(0), &frame).unwrap();
+    let shown = format!("{o:?}");
+    assert!(shown.starts_with("Opener {"), "{shown}");
+    for field in ["sender", "epoch: 1", "opened: 1"] {
+        assert!(shown.contains(field), "{field} missing from {shown}");
+    }
+    assert!(!shown.contains("cipher") && !shown.contains("key"), "{shown}");
+}
+
+#[test]
+fn a_payload_compression_would_not_shrink_by_even_one_byte_is_sent_plain() {
+    // Find a payload whose compressed form plus its length prefix is exactly as long as it is
+    // (random bytes after a run of zeros long enough to pay for the prefix).
+    let mut rng = Rng::from_seed(5);
+    let noise: Vec<u8> = (0..400).map(|_| rng.below_inclusive(255) as u8).collect();
+    let break_even = (0..200)
+        .map(|zeros| {
+            let mut p = vec![0u8; zeros];
+            p.extend_from_slice(&noise[..400 - zeros]);
+            p
+        })
+        .find(|p| lz4_flex::block::compress(p).len() + 4 == p.len())
+        .expect("a break-even payload among 200 candidates");
+    let (mut s, mut o) = pair(SealConfig { compression_threshold_bytes: 100, ..unlimited() });
+    let frame = s.seal(&break_even).unwrap();
+    assert_eq!(frame[1] & FLAG_COMPRESSED, 0, "compressed without saving a byte");
+    assert_eq!(frame.len(), OVERHEAD_BYTES + break_even.len());
+    assert_eq!(o.open(t(0), &frame).unwrap(), break_even);
+}
