@@ -462,3 +462,24 @@ fn a_payload_compression_would_not_shrink_by_even_one_byte_is_sent_plain() {
     assert_eq!(frame.len(), OVERHEAD_BYTES + break_even.len());
     assert_eq!(o.open(t(0), &frame).unwrap(), break_even);
 }
+
+#[test]
+fn the_largest_frame_a_sealer_makes_opens_and_one_byte_more_is_refused() {
+    let cfg = SealConfig { payload_bytes_max: 1_500, ..unlimited() };
+    let (mut s, mut o) = pair(cfg.clone());
+    // Incompressible: sent plain, so the frame is exactly the largest there is.
+    let mut rng = Rng::from_seed(9);
+    let payload: Vec<u8> = (0..1_500).map(|_| rng.below_inclusive(255) as u8).collect();
+    let frame = s.seal(&payload).unwrap();
+    assert_eq!(frame.len(), cfg.frame_bytes_max());
+    assert_eq!(o.open(t(0), &frame).unwrap(), payload);
+    let mut longer = frame.clone();
+    longer.push(0);
+    assert_eq!(
+        o.open(t(0), &longer),
+        Err(OpenError::FrameTooLarge {
+            len: 1_500 + OVERHEAD_BYTES + 1,
+            max: 1_500 + OVERHEAD_BYTES
+        })
+    );
+}
