@@ -110,4 +110,19 @@ mod tests {
         take(&mut w, u64::MAX).unwrap();
         assert_eq!(w.check(u64::MAX), Err(Refusal::Replayed));
     }
+
+    #[test]
+    fn sliding_one_block_forgets_only_the_block_it_reuses() {
+        let mut w = ReplayWindow::new();
+        // Blocks 0..=20 full, then one counter in block 21: the ring reuses no block that
+        // still holds a counter inside the window.
+        for c in 0..21 * 64 {
+            assert_eq!(take(&mut w, c), Ok(()));
+        }
+        assert_eq!(take(&mut w, 21 * 64), Ok(()));
+        for c in [0, 100, 640, 21 * 64 - 1] {
+            assert_eq!(w.check(c), Err(Refusal::Replayed), "{c}");
+        }
+        assert_eq!(w.check(21 * 64 + 1), Ok(()));
+    }
 }
