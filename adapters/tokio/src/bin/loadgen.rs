@@ -62,7 +62,7 @@ struct Cli {
     /// Relayed offers per second, in total, during the relay phase (0: none).
     #[arg(long, default_value_t = 10_000)]
     relay_rate: u64,
-    /// Length of the relay phase, in seconds.
+    /// Length of the relay phase (with `--pattern idle`: of the hold), in seconds.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
     /// Seconds to hold the clients idle before measuring memory.
