@@ -7,8 +7,10 @@
 //! client to a random member of its session, and time each from send to receipt (both ends are
 //! in this process, so one clock). With `--pattern per-client` phase (3) instead gives every
 //! client its own timer (`--interval-ms`, random phase), each tick sending one lone
-//! `ice-candidate` to a random room-mate (`--room-size` clients per zone). Everything runs on real sockets; it is a measuring tool, not
-//! part of the serving path.
+//! `ice-candidate` to a random room-mate (`--room-size` clients per zone); with `--pattern idle`
+//! it sends nothing and holds the clients for `--duration-s` seconds, reading the coordinator's
+//! memory again at the end. Everything runs on real sockets; it is a measuring tool, not part
+//! of the serving path.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +34,11 @@ enum Pattern {
     /// `ice-candidate` to a random room-mate, as real clients do: no coordination between
     /// senders. Offered rate = clients x 1000 / interval-ms.
     PerClient,
+    /// No signals: connect and join, then hold the clients for `--duration-s` seconds and
+    /// report the coordinator's resident memory per held client before and after the hold
+    /// (`--pid`). Each process needs a descriptor per client: raise `ulimit -n`, or run
+    /// several load generators side by side.
+    Idle,
 }
 
 /// Load generator for ro-p2p-coordinator.
@@ -55,7 +62,7 @@ struct Cli {
     /// Relayed offers per second, in total, during the relay phase (0: none).
     #[arg(long, default_value_t = 10_000)]
     relay_rate: u64,
-    /// Length of the relay phase, in seconds.
+    /// Length of the relay phase (with `--pattern idle`: of the hold), in seconds.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
     /// Seconds to hold the clients idle before measuring memory.
@@ -87,6 +94,10 @@ struct Cli {
     /// `--pattern per-client`: each client's period between signals, in milliseconds.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
+    /// Index of the first client: peer ids are `lg-<index>`, so load generators run side by
+    /// side (each with its own descriptor limit) need disjoint ranges.
+    #[arg(long, default_value_t = 0)]
+    first_client: usize,
     /// Clients per zone (so per session while it stays under the coordinator's
     /// max_players_per_session): overrides `--zones` with clients / room-size.
     #[arg(long)]
@@ -403,6 +414,7 @@ async fn run(cli: Cli) {
             cli.interval_ms,
             cli.clients as f64 * 1000.0 / cli.interval_ms as f64
         ),
+        Pattern::Idle => "idle: no signals, clients held".to_owned(),
     };
     println!(
         "ro-p2p-loadgen: {} clients, {} zones, join rate {}/s, {schedule} for {} s, url {}",
@@ -425,7 +437,7 @@ async fn run(cli: Cli) {
         // Members of one zone go to the instances in turn, so relays cross instances.
         let url = cli.urls[(i / zones.len().max(1)) % cli.urls.len().max(1)].clone();
         tokio::spawn(client(
-            i,
+            cli.first_client + i,
             url,
             zone,
             cli.jwt_secret.clone(),
@@ -467,11 +479,25 @@ async fn run(cli: Cli) {
         );
     }
 
-    // Phase 3: relay.
+    // Phase 3: relay, or hold.
     let relays = match cli.pattern {
         Pattern::Central => cli.relay_rate > 0,
         Pattern::PerClient => true,
+        Pattern::Idle => false,
     };
+    if cli.pattern == Pattern::Idle && cli.duration_s > 0 {
+        tokio::time::sleep(Duration::from_secs(cli.duration_s)).await;
+        let held = joined.saturating_sub(counters.closed.load(Ordering::Relaxed));
+        let rss_held = rss(&format!("after holding {held} clients {} s", cli.duration_s));
+        if let (Some(a), Some(b)) = (rss_before, rss_held)
+            && held > 0
+        {
+            println!(
+                "coordinator memory per held client: {:.1} KiB",
+                b.saturating_sub(a) as f64 / held as f64
+            );
+        }
+    }
     if relays && cli.duration_s > 0 {
         let coord_pid = cli.pid.map(|p| p.to_string());
         let coord_cpu0 = coord_pid.as_deref().and_then(cpu_s);

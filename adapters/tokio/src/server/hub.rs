@@ -43,8 +43,10 @@ pub(crate) enum Outbound {
 /// The hub's handle on one connection.
 #[derive(Debug)]
 pub(crate) struct ConnHandle {
-    /// Bounded, ordered queue of frames to send.
-    pub(crate) outbound: mpsc::Sender<Outbound>,
+    /// Bounded, ordered queue of frames to send. Boxed: the channel allocates its first block
+    /// of 32 slots with the connection, so pointer-sized slots keep an idle connection small
+    /// (docs/performance.md, memory per held client); a box per frame costs next to nothing.
+    pub(crate) outbound: mpsc::Sender<Box<Outbound>>,
     /// Bytes of the text frames in `outbound`: the hub adds, the connection task subtracts
     /// what it has handed to the socket.
     pub(crate) queued_bytes: Arc<AtomicUsize>,
@@ -58,9 +60,9 @@ impl ConnHandle {
     /// Queues a close with this reason; when the queue is full (a client that does not read),
     /// closes the connection at once instead.
     pub(crate) fn close(self, code: ErrorCode, reason: String) {
-        let close = Outbound::Close { code, reason };
-        if let Err(mpsc::error::TrySendError::Full(Outbound::Close { code, reason })) =
-            self.outbound.try_send(close)
+        let close = Box::new(Outbound::Close { code, reason });
+        if let Err(mpsc::error::TrySendError::Full(close)) = self.outbound.try_send(close)
+            && let Outbound::Close { code, reason } = *close
         {
             let _ = self.kill.send((code, reason));
         }
@@ -95,7 +97,7 @@ pub(crate) fn queue_text(
             handle.queued_bytes_max
         ))
     } else {
-        match handle.outbound.try_send(Outbound::Text(text)) {
+        match handle.outbound.try_send(Box::new(Outbound::Text(text))) {
             Ok(()) => {
                 handle.queued_bytes.fetch_add(len, Ordering::Relaxed);
                 None

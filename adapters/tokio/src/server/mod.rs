@@ -54,8 +54,9 @@ pub const WEBSOCKET_PATH: &str = "/api/v1/signaling/ws";
 pub const WEBSOCKET_PATH_ALIAS: &str = "/api/signaling/ws";
 
 /// WebSocket read buffer per connection, in bytes: grows on demand up to the frame limit, so
-/// an idle client costs this much, not the 128 KiB tungstenite defaults to.
-pub const WS_READ_BUFFER_BYTES: usize = 2 * 1024;
+/// an idle client costs this much, not the 128 KiB tungstenite defaults to. A lone trickled
+/// candidate (about 200 bytes framed) fits many times over.
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
 /// Bytes of outgoing frames gathered before tungstenite writes to the socket (a flush writes
 /// whatever is gathered anyway).
 pub const WS_WRITE_BUFFER_BYTES: usize = 16 * 1024;

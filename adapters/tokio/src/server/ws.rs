@@ -101,8 +101,13 @@ fn close_message_with(ws_code: u16, code: ErrorCode, reason: &str) -> Message {
 
 /// Sends a close frame and waits (briefly) for the client's, so the frame is not lost to a
 /// reset.
+///
+/// This and the other once-per-connection steps (authentication, refusals) run boxed: a
+/// connection task's future is as large as its largest await point, and it is held for the
+/// connection's whole life, so their state is allocated only while they run (see
+/// docs/performance.md, memory per held client).
 async fn close_with(socket: &mut WebSocket, code: ErrorCode, reason: &str) {
-    close_frame_then_linger(socket, close_message(code, reason)).await;
+    Box::pin(close_frame_then_linger(socket, close_message(code, reason))).await;
 }
 
 async fn close_frame_then_linger(socket: &mut WebSocket, close: Message) {
@@ -122,7 +127,7 @@ async fn close_frame_then_linger(socket: &mut WebSocket, close: Message) {
 /// Sends an `error` frame, then a close with the same code.
 async fn refuse(socket: &mut WebSocket, code: ErrorCode, text: &str) {
     let err = encode_server(&ServerMessage::error(code, text));
-    let _ = timeout(CLOSE_LINGER, socket.send(Message::Text(err.into()))).await;
+    let _ = Box::pin(timeout(CLOSE_LINGER, socket.send(Message::Text(err.into())))).await;
     close_with(socket, code, text).await;
 }
 
@@ -200,9 +205,9 @@ async fn answer_refused(socket: &mut WebSocket, state: &AppState, refusal: Refus
     if code == ErrorCode::MalformedJson {
         // The protocol promises an `error` for a frame that is not JSON.
         let err = encode_server(&ServerMessage::error(code, text.as_str()));
-        let _ = timeout(CLOSE_LINGER, socket.send(Message::Text(err.into()))).await;
+        let _ = Box::pin(timeout(CLOSE_LINGER, socket.send(Message::Text(err.into())))).await;
     }
-    close_frame_then_linger(socket, close_message_with(ws_code, code, &text)).await;
+    Box::pin(close_frame_then_linger(socket, close_message_with(ws_code, code, &text))).await;
 }
 
 /// Most queued frames written with one flush (one `write` system call when they fit).
@@ -213,7 +218,7 @@ const WRITE_BATCH_MAX: usize = 64;
 async fn write_batch(
     socket: &mut WebSocket,
     first: Utf8Bytes,
-    outbound: &mut mpsc::Receiver<Outbound>,
+    outbound: &mut mpsc::Receiver<Box<Outbound>>,
     queued_bytes: &std::sync::atomic::AtomicUsize,
     then_close: &mut Option<(ErrorCode, String)>,
 ) -> Result<(), axum::Error> {
@@ -221,7 +226,7 @@ async fn write_batch(
     socket.feed(Message::Text(first)).await?;
     queued_bytes.fetch_sub(len, Ordering::Relaxed);
     for _ in 1..WRITE_BATCH_MAX {
-        match outbound.try_recv() {
+        match outbound.try_recv().map(|out| *out) {
             Ok(Outbound::Text(text)) => {
                 let len = text.len();
                 socket.feed(Message::Text(text)).await?;
@@ -252,23 +257,39 @@ pub(crate) async fn run(
     drop(socket);
 }
 
-async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Option<IpAddr>) {
+/// Authenticates the connection, or refuses it (error frame, close) and returns `None`.
+async fn admit(
+    socket: &mut WebSocket,
+    state: &AppState,
+    pre: PreAuth,
+    origin: Option<IpAddr>,
+) -> Option<Admitted> {
     let admitted = match pre {
         PreAuth::Token(token) => state.shared.auth.admit(token.as_deref(), origin).await,
         PreAuth::AwaitAuthFrame { deadline, pending } => {
-            let admitted = auth_frame(socket, &state, deadline, origin).await;
+            let admitted = auth_frame(socket, state, deadline, origin).await;
             drop(pending);
             admitted
         }
     };
-    let Admitted { identity, credential } = match admitted {
-        Ok(admitted) => admitted,
+    match admitted {
+        Ok(admitted) => Some(admitted),
         Err(e) => {
             super::audit::refused_before_hub(origin, e.code(), &e.to_string());
             let _ = state.hub.send(Event::Rejected { code: e.code() }).await;
             refuse(socket, e.code(), &e.to_string()).await;
-            return;
+            None
         }
+    }
+}
+
+async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Option<IpAddr>) {
+    // Boxed: the authentication's state (a database query in mode `rathena`) is not held for
+    // the rest of the connection (see `close_with`).
+    let Some(Admitted { identity, credential }) =
+        Box::pin(admit(socket, &state, pre, origin)).await
+    else {
+        return;
     };
 
     let conn = ConnId(state.shared.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -313,10 +334,10 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Op
                 };
                 tracing::debug!(conn = conn.0, %code, "closing connection");
                 // The client may not read at all: do not wait long for its close.
-                let _ = timeout(Duration::from_millis(200), socket.send(close_message(code, &reason))).await;
+                let _ = Box::pin(timeout(Duration::from_millis(200), socket.send(close_message(code, &reason)))).await;
                 break;
             }
-            out = outbound.recv() => match out {
+            out = outbound.recv() => match out.map(|out| *out) {
                 Some(Outbound::Text(text)) => {
                     let mut then_close = None;
                     let stalled = tokio::select! {
@@ -357,13 +378,13 @@ async fn serve(socket: &mut WebSocket, state: AppState, pre: PreAuth, origin: Op
                 Some(Ok(Message::Close(_))) => {
                     // The WebSocket layer has queued the answering close frame (RFC 6455
                     // 5.5.1); write it before the socket is dropped.
-                    let _ = timeout(CLOSE_LINGER, socket.flush()).await;
+                    let _ = Box::pin(timeout(CLOSE_LINGER, socket.flush())).await;
                     break;
                 }
                 None => break,
                 Some(Err(e)) => {
                     if let Some(refusal) = refused(e) {
-                        answer_refused(socket, &state, refusal).await;
+                        Box::pin(answer_refused(socket, &state, refusal)).await;
                     }
                     break;
                 }
