@@ -44,7 +44,7 @@ mod tests;
 
 mod path;
 
-pub use path::{GamePath, NotDrawn};
+pub use path::{GamePath, NAMED_ACCOUNTS_MAX, NotDrawn};
 
 /// Everything a [`Node`] is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -507,6 +507,12 @@ impl Node {
     /// not drawn.
     pub fn set_own_account_id(&mut self, aid: u32) {
         self.path.set_own_account_id(aid);
+    }
+
+    /// Names the account id of `peer` when its peer id is not one (see
+    /// [`GamePath::set_peer_account_id`]).
+    pub fn set_peer_account_id(&mut self, peer: PeerId, aid: u32) -> bool {
+        self.path.set_peer_account_id(peer, aid)
     }
 
     /// Takes bytes the map server sent to the game: they reach [`Node::game_output`] whole,

@@ -6,6 +6,7 @@
 //! the account id its peer id names. The [`Node`](super::Node) owns one, and so does the C
 //! ABI's router handle (which has no signaling client); nothing else makes these decisions.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 
 use crate::gate::ServerMove;
@@ -28,6 +29,9 @@ pub enum NotDrawn {
     Rejected(#[from] RenderRejected),
 }
 
+/// Most peers [`GamePath::set_peer_account_id`] names an account id for.
+pub const NAMED_ACCOUNTS_MAX: usize = 4096;
+
 /// One map-server connection of the game, both ways (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct GamePath {
@@ -36,6 +40,8 @@ pub struct GamePath {
     send: GameStream,
     recv: ReceiveStream,
     own_name: Option<Vec<u8>>,
+    /// Account ids of peers whose peer id is not one.
+    accounts: BTreeMap<PeerId, u32>,
 }
 
 impl GamePath {
@@ -47,6 +53,7 @@ impl GamePath {
             send: GameStream::new(version, obfuscation),
             recv: ReceiveStream::new(version),
             own_name: None,
+            accounts: BTreeMap::new(),
         }
     }
 
@@ -97,6 +104,17 @@ impl GamePath {
     /// Sets the player's own account id (otherwise learnt from the server's `ZC_AID`).
     pub fn set_own_account_id(&mut self, aid: u32) {
         self.recv.set_own_account_id(aid);
+    }
+
+    /// Names the account id of `peer` when its peer id is not one (a driver that knows it
+    /// another way, e.g. a simulation that names players by host). Returns `false`, naming
+    /// nothing, once [`NAMED_ACCOUNTS_MAX`] other peers are named.
+    pub fn set_peer_account_id(&mut self, peer: PeerId, aid: u32) -> bool {
+        if self.accounts.len() >= NAMED_ACCOUNTS_MAX && !self.accounts.contains_key(&peer) {
+            return false;
+        }
+        self.accounts.insert(peer, aid);
+        true
     }
 
     /// Frames, classifies and routes the bytes the game wrote to the map server, calling
@@ -168,14 +186,16 @@ impl GamePath {
     }
 
     /// Draws what the peer `from` did, as the game shows another player doing it (under the
-    /// account id its peer id names).
+    /// account id its peer id names, or the one [`GamePath::set_peer_account_id`] named).
     pub fn draw_peer_event(
         &mut self,
         now: Instant,
         from: &PeerId,
         event: &PeerEvent<'_>,
     ) -> Result<(), NotDrawn> {
-        let aid = account_id_of(from).ok_or_else(|| NotDrawn::NotAnAccount(from.clone()))?;
+        let aid = account_id_of(from)
+            .or_else(|| self.accounts.get(from).copied())
+            .ok_or_else(|| NotDrawn::NotAnAccount(from.clone()))?;
         Ok(self.recv.push_peer_event(now, aid, event)?)
     }
 

@@ -933,3 +933,21 @@ fn a_late_copy_on_an_obfuscated_connection_keeps_the_server_in_step() {
         vec![npc_click(1), chat(b"alice : one"), npc_click(2), npc_click(3), chat(b"alice : two")]
     );
 }
+
+#[test]
+fn a_peer_named_by_another_id_is_drawn_under_the_account_id_the_driver_names() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let now = w.now;
+    let mut server = vec![0x7F, 0x00, 0x10, 0x27, 0, 0];
+    server.extend(idle_unit(1001, 150, 150));
+    w.nodes[b].on_server_bytes(now, &server);
+    take_game_output(&mut w, b);
+    w.game_send(a, &emote(2));
+    assert!(w.nodes[b].game_output().is_empty());
+    assert_eq!(w.not_drawn[b], [(Some(pid("alice")), NotDrawn::NotAnAccount(pid("alice")))]);
+    assert!(w.nodes[b].set_peer_account_id(pid("alice"), 1001));
+    w.game_send(a, &emote(2));
+    assert_eq!(take_game_output(&mut w, b), [0xC0, 0x00, 0xE9, 0x03, 0, 0, 2]);
+}
