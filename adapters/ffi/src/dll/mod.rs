@@ -265,8 +265,8 @@ impl Dll {
             let node = self.background.node.clone();
             match self.background.block_on(node.server_bytes(data.to_vec(), None))? {
                 Ok(taken) => {
+                    self.last_receive.0 = taken.stats;
                     let mut state = self.shared.lock();
-                    state.receive = taken.stats;
                     state.map_changes.extend(taken.map_changes);
                     if let (Some(reason), false) = (taken.desync, state.recv_desynced) {
                         state.recv_desynced = true;
@@ -333,23 +333,20 @@ pub(crate) fn take_game_bytes(handle: u64, buf: &mut [u8]) -> usize {
 
 /// Has the node of the instance behind `handle` draw a notice into the game's stream.
 pub(crate) fn draw_notice(handle: u64, text: &str) -> Result<(), String> {
+    const STOPPED: &str = "the runtime has stopped";
     let drawn = with_dll(handle, |d| {
         if d.driver_gone {
-            return Ok(Err(RenderRejected::Duplicate));
+            return Ok(Err(STOPPED.to_owned()));
         }
         match d.background.block_on(d.background.node.draw_notice(text.to_owned()))? {
-            Ok(drawn) => Ok(drawn),
+            Ok(drawn) => Ok(drawn.map_err(|e: RenderRejected| e.to_string())),
             Err(DriverStopped) => {
                 d.lose_driver();
-                Ok(Err(RenderRejected::Duplicate))
+                Ok(Err(STOPPED.to_owned()))
             }
         }
     });
-    match drawn {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.message),
-    }
+    drawn.map_err(|e| e.message)?
 }
 
 /// Whether the node of the instance behind `handle` queued late server copies that no game
@@ -560,7 +557,6 @@ pub(crate) fn start_settings(
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
         let mut state = State {
             to_game: Vec::new(),
-            receive: ReceiveStats::default(),
             recv_desynced: false,
             map_changes: Vec::new(),
             events: Default::default(),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ro_p2p_core::client::{ClientEvent, LinkHealth};
 use ro_p2p_core::config::LogLevel;
 use ro_p2p_core::node::{PeerUse, ReceivedEvent};
-use ro_p2p_core::render::{MapChange, OUTPUT_BYTES_MAX, ReceiveStats, account_id_of};
+use ro_p2p_core::render::{MapChange, OUTPUT_BYTES_MAX, account_id_of};
 use ro_p2p_core::wire::PeerId;
 use ro_p2p_tokio::client::{DriverEvent, GameSink};
 
@@ -59,8 +59,6 @@ impl Logger {
 pub(crate) struct State {
     /// Bytes for the game, in order, as the node made them; the receive hook hands them out.
     pub to_game: Vec<u8>,
-    /// The receive path's counters, as last reported by the node.
-    pub receive: ReceiveStats,
     /// The server-to-game stream desynced (reported once).
     pub recv_desynced: bool,
     /// Map changes the server announced that the hooks have not taken yet.
