@@ -1,4 +1,4 @@
-//! The five checkers of issue 6, run by the runner after every simulation step.
+//! The checkers, run by the runner after every simulation step (1 to 6 from issue 6).
 //!
 //! 1. `peer-eligible-only`: every frame a peer opened carries the peer event of a movement,
 //!    public chat or emote packet its sender generated and rAthena's rules allow peers to see
@@ -26,6 +26,11 @@
 //!    seats once a later epoch has been granted (the store's record of every fenced write).
 //! 8. `cluster-single-owner` (end of the liveness phase): among the instances' live views,
 //!    each zone has one owner and each session is served by one instance, with one host.
+//! 9. `game-shows-what-peers-did` (after every step): every packet a node drew into its
+//!    game's stream is one a session member's frame, opened by that node, carried (a walk,
+//!    turn, chat line or emote of that member, under its account id), each such frame drawn
+//!    at most once (no line shown twice), or the echo of one of the player's own eligible
+//!    actions; nothing else (nothing server-only) is ever drawn.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,7 +38,11 @@ use ro_p2p_core::client::Backoff;
 use ro_p2p_core::node::PEER_ACK_TIMEOUT_MS;
 use serde::Serialize;
 
+use ro_p2p_core::packet::PeerEvent;
+use ro_p2p_core::render::packets;
+
 use crate::cluster::{StoreEvent, VIEW_INTERVAL_MS};
+use crate::game::{ShownKind, account_of, name_of};
 use crate::plan::{P2P_ZONES, Plan};
 use crate::record::Recorder;
 use crate::run::QUIET_MS;
@@ -67,7 +76,22 @@ pub struct Checkers {
     store_seen: usize,
     /// Per zone: the highest lease epoch granted, and to whom.
     epochs: BTreeMap<String, (u64, String)>,
+    /// Checker 9: deliveries indexed so far, and per (sender, receiver) the payloads opened
+    /// and not yet matched with a drawn packet, with when.
+    drawable_seen: usize,
+    drawable: BTreeMap<(String, String), Vec<Opened>>,
+    shown_seen: usize,
 }
+
+/// A payload a node opened (checker 9): when, and the bytes.
+type Opened = (u64, Vec<u8>);
+
+/// Whether a peer event, drawn under an account id, gives the packet a game was shown.
+type Draws = Box<dyn Fn(&PeerEvent<'_>, u32) -> bool>;
+
+/// How long an opened frame may wait to be drawn (checker 9): drawing happens when it opens,
+/// so this is only slack.
+const DRAW_WINDOW_MS: u64 = 10_000;
 
 fn hex(b: &[u8]) -> String {
     b.iter().take(12).map(|x| format!("{x:02x}")).collect()
@@ -96,6 +120,10 @@ impl Checkers {
             }
         }
         self.deliveries_seen = r.deliveries.len();
+
+        for detail in self.game_shown(r) {
+            push("game-shows-what-peers-did", detail);
+        }
         for (_, from, to, why) in r.invalid_frames.iter().skip(self.invalid_seen) {
             push(
                 "peer-eligible-only",
@@ -440,6 +468,116 @@ impl Checkers {
             );
         }
         v
+    }
+}
+
+impl Checkers {
+    /// Checker 9 over what is new in `r`: the violations' details.
+    pub fn game_shown(&mut self, r: &Recorder) -> Vec<String> {
+        for d in r.deliveries.iter().skip(self.drawable_seen) {
+            let pair = (d.from.clone(), d.to.clone());
+            self.drawable.entry(pair).or_default().push((d.t_ms, d.payload.clone()));
+        }
+        self.drawable_seen = r.deliveries.len();
+        let mut out = Vec::new();
+        for s in r.shown.iter().skip(self.shown_seen) {
+            let viewer = &s.viewer;
+            let own = account_of(viewer);
+            let own_allowed = |event: &PeerEvent<'_>| {
+                let mut payload = Vec::new();
+                event.encode(&mut payload);
+                r.allowed_payloads.get(viewer).is_some_and(|a| a.contains(&payload))
+            };
+            let (aid, matches): (u32, Draws) = match &s.what {
+                ShownKind::OwnWalk => continue,
+                ShownKind::OwnChat { bytes } => {
+                    let said = r.allowed_payloads.get(viewer).is_some_and(|a| {
+                        a.iter().any(|p| match PeerEvent::decode(p) {
+                            Ok(PeerEvent::Chat { text }) => {
+                                let mut echo = Vec::new();
+                                packets::player_chat(text, &mut echo);
+                                echo == *bytes
+                            }
+                            _ => false,
+                        })
+                    });
+                    if !said {
+                        out.push(format!(
+                            "{viewer} was shown its own chat echo of a line it never said"
+                        ));
+                    }
+                    continue;
+                }
+                ShownKind::Emote { aid, kind } if Some(*aid) == own => {
+                    if !own_allowed(&PeerEvent::Emote { kind: *kind }) {
+                        out.push(format!(
+                            "{viewer} was shown its own emote {kind}, which it never showed"
+                        ));
+                    }
+                    continue;
+                }
+                ShownKind::Other { id, len } => {
+                    out.push(format!(
+                        "{viewer} was shown a packet {id:#06x} ({len} bytes) that is neither the server's nor a peer's walk, turn, chat or emote"
+                    ));
+                    continue;
+                }
+                ShownKind::Chat { aid, bytes } => {
+                    let bytes = bytes.clone();
+                    (
+                        *aid,
+                        Box::new(move |e: &PeerEvent<'_>, aid: u32| match e {
+                            PeerEvent::Chat { text } => {
+                                let mut drawn = Vec::new();
+                                packets::notify_chat(aid, text, &mut drawn);
+                                drawn == bytes
+                            }
+                            _ => false,
+                        }),
+                    )
+                }
+                ShownKind::Emote { aid, kind } => {
+                    let kind = *kind;
+                    (*aid, Box::new(move |e: &PeerEvent<'_>, _| *e == PeerEvent::Emote { kind }))
+                }
+                ShownKind::Turn { aid, head_dir, dir } => {
+                    let (head_dir, dir) = (*head_dir, *dir);
+                    (
+                        *aid,
+                        Box::new(move |e: &PeerEvent<'_>, _| {
+                            *e == PeerEvent::Turn { head_dir, dir }
+                        }),
+                    )
+                }
+                ShownKind::Walk { aid, to } => {
+                    let (x, y) = *to;
+                    (*aid, Box::new(move |e: &PeerEvent<'_>, _| *e == PeerEvent::Move { x, y }))
+                }
+            };
+            let Some(from) = name_of(aid) else {
+                out.push(format!(
+                    "{viewer} was shown unit {aid}, which is no player, doing {:?}",
+                    s.what
+                ));
+                continue;
+            };
+            let opened = self.drawable.get_mut(&(from.clone(), viewer.clone()));
+            let found = opened.and_then(|list| {
+                list.retain(|(t, _)| s.t_ms.saturating_sub(*t) <= DRAW_WINDOW_MS);
+                let i = list
+                    .iter()
+                    .position(|(_, p)| PeerEvent::decode(p).is_ok_and(|e| matches(&e, aid)))?;
+                Some(list.remove(i))
+            });
+            if found.is_none() {
+                out.push(format!(
+                    "{viewer} was shown {from} doing {:?}, which no frame from {from} that {viewer} opened carried (or it was drawn twice)",
+                    s.what
+                ));
+            }
+        }
+        self.shown_seen = r.shown.len();
+        out
     }
 }
 

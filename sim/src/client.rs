@@ -22,10 +22,11 @@ use ro_p2p_core::wire::{
 };
 use ro_p2p_core::{Instant, Rng, SansIo};
 use ro_p2p_tokio::client::{Driver, DriverEvent, DriverStopped, NodeHandle, Observer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::check::SETTLE_MS;
+use crate::game::{GameReader, Shown, account_of};
 use crate::hosts::MAP_PORT;
 use crate::peer::body_claims;
 use crate::plan::{P2P_ZONES, Plan, ZONES};
@@ -117,6 +118,8 @@ struct SimObserver {
     peers_only_plain: std::collections::VecDeque<(FrameId, Vec<u8>)>,
     /// Late server copies the node has queued and the next game send hands out first.
     late_queue: Vec<Vec<u8>>,
+    /// The game's stream as the node hands it out (checker 9).
+    game: GameReader,
     /// The map connection's key in the record, once known.
     conn_key: Option<String>,
 }
@@ -261,6 +264,17 @@ impl Observer for SimObserver {
     fn event(&mut self, _node: &Node, event: &DriverEvent) {
         match event {
             DriverEvent::Client(e) => on_event(&self.ctx, &self.session, e),
+            DriverEvent::ToGame { bytes, .. } => {
+                let shown = self.game.read(bytes);
+                let mut r = self.ctx.recorder.borrow_mut();
+                let t_ms = r.now_ms;
+                let viewer = &self.ctx.name;
+                r.shown.extend(shown.into_iter().map(|what| Shown {
+                    t_ms,
+                    viewer: viewer.clone(),
+                    what,
+                }));
+            }
             DriverEvent::Received { from, event } => {
                 let mut payload = Vec::new();
                 event.as_event().encode(&mut payload);
@@ -355,6 +369,15 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         seal: SealConfig::default(),
     };
     let mut node = Node::new(config, rng.fork(), Instant::ZERO);
+    // Peers are named by host here; the game knows them by account id.
+    if let Some(aid) = account_of(&name) {
+        node.set_own_account_id(aid);
+    }
+    for other in &plan.clients {
+        if let (Ok(peer), Some(aid)) = (PeerId::new(other.as_str()), account_of(other)) {
+            node.set_peer_account_id(peer, aid);
+        }
+    }
     let start_zone = plan.start_zones.get(&name).cloned().unwrap_or_else(|| ZONES[0].to_owned());
     recorder.borrow_mut().player_zones.insert(name.clone(), start_zone.clone());
     if let Ok(z) = Zone::new(start_zone) {
@@ -381,6 +404,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
         peers_only: None,
         peers_only_plain: std::collections::VecDeque::new(),
         late_queue: Vec::new(),
+        game: GameReader::new(version),
         conn_key: None,
     };
     let (driver, handle, events) = Driver::new(node, SimConnector, transport);
@@ -389,13 +413,28 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     tokio::task::spawn_local(driver.with_observer(observer).run());
 
     // The game's connection to the map server (never faulted: it is not ours to break).
-    let mut map = loop {
+    let map = loop {
         match turmoil::net::TcpStream::connect(("map", MAP_PORT)).await {
             Ok(s) => break s,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
     let conn_key = format!("{name}:{}", map.local_addr()?.port());
+    let (mut map_rx, mut map) = map.into_split();
+    // What the map server sends goes through the node to the game (checker 9 reads it).
+    let reader = handle.clone();
+    tokio::task::spawn_local(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match map_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if reader.server_bytes(buf[..n].to_vec(), None).await.is_err() {
+                break;
+            }
+        }
+    });
     let mut encoder = ClientEncoder::new(version, obfuscation);
     let mut saboteur: Option<Sealer> = None;
     let mut seq = 0u64;

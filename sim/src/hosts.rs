@@ -82,15 +82,36 @@ pub async fn coordinator(
 }
 
 /// The stub map server: accepts game connections, decodes each with rAthena's rules and
-/// records every packet per connection.
+/// records every packet per connection. It shows each game its account id, then every
+/// [`crate::game::VIEW_INTERVAL_MS`] the server tick and the other players on its map (see
+/// [`crate::game`]).
 pub async fn map_server(recorder: Shared, plan: Arc<Plan>) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", MAP_PORT)).await?;
     let version = plan.packet_version();
     let obfuscation = if plan.obfuscated { Obfuscation::On } else { Obfuscation::Off };
     loop {
-        let (mut stream, addr) = listener.accept().await?;
+        let (stream, addr) = listener.accept().await?;
         let host = turmoil::reverse_lookup(addr.ip()).unwrap_or_else(|| addr.ip().to_string());
         let key = format!("{host}:{}", addr.port());
+        let (mut stream, mut to_game) = stream.into_split();
+        let viewer = recorder.clone();
+        tokio::task::spawn_local(async move {
+            let Some(aid) = crate::game::account_of(&host) else { return };
+            if to_game.write_all(&crate::game::hello(version, aid)).await.is_err() {
+                return;
+            }
+            loop {
+                let view = {
+                    let r = viewer.borrow();
+                    let map = r.player_zones.get(&host).cloned().unwrap_or_default();
+                    crate::game::view_packets(version, r.now_ms, &host, &map, r.player_zones.iter())
+                };
+                if to_game.write_all(&view).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(crate::game::VIEW_INTERVAL_MS)).await;
+            }
+        });
         let recorder = recorder.clone();
         tokio::task::spawn_local(async move {
             let mut decoder = ServerDecoder::new(version, obfuscation);

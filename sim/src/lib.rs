@@ -16,6 +16,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod coverage;
+pub mod game;
 pub mod hosts;
 pub mod peer;
 pub mod plan;

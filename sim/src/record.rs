@@ -252,6 +252,9 @@ pub struct Recorder {
     pub store_events: Vec<(u64, crate::cluster::StoreEvent)>,
     /// Multi-coordinator worlds: the latest view each instance published.
     pub instance_views: crate::cluster::Views,
+    /// Packets drawn into games' streams that the stub map server did not send, in order
+    /// (checker 9).
+    pub shown: Vec<crate::game::Shown>,
     /// The rare events reached (not part of the trace).
     pub coverage: crate::coverage::Coverage,
 }

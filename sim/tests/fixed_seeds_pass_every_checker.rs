@@ -1,6 +1,7 @@
 //! A fixed list of small seeds (and the regression seeds found while building) must pass
 //! every checker. The big sweep lives in the binary (`ro-p2p-sim --seeds 0..200`).
 
+use ro_p2p_sim::game::ShownKind;
 use ro_p2p_sim::{Options, run_seed};
 
 /// The reproduce line for the profile these tests run in (both profiles replay a seed the same
@@ -27,6 +28,7 @@ fn small() -> Options {
 fn fixed_seeds_pass_every_checker() {
     // 7 and 8: a zone change at the very end made the convergence check compare a stale
     // coordinator snapshot (fixed by the quiet period at the end of the liveness phase).
+    let mut drawn = std::collections::BTreeMap::<&str, usize>::new();
     for seed in [1, 3, 7, 8, 11] {
         let outcome = run_seed(seed, small());
         assert!(
@@ -37,6 +39,22 @@ fn fixed_seeds_pass_every_checker() {
         );
         let r = outcome.recorder.borrow();
         assert!(!r.server_received.is_empty(), "seed {seed}: the map server received nothing");
+        for s in &r.shown {
+            let kind = match s.what {
+                ShownKind::Chat { .. } => "chat",
+                ShownKind::Emote { .. } => "emote",
+                ShownKind::Turn { .. } => "turn",
+                ShownKind::Walk { .. } => "walk",
+                ShownKind::OwnChat { .. } | ShownKind::OwnWalk => "echo",
+                ShownKind::Other { .. } => "other",
+            };
+            *drawn.entry(kind).or_default() += 1;
+        }
+    }
+    // Checker 9 had something to check: the games were shown their peers.
+    eprintln!("drawn into the games: {drawn:?}");
+    for kind in ["chat", "emote", "walk"] {
+        assert!(drawn.get(kind).is_some_and(|n| *n > 0), "no peer {kind} drawn: {drawn:?}");
     }
 }
 

@@ -1,18 +1,17 @@
 //! The core layer: no threads, no sockets. A router handle is one map-server connection of the
-//! game: the client-to-server stream is framed, classified and routed
-//! ([`ro_p2p_core::packet::GameStream`]), the server-to-client stream gets peer events drawn into
-//! it ([`ro_p2p_core::render::ReceiveStream`]). The integrator moves the bytes: to the server,
-//! to the game, and peer events to and from peers over its own transport.
+//! game, a [`GamePath`]: the client-to-server stream is framed, classified and routed, the
+//! server-to-client stream gets peer events drawn into it, and actions routed to peers only get
+//! their local echo, all decided by the core. The integrator moves the bytes: to the server, to
+//! the game, and peer events to and from peers over its own transport.
 
 use std::collections::VecDeque;
 use std::ffi::c_char;
 
 use ro_p2p_core::Instant;
-use ro_p2p_core::packet::{
-    ClientFamily, GameStream, Obfuscation, PacketVersion, PeerEvent, Verdict,
-};
-use ro_p2p_core::render::{ReceiveStream, RenderRejected};
-use ro_p2p_core::route::{Policy, Route, RouteContext};
+use ro_p2p_core::node::GamePath;
+use ro_p2p_core::packet::{ClientFamily, Obfuscation, PacketVersion, PeerEvent, Verdict};
+use ro_p2p_core::render::RenderRejected;
+use ro_p2p_core::route::{Policy, RouteContext};
 
 use crate::event::{EventQueue, RoP2pEvent, RoP2pEventKind};
 use crate::handles::{self, Kind};
@@ -66,13 +65,11 @@ pub struct RoP2pRouterStats {
     pub local_echoes: u64,
 }
 
-/// One map connection's send and receive paths (shared with the batteries layer).
+/// One map connection's send and receive paths.
 pub(crate) struct Router {
-    version: PacketVersion,
-    send: GameStream,
+    path: GamePath,
     policy: Policy,
     pub ctx: RouteContext,
-    pub recv: ReceiveStream,
     server_out: Vec<u8>,
     pub peer_events: VecDeque<Vec<u8>>,
     pub events: EventQueue,
@@ -89,11 +86,9 @@ impl Kind for Router {
 impl Router {
     pub fn new(version: PacketVersion, policy: Policy, obfuscation: Obfuscation) -> Router {
         Router {
-            version,
-            send: GameStream::new(version, obfuscation),
+            path: GamePath::new(version, obfuscation),
             policy,
             ctx: RouteContext::SERVER_ONLY,
-            recv: ReceiveStream::new(version),
             server_out: Vec::new(),
             peer_events: VecDeque::new(),
             events: EventQueue::default(),
@@ -108,13 +103,13 @@ impl Router {
         Instant::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Feeds game bytes; server bytes accumulate in `server_out`, peer events in `peer_events`.
-    /// `on_peer` sees each peer-bound event (the batteries layer seals and sends it).
-    pub fn game_send(&mut self, data: &[u8], mut on_peer: impl FnMut(&PeerEvent<'_>)) {
+    /// Feeds game bytes; server bytes accumulate in `server_out`, peer events in `peer_events`
+    /// (the path draws the local echo of those routed to peers only).
+    pub fn game_send(&mut self, data: &[u8]) {
         let now = self.now();
         let mut desync_offset = None;
-        let Router { send, policy, ctx, recv, server_out, peer_events, stats, .. } = self;
-        send.feed(data, policy, ctx, |verdict| {
+        let Router { path, policy, ctx, server_out, peer_events, stats, .. } = self;
+        let on_verdict = |verdict: Verdict<'_>| {
             server_out.extend_from_slice(verdict.server_bytes());
             if let Verdict::Desync { offset, .. } = verdict {
                 desync_offset = Some(offset);
@@ -134,13 +129,10 @@ impl Router {
                     stats.peer_events_dropped += 1;
                 }
                 peer_events.push_back(encoded);
-                on_peer(&event);
-                if matches!(p.route, Route::Peers(_)) {
-                    // The server never sees it, so it cannot echo it: do it here.
-                    let _ = recv.push_local_echo(now, &event);
-                }
             }
-        });
+        };
+        // An echo that cannot be drawn (no own account id yet) is only missing from the game.
+        path.route(now, data, policy, ctx, on_verdict, |_, _| {});
         if let (Some(offset), false) = (desync_offset, self.send_desync_reported) {
             self.send_desync_reported = true;
             self.events.push(RoP2pEvent::new(
@@ -150,17 +142,6 @@ impl Router {
                 "game-to-server stream desynced: everything now goes to the server untouched",
             ));
         }
-    }
-
-    /// A new map-server connection: the receive path starts over (the own account id is
-    /// kept).
-    pub fn new_receive_stream(&mut self) {
-        let own = self.recv.own_account_id();
-        self.recv = ReceiveStream::new(self.version);
-        if let Some(aid) = own {
-            self.recv.set_own_account_id(aid);
-        }
-        self.recv_desync_reported = false;
     }
 
     pub fn take_server_bytes(&mut self) -> &[u8] {
@@ -173,8 +154,9 @@ impl Router {
 
     pub fn server_recv(&mut self, data: &[u8]) {
         let now = self.now();
-        self.recv.push_server(now, data);
-        if let (Some(reason), false) = (self.recv.desync_reason(), self.recv_desync_reported) {
+        self.path.on_server_bytes(now, data);
+        let desync = self.path.receive_stream().desync_reason();
+        if let (Some(reason), false) = (desync, self.recv_desync_reported) {
             self.recv_desync_reported = true;
             self.events.push(RoP2pEvent::new(
                 RoP2pEventKind::RecvDesync,
@@ -188,14 +170,14 @@ impl Router {
     /// Draws a peer's event into the game's stream.
     pub fn peer_event(&mut self, aid: u32, event: &PeerEvent<'_>) -> Result<(), RenderRejected> {
         let now = self.now();
-        self.recv.push_peer_event(now, aid, event)
+        self.path.draw_account_event(now, aid, event)
     }
 
     pub fn stats(&self) -> RoP2pRouterStats {
-        let r = self.recv.stats();
+        let r = self.path.receive_stats();
         RoP2pRouterStats {
-            send_desynced: u32::from(self.send.is_desynced()),
-            recv_desynced: u32::from(self.recv.desync_reason().is_some()),
+            send_desynced: u32::from(self.path.send_stream().is_desynced()),
+            recv_desynced: u32::from(self.path.receive_stream().desync_reason().is_some()),
             rendered: r.rendered,
             render_rejected: r.rejected,
             server_duplicates_dropped: r.server_duplicates_dropped,
@@ -204,16 +186,15 @@ impl Router {
         }
     }
 
-    /// The send hook of both layers: refuses input that would leave more than
-    /// [`ROP2P_SERVER_BYTES_QUEUED_MAX`] bytes queued for the server, routes it (`on_peer` sees
-    /// each event routed to peers) and copies every server byte out, all or nothing.
+    /// The send hook: refuses input that would leave more than
+    /// [`ROP2P_SERVER_BYTES_QUEUED_MAX`] bytes queued for the server, routes it and copies
+    /// every server byte out, all or nothing.
     ///
     /// # Safety
     /// `out` valid for `cap` writes; `out_len` non-null and valid for a write.
     pub unsafe fn send_hook(
         &mut self,
         data: &[u8],
-        on_peer: impl FnMut(&PeerEvent<'_>),
         out: *mut u8,
         cap: usize,
         out_len: *mut usize,
@@ -224,14 +205,14 @@ impl Router {
                 "{queued} bytes for the server are waiting; read them before sending more"
             )));
         }
-        self.game_send(data, on_peer);
+        self.game_send(data);
         // SAFETY: the caller's contract for `out`/`cap`/`out_len`.
         unsafe { copy_all("out", self.take_server_bytes(), out, cap, out_len) }?;
         self.server_bytes_taken();
         Ok(RoP2pStatus::Ok)
     }
 
-    /// The receive hook of both layers: feeds server bytes and writes up to `cap` bytes for the
+    /// The receive hook: feeds server bytes and writes up to `cap` bytes for the
     /// game (partial reads are normal).
     ///
     /// # Safety
@@ -245,14 +226,14 @@ impl Router {
         out_len: *mut usize,
     ) -> Result<RoP2pStatus, Failure> {
         self.server_recv(data);
-        let ready = self.recv.output();
+        let ready = self.path.game_output();
         let n = ready.len().min(cap);
         if n > 0 {
             // SAFETY: out is non-null (cap > 0) and valid for cap >= n writes; `ready` is
             // library memory, so the regions do not overlap.
             unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), out, n) };
         }
-        self.recv.consume(n);
+        self.path.consume_game_output(n);
         // SAFETY: the caller's contract for `out_len`.
         unsafe { out_len.write(n) };
         Ok(RoP2pStatus::Ok)
@@ -264,7 +245,7 @@ impl Router {
     /// `out` non-null and valid for a write.
     pub unsafe fn write_pending(&self, out: *mut usize) -> Result<RoP2pStatus, Failure> {
         // SAFETY: the caller's contract for `out`.
-        unsafe { out.write(self.recv.output().len()) };
+        unsafe { out.write(self.path.game_output().len()) };
         Ok(RoP2pStatus::Ok)
     }
 
@@ -440,7 +421,7 @@ pub extern "C" fn rop2p_router_set_context(handle: u64, ctx: RoP2pRouteContext) 
 pub extern "C" fn rop2p_router_set_account_id(handle: u64, account_id: u32) -> RoP2pStatus {
     guard(|| {
         with_router(handle, |r| {
-            r.recv.set_own_account_id(account_id);
+            r.path.set_own_account_id(account_id);
             Ok(RoP2pStatus::Ok)
         })
     })
@@ -472,7 +453,7 @@ pub unsafe extern "C" fn rop2p_router_on_game_send(
         // SAFETY: the caller's contract for `data`/`len`.
         let data = unsafe { input("data", data, len) }?;
         // SAFETY: `out_len` checked non-null; the caller's contract for `out`/`cap`.
-        with_router(handle, |r| unsafe { r.send_hook(data, |_| {}, out, cap, out_len) })
+        with_router(handle, |r| unsafe { r.send_hook(data, out, cap, out_len) })
     })
 }
 

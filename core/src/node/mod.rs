@@ -1,12 +1,19 @@
 //! The client library as one sans-IO composite: signaling, routing, sealing and the receive path.
 //!
-//! A [`Node`] owns the signaling [`Client`], the [`GameStream`] of the game's connection to the
-//! map server, the operator's routing [`Policy`], one [`Sealer`] for what this player sends and
-//! one [`Opener`] per remote session member. Every driver of the client library uses it: the
-//! headless peer (`ro-p2p-peer`), the tokio client driver, the C ABI and the simulation. The
-//! driver feeds the client's inputs through [`SansIo`], the game's outgoing bytes through
-//! [`Node::on_game_send`] and the frames that arrive on peer links through
-//! [`Node::on_peer_frame`]; it executes every [`Output`] in order.
+//! A [`Node`] owns the signaling [`Client`], the [`GamePath`] of the game's connection to the
+//! map server (both ways), the operator's routing [`Policy`], one [`Sealer`] for what this
+//! player sends and one [`Opener`] per remote session member. Every driver of the client
+//! library uses it: the headless peer (`ro-p2p-peer`), the tokio client driver (and through it
+//! the DLL and the proxy) and the simulation. The driver feeds the client's inputs through
+//! [`SansIo`], the game's outgoing bytes through [`Node::on_game_send`], the map server's bytes
+//! through [`Node::on_server_bytes`] and the frames that arrive on peer links through
+//! [`Node::on_peer_frame`]; it executes every [`Output`] in order and hands
+//! [`Node::game_output`] to the game.
+//!
+//! The receive path is the node's too: a peer's event is drawn into the game's stream as it is
+//! opened, an action sent to peers only gets its local echo as it is routed, a late server copy
+//! makes the server's echo of it expected, and whether peers are in use at all is an output
+//! ([`Output::PeerUse`]). Drivers move bytes.
 //!
 //! Keys follow the client: when it holds a session key, the node keeps a sealer under that key
 //! and an opener for every member; a `key-rotated` rotates them (the previous epoch stays
@@ -20,10 +27,12 @@ use serde::Serialize;
 
 use crate::Rng;
 use crate::client::{self, Client, ClientEvent, RouteInputs};
+use crate::gate::ServerMove;
 use crate::packet::{
     GameStream, Obfuscation, OwnNameError, PacketVersion, PeerAck, PeerCategory, PeerEvent,
     PeerEventError, Verdict,
 };
+use crate::render::{MapChange, ReceiveStats, RenderRejected};
 use crate::route::{Choice, Policy, Route, RouteContext};
 use crate::sansio::SansIo;
 use crate::seal::{FrameId, OpenError, Opener, SealConfig, Sealer};
@@ -32,6 +41,10 @@ use crate::wire::{PeerId, SessionId, SessionKey};
 
 #[cfg(test)]
 mod tests;
+
+mod path;
+
+pub use path::{GamePath, NAMED_ACCOUNTS_MAX, NotDrawn};
 
 /// Everything a [`Node`] is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,21 +77,6 @@ impl NodeConfig {
             seal: SealConfig::default(),
         }
     }
-}
-
-/// The player's own actions sent to peers only that a [`Node`] remembers at most (oldest
-/// forgotten first), for [`Node::peers_only_since`].
-pub const PEERS_ONLY_KEPT_MAX: usize = 256;
-
-/// One of the player's own actions that the policy sent to peers only: the map server never
-/// saw it, so it will not echo it, and the receive path synthesises that echo
-/// ([`crate::render::ReceiveStream::push_local_echo`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PeersOnlySent {
-    /// Its number, counting every such action of this node from 0.
-    pub seq: u64,
-    /// What the player did.
-    pub event: ReceivedEvent,
 }
 
 /// How long a chat line or emote sent to peers only waits for every peer's [`PeerAck`] before
@@ -243,14 +241,66 @@ pub enum Output {
     /// first (it may never have arrived): its bytes are queued for the map server, and the next
     /// [`Node::on_game_send`] puts them first in `to_server` (call it with no bytes to take them
     /// now). The server shows it to the map (a peer that already showed it drops that copy)
-    /// and echoes it to this player, who was already shown the local echo: hand `event` to
-    /// [`crate::render::ReceiveStream::expect_server_echo`] so that echo is not shown twice.
+    /// and echoes it to this player, who was already shown the local echo: the node expects
+    /// that echo and does not show it twice. For observers.
     LateServerCopy {
         /// The action.
         event: ReceivedEvent,
         /// The frame it went to peers in (for observers that match frames with their fate).
         frame: FrameId,
     },
+    /// A peer's event ([`Output::Received`], `from` set) or the local echo of the player's own
+    /// peers-only action (`from` empty) was not drawn into the game's stream. For logs.
+    NotDrawn {
+        /// The peer, or `None` for a local echo.
+        from: Option<PeerId>,
+        /// What was not drawn.
+        event: ReceivedEvent,
+        /// Why.
+        reason: NotDrawn,
+    },
+    /// Peers came into use, or everything goes to the map server again: what a driver tells
+    /// the player. Reported on each change; a node starts with peers not in use.
+    PeerUse(PeerUse),
+}
+
+/// Whether peers are in use, and if not, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerUse {
+    /// Eligible packets may go to peers: P2P on, the zone enabled, joined, keyed, a healthy
+    /// link.
+    InUse,
+    /// P2P is switched off or the client fell back (coordinator unreachable, stopped).
+    P2pOff,
+    /// The current zone is not in `p2p_enabled_zones` (or no zone is known).
+    ZoneNotEnabled,
+    /// Not a member of the zone's session.
+    NotJoined,
+    /// Joined, but no healthy, keyed link to any peer.
+    NoLink,
+}
+
+impl PeerUse {
+    /// What a route context says.
+    pub fn of(ctx: &RouteContext) -> PeerUse {
+        if !ctx.p2p_enabled {
+            PeerUse::P2pOff
+        } else if !ctx.zone_enabled {
+            PeerUse::ZoneNotEnabled
+        } else if !ctx.joined {
+            PeerUse::NotJoined
+        } else if !ctx.peers_ready {
+            PeerUse::NoLink
+        } else {
+            PeerUse::InUse
+        }
+    }
+
+    /// Whether peers are in use.
+    pub fn in_use(self) -> bool {
+        self == PeerUse::InUse
+    }
 }
 
 /// Why a frame received from a peer was dropped. Each reason has a counter in [`NodeStats`].
@@ -368,9 +418,7 @@ struct Keyed {
 #[derive(Debug)]
 pub struct Node {
     client: Client,
-    stream: GameStream,
-    packet_version: PacketVersion,
-    obfuscation: Obfuscation,
+    path: GamePath,
     policy: Policy,
     seal_config: SealConfig,
     rng: Rng,
@@ -388,12 +436,8 @@ pub struct Node {
     outputs: VecDeque<Output>,
     /// Reused buffer for encoding peer events.
     scratch: Vec<u8>,
-    /// The latest actions sent to peers only, oldest first.
-    peers_only: VecDeque<PeersOnlySent>,
-    /// The `seq` of the next one.
-    peers_only_next: u64,
-    /// The player's character name, once set ([`Node::set_own_name`]).
-    own_name: Option<Vec<u8>>,
+    /// Whether peers were in use when last reported.
+    in_use: bool,
     /// Peers-only chat lines and emotes awaiting acknowledgement, oldest first.
     unconfirmed: VecDeque<Unconfirmed>,
     /// Late server copies not yet taken by [`Node::on_game_send`].
@@ -406,11 +450,13 @@ impl Node {
     /// `rng`.
     pub fn new(config: NodeConfig, mut rng: Rng, now: Instant) -> Node {
         let client_rng = rng.fork();
+        let mut path = GamePath::new(config.packet_version, config.obfuscation);
+        if let Some(aid) = config.client.peer_id.as_ref().and_then(crate::render::account_id_of) {
+            path.set_own_account_id(aid);
+        }
         let mut node = Node {
             client: Client::new(config.client, client_rng, now),
-            stream: GameStream::new(config.packet_version, config.obfuscation),
-            packet_version: config.packet_version,
-            obfuscation: config.obfuscation,
+            path,
             policy: config.policy,
             seal_config: config.seal,
             rng,
@@ -422,9 +468,7 @@ impl Node {
             map_size: None,
             outputs: VecDeque::new(),
             scratch: Vec::with_capacity(64),
-            peers_only: VecDeque::new(),
-            peers_only_next: 0,
-            own_name: None,
+            in_use: false,
             unconfirmed: VecDeque::new(),
             late_server: Vec::new(),
             stats: NodeStats::default(),
@@ -455,30 +499,98 @@ impl Node {
 
     /// The game stream to the map server (e.g. whether it desynced).
     pub fn game_stream(&self) -> &GameStream {
-        &self.stream
+        self.path.send_stream()
+    }
+
+    /// The game's map-server connection, both ways.
+    pub fn game_path(&self) -> &GamePath {
+        &self.path
+    }
+
+    /// The receive path's counters (drawn, rejected, duplicates dropped, local echoes).
+    pub fn receive_stats(&self) -> ReceiveStats {
+        self.path.receive_stats()
+    }
+
+    /// Whether peers are in use right now (as last reported by [`Output::PeerUse`]).
+    pub fn peers_in_use(&self) -> bool {
+        self.in_use
     }
 
     /// The game opened a new connection to the map server (after a map-server change or a
-    /// reconnect): framing and the obfuscation key start over. Bytes of an unfinished packet
-    /// of the old connection are discarded.
+    /// reconnect): framing, the obfuscation key and the receive path's view start over (see
+    /// [`GamePath::new_connection`]).
     pub fn new_map_connection(&mut self) {
         self.abandon_unconfirmed();
         // Obfuscated for the old connection's key sequence.
         self.late_server.clear();
-        self.stream = GameStream::new(self.packet_version, self.obfuscation);
-        if let Some(name) = &self.own_name {
-            // Checked when it was set.
-            let _ = self.stream.set_own_name(name);
-        }
+        self.path.new_connection();
     }
 
     /// Sets the player's character name (from the char server's list): public chat is then
     /// peer-eligible only when it starts with exactly `"<name> : "`, as rAthena requires. Kept
     /// across map connections.
     pub fn set_own_name(&mut self, name: &[u8]) -> Result<(), OwnNameError> {
-        self.stream.set_own_name(name)?;
-        self.own_name = Some(name.to_vec());
-        Ok(())
+        self.path.set_own_name(name)
+    }
+
+    /// Sets the player's own account id (otherwise the configured peer id when it is one, or
+    /// the server's `ZC_AID`): the local echo of an emote needs it, and a peer claiming it is
+    /// not drawn.
+    pub fn set_own_account_id(&mut self, aid: u32) {
+        self.path.set_own_account_id(aid);
+    }
+
+    /// Names the account id of `peer` when its peer id is not one (see
+    /// [`GamePath::set_peer_account_id`]).
+    pub fn set_peer_account_id(&mut self, peer: PeerId, aid: u32) -> bool {
+        self.path.set_peer_account_id(peer, aid)
+    }
+
+    /// Takes bytes the map server sent to the game: they reach [`Node::game_output`] whole,
+    /// with peers drawn in between (see [`Node::on_server_bytes_redirecting`]).
+    pub fn on_server_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        self.path.on_server_bytes(now, bytes);
+    }
+
+    /// [`Node::on_server_bytes`], showing a move to another map server to `redirect`: when it
+    /// answers an address, the game is sent there instead (a proxy's door). Map changes are
+    /// kept for [`Node::take_map_changes`].
+    pub fn on_server_bytes_redirecting(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        redirect: impl FnMut(&ServerMove) -> Option<std::net::SocketAddrV4>,
+    ) {
+        self.path.on_server_bytes_redirecting(now, bytes, redirect);
+    }
+
+    /// The map server closed the connection: a partial packet it left goes to the game as it is.
+    pub fn server_closed(&mut self) {
+        self.path.server_closed();
+    }
+
+    /// The map changes the server announced since the last call, oldest first (the driver
+    /// tells the node the new zone, [`client::Input::ZoneChanged`], when it decides to follow).
+    pub fn take_map_changes(&mut self) -> impl Iterator<Item = MapChange> + '_ {
+        self.path.take_map_changes()
+    }
+
+    /// Draws a one-line notice for the player into the game's stream (a hooking DLL says so
+    /// when P2P turns on or off).
+    pub fn draw_notice(&mut self, text: &str) -> Result<(), RenderRejected> {
+        self.path.draw_notice(text)
+    }
+
+    /// Bytes ready for the game, in order: the server's packets (minus duplicates of lines
+    /// already shown from a peer) with peers, local echoes and notices drawn between them.
+    pub fn game_output(&self) -> &[u8] {
+        self.path.game_output()
+    }
+
+    /// Marks the first `n` bytes of [`Node::game_output`] as handed to the game.
+    pub fn consume_game_output(&mut self, n: usize) {
+        self.path.consume_game_output(n);
     }
 
     /// Sets the current map's size in cells, so moves outside it are dropped; `None` accepts
@@ -520,19 +632,6 @@ impl Node {
         self.openers.get(peer).map(Opener::counters)
     }
 
-    /// The player's own actions sent to peers only with `seq` at or after `seq`, oldest first
-    /// (at most the last [`PEERS_ONLY_KEPT_MAX`]). A driver that cannot take outputs for them
-    /// keeps the next `seq` it wants ([`Node::peers_only_next_seq`]) and asks after each
-    /// [`Node::on_game_send`].
-    pub fn peers_only_since(&self, seq: u64) -> impl Iterator<Item = &PeersOnlySent> {
-        self.peers_only.iter().filter(move |p| p.seq >= seq)
-    }
-
-    /// The `seq` the next action sent to peers only will get.
-    pub fn peers_only_next_seq(&self) -> u64 {
-        self.peers_only_next
-    }
-
     /// What the router sees right now: the client's inputs, with peers ready only when a
     /// sealer is held and at least one link is healthy.
     pub fn route_context(&self) -> RouteContext {
@@ -552,105 +651,108 @@ impl Node {
         to_server.append(&mut self.late_server);
         let inputs = self.client.route_inputs();
         let ctx = route_context(&inputs, self.client.members(), self.sealer.is_some());
-        let Node {
-            stream,
-            policy,
-            sealer,
-            outputs,
-            scratch,
-            stats,
-            peers_only,
-            peers_only_next,
-            unconfirmed,
-            ..
-        } = self;
+        let Node { path, policy, sealer, outputs, scratch, stats, unconfirmed, .. } = self;
         let policy = *policy;
-        stream.feed(bytes, &policy, &ctx, |verdict| match verdict {
-            Verdict::Packet(p) => {
-                stats.packets += 1;
-                to_server.extend_from_slice(p.server_bytes);
-                let eligible = match p.route {
-                    Route::Server => {
-                        let wanted = p
-                            .spec
-                            .peer_category()
-                            .is_some_and(|c| policy.choice(c) != Choice::Server);
-                        if wanted && !ctx.peers_usable() {
-                            stats.fallbacks += 1;
+        let mut not_echoed = Vec::new();
+        let on_echo = |event: &PeerEvent<'_>, drawn: Result<(), RenderRejected>| {
+            if let Err(e) = drawn {
+                not_echoed.push((ReceivedEvent::from_event(event), e));
+            }
+        };
+        path.route(
+            now,
+            bytes,
+            &policy,
+            &ctx,
+            |verdict| match verdict {
+                Verdict::Packet(p) => {
+                    stats.packets += 1;
+                    to_server.extend_from_slice(p.server_bytes);
+                    let eligible = match p.route {
+                        Route::Server => {
+                            let wanted = p
+                                .spec
+                                .peer_category()
+                                .is_some_and(|c| policy.choice(c) != Choice::Server);
+                            if wanted && !ctx.peers_usable() {
+                                stats.fallbacks += 1;
+                            }
+                            stats.packets_server += 1;
+                            return;
                         }
-                        stats.packets_server += 1;
-                        return;
-                    }
-                    Route::Peers(e) => {
-                        stats.packets_peers += 1;
-                        if peers_only.len() >= PEERS_ONLY_KEPT_MAX {
-                            peers_only.pop_front();
+                        Route::Peers(e) => {
+                            stats.packets_peers += 1;
+                            e
                         }
-                        let event = ReceivedEvent::from_event(&e.event());
-                        peers_only.push_back(PeersOnlySent { seq: *peers_only_next, event });
-                        *peers_only_next += 1;
-                        e
-                    }
-                    Route::ServerAndPeers(e) => {
-                        stats.packets_mirrored += 1;
-                        e
-                    }
-                };
-                let Some(sealer) = sealer.as_mut() else {
-                    // Unreachable: peers are usable only with a sealer.
-                    stats.seal_failures += 1;
-                    return;
-                };
-                let event = eligible.event();
-                let channel = Channel::for_event(&event);
-                // A peers-only line on the reliable channel is acknowledged by each peer, or
-                // sent to the server late (see `settle_unconfirmed`).
-                let confirm = matches!(p.route, Route::Peers(_)) && channel == Channel::Chat;
-                scratch.clear();
-                event.encode(scratch);
-                let sealed =
-                    if confirm { sealer.seal_wanting_ack(scratch) } else { sealer.seal(scratch) };
-                let frame: Arc<[u8]> = match sealed {
-                    Ok(frame) => frame.into(),
-                    Err(_) => {
+                        Route::ServerAndPeers(e) => {
+                            stats.packets_mirrored += 1;
+                            e
+                        }
+                    };
+                    let Some(sealer) = sealer.as_mut() else {
+                        // Unreachable: peers are usable only with a sealer.
                         stats.seal_failures += 1;
                         return;
+                    };
+                    let event = eligible.event();
+                    let channel = Channel::for_event(&event);
+                    // A peers-only line on the reliable channel is acknowledged by each peer, or
+                    // sent to the server late (see `settle_unconfirmed`).
+                    let confirm = matches!(p.route, Route::Peers(_)) && channel == Channel::Chat;
+                    scratch.clear();
+                    event.encode(scratch);
+                    let sealed = if confirm {
+                        sealer.seal_wanting_ack(scratch)
+                    } else {
+                        sealer.seal(scratch)
+                    };
+                    let frame: Arc<[u8]> = match sealed {
+                        Ok(frame) => frame.into(),
+                        Err(_) => {
+                            stats.seal_failures += 1;
+                            return;
+                        }
+                    };
+                    stats.frames_sealed += 1;
+                    if confirm && let Some((id, _)) = crate::seal::frame_id(&frame) {
+                        unconfirmed.push_back(Unconfirmed {
+                            frame: id,
+                            at: now,
+                            id: p.spec.id(),
+                            body: p.body.to_vec(),
+                            event: ReceivedEvent::from_event(&event),
+                            awaiting: inputs.healthy_peers.clone(),
+                        });
                     }
-                };
-                stats.frames_sealed += 1;
-                if confirm && let Some((id, _)) = crate::seal::frame_id(&frame) {
-                    unconfirmed.push_back(Unconfirmed {
-                        frame: id,
-                        at: now,
-                        id: p.spec.id(),
-                        body: p.body.to_vec(),
-                        event: ReceivedEvent::from_event(&event),
-                        awaiting: inputs.healthy_peers.clone(),
-                    });
+                    debug_assert_eq!(
+                        channel == Channel::Movement,
+                        eligible.category() == PeerCategory::Movement
+                    );
+                    for peer in &inputs.healthy_peers {
+                        stats.frames_queued += 1;
+                        outputs.push_back(Output::SendPeerFrame {
+                            peer: peer.clone(),
+                            channel,
+                            frame: Arc::clone(&frame),
+                        });
+                    }
                 }
-                debug_assert_eq!(
-                    channel == Channel::Movement,
-                    eligible.category() == PeerCategory::Movement
-                );
-                for peer in &inputs.healthy_peers {
-                    stats.frames_queued += 1;
-                    outputs.push_back(Output::SendPeerFrame {
-                        peer: peer.clone(),
-                        channel,
-                        frame: Arc::clone(&frame),
-                    });
+                Verdict::Desync { bytes, .. } => {
+                    stats.desyncs += 1;
+                    stats.passthrough_bytes += bytes.len() as u64;
+                    to_server.extend_from_slice(bytes);
                 }
-            }
-            Verdict::Desync { bytes, .. } => {
-                stats.desyncs += 1;
-                stats.passthrough_bytes += bytes.len() as u64;
-                to_server.extend_from_slice(bytes);
-            }
-            Verdict::PassThrough { bytes, .. } => {
-                stats.passthrough_bytes += bytes.len() as u64;
-                to_server.extend_from_slice(bytes);
-            }
-        });
+                Verdict::PassThrough { bytes, .. } => {
+                    stats.passthrough_bytes += bytes.len() as u64;
+                    to_server.extend_from_slice(bytes);
+                }
+            },
+            on_echo,
+        );
+        for (event, e) in not_echoed {
+            let reason = NotDrawn::Rejected(e);
+            self.outputs.push_back(Output::NotDrawn { from: None, event, reason });
+        }
         if self.unconfirmed.len() > UNCONFIRMED_MAX {
             // Taken by the next call, like every late copy.
             self.settle_unconfirmed(now);
@@ -676,7 +778,14 @@ impl Node {
                 .iter()
                 .any(|p| !members.contains(p) || !inputs.healthy_peers.contains(p));
             if i < excess || overdue || unreachable {
-                if self.stream.server_copy(entry.id, &entry.body, &mut self.late_server) {
+                let event = entry.event.as_event();
+                if self.path.late_server_copy(
+                    now,
+                    entry.id,
+                    &entry.body,
+                    &event,
+                    &mut self.late_server,
+                ) {
                     self.stats.peers_only_late += 1;
                     let late = Output::LateServerCopy { event: entry.event, frame: entry.frame };
                     self.outputs.push_back(late);
@@ -779,9 +888,22 @@ impl Node {
         if let Some((frame, true)) = crate::seal::frame_id(bytes) {
             self.acknowledge(from, frame);
         }
+        let drawn = self.path.draw_peer_event(now, from, &event);
         let event = ReceivedEvent::from_event(&event);
-        self.outputs.push_back(Output::Received { from: from.clone(), event });
+        self.outputs.push_back(Output::Received { from: from.clone(), event: event.clone() });
+        if let Err(reason) = drawn {
+            self.outputs.push_back(Output::NotDrawn { from: Some(from.clone()), event, reason });
+        }
         Ok(Opened::Event)
+    }
+
+    /// Reports [`Output::PeerUse`] when peers came into use or went out of it.
+    fn report_peer_use(&mut self) {
+        let usage = PeerUse::of(&self.route_context());
+        if usage.in_use() != self.in_use {
+            self.in_use = usage.in_use();
+            self.outputs.push_back(Output::PeerUse(usage));
+        }
     }
 
     /// Answers a frame whose sender asked for an acknowledgement, on the reliable channel.
@@ -937,12 +1059,14 @@ impl SansIo for Node {
         self.client.handle_input(now, input);
         self.pump_client(now);
         self.settle_unconfirmed(now);
+        self.report_peer_use();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.client.handle_timeout(now);
         self.pump_client(now);
         self.settle_unconfirmed(now);
+        self.report_peer_use();
     }
 
     fn poll_output(&mut self) -> Option<Output> {

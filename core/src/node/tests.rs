@@ -65,6 +65,9 @@ struct World {
     drops: Vec<Vec<ReceiveDrop>>,
     /// [`Output::LateServerCopy`] events, per node.
     late: Vec<Vec<ReceivedEvent>>,
+    /// [`Output::NotDrawn`] and [`Output::PeerUse`], per node.
+    not_drawn: Vec<Vec<(Option<PeerId>, NotDrawn)>>,
+    peer_use: Vec<Vec<PeerUse>>,
     sent: Vec<Sent>,
     /// Frames are recorded but not delivered while this is set.
     hold_frames: bool,
@@ -82,6 +85,8 @@ impl World {
             received: Vec::new(),
             drops: Vec::new(),
             late: Vec::new(),
+            not_drawn: Vec::new(),
+            peer_use: Vec::new(),
             sent: Vec::new(),
             hold_frames: false,
         }
@@ -114,6 +119,8 @@ impl World {
         self.received.push(Vec::new());
         self.drops.push(Vec::new());
         self.late.push(Vec::new());
+        self.not_drawn.push(Vec::new());
+        self.peer_use.push(Vec::new());
         let i = self.nodes.len() - 1;
         self.nodes[i].handle_input(self.now, client::Input::ZoneChanged(zone(map)));
         self.settle();
@@ -212,6 +219,8 @@ impl World {
             }
             Output::Received { from, event } => self.received[i].push((from, event)),
             Output::LateServerCopy { event, .. } => self.late[i].push(event),
+            Output::NotDrawn { from, reason, .. } => self.not_drawn[i].push((from, reason)),
+            Output::PeerUse(usage) => self.peer_use[i].push(usage),
         }
     }
 
@@ -378,13 +387,53 @@ fn peers_only_policy_keeps_the_packet_from_the_server() {
     assert_eq!(w.nodes[a].stats().packets_peers, 1);
 }
 
+/// The packet ids in a 20211103 server-to-client stream of the packets these tests use.
+fn zc_ids(out: &[u8]) -> Vec<u16> {
+    let mut ids = Vec::new();
+    let mut at = 0;
+    while at + 4 <= out.len() {
+        let id = u16::from_le_bytes([out[at], out[at + 1]]);
+        let len = match id {
+            0x007F => 6,
+            0x0087 => 12,
+            0x009C => 9,
+            0x00C0 => 7,
+            0x0283 => 6,
+            _ => usize::from(u16::from_le_bytes([out[at + 2], out[at + 3]])),
+        };
+        ids.push(id);
+        at += len;
+    }
+    assert_eq!(at, out.len(), "whole packets only");
+    ids
+}
+
+/// Everything node `i` has for its game, taken.
+fn take_game_output(w: &mut World, i: usize) -> Vec<u8> {
+    let out = w.nodes[i].game_output().to_vec();
+    w.nodes[i].consume_game_output(out.len());
+    out
+}
+
+/// A 20211103 idle-unit packet: the server shows player `aid` standing at (`x`, `y`).
+fn idle_unit(aid: u32, x: u16, y: u16) -> Vec<u8> {
+    use crate::render::packets::{UNIT_AID_AT, pack_pos_dir};
+    let l = crate::render::UnitLayout::of(PacketVersion::V20211103).unwrap();
+    let mut p = vec![0u8; l.idle_len];
+    p[0..2].copy_from_slice(&l.idle_id.to_le_bytes());
+    p[2..4].copy_from_slice(&(l.idle_len as u16).to_le_bytes());
+    p[UNIT_AID_AT..UNIT_AID_AT + 4].copy_from_slice(&aid.to_le_bytes());
+    p[l.pos_at..l.pos_at + 3].copy_from_slice(&pack_pos_dir(crate::render::Cell { x, y }, 4));
+    p
+}
+
 #[test]
-fn actions_sent_to_peers_only_are_reported_for_the_local_echo_and_mirrored_ones_are_not() {
+fn peers_only_actions_get_the_echo_rathena_would_have_sent_and_mirrored_ones_do_not() {
     let mut w = world();
     let a = w.add("alice", "prontera");
     let _b = w.add("bob", "prontera");
+    w.nodes[a].set_own_account_id(7);
     w.nodes[a].set_policy("movement=peers,chat=mirror,emote=peers".parse().unwrap());
-    assert_eq!(w.nodes[a].peers_only_next_seq(), 0);
     let mut bytes = walk(150, 200);
     bytes.extend(chat(b"alice : hi"));
     bytes.extend(emote(3));
@@ -393,70 +442,84 @@ fn actions_sent_to_peers_only_are_reported_for_the_local_echo_and_mirrored_ones_
     let mut expected = chat(b"alice : hi");
     expected.extend(npc_click(1));
     assert_eq!(to_server, expected);
-    let sent: Vec<_> = w.nodes[a].peers_only_since(0).cloned().collect();
-    assert_eq!(
-        sent,
-        [
-            PeersOnlySent { seq: 0, event: ReceivedEvent::Move { x: 150, y: 200 } },
-            PeersOnlySent { seq: 1, event: ReceivedEvent::Emote { kind: 3 } },
-        ]
-    );
-    assert_eq!(w.nodes[a].peers_only_next_seq(), 2);
-    assert_eq!(w.nodes[a].peers_only_since(1).count(), 1);
-    assert_eq!(w.nodes[a].peers_only_since(2).count(), 0);
+    // The walk and the emote were kept from the server: the node shows their echo.
+    let out = take_game_output(&mut w, a);
+    assert_eq!(zc_ids(&out), [0x0087, 0x00C0]);
+    assert_eq!(&out[12..], &[0xC0, 0x00, 7, 0, 0, 0, 3]);
+    assert_eq!(w.nodes[a].receive_stats().local_echoes, 2);
+
+    w.nodes[a].set_policy("chat=peers".parse().unwrap());
+    w.game_send(a, &chat(b"alice : psst"));
+    let out = take_game_output(&mut w, a);
+    assert_eq!(zc_ids(&out), [0x008E]);
 }
 
 #[test]
-fn peers_only_actions_become_the_echoes_rathena_would_have_sent() {
-    use crate::render::ReceiveStream;
-    let mut w = world();
-    let a = w.add("alice", "prontera");
-    let _b = w.add("bob", "prontera");
-    w.nodes[a].set_policy("movement=peers,chat=peers,emote=peers".parse().unwrap());
-    let mut bytes = walk(150, 200);
-    bytes.extend(chat(b"alice : hi"));
-    bytes.extend(emote(3));
-    assert!(w.game_send(a, &bytes).is_empty());
-    let mut recv = ReceiveStream::new(PacketVersion::V20211103);
-    recv.set_own_account_id(7);
-    for sent in w.nodes[a].peers_only_since(0) {
-        recv.push_local_echo(t(0), &sent.event.as_event()).unwrap();
-    }
-    let out = recv.output();
-    let ids: Vec<u16> = {
-        let mut ids = Vec::new();
-        let mut at = 0;
-        while at + 4 <= out.len() {
-            let id = u16::from_le_bytes([out[at], out[at + 1]]);
-            let len = match id {
-                0x0087 => 12,
-                0x00C0 => 7,
-                _ => usize::from(u16::from_le_bytes([out[at + 2], out[at + 3]])),
-            };
-            ids.push(id);
-            at += len;
-        }
-        assert_eq!(at, out.len());
-        ids
-    };
-    assert_eq!(ids, [0x0087, 0x008E, 0x00C0]);
-    assert_eq!(recv.stats().local_echoes, 3);
-}
-
-#[test]
-fn the_peers_only_record_is_bounded_and_keeps_the_newest() {
+fn an_echo_that_cannot_be_drawn_is_reported() {
     let mut w = world();
     let a = w.add("alice", "prontera");
     let _b = w.add("bob", "prontera");
     w.nodes[a].set_policy("emote=peers".parse().unwrap());
-    let n = PEERS_ONLY_KEPT_MAX as u64 + 10;
-    for _ in 0..n {
-        w.game_send(a, &emote(3));
-    }
-    let kept: Vec<u64> = w.nodes[a].peers_only_since(0).map(|p| p.seq).collect();
-    assert_eq!(kept.len(), PEERS_ONLY_KEPT_MAX);
-    assert_eq!(kept.first(), Some(&10));
-    assert_eq!(kept.last(), Some(&(n - 1)));
+    // "alice" is no account id and the server sent no ZC_AID: an emote echo has no unit.
+    w.game_send(a, &emote(3));
+    assert!(w.nodes[a].game_output().is_empty());
+    assert_eq!(w.not_drawn[a], [(None, NotDrawn::Rejected(RenderRejected::OwnAccountUnknown))]);
+}
+
+#[test]
+fn a_peers_event_is_drawn_into_the_game_stream_once_the_server_shows_its_unit() {
+    let mut w = world();
+    let a = w.add("1001", "prontera");
+    let b = w.add("1002", "prontera");
+    // Before the server showed 1001 to 1002's game, nothing can be drawn.
+    w.game_send(a, &emote(2));
+    assert_eq!(w.received[b].len(), 1);
+    assert!(w.nodes[b].game_output().is_empty());
+    assert_eq!(
+        w.not_drawn[b],
+        [(Some(pid("1001")), NotDrawn::Rejected(RenderRejected::UnknownUnit { aid: 1001 }))]
+    );
+    let mut server = vec![0x7F, 0x00, 0x10, 0x27, 0, 0];
+    server.extend(idle_unit(1001, 150, 150));
+    let now = w.now;
+    w.nodes[b].on_server_bytes(now, &server);
+    assert_eq!(take_game_output(&mut w, b), server, "the server's packets pass unchanged");
+    w.nodes[a].set_policy("chat=peers".parse().unwrap());
+    w.game_send(a, &chat(b"1001 : hello"));
+    w.game_send(a, &emote(4));
+    let out = take_game_output(&mut w, b);
+    assert_eq!(zc_ids(&out), [0x008D, 0x00C0]);
+    assert_eq!(&out[4..8], &1001u32.to_le_bytes());
+    assert_eq!(&out[out.len() - 7..], &[0xC0, 0x00, 0xE9, 0x03, 0, 0, 4]);
+    // The server's copy of the mirrored emote, arriving later, is not shown again.
+    let now = w.now;
+    w.nodes[b].on_server_bytes(now, &[0xC0, 0x00, 0xE9, 0x03, 0, 0, 4]);
+    assert!(w.nodes[b].game_output().is_empty());
+    assert_eq!(w.nodes[b].receive_stats().server_duplicates_dropped, 1);
+    // A peer's event is drawn between whole server packets, never inside a partial one.
+    let now = w.now;
+    w.nodes[b].on_server_bytes(now, &[0x7F, 0x00, 1]);
+    w.game_send(a, &emote(5));
+    assert_eq!(zc_ids(&take_game_output(&mut w, b)), [0x00C0]);
+    w.nodes[b].on_server_bytes(now, &[2, 3, 4]);
+    assert_eq!(take_game_output(&mut w, b), [0x7F, 0x00, 1, 2, 3, 4]);
+}
+
+#[test]
+fn peer_use_is_reported_when_peers_come_into_use_and_when_they_go() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    assert!(w.peer_use[a].is_empty(), "a node starts with peers not in use, unreported");
+    let b = w.add("bob", "prontera");
+    assert_eq!(w.peer_use[a], [PeerUse::InUse]);
+    assert_eq!(w.peer_use[b], [PeerUse::InUse]);
+    assert!(w.nodes[a].peers_in_use());
+    let now = w.now;
+    w.nodes[b].handle_input(now, client::Input::ZoneChanged(zone("izlude")));
+    w.settle();
+    assert_eq!(w.peer_use[b], [PeerUse::InUse, PeerUse::ZoneNotEnabled]);
+    assert_eq!(w.peer_use[a], [PeerUse::InUse, PeerUse::NoLink]);
+    assert!(!w.nodes[a].peers_in_use());
 }
 
 #[test]
@@ -775,6 +838,16 @@ fn a_peers_only_line_not_acknowledged_in_time_goes_to_the_server_late_and_once()
     expected.extend(npc_click(7));
     assert_eq!(w.game_send(a, &npc_click(7)), expected);
     assert_eq!(w.nodes[a].stats().peers_only_late, 1);
+    // The player saw the local echo; the server's echo of the late copy is not shown again,
+    // a later echo of the same words is.
+    assert_eq!(zc_ids(&take_game_output(&mut w, a)), [0x008E]);
+    let mut echo = Vec::new();
+    crate::render::packets::player_chat(b"alice : lost?", &mut echo);
+    let now = w.now;
+    w.nodes[a].on_server_bytes(now, &echo);
+    assert!(w.nodes[a].game_output().is_empty());
+    w.nodes[a].on_server_bytes(now, &echo);
+    assert_eq!(take_game_output(&mut w, a), echo);
     // Only once.
     w.advance(10 * PEER_ACK_TIMEOUT_MS);
     assert_eq!(w.late[a].len(), 1);
@@ -859,4 +932,22 @@ fn a_late_copy_on_an_obfuscated_connection_keeps_the_server_in_step() {
         got,
         vec![npc_click(1), chat(b"alice : one"), npc_click(2), npc_click(3), chat(b"alice : two")]
     );
+}
+
+#[test]
+fn a_peer_named_by_another_id_is_drawn_under_the_account_id_the_driver_names() {
+    let mut w = world();
+    let a = w.add("alice", "prontera");
+    let b = w.add("bob", "prontera");
+    let now = w.now;
+    let mut server = vec![0x7F, 0x00, 0x10, 0x27, 0, 0];
+    server.extend(idle_unit(1001, 150, 150));
+    w.nodes[b].on_server_bytes(now, &server);
+    take_game_output(&mut w, b);
+    w.game_send(a, &emote(2));
+    assert!(w.nodes[b].game_output().is_empty());
+    assert_eq!(w.not_drawn[b], [(Some(pid("alice")), NotDrawn::NotAnAccount(pid("alice")))]);
+    assert!(w.nodes[b].set_peer_account_id(pid("alice"), 1001));
+    w.game_send(a, &emote(2));
+    assert_eq!(take_game_output(&mut w, b), [0xC0, 0x00, 0xE9, 0x03, 0, 0, 2]);
 }

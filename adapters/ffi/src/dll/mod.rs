@@ -4,10 +4,12 @@
 //! coordinator WebSocket (`ws://`/`wss://`, reconnecting with the client core's backoff) and
 //! WebRTC links to the session's members. The send hook hands the game's bytes to the driver's
 //! node and returns the bytes for the map server; the node seals peer events and the driver
-//! sends them. Peer events that arrive are drawn into the receive hook's stream, with the echo
-//! rAthena would have sent for the player's own peers-only actions. Events reach a callback or
-//! are polled; `rop2p_stop` leaves the session and ends the runtime. Every protocol decision is
-//! the core's ([`ro_p2p_core::node::Node`], [`ro_p2p_core::render`]); this module moves bytes.
+//! sends them. The receive hook hands the server's bytes to the node too, and returns what the
+//! node made for the game: the server's packets with peers drawn in and the echo rAthena would
+//! have sent for the player's own peers-only actions. Events (peers in use or not, links,
+//! desyncs) reach a callback or are polled; `rop2p_stop` leaves the session and ends the
+//! runtime. Every protocol decision is the node's ([`ro_p2p_core::node::Node`]); this module
+//! moves bytes.
 
 mod logsink;
 mod runtime;
@@ -19,16 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ro_p2p_core::config::{ClientSettings, LogLevel};
-use ro_p2p_core::node::{NodeConfig, NodeStats, ReceivedEvent};
-use ro_p2p_core::packet::{Obfuscation, PeerCategory};
-use ro_p2p_core::route::{Choice, Policy};
+use ro_p2p_core::node::{NodeConfig, NodeStats};
+use ro_p2p_core::packet::Obfuscation;
+use ro_p2p_core::render::{MapChange, ReceiveStats, RenderRejected, UnitLayout};
+use ro_p2p_core::route::Policy;
 use ro_p2p_core::wire::{PeerId, Zone};
 use ro_p2p_tokio::client::DriverStopped;
 use ro_p2p_webrtc::LinksConfig;
 
 use crate::event::{RoP2pEvent, RoP2pEventKind};
 use crate::handles::{self, Kind};
-use crate::router::{self, ROP2P_SERVER_BYTES_QUEUED_MAX, RoP2pRouterStats, Router};
+use crate::router::{self, ROP2P_SERVER_BYTES_QUEUED_MAX, RoP2pRouterStats};
 use crate::status::{Failure, RoP2pStatus, c_str, copy_all, guard, input};
 use runtime::{Background, Stopped};
 use state::{Callback, Logger, Shared, State};
@@ -105,16 +108,14 @@ struct Dll {
     shared: Arc<Shared>,
     background: Background,
     settings: ClientSettings,
-    /// Some category goes to peers only, so the player's own actions need a local echo.
-    echo_wanted: bool,
-    /// The next peers-only action of the node to echo.
-    peers_only_next: u64,
     /// Bytes for the server the caller has not taken yet (its buffer was too small).
     server_out: Vec<u8>,
     /// The driver ended on its own: the send hook passes bytes through untouched.
     driver_gone: bool,
     /// The node's counters when last read.
     last_stats: NodeStats,
+    /// The receive path's counters and desync when last read.
+    last_receive: (ReceiveStats, bool),
     /// Started with `options.web_auth_token` of this account.
     web_auth_account: Option<u32>,
 }
@@ -160,8 +161,8 @@ impl Dll {
     }
 
     /// Routes the game's bytes through the node; the server's share is appended to
-    /// `server_out`. Then one look at the node gives its counters (desync, debug log) and the
-    /// player's new peers-only actions, whose echo is drawn into the game's stream.
+    /// `server_out` (the node draws the local echoes). Then one look at the node gives its
+    /// counters (desync, debug log).
     fn route(&mut self, data: &[u8]) -> Result<(), Failure> {
         if self.driver_gone {
             self.server_out.extend_from_slice(data);
@@ -178,31 +179,12 @@ impl Dll {
                 return Ok(());
             }
         }
-        let from = self.peers_only_next;
-        let echo = self.echo_wanted;
-        let look = node.inspect(move |n| {
-            let sent: Vec<ReceivedEvent> = if echo {
-                n.peers_only_since(from).map(|p| p.event.clone()).collect()
-            } else {
-                Vec::new()
-            };
-            (n.stats().clone(), n.peers_only_next_seq(), sent)
-        });
-        let Ok((after, next, sent)) = self.background.block_on(look)? else {
+        let Ok(after) = self.background.block_on(node.stats())? else {
             self.lose_driver();
             return Ok(());
         };
         let before = std::mem::replace(&mut self.last_stats, after.clone());
-        self.peers_only_next = next;
         let mut state = self.shared.lock();
-        for event in sent {
-            let now = state.router.now();
-            let what = state::describe(&event);
-            match state.router.recv.push_local_echo(now, &event.as_event()) {
-                Ok(()) => state.log.log(LogLevel::Debug, &format!("echoed {what}")),
-                Err(e) => state.log.log(LogLevel::Debug, &format!("no echo for {what}: {e}")),
-            }
-        }
         if before.desyncs == 0 && after.desyncs > 0 {
             state.emit(RoP2pEvent::new(
                 RoP2pEventKind::SendDesync,
@@ -227,21 +209,27 @@ impl Dll {
         Ok(())
     }
 
-    /// The node's counters (the last ones read if the driver is gone).
-    fn node_stats(&mut self) -> Result<NodeStats, Failure> {
+    /// The node's counters and its receive path's (the last ones read if the driver is gone).
+    fn node_stats(&mut self) -> Result<(NodeStats, ReceiveStats, bool), Failure> {
         if !self.driver_gone {
-            match self.background.block_on(self.background.node.stats())? {
-                Ok(stats) => self.last_stats = stats,
+            let look = self.background.node.inspect(|n| {
+                let desynced = n.game_path().receive_stream().desync_reason().is_some();
+                (n.stats().clone(), n.receive_stats(), desynced)
+            });
+            match self.background.block_on(look)? {
+                Ok((stats, receive, desynced)) => {
+                    self.last_stats = stats;
+                    self.last_receive = (receive, desynced);
+                }
                 Err(DriverStopped) => self.lose_driver(),
             }
         }
-        Ok(self.last_stats.clone())
+        Ok((self.last_stats.clone(), self.last_receive.0, self.last_receive.1))
     }
 
     fn stats(&mut self) -> Result<RoP2pStats, Failure> {
-        let n = self.node_stats()?;
+        let (n, r, recv_desynced) = self.node_stats()?;
         let state = self.shared.lock();
-        let receive = state.router.stats();
         Ok(RoP2pStats {
             router: RoP2pRouterStats {
                 packets: n.packets,
@@ -249,11 +237,15 @@ impl Dll {
                 to_peers: n.packets_peers + n.packets_mirrored,
                 peer_events_dropped: n.seal_failures,
                 send_desynced: u32::from(n.desyncs > 0),
-                ..receive
+                recv_desynced: u32::from(recv_desynced || state.recv_desynced),
+                rendered: r.rendered,
+                render_rejected: r.rejected,
+                server_duplicates_dropped: r.server_duplicates_dropped,
+                local_echoes: r.local_echoes,
             },
             p2p_active: u32::from(state.p2p_active),
             peers_connected: u32::try_from(state.links_open.len()).unwrap_or(u32::MAX),
-            events_dropped: state.router.events.dropped,
+            events_dropped: state.events.dropped,
             peer_frames_sent: n.frames_queued,
             peer_frames_received: n.frames_received - n.acks_received,
             peer_frames_dropped: n.frames_received - n.acks_received - n.events_received,
@@ -262,15 +254,99 @@ impl Dll {
     }
 }
 
-/// Runs `f` on the instance behind `handle` (calls on one handle are serialised), then hands
-/// queued events to the callback with no lock held.
-/// The receive path's state of the instance behind `handle` (for the hooks, which draw
-/// notices and read map changes in the game's thread).
-pub(crate) fn with_receive<R>(
-    handle: u64,
-    f: impl FnOnce(&mut crate::router::Router) -> R,
-) -> Result<R, Failure> {
-    with_dll(handle, |d| Ok(f(&mut d.shared.lock().router)))
+impl Dll {
+    /// Hands bytes the map server sent to the node; the node's bytes for the game are in the
+    /// shared state when this returns. With the driver gone, they pass to the game untouched.
+    fn server_recv(&mut self, data: &[u8]) -> Result<(), Failure> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.driver_gone {
+            let node = self.background.node.clone();
+            match self.background.block_on(node.server_bytes(data.to_vec(), None))? {
+                Ok(taken) => {
+                    self.last_receive.0 = taken.stats;
+                    let mut state = self.shared.lock();
+                    state.map_changes.extend(taken.map_changes);
+                    if let (Some(reason), false) = (taken.desync, state.recv_desynced) {
+                        state.recv_desynced = true;
+                        state.emit(RoP2pEvent::new(
+                            RoP2pEventKind::RecvDesync,
+                            0,
+                            0,
+                            &format!(
+                                "server-to-game stream desynced ({reason}): injection stopped"
+                            ),
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(DriverStopped) => self.lose_driver(),
+            }
+        }
+        self.shared.lock().to_game.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Moves up to `buf.len()` bytes for the game into `buf`.
+    fn take_game_bytes(&self, buf: &mut [u8]) -> usize {
+        let mut state = self.shared.lock();
+        let n = state.to_game.len().min(buf.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), state.to_game.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        state.to_game.drain(..n);
+        n
+    }
+}
+
+/// Feeds bytes the map server sent to the instance behind `handle` (for the hooks).
+pub(crate) fn server_recv(handle: u64, data: &[u8]) {
+    let _ = with_dll(handle, |d| d.server_recv(data));
+}
+
+/// The map server closed the connection of the instance behind `handle`: a partial packet the
+/// node holds goes to the game as it is.
+pub(crate) fn server_closed(handle: u64) {
+    let _ = with_dll(handle, |d| {
+        if !d.driver_gone && d.background.block_on(d.background.node.server_closed())?.is_err() {
+            d.lose_driver();
+        }
+        Ok(())
+    });
+}
+
+/// The map changes the server announced to the instance behind `handle` since the last call.
+pub(crate) fn take_map_changes(handle: u64) -> Vec<MapChange> {
+    with_dll(handle, |d| Ok(std::mem::take(&mut d.shared.lock().map_changes))).unwrap_or_default()
+}
+
+/// Bytes for the game waiting in the instance behind `handle`.
+pub(crate) fn pending_game_bytes(handle: u64) -> usize {
+    with_dll(handle, |d| Ok(d.shared.lock().to_game.len())).unwrap_or(0)
+}
+
+/// Moves up to `buf.len()` bytes for the game of the instance behind `handle` into `buf`.
+pub(crate) fn take_game_bytes(handle: u64, buf: &mut [u8]) -> usize {
+    with_dll(handle, |d| Ok(d.take_game_bytes(buf))).unwrap_or(0)
+}
+
+/// Has the node of the instance behind `handle` draw a notice into the game's stream.
+pub(crate) fn draw_notice(handle: u64, text: &str) -> Result<(), String> {
+    const STOPPED: &str = "the runtime has stopped";
+    let drawn = with_dll(handle, |d| {
+        if d.driver_gone {
+            return Ok(Err(STOPPED.to_owned()));
+        }
+        match d.background.block_on(d.background.node.draw_notice(text.to_owned()))? {
+            Ok(drawn) => Ok(drawn.map_err(|e: RenderRejected| e.to_string())),
+            Err(DriverStopped) => {
+                d.lose_driver();
+                Ok(Err(STOPPED.to_owned()))
+            }
+        }
+    });
+    drawn.map_err(|e| e.message)?
 }
 
 /// Whether the node of the instance behind `handle` queued late server copies that no game
@@ -296,10 +372,6 @@ fn with_dll<R>(handle: u64, f: impl FnOnce(&mut Dll) -> Result<R, Failure>) -> R
     };
     shared.deliver();
     result
-}
-
-fn policy_has_peers_only(policy: &Policy) -> bool {
-    PeerCategory::ALL.iter().any(|&c| policy.choice(c) == Choice::Peers)
 }
 
 fn os_seed() -> Result<[u8; 32], Failure> {
@@ -484,18 +556,16 @@ pub(crate) fn start_settings(
             .unwrap_or_else(|| ROP2P_DEFAULT_LOG_FILE.to_string());
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
         let mut state = State {
-            router: Router::new(version, policy, obfuscation),
+            to_game: Vec::new(),
+            recv_desynced: false,
+            map_changes: Vec::new(),
+            events: Default::default(),
             log: Logger { sink: file.map(|f| logsink::LogSink::new(f, settings.log_level)) },
             callback: None,
-            joined: false,
             links_open: Default::default(),
             p2p_active: false,
-            not_an_account: 0,
             late_pending: false,
         };
-        if let Some(aid) = options.peer_id.as_ref().and_then(ro_p2p_core::render::account_id_of) {
-            state.router.recv.set_own_account_id(aid);
-        }
         state.log.log(
             LogLevel::Info,
             &format!(
@@ -506,7 +576,7 @@ pub(crate) fn start_settings(
                 options.peer_id.as_ref().map_or("from the coordinator", |p| p.as_str()),
             ),
         );
-        if let Some(why) = state.router.recv.walk_not_drawable() {
+        if let Err(why) = UnitLayout::of(version) {
             state.log.log(
                 LogLevel::Warn,
                 &format!(
@@ -574,11 +644,10 @@ pub(crate) fn start_settings(
         let dll = Dll {
             shared,
             background,
-            echo_wanted: policy_has_peers_only(&policy),
-            peers_only_next: 0,
             server_out: Vec::new(),
             driver_gone: false,
             last_stats: NodeStats::default(),
+            last_receive: (ReceiveStats::default(), false),
             web_auth_account,
             settings,
         };
@@ -693,7 +762,14 @@ pub unsafe extern "C" fn rop2p_poll_event(handle: u64, out: *mut RoP2pEvent) -> 
             return Err(Failure::null("out"));
         }
         // SAFETY: checked non-null; the caller promises it is writable.
-        with_dll(handle, |d| unsafe { d.shared.lock().router.write_next_event(out) })
+        with_dll(handle, |d| match d.shared.lock().events.pop() {
+            Some(event) => {
+                // SAFETY: checked non-null; the caller promises it is writable.
+                unsafe { out.write(event) };
+                Ok(RoP2pStatus::Ok)
+            }
+            None => Ok(RoP2pStatus::NoData),
+        })
     })
 }
 
@@ -736,7 +812,9 @@ pub extern "C" fn rop2p_new_map_connection(handle: u64) -> RoP2pStatus {
                 d.lose_driver();
             }
             let mut state = d.shared.lock();
-            state.router.new_receive_stream();
+            // What the old connection had for the game is gone with it.
+            state.to_game.clear();
+            state.recv_desynced = false;
             state.log.log(LogLevel::Info, "new map-server connection");
             Ok(RoP2pStatus::Ok)
         })
@@ -804,9 +882,20 @@ pub unsafe extern "C" fn rop2p_on_server_recv(
     guard(|| {
         // SAFETY: the caller's contract for `data`/`len`.
         let data = unsafe { router::recv_hook_input(data, len, out, cap, out_len) }?;
-        // SAFETY: `out_len` checked non-null, `out` non-null when `cap > 0`; the caller's
-        // contract for the rest.
-        with_dll(handle, |d| unsafe { d.shared.lock().router.recv_hook(data, out, cap, out_len) })
+        with_dll(handle, |d| {
+            d.server_recv(data)?;
+            let mut state = d.shared.lock();
+            let n = state.to_game.len().min(cap);
+            if n > 0 {
+                // SAFETY: `out` is non-null (cap > 0, checked) and valid for cap >= n writes;
+                // `to_game` is library memory, so the regions do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(state.to_game.as_ptr(), out, n) };
+            }
+            state.to_game.drain(..n);
+            // SAFETY: checked non-null; the caller promises it is writable.
+            unsafe { out_len.write(n) };
+            Ok(RoP2pStatus::Ok)
+        })
     })
 }
 
@@ -822,7 +911,11 @@ pub unsafe extern "C" fn rop2p_pending_game_bytes(handle: u64, out: *mut usize) 
             return Err(Failure::null("out"));
         }
         // SAFETY: checked non-null; the caller promises it is writable.
-        with_dll(handle, |d| unsafe { d.shared.lock().router.write_pending(out) })
+        with_dll(handle, |d| {
+            // SAFETY: checked non-null; the caller promises it is writable.
+            unsafe { out.write(d.shared.lock().to_game.len()) };
+            Ok(RoP2pStatus::Ok)
+        })
     })
 }
 

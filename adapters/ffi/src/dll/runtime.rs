@@ -71,6 +71,7 @@ impl Background {
         let node = Node::new(config, Rng::from_entropy_bytes(seed), Instant::ZERO);
         let transport = WebRtcTransport::new(links);
         let (driver, handle, mut events) = Driver::new(node, TcpConnector::new(), transport);
+        let driver = driver.with_game_sink(super::state::game_sink(shared.clone()));
         let driver = runtime.spawn(driver.run());
         let pump_wake = wake.clone();
         let pump = runtime.spawn(async move {

@@ -1,7 +1,7 @@
-//! What the caller's threads and the background runtime share: the receive path (a
-//! [`Router`]'s receive stream), the event queue, the log, the callback, and what the driver
-//! reported about the session (links open, fallback). Locked briefly, never across a wait on
-//! the driver, so the driver never waits on the game.
+//! What the caller's threads and the background runtime share: the bytes the node made for
+//! the game (its receive path is the node's; the driver's [`GameSink`] appends here), the event
+//! queue, the log, the callback, and what the driver reported (links open, peers in use).
+//! Locked briefly, never across a wait on the driver, so the driver never waits on the game.
 
 use std::collections::BTreeSet;
 use std::ffi::c_void;
@@ -9,14 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ro_p2p_core::client::{ClientEvent, LinkHealth};
 use ro_p2p_core::config::LogLevel;
-use ro_p2p_core::node::ReceivedEvent;
-use ro_p2p_core::render::account_id_of;
+use ro_p2p_core::node::{PeerUse, ReceivedEvent};
+use ro_p2p_core::render::{MapChange, OUTPUT_BYTES_MAX, account_id_of};
 use ro_p2p_core::wire::PeerId;
-use ro_p2p_tokio::client::DriverEvent;
+use ro_p2p_tokio::client::{DriverEvent, GameSink};
 
 use super::logsink::LogSink;
-use crate::event::{RoP2pEvent, RoP2pEventKind};
-use crate::router::Router;
+use crate::event::{EventQueue, RoP2pEvent, RoP2pEventKind};
 
 /// The integrator's event callback and its `user_data`.
 pub(crate) struct Callback {
@@ -58,20 +57,35 @@ impl Logger {
 
 /// The shared state of one instance.
 pub(crate) struct State {
-    /// The receive path and the event queue (its send half is unused: the node routes).
-    pub router: Router,
+    /// Bytes for the game, in order, as the node made them; the receive hook hands them out.
+    pub to_game: Vec<u8>,
+    /// The server-to-game stream desynced (reported once).
+    pub recv_desynced: bool,
+    /// Map changes the server announced that the hooks have not taken yet.
+    pub map_changes: Vec<MapChange>,
+    pub events: EventQueue,
     pub log: Logger,
     pub callback: Option<Callback>,
-    /// Joined a session (between `SessionJoined` and `SessionLeft`/fallback).
-    pub joined: bool,
-    /// Peers whose link is open (healthy).
+    /// Peers whose link is open (healthy), for the link events and the counter.
     pub links_open: BTreeSet<PeerId>,
-    /// Whether peers are in use, as last reported by a fallback on/off event.
+    /// Whether peers are in use, as the node last reported.
     pub p2p_active: bool,
-    /// Peer events not drawn because the sender's peer id is not an account id.
-    pub not_an_account: u64,
     /// The node queued late server copies that no game send has taken yet.
     pub late_pending: bool,
+}
+
+/// The driver's [`GameSink`]: the node's bytes for the game join [`State::to_game`], unless
+/// more than [`OUTPUT_BYTES_MAX`] wait unread (then they wait in the node, which refuses to draw
+/// more peers meanwhile).
+pub(crate) fn game_sink(shared: Arc<Shared>) -> GameSink {
+    Box::new(move |bytes: &[u8]| {
+        let mut state = shared.lock();
+        if state.to_game.len() > OUTPUT_BYTES_MAX {
+            return false;
+        }
+        state.to_game.extend_from_slice(bytes);
+        true
+    })
 }
 
 impl State {
@@ -85,59 +99,57 @@ impl State {
         };
         let text = text_of(&event);
         self.log.log(level, &format!("event {:?}: {text}", event.kind));
-        self.router.events.push(event);
+        self.events.push(event);
     }
 
-    /// Peers are in use while joined with at least one open link; reports each change as
-    /// `FallbackOff`/`FallbackOn`. The node makes the same judgement for each packet; this is
-    /// only what the integrator is told.
-    fn update_active(&mut self, reason: &str) {
-        let active = self.joined && !self.links_open.is_empty();
-        if active == self.p2p_active {
-            return;
-        }
-        self.p2p_active = active;
-        let event = if active {
-            RoP2pEvent::new(RoP2pEventKind::FallbackOff, 0, 0, "peers in use")
-        } else {
-            RoP2pEvent::new(
-                RoP2pEventKind::FallbackOn,
-                0,
-                0,
-                &format!("everything goes to the map server: {reason}"),
-            )
+    /// Tells the integrator what the node reported: `FallbackOff` when peers came into use,
+    /// `FallbackOn` with the reason when they went out of it.
+    fn peer_use(&mut self, usage: PeerUse) {
+        self.p2p_active = usage.in_use();
+        let event = match usage {
+            PeerUse::InUse => RoP2pEvent::new(RoP2pEventKind::FallbackOff, 0, 0, "peers in use"),
+            other => {
+                let reason = match other {
+                    PeerUse::P2pOff => "P2P off or the coordinator unreachable",
+                    PeerUse::ZoneNotEnabled => "P2P is not enabled on this map",
+                    PeerUse::NotJoined => "not in the map's session",
+                    _ => "no peer link open",
+                };
+                RoP2pEvent::new(
+                    RoP2pEventKind::FallbackOn,
+                    0,
+                    0,
+                    &format!("everything goes to the map server: {reason}"),
+                )
+            }
         };
         self.emit(event);
     }
 
-    /// Takes in one event of the driver: peer events are drawn into the game's stream, the
-    /// rest become integrator events and log lines.
+    /// Takes in one event of the driver: what the node reported becomes integrator events and
+    /// log lines (the node draws peers into the game's stream itself).
     pub fn on_driver_event(&mut self, event: DriverEvent) {
         match event {
             DriverEvent::Received { from, event } => {
-                let Some(aid) = account_id_of(&from) else {
-                    self.not_an_account += 1;
+                if self.log.enabled(LogLevel::Debug) {
                     self.log.log(
                         LogLevel::Debug,
-                        &format!("peer {from} is not an account id: its event is not drawn"),
+                        &format!("received {} from {from}", describe(&event)),
                     );
-                    return;
-                };
-                if let Err(e) = self.router.peer_event(aid, &event.as_event()) {
-                    self.log.log(LogLevel::Debug, &format!("event from {from} not drawn: {e}"));
-                } else if self.log.enabled(LogLevel::Debug) {
-                    self.log
-                        .log(LogLevel::Debug, &format!("drew {} from {from}", describe(&event)));
                 }
             }
+            DriverEvent::NotDrawn { from, event, reason } => {
+                let whose = from.map_or("local echo".to_owned(), |p| format!("from {p}"));
+                let what = describe(&event);
+                self.log.log(LogLevel::Debug, &format!("{what} ({whose}) not drawn: {reason}"));
+            }
+            DriverEvent::PeerUse(usage) => self.peer_use(usage),
             DriverEvent::Dropped { from, reason } => {
                 self.log.log(LogLevel::Debug, &format!("frame from {from} dropped: {reason}"));
             }
             DriverEvent::LateServerCopy { event, .. } => {
                 // The bytes wait in the node for the next `rop2p_on_game_send` (an empty call
-                // takes them); the server's echo of a line the player already saw is not shown.
-                let now = self.router.now();
-                self.router.recv.expect_server_echo(now, &event.as_event());
+                // takes them); the node does not show the server's echo of it again.
                 self.late_pending = true;
                 self.log.log(
                     LogLevel::Info,
@@ -165,7 +177,6 @@ impl State {
                 self.log.log(LogLevel::Info, &format!("welcomed by {url} as {peer_id}"));
             }
             ClientEvent::SessionJoined { session_id, zone, peers, resumed, .. } => {
-                self.joined = true;
                 self.log.log(
                     LogLevel::Info,
                     &format!(
@@ -185,10 +196,8 @@ impl State {
                 }
             }
             ClientEvent::SessionLeft { session_id } => {
-                self.joined = false;
                 self.links_open.clear();
                 self.log.log(LogLevel::Info, &format!("left session {session_id}"));
-                self.update_active("left the session");
             }
             ClientEvent::PeerJoined { peer } => {
                 self.emit(peer_event(RoP2pEventKind::PeerJoined, &peer));
@@ -203,11 +212,9 @@ impl State {
                 if open && !was_open {
                     self.links_open.insert(peer.clone());
                     self.emit(RoP2pEvent::new(RoP2pEventKind::LinkUp, 0, 0, peer.as_str()));
-                    self.update_active("");
                 } else if !open && was_open {
                     self.links_open.remove(&peer);
                     self.emit(RoP2pEvent::new(RoP2pEventKind::LinkDown, 0, 0, peer.as_str()));
-                    self.update_active("no peer link open");
                 }
             }
             ClientEvent::Fallback { active } => {
@@ -215,10 +222,6 @@ impl State {
                     LogLevel::Info,
                     &format!("client fallback {}", if active { "on" } else { "off" }),
                 );
-                if active {
-                    self.joined = false;
-                    self.update_active("coordinator unreachable");
-                }
             }
             ClientEvent::Reconnecting { url_index, delay_ms, failures } => {
                 self.log.log(
@@ -241,10 +244,8 @@ impl State {
                 self.emit(RoP2pEvent::new(RoP2pEventKind::Error, 0, 0, &text));
             }
             ClientEvent::Stopped { reason } => {
-                self.joined = false;
                 self.links_open.clear();
                 self.log.log(LogLevel::Info, &format!("client stopped: {reason:?}"));
-                self.update_active("stopped");
             }
             other => self.log.log(LogLevel::Debug, &format!("client: {other:?}")),
         }
@@ -294,7 +295,7 @@ impl Shared {
                         None => None,
                         Some(cb) => {
                             let (f, user_data) = (cb.f, cb.user_data);
-                            state.router.events.pop().map(|event| (f, user_data, event))
+                            state.events.pop().map(|event| (f, user_data, event))
                         }
                     }
                 };
@@ -307,7 +308,7 @@ impl Shared {
             // An event queued while this thread held the delivery lock, by a thread that then
             // found it busy, is delivered here.
             let state = self.lock();
-            if state.callback.is_none() || state.router.events.is_empty() {
+            if state.callback.is_none() || state.events.is_empty() {
                 return;
             }
         }

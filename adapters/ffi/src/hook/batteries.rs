@@ -108,9 +108,8 @@ impl Batteries {
                 _ => continue,
             };
             self.on = !self.on;
-            let drawn = dll::with_receive(self.handle, |r| r.recv.push_notice(notice));
-            if !matches!(drawn, Ok(Ok(()))) {
-                self.log(LogLevel::Debug, &format!("notice {notice:?} not drawn: {drawn:?}"));
+            if let Err(e) = dll::draw_notice(self.handle, notice) {
+                self.log(LogLevel::Debug, &format!("notice {notice:?} not drawn: {e}"));
             }
         }
     }
@@ -191,33 +190,24 @@ impl MapPath for Batteries {
     }
 
     fn server_recv(&mut self, data: &[u8]) {
-        let _ = dll::with_receive(self.handle, |r| r.server_recv(data));
+        dll::server_recv(self.handle, data);
     }
 
     fn server_closed(&mut self) {
-        let _ = dll::with_receive(self.handle, |r| r.recv.finish());
+        dll::server_closed(self.handle);
     }
 
     fn take_map_changes(&mut self) -> Vec<MapChange> {
-        dll::with_receive(self.handle, |r| r.recv.take_map_changes().collect()).unwrap_or_default()
+        dll::take_map_changes(self.handle)
     }
 
     fn pending(&mut self) -> usize {
         self.draw_notices();
-        dll::with_receive(self.handle, |r| r.recv.output().len()).unwrap_or(0)
+        dll::pending_game_bytes(self.handle)
     }
 
     fn take(&mut self, buf: &mut [u8]) -> usize {
-        dll::with_receive(self.handle, |r| {
-            let ready = r.recv.output();
-            let n = ready.len().min(buf.len());
-            if let (Some(to), Some(from)) = (buf.get_mut(..n), ready.get(..n)) {
-                to.copy_from_slice(from);
-            }
-            r.recv.consume(n);
-            n
-        })
-        .unwrap_or(0)
+        dll::take_game_bytes(self.handle, buf)
     }
 }
 

@@ -5,8 +5,10 @@
 //! TCP and adds rustls for `wss://`, the simulation hands it turmoil streams), moves signaling
 //! frames both ways, hands peer-link work to a [`PeerTransport`] (the WebRTC adapter in
 //! production, turmoil UDP in the simulation) and feeds its events back, calls the node's
-//! timers, and serves the application through a [`NodeHandle`]: game bytes in, server bytes
-//! out, zone changes, shutdown, and a stream of [`DriverEvent`]s. Time is `tokio::time`
+//! timers, and serves the application through a [`NodeHandle`]: the game's bytes in and the
+//! server's share out, the server's bytes in and the game's stream out (peers, local echoes
+//! and notices drawn in by the node: [`DriverEvent::ToGame`], or a [`GameSink`]), zone
+//! changes, shutdown, and a stream of [`DriverEvent`]s. Time is `tokio::time`
 //! relative to the driver's start, mapped onto [`ro_p2p_core::Instant`], so under turmoil the
 //! same code runs on simulated time. Every decision stays in the core.
 
@@ -15,13 +17,16 @@ pub mod machine;
 mod observer;
 
 use std::future::Future;
+use std::net::SocketAddrV4;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ro_p2p_core::client::{self, ClientEvent, CloseReason, LinkEvent, Role, Signal};
-use ro_p2p_core::node::{Channel, Node, NodeStats, ReceiveDrop, ReceivedEvent};
+use ro_p2p_core::gate::ServerMove;
+use ro_p2p_core::node::{Channel, Node, NodeStats, NotDrawn, PeerUse, ReceiveDrop, ReceivedEvent};
 use ro_p2p_core::packet::OwnNameError;
+use ro_p2p_core::render::{MapChange, ReceiveStats, RenderRejected, ZcDesyncReason};
 use ro_p2p_core::wire::{Capabilities, ErrorCode, IceServer, PeerId, Zone, limits};
 use ro_p2p_core::{Instant, SansIo};
 use tokio::sync::{mpsc, oneshot};
@@ -138,15 +143,32 @@ pub enum DriverEvent {
     /// A chat line or emote sent to peers only was not confirmed by every peer in time
     /// ([`ro_p2p_core::node::Output::LateServerCopy`]): its bytes wait in the node for the map
     /// server. Call [`NodeHandle::game_send`] (with no bytes, unless the game sent some) and
-    /// write what it returns to the server, and give `event` to the receive path's
-    /// `expect_server_echo`, so the player is not shown the server's echo of a line it already
-    /// saw.
+    /// write what it returns to the server. (The node already expects the server's echo of it.)
     LateServerCopy {
         /// The action.
         event: ReceivedEvent,
         /// The frame it went to peers in.
         frame: ro_p2p_core::seal::FrameId,
     },
+    /// Bytes for the game, in order: the server's packets with peers, local echoes and notices
+    /// drawn in. Only without a [`GameSink`]; write them to the game as they are.
+    ToGame {
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// The receive path's counters after them.
+        stats: ReceiveStats,
+    },
+    /// A peer's event or a local echo was not drawn ([`ro_p2p_core::node::Output::NotDrawn`]).
+    NotDrawn {
+        /// The peer, or `None` for a local echo.
+        from: Option<PeerId>,
+        /// What.
+        event: ReceivedEvent,
+        /// Why.
+        reason: NotDrawn,
+    },
+    /// Peers came into use or went out of it ([`ro_p2p_core::node::Output::PeerUse`]).
+    PeerUse(PeerUse),
     /// The WebSocket to the coordinator could not be opened or broke.
     TransportClosed {
         /// The URL.
@@ -156,11 +178,51 @@ pub enum DriverEvent {
     },
 }
 
+/// Where a move to another map server sends the game instead (see
+/// [`Node::on_server_bytes_redirecting`]).
+pub type Redirect = Box<dyn FnMut(&ServerMove) -> Option<SocketAddrV4> + Send>;
+
+/// Takes the game's bytes from the driver as the node makes them, on the driver's task (for an
+/// application whose game thread reads them synchronously). Returns `false` to refuse them for
+/// now (e.g. too much waits unread); they stay in the node and are offered again after the
+/// driver's next step.
+pub type GameSink = Box<dyn FnMut(&[u8]) -> bool + Send>;
+
+/// What the node made of bytes from the map server ([`NodeHandle::server_bytes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerBytesTaken {
+    /// The map changes the server announced in them, oldest first.
+    pub map_changes: Vec<MapChange>,
+    /// Why the server-to-game stream desynced, if it has (peers are drawn no more).
+    pub desync: Option<ZcDesyncReason>,
+    /// The receive path's counters.
+    pub stats: ReceiveStats,
+}
+
 /// What the application can ask of a running driver.
 enum Command {
-    GameSend { bytes: Vec<u8>, reply: oneshot::Sender<Vec<u8>> },
+    GameSend {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    ServerBytes {
+        bytes: Vec<u8>,
+        redirect: Option<Redirect>,
+        reply: oneshot::Sender<ServerBytesTaken>,
+    },
+    ServerClosed {
+        reply: oneshot::Sender<()>,
+    },
+    Notice {
+        text: String,
+        reply: oneshot::Sender<Result<(), RenderRejected>>,
+    },
+    OwnAccountId(u32),
     NewMapConnection,
-    OwnName { name: Vec<u8>, reply: oneshot::Sender<Result<(), OwnNameError>> },
+    OwnName {
+        name: Vec<u8>,
+        reply: oneshot::Sender<Result<(), OwnNameError>>,
+    },
     Zone(Zone),
     Token(String),
     Capabilities(Option<Capabilities>),
@@ -187,6 +249,44 @@ impl NodeHandle {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::GameSend { bytes, reply }).await.map_err(|_| DriverStopped)?;
         rx.await.map_err(|_| DriverStopped)
+    }
+
+    /// Bytes the map server sent to the game: the node draws peers in between its packets and
+    /// the result reaches the game as [`DriverEvent::ToGame`] (or the [`GameSink`]) before this
+    /// returns. A move to another map server is shown to `redirect` (see
+    /// [`Node::on_server_bytes_redirecting`]).
+    pub async fn server_bytes(
+        &self,
+        bytes: Vec<u8>,
+        redirect: Option<Redirect>,
+    ) -> Result<ServerBytesTaken, DriverStopped> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::ServerBytes { bytes, redirect, reply };
+        self.commands.send(command).await.map_err(|_| DriverStopped)?;
+        rx.await.map_err(|_| DriverStopped)
+    }
+
+    /// The map server closed the connection: a partial packet goes to the game as it is
+    /// (before this returns, like [`NodeHandle::server_bytes`]).
+    pub async fn server_closed(&self) -> Result<(), DriverStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::ServerClosed { reply }).await.map_err(|_| DriverStopped)?;
+        rx.await.map_err(|_| DriverStopped)
+    }
+
+    /// Draws a one-line notice into the game's stream ([`Node::draw_notice`]).
+    pub async fn draw_notice(
+        &self,
+        text: String,
+    ) -> Result<Result<(), RenderRejected>, DriverStopped> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Notice { text, reply }).await.map_err(|_| DriverStopped)?;
+        rx.await.map_err(|_| DriverStopped)
+    }
+
+    /// The player's own account id ([`Node::set_own_account_id`]).
+    pub async fn set_own_account_id(&self, aid: u32) -> Result<(), DriverStopped> {
+        self.commands.send(Command::OwnAccountId(aid)).await.map_err(|_| DriverStopped)
     }
 
     /// The game opened a new map-server connection.
@@ -266,6 +366,7 @@ pub struct Driver<C: Connector, T: PeerTransport, O: Observer = NoObserver> {
     stopped: bool,
     /// The source [`Driver::run`] polls first in its next wait (rotates, for fairness).
     turn: usize,
+    game_sink: Option<GameSink>,
     observer: O,
 }
 
@@ -294,6 +395,7 @@ impl<C: Connector, T: PeerTransport> Driver<C, T, NoObserver> {
             url: String::new(),
             stopped: false,
             turn: 0,
+            game_sink: None,
             observer: NoObserver,
         };
         (driver, NodeHandle { commands: cmd_tx }, ev_rx)
@@ -314,8 +416,18 @@ impl<C: Connector, T: PeerTransport> Driver<C, T, NoObserver> {
             url: self.url,
             stopped: self.stopped,
             turn: self.turn,
+            game_sink: self.game_sink,
             observer,
         }
+    }
+}
+
+impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
+    /// The same driver, handing the game's bytes to `sink` instead of
+    /// [`DriverEvent::ToGame`].
+    pub fn with_game_sink(mut self, sink: GameSink) -> Driver<C, T, O> {
+        self.game_sink = Some(sink);
+        self
     }
 }
 
@@ -334,6 +446,7 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
     pub async fn run(mut self) -> Node {
         loop {
             self.execute_outputs().await;
+            self.flush_game().await;
             self.observer.stepped(&self.node);
             if self.stopped {
                 break;
@@ -441,17 +554,40 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
             Step::Transport(None) => {
                 // The transport ended: no more links; keep signaling and the server path.
             }
-            Step::Command(Some(cmd)) => self.on_command(now, cmd),
+            Step::Command(Some(cmd)) => self.on_command(now, cmd).await,
             Step::Command(None) => self.node.handle_input(now, client::Input::Shutdown),
         }
     }
 
-    fn on_command(&mut self, now: Instant, cmd: Command) {
+    async fn on_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::GameSend { bytes, reply } => {
                 let to_server = self.game_send(now, &bytes);
                 let _ = reply.send(to_server);
             }
+            Command::ServerBytes { bytes, redirect, reply } => {
+                match redirect {
+                    Some(redirect) => self.node.on_server_bytes_redirecting(now, &bytes, redirect),
+                    None => self.node.on_server_bytes(now, &bytes),
+                }
+                // The game's bytes leave before the reply, so a caller that reads its sink
+                // after the reply finds them there.
+                self.flush_game().await;
+                let path = self.node.game_path();
+                let desync = path.receive_stream().desync_reason();
+                let stats = path.receive_stats();
+                let map_changes = self.node.take_map_changes().collect();
+                let _ = reply.send(ServerBytesTaken { map_changes, desync, stats });
+            }
+            Command::ServerClosed { reply } => {
+                self.node.server_closed();
+                self.flush_game().await;
+                let _ = reply.send(());
+            }
+            Command::Notice { text, reply } => {
+                let _ = reply.send(self.node.draw_notice(&text));
+            }
+            Command::OwnAccountId(aid) => self.node.set_own_account_id(aid),
             Command::NewMapConnection => self.node.new_map_connection(),
             Command::OwnName { name, reply } => {
                 let _ = reply.send(self.node.set_own_name(&name));
@@ -473,6 +609,28 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
         self.node.on_game_send(now, bytes, &mut to_server);
         self.observer.game_sent(&self.node, bytes, &to_server);
         to_server
+    }
+
+    /// Hands the bytes the node has for the game to the sink or the application.
+    async fn flush_game(&mut self) {
+        let bytes = self.node.game_output();
+        if bytes.is_empty() {
+            return;
+        }
+        let n = bytes.len();
+        match self.game_sink.as_mut() {
+            Some(sink) => {
+                if sink(bytes) {
+                    self.node.consume_game_output(n);
+                }
+            }
+            None => {
+                let bytes = bytes.to_vec();
+                self.node.consume_game_output(n);
+                let stats = self.node.receive_stats();
+                self.emit(DriverEvent::ToGame { bytes, stats }).await;
+            }
+        }
     }
 
     async fn closed(&mut self, now: Instant, reason: CloseReason) {
@@ -502,6 +660,12 @@ impl<C: Connector, T: PeerTransport, O: Observer> Driver<C, T, O> {
                 }
                 ro_p2p_core::node::Output::LateServerCopy { event, frame } => {
                     self.emit(DriverEvent::LateServerCopy { event, frame }).await;
+                }
+                ro_p2p_core::node::Output::NotDrawn { from, event, reason } => {
+                    self.emit(DriverEvent::NotDrawn { from, event, reason }).await;
+                }
+                ro_p2p_core::node::Output::PeerUse(usage) => {
+                    self.emit(DriverEvent::PeerUse(usage)).await;
                 }
                 _ => {}
             }
