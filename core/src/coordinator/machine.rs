@@ -331,10 +331,20 @@ impl State {
     }
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.on_decoded(now, conn, decode_client(bytes));
+    }
+
+    /// A text frame already decoded by the caller (cluster mode decodes once, to route it).
+    pub(crate) fn on_decoded(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        decoded: Result<ClientMessage, WireError>,
+    ) {
         if !self.charge(now, conn) {
             return;
         }
-        let msg = match decode_client(bytes) {
+        let msg = match decoded {
             Ok(msg) => msg,
             Err(err) => {
                 self.refuse_frame(now, conn, Rejection::Undecodable(err));

@@ -301,6 +301,17 @@ impl Coordinator {
         self.state.seat_zone(peer)
     }
 
+    /// Feeds one text frame of `conn` that the caller has already decoded (cluster mode decodes
+    /// each frame once, to route it): the same as [`Input::Frame`] with its bytes.
+    pub fn handle_decoded_frame(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        decoded: Result<crate::wire::ClientMessage, crate::wire::WireError>,
+    ) {
+        self.state.on_decoded(now, conn, decoded);
+    }
+
     /// The connection holding `peer`'s seat, if it is seated here and live.
     pub fn seat_connection(&self, peer: &PeerId) -> Option<ConnId> {
         self.state.seat_connection(peer)
