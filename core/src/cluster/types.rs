@@ -48,6 +48,19 @@ impl InstanceId {
         Ok(InstanceId(s))
     }
 
+    /// An id made from any text: characters outside `[A-Za-z0-9_.-]` become `-`, it is cut to
+    /// [`INSTANCE_ID_BYTES_MAX`], and empty text gives `coordinator`.
+    pub fn sanitized(s: &str) -> Self {
+        let id: String = s
+            .chars()
+            .map(
+                |c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' },
+            )
+            .take(INSTANCE_ID_BYTES_MAX)
+            .collect();
+        if id.is_empty() { InstanceId("coordinator".to_owned()) } else { InstanceId(id) }
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

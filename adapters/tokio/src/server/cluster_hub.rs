@@ -2,15 +2,15 @@
 //! [`ClusterNode`] so several instances share one world through a [`ClusterStore`].
 //!
 //! Connection tasks and REST handlers do not know which hub they talk to: both read the same
-//! channel of [`Event`]s. This task owns the node (core, leases, routing tables, seat records)
-//! and the bus subscription, and sleeps until the earliest of: the next event, the next bus
-//! message, the node's next timer, and the view timer. On the view timer (every
-//! [`ClusterConfig::view_interval_ms`]) it publishes its [`InstanceView`], reads the merged
-//! [`WorldView`] of every instance (what discovery, the session endpoints, health and metrics
-//! answer from, with its own view always fresh), re-writes the owned zones' seats, and notes
-//! whether the store answers. While the store is unreachable the node keeps serving the zones
-//! it owns until their leases would end and refuses others with `zone-unavailable`; nothing
-//! here needs a restart when the store comes back.
+//! channel of [`Event`]s. This task owns the node (the core's cluster machine and the store
+//! operations it asks for) and the bus subscription, and sleeps until the earliest of: the next
+//! event, the next bus message, the node's next timer, and the view timer. On the view timer
+//! (every [`ClusterConfig::view_interval_ms`]) it publishes its [`InstanceView`], reads the
+//! merged [`WorldView`] of every instance (what discovery, the session endpoints, health and
+//! metrics answer from, with its own view always fresh), and notes whether the store answers.
+//! While the store is unreachable the core keeps serving the zones it owns until their leases
+//! would end and refuses others with `zone-unavailable`; nothing here needs a restart when the
+//! store comes back.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -239,8 +239,6 @@ impl ClusterHub {
         if self.shutting_down {
             return;
         }
-        self.node.maintain().await;
-        self.flush(None).await;
         let store = self.store();
         let ttl_ms = self.view_interval_ms.saturating_mul(3);
         let result = async {
@@ -429,8 +427,8 @@ impl ClusterHub {
                 store: if self.store_error.is_some() { "unreachable" } else { "ok" },
                 store_error: self.store_error.clone(),
                 instances: world.instances.len(),
-                zones_owned: self.node.ownership().held().len(),
-                zones: self.node.ownership().held().keys().cloned().collect(),
+                zones_owned: self.node.owned_zones().len(),
+                zones: self.node.owned_zones().into_keys().collect(),
             }),
         }
     }
@@ -530,7 +528,7 @@ impl ClusterHub {
             (
                 "ro_p2p_cluster_zones_owned",
                 "Zones this instance owns.",
-                self.node.ownership().held().len(),
+                self.node.owned_zones().len(),
             ),
             (
                 "ro_p2p_cluster_store_up",
