@@ -13,12 +13,15 @@ use crate::wire::{
 
 use super::seats::{SeatSync, SeatWrite};
 use super::types::{
-    Acquired, Envelope, InstanceId, Lease, OpId, SeatRecord, StoreFailure, StoreOp, StoreReply,
+    Acquired, Envelope, InstanceId, Lease, OpId, StoreFailure, StoreOp, StoreReply,
 };
 
 /// Core connection numbers from here on stand for connections held by other instances; an
 /// adapter numbers its own from 1 and never gets near.
 pub const REMOTE_CONN_BASE: u64 = 1 << 62;
+
+/// Lost zones remembered for a takeback (see `Instance::lost`).
+const LOST_ZONES_MAX: usize = 4_096;
 
 /// Frames of one connection that may wait while an earlier one waits for the store.
 pub const FRAMES_QUEUED_MAX: usize = 64;
@@ -354,6 +357,11 @@ pub struct Instance {
     pending: BTreeMap<OpId, Pending>,
     next_op: u64,
     owed_detach: BTreeMap<ConnId, OwedDetach>,
+    /// Zones this instance lost, with the lease's epoch and who was seated at that moment (and
+    /// until when in grace, for seats in grace): if it takes one back at the next epoch (nobody
+    /// held it in between), a stored record of anyone else is one it could not remove (the
+    /// store was down) and is not restored, and a seat in grace keeps its deadline.
+    lost: BTreeMap<Zone, (u64, BTreeMap<PeerId, Option<Instant>>)>,
     timers: TimerTable<Timer>,
     out: VecDeque<Output>,
     shutting_down: bool,
@@ -380,6 +388,7 @@ impl Instance {
             pending: BTreeMap::new(),
             next_op: 1,
             owed_detach: BTreeMap::new(),
+            lost: BTreeMap::new(),
             timers,
             out: VecDeque::new(),
             shutting_down: false,
@@ -835,7 +844,21 @@ impl Instance {
     /// Forgets a zone this instance no longer owns: its sessions go without a word (the new
     /// owner speaks for them); its connections move there on their next frame.
     fn lose_zone(&mut self, now: Instant, zone: &Zone, _why: LostBecause) {
-        self.owned.remove(zone);
+        let Some(owned) = self.owned.remove(zone) else { return };
+        let core = &self.core;
+        let seated: BTreeMap<PeerId, Option<Instant>> = core
+            .discover(zone)
+            .into_iter()
+            .flat_map(|s| s.members)
+            .map(|p| {
+                let grace = core.seat_grace_until(&p);
+                (p, grace)
+            })
+            .collect();
+        if self.lost.len() >= LOST_ZONES_MAX {
+            self.lost.pop_first();
+        }
+        self.lost.insert(zone.clone(), (owned.lease.epoch, seated));
         self.core.handle_input(now, CoreInput::DropZone { zone: zone.clone() });
         self.seats.forget(zone);
         self.drain(now);
@@ -877,7 +900,24 @@ impl Instance {
                     Ok(StoreReply::Seats(records)) => Some(records),
                     _ => None,
                 };
-                let seats = records.iter().flatten().map(SeatRecord::restored).collect();
+                // Taken back with nobody in between: the records are this instance's own, and
+                // one of a seat that had ended here is stale (its removal was not written).
+                let seated = self
+                    .lost
+                    .remove(&zone)
+                    .filter(|(lost_epoch, _)| lost_epoch.checked_add(1) == Some(epoch))
+                    .map(|(_, seated)| seated);
+                let seats = records
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| {
+                        let mut seat = r.restored();
+                        if let Some(seated) = &seated {
+                            seat.grace_until = *seated.get(&r.peer_id)?;
+                        }
+                        Some(seat)
+                    })
+                    .collect();
                 self.core.handle_input(now, CoreInput::RestoreSeats { zone: zone.clone(), seats });
                 if let Some(o) = self.owned.get_mut(&zone) {
                     o.restoring = false;

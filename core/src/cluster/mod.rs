@@ -27,3 +27,6 @@ pub use types::{
     Acquired, ENVELOPE_BYTES_MAX, Envelope, EnvelopeError, INSTANCE_ID_BYTES_MAX, InstanceId,
     InstanceIdError, Lease, LeaseHolder, OpId, SeatRecord, StoreFailure, StoreOp, StoreReply,
 };
+
+#[cfg(test)]
+mod tests;

@@ -152,6 +152,7 @@ impl SeatRecord {
             capabilities: self.capabilities,
             host: self.host,
             key_epoch: self.key_epoch,
+            grace_until: None,
         }
     }
 }

@@ -405,6 +405,10 @@ impl State {
 
     // ---- zone handover (cluster mode) ---------------------------------------------------
 
+    pub(crate) fn seat_grace_until(&self, peer: &PeerId) -> Option<Instant> {
+        self.deadlines.get(&Timer::Grace(peer.clone()))
+    }
+
     fn restore_seats(&mut self, now: Instant, zone: &Zone, seats: Vec<RestoredSeat>) {
         if self.shutting_down {
             return;
@@ -417,6 +421,10 @@ impl State {
                 continue; // seated here already: that seat is newer than the record
             }
             let live = self.live.get(&r.peer_id).copied();
+            let until = r.grace_until.map_or(until, |g| g.min(until));
+            if live.is_none() && until <= now {
+                continue; // its grace is over already
+            }
             if let Some(conn) = live
                 && self.conns.get(&conn).and_then(|c| c.told.as_ref()).map(|(sid, _)| sid)
                     != Some(&r.session_id)

@@ -141,6 +141,11 @@ pub struct RestoredSeat {
     /// The session key's epoch at the previous owner: the restored session's new key gets a
     /// higher one, so members never confuse the two keys.
     pub key_epoch: u32,
+    /// When the seat's grace ends at the latest, if the restoring instance knows it (it held
+    /// the seat itself before): restored in grace, the seat waits until the earlier of this and
+    /// a whole session timeout, and one whose grace is over is not restored. `None`: a whole
+    /// timeout (the previous owner's clock means nothing here).
+    pub grace_until: Option<Instant>,
 }
 
 /// What the adapter must do, in order.
@@ -310,6 +315,11 @@ impl Coordinator {
         decoded: Result<crate::wire::ClientMessage, crate::wire::WireError>,
     ) {
         self.state.on_decoded(now, conn, decoded);
+    }
+
+    /// When `peer`'s seat's grace ends, if it is seated here and in grace.
+    pub fn seat_grace_until(&self, peer: &PeerId) -> Option<Instant> {
+        self.state.seat_grace_until(peer)
     }
 
     /// The connection holding `peer`'s seat, if it is seated here and live.
