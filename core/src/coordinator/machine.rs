@@ -1036,23 +1036,14 @@ impl State {
     }
 
     pub(crate) fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
-        let max_players = self.config.max_players_per_session;
-        let ids = self.by_zone.get(zone);
-        let open = ids.map_or(0, BTreeSet::len);
-        let fullest = ids
+        let sessions = self
+            .by_zone
+            .get(zone)
             .into_iter()
             .flatten()
             .filter_map(|id| self.sessions.get(id))
-            .filter(|s| s.seats.len() < max_players)
-            // Fullest first; among equals the oldest, then the smallest id.
-            .min_by_key(|s| (core::cmp::Reverse(s.seats.len()), s.created_at, s.id.clone()));
-        match fullest {
-            Some(s) => Ok(Placement::Existing(s.id.clone())),
-            None if open < self.config.max_sessions_per_zone && max_players > 0 => {
-                Ok(Placement::New)
-            }
-            None => Err(ErrorCode::ZoneFull),
-        }
+            .map(|s| (s.seats.len(), s.created_at, &s.id));
+        super::place(sessions, &self.config)
     }
 
     fn view(&self, s: &Session) -> SessionView {

@@ -179,6 +179,37 @@ pub enum Placement {
     New,
 }
 
+/// Where a `join` without a session id goes among the sessions of one zone, given as (seats,
+/// creation time, id): the fullest that has room; among equals the oldest, then the smallest
+/// id; a new session when none has room and the zone may open one; else `Err(ZoneFull)`. The
+/// one rule of placement: the coordinator's joins use it, and so does cluster mode's REST
+/// `/placement` for zones another instance serves (from that owner's view of its sessions).
+pub fn place<'a>(
+    sessions: impl IntoIterator<Item = (usize, Instant, &'a SessionId)>,
+    config: &Config,
+) -> Result<Placement, ErrorCode> {
+    let max_players = config.max_players_per_session;
+    let mut open = 0usize;
+    let mut fullest: Option<(usize, Instant, &SessionId)> = None;
+    for (seats, created_at, id) in sessions {
+        open += 1;
+        if seats >= max_players {
+            continue;
+        }
+        let key = |(seats, created_at, id): (usize, Instant, &'a SessionId)| {
+            (core::cmp::Reverse(seats), created_at, id)
+        };
+        if fullest.is_none_or(|best| key((seats, created_at, id)) < key(best)) {
+            fullest = Some((seats, created_at, id));
+        }
+    }
+    match fullest {
+        Some((_, _, id)) => Ok(Placement::Existing(id.clone())),
+        None if open < config.max_sessions_per_zone && max_players > 0 => Ok(Placement::New),
+        None => Err(ErrorCode::ZoneFull),
+    }
+}
+
 /// A read-only view of one session, for discovery, the REST API and tests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SessionView {

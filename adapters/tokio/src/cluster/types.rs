@@ -54,8 +54,8 @@ pub enum Acquired {
     HeldBy(LeaseHolder),
 }
 
-/// A session as an instance publishes it in its view: the core's `SessionView` without
-/// `created_at`, which is the owner's own monotonic time and means nothing to other instances.
+/// A session as an instance publishes it in its view: the core's `SessionView`, its creation
+/// time on the owner's own monotonic clock (comparable only among the owner's sessions).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {
     /// Its id.
@@ -72,6 +72,10 @@ pub struct SessionSummary {
     pub max_players: usize,
     /// Key epoch.
     pub key_epoch: u32,
+    /// When the owner opened it, on the owner's clock (absent in views of older versions): it
+    /// orders the sessions of one zone, which all have the same owner, for placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_ms: Option<u64>,
 }
 
 impl From<&SessionView> for SessionSummary {
@@ -84,6 +88,7 @@ impl From<&SessionView> for SessionSummary {
             host: v.host.clone(),
             max_players: v.max_players,
             key_epoch: v.key_epoch,
+            created_at_ms: Some(v.created_at.as_millis()),
         }
     }
 }
