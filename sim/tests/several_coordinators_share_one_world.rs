@@ -136,8 +136,9 @@ fn the_fencing_checker_catches_a_stale_owner_writing_after_a_takeover() {
 
 /// Full-size seeds that failed while this was built. 123 and 153: a client that sent `leave`
 /// while its zone's owner was dead was re-seated when the holder took the zone over (its last
-/// `join` was replayed) and later joiners saw it as a member, even as host; fixed in
-/// `ClusterNode` (a refused `join` or a `leave` is not replayed).
+/// `join` was replayed) and later joiners saw it as a member, even as host; fixed in the
+/// cluster machine, now `core::cluster::Instance` (a refused `join` or a `leave` is not
+/// replayed).
 #[test]
 fn regression_seeds_with_several_coordinators_pass_every_checker() {
     for seed in [123, 153] {
