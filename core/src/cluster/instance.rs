@@ -965,6 +965,9 @@ impl Instance {
                 }
             }
             Pending::FrameToOwner { conn, zone, frame } => {
+                if !self.held.contains_key(&conn) {
+                    return; // closed meanwhile: nothing to route
+                }
                 if matches!(result, Ok(StoreReply::PublishedToOwner(Some(n))) if n > 0) {
                     if let Some(held) = self.held.get_mut(&conn) {
                         held.waiting = false;
