@@ -155,7 +155,7 @@ pub(crate) struct State {
     rng: Rng,
     pub(crate) conns: BTreeMap<ConnId, Conn>,
     /// Identity -> its one live connection.
-    live: BTreeMap<PeerId, ConnId>,
+    pub(crate) live: BTreeMap<PeerId, ConnId>,
     /// Identity -> the session of its one seat.
     seats: BTreeMap<PeerId, SessionId>,
     sessions: BTreeMap<SessionId, Session>,

@@ -348,6 +348,11 @@ impl Coordinator {
         self.state.on_decoded(now, conn, decoded);
     }
 
+    /// Whether `peer` has a live connection here (seated or not).
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.state.live.contains_key(peer)
+    }
+
     /// When `peer`'s seat's grace ends, if it is seated here and in grace.
     pub fn seat_grace_until(&self, peer: &PeerId) -> Option<Instant> {
         self.state.seat_grace_until(peer)
