@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod fuzz;

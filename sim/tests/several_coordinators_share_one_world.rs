@@ -136,8 +136,9 @@ fn the_fencing_checker_catches_a_stale_owner_writing_after_a_takeover() {
 
 /// Full-size seeds that failed while this was built. 123 and 153: a client that sent `leave`
 /// while its zone's owner was dead was re-seated when the holder took the zone over (its last
-/// `join` was replayed) and later joiners saw it as a member, even as host; fixed in
-/// `ClusterNode` (a refused `join` or a `leave` is not replayed).
+/// `join` was replayed) and later joiners saw it as a member, even as host; fixed in the
+/// cluster machine, now `core::cluster::Instance` (a refused `join` or a `leave` is not
+/// replayed).
 #[test]
 fn regression_seeds_with_several_coordinators_pass_every_checker() {
     for seed in [123, 153] {
@@ -184,12 +185,15 @@ fn multi_coordinator_findings_stay_fixed() {
     }
 }
 
-/// Open finding of the sweep after issue 23 (two instances, drawn with `--coordinators 0`):
-/// a payon session outlived its timeout with no connected member (checker `bounded-timers`
-/// at 13,540 ms). Cluster mode's session expiry lives outside the core today (issue 20); kept
-/// here, ignored, until it is fixed: `cargo test -p ro-p2p-sim -- --ignored`.
+/// Finding of the sweep after issue 23 (two instances, drawn with `--coordinators 0`): a payon
+/// session outlived its timeout with no connected member (checker `bounded-timers` at
+/// 13,540 ms). Its only member crashed; the session expired at its owner while the store was
+/// down, so the seat's removal could not be written; the lease ran out, and when the store came
+/// back the same instance took the zone back at the next epoch and restored the stale record:
+/// the session came back for another whole timeout. Fixed in `core::cluster` (issue 20): an
+/// instance that takes a zone back with nobody in between restores only the seats it still
+/// had, with their own grace deadlines.
 #[test]
-#[ignore = "open: a cluster-mode session outlives its timeout (seed 203915), see docs/simulation.md"]
 fn seed_203915_a_session_without_members_expires_in_cluster_mode() {
     passes_with_several_coordinators(203915, full(0));
 }

@@ -107,10 +107,8 @@ async fn clients_on_two_instances_share_a_session_and_signal_through_the_owner()
     settle(&mut [&mut a, &mut b]).await;
 
     // a took the zone on alice's join; bob's join went to a, and one session holds both.
-    assert!(
-        a.node.ownership().held().contains_key(&ro_p2p_core::wire::Zone::new("prontera").unwrap())
-    );
-    assert!(b.node.ownership().held().is_empty());
+    assert!(a.node.owned_zones().contains_key(&ro_p2p_core::wire::Zone::new("prontera").unwrap()));
+    assert!(b.node.owned_zones().is_empty());
     let sessions = a.node.core().sessions();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].members, [peer("alice"), peer("bob")]);
@@ -179,9 +177,7 @@ async fn when_the_owner_dies_the_zone_moves_on_the_next_frame_after_its_lease() 
     clock.advance(LEASE_MS + 1);
     b.node.frame(carol, br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
     settle(&mut [&mut b]).await;
-    assert!(
-        b.node.ownership().held().contains_key(&ro_p2p_core::wire::Zone::new("payon").unwrap())
-    );
+    assert!(b.node.owned_zones().contains_key(&ro_p2p_core::wire::Zone::new("payon").unwrap()));
     match b.inbox[&carol].last().unwrap() {
         ServerMessage::SessionJoined { resumed, peers, .. } => {
             assert!(*resumed, "carol resumes her seat");

@@ -165,3 +165,52 @@ async fn a_stopping_owner_hands_its_zone_over_at_once_and_seats_are_resumed() {
     assert!(stopped.elapsed() < Duration::from_secs(8), "no wait for the lease to run out");
     b.shutdown().await;
 }
+
+/// REST placement in cluster mode follows the core's one rule (fullest with room, then the
+/// oldest), on the zone's owner and on any other instance alike, so it names the session the
+/// next `join` gets.
+#[tokio::test]
+async fn placement_over_rest_names_the_session_a_join_gets_on_either_instance() {
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+    let world = MemoryWorld::new(clock, StoreConfig::default());
+    let core = ro_p2p_core::coordinator::Config {
+        max_players_per_session: 2,
+        max_sessions_per_zone: 4,
+        ..Default::default()
+    };
+    let a = TestServer::start(ServerConfig { core: core.clone(), ..instance(&world, "a") }).await;
+    let b = TestServer::start(ServerConfig { core, ..instance(&world, "b") }).await;
+    let session = |m: &ServerMessage| match m {
+        ServerMessage::SessionJoined { session_id, .. } => session_id.clone(),
+        other => panic!("not joined: {other:?}"),
+    };
+
+    // Two sessions of two; then one member leaves each: equal sizes, the older one first.
+    let (mut alice, first) = a.joined("alice", "prontera").await;
+    let (_bob, _) = b.joined("bob", "prontera").await;
+    let (mut carol, second) = b.joined("carol", "prontera").await;
+    let (_dave, _) = a.joined("dave", "prontera").await;
+    let (first, second) = (session(&first), session(&second));
+    assert_ne!(first, second);
+    for client in [&mut alice, &mut carol] {
+        client.send(&ClientMessage::Leave).await;
+        client.expect(|m| matches!(m, ServerMessage::SessionLeft { .. })).await;
+    }
+
+    for server in [&a, &b] {
+        eventually("placement names the older session", || async {
+            let r = server
+                .http(
+                    "POST",
+                    "/api/v1/sessions/join",
+                    &[("Content-Type", "application/json")],
+                    r#"{"zone":"prontera"}"#,
+                )
+                .await;
+            r.json()["placement"] == "existing" && r.json()["session_id"] == first.as_str()
+        })
+        .await;
+    }
+    let (_erin, joined) = b.joined("erin", "prontera").await;
+    assert_eq!(session(&joined), first, "the join lands where placement said");
+}

@@ -394,6 +394,7 @@ async fn world_view_merges_instances_and_forgets_expired_ones(h: &mut impl Harne
         host: members.first().map(|m| PeerId::new(*m).unwrap()),
         max_players: 8,
         key_epoch: 1,
+        created_at_ms: Some(7),
     };
     let view_a = InstanceView {
         zones: [(zone("z1"), 5)].into(),

@@ -39,7 +39,6 @@ impl<K: Ord + Clone> Deadlines<K> {
     }
 
     /// The deadline of `key`, if armed.
-    #[cfg(test)]
     pub(crate) fn get(&self, key: &K) -> Option<Instant> {
         self.by_key.get(key).copied()
     }

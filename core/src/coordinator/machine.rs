@@ -155,7 +155,7 @@ pub(crate) struct State {
     rng: Rng,
     pub(crate) conns: BTreeMap<ConnId, Conn>,
     /// Identity -> its one live connection.
-    live: BTreeMap<PeerId, ConnId>,
+    pub(crate) live: BTreeMap<PeerId, ConnId>,
     /// Identity -> the session of its one seat.
     seats: BTreeMap<PeerId, SessionId>,
     sessions: BTreeMap<SessionId, Session>,
@@ -331,10 +331,20 @@ impl State {
     }
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        self.on_decoded(now, conn, decode_client(bytes));
+    }
+
+    /// A text frame already decoded by the caller (cluster mode decodes once, to route it).
+    pub(crate) fn on_decoded(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        decoded: Result<ClientMessage, WireError>,
+    ) {
         if !self.charge(now, conn) {
             return;
         }
-        let msg = match decode_client(bytes) {
+        let msg = match decoded {
             Ok(msg) => msg,
             Err(err) => {
                 self.refuse_frame(now, conn, Rejection::Undecodable(err));
@@ -395,6 +405,10 @@ impl State {
 
     // ---- zone handover (cluster mode) ---------------------------------------------------
 
+    pub(crate) fn seat_grace_until(&self, peer: &PeerId) -> Option<Instant> {
+        self.deadlines.get(&Timer::Grace(peer.clone()))
+    }
+
     fn restore_seats(&mut self, now: Instant, zone: &Zone, seats: Vec<RestoredSeat>) {
         if self.shutting_down {
             return;
@@ -407,6 +421,10 @@ impl State {
                 continue; // seated here already: that seat is newer than the record
             }
             let live = self.live.get(&r.peer_id).copied();
+            let until = r.grace_until.map_or(until, |g| g.min(until));
+            if live.is_none() && until <= now {
+                continue; // its grace is over already
+            }
             if let Some(conn) = live
                 && self.conns.get(&conn).and_then(|c| c.told.as_ref()).map(|(sid, _)| sid)
                     != Some(&r.session_id)
@@ -1018,23 +1036,14 @@ impl State {
     }
 
     pub(crate) fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
-        let max_players = self.config.max_players_per_session;
-        let ids = self.by_zone.get(zone);
-        let open = ids.map_or(0, BTreeSet::len);
-        let fullest = ids
+        let sessions = self
+            .by_zone
+            .get(zone)
             .into_iter()
             .flatten()
             .filter_map(|id| self.sessions.get(id))
-            .filter(|s| s.seats.len() < max_players)
-            // Fullest first; among equals the oldest, then the smallest id.
-            .min_by_key(|s| (core::cmp::Reverse(s.seats.len()), s.created_at, s.id.clone()));
-        match fullest {
-            Some(s) => Ok(Placement::Existing(s.id.clone())),
-            None if open < self.config.max_sessions_per_zone && max_players > 0 => {
-                Ok(Placement::New)
-            }
-            None => Err(ErrorCode::ZoneFull),
-        }
+            .map(|s| (s.seats.len(), s.created_at, &s.id));
+        super::place(sessions, &self.config)
     }
 
     fn view(&self, s: &Session) -> SessionView {

@@ -141,6 +141,11 @@ pub struct RestoredSeat {
     /// The session key's epoch at the previous owner: the restored session's new key gets a
     /// higher one, so members never confuse the two keys.
     pub key_epoch: u32,
+    /// When the seat's grace ends at the latest, if the restoring instance knows it (it held
+    /// the seat itself before): restored in grace, the seat waits until the earlier of this and
+    /// a whole session timeout, and one whose grace is over is not restored. `None`: a whole
+    /// timeout (the previous owner's clock means nothing here).
+    pub grace_until: Option<Instant>,
 }
 
 /// What the adapter must do, in order.
@@ -172,6 +177,37 @@ pub enum Placement {
     Existing(SessionId),
     /// A new session (every existing one is full).
     New,
+}
+
+/// Where a `join` without a session id goes among the sessions of one zone, given as (seats,
+/// creation time, id): the fullest that has room; among equals the oldest, then the smallest
+/// id; a new session when none has room and the zone may open one; else `Err(ZoneFull)`. The
+/// one rule of placement: the coordinator's joins use it, and so does cluster mode's REST
+/// `/placement` for zones another instance serves (from that owner's view of its sessions).
+pub fn place<'a>(
+    sessions: impl IntoIterator<Item = (usize, Instant, &'a SessionId)>,
+    config: &Config,
+) -> Result<Placement, ErrorCode> {
+    let max_players = config.max_players_per_session;
+    let mut open = 0usize;
+    let mut fullest: Option<(usize, Instant, &SessionId)> = None;
+    for (seats, created_at, id) in sessions {
+        open += 1;
+        if seats >= max_players {
+            continue;
+        }
+        let key = |(seats, created_at, id): (usize, Instant, &'a SessionId)| {
+            (core::cmp::Reverse(seats), created_at, id)
+        };
+        if fullest.is_none_or(|best| key((seats, created_at, id)) < key(best)) {
+            fullest = Some((seats, created_at, id));
+        }
+    }
+    match fullest {
+        Some((_, _, id)) => Ok(Placement::Existing(id.clone())),
+        None if open < config.max_sessions_per_zone && max_players > 0 => Ok(Placement::New),
+        None => Err(ErrorCode::ZoneFull),
+    }
 }
 
 /// A read-only view of one session, for discovery, the REST API and tests.
@@ -299,6 +335,27 @@ impl Coordinator {
     /// The zone of `peer`'s seat, if it is seated here.
     pub fn seat_zone(&self, peer: &PeerId) -> Option<Zone> {
         self.state.seat_zone(peer)
+    }
+
+    /// Feeds one text frame of `conn` that the caller has already decoded (cluster mode decodes
+    /// each frame once, to route it): the same as [`Input::Frame`] with its bytes.
+    pub fn handle_decoded_frame(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        decoded: Result<crate::wire::ClientMessage, crate::wire::WireError>,
+    ) {
+        self.state.on_decoded(now, conn, decoded);
+    }
+
+    /// Whether `peer` has a live connection here (seated or not).
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.state.live.contains_key(peer)
+    }
+
+    /// When `peer`'s seat's grace ends, if it is seated here and in grace.
+    pub fn seat_grace_until(&self, peer: &PeerId) -> Option<Instant> {
+        self.state.seat_grace_until(peer)
     }
 
     /// The connection holding `peer`'s seat, if it is seated here and live.

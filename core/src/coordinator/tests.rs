@@ -902,6 +902,7 @@ fn restored(p: &str, sid: &str, host: bool, key_epoch: u32) -> RestoredSeat {
         capabilities: host.then(|| caps(8, 4000)),
         host,
         key_epoch,
+        grace_until: None,
     }
 }
 

@@ -18,37 +18,30 @@
 //! - **Instance views** (sessions and counters) published by every instance with an expiry and
 //!   merged on read into a [`WorldView`] for discovery, the REST API and metrics.
 //!
-//! On top of the store: [`envelope`] is what the bus carries between the instance holding a
-//! connection and the zone's owner; [`ownership`] decides, frame by frame, whether a zone is
-//! served here or elsewhere, and keeps the leases; [`routing`] maps connections to zones on the
-//! holder and remote connections to core numbers on the owner; [`seats`] keeps the seat records
-//! in step with the owner's core; [`node`] puts them together around one core, without sockets
-//! (the service's cluster hub, `server::cluster_hub`, drives it).
+//! On top of the store, every decision of cluster mode is the core's sans-IO
+//! [`ro_p2p_core::cluster::Instance`] (leases, routing between instances, seat records,
+//! retries, the join replay); [`node`] is its executor: it feeds the instance events and time
+//! and runs the store operations it asks for (the service's cluster hub,
+//! `server::cluster_hub`, drives it). What the bus carries ([`Envelope`]) and the seat records
+//! ([`SeatRecord`]) are the core's types.
 //!
 //! Time: every store takes a [`Clock`] in milliseconds; lease deadlines it reports are measured
 //! on it, conservatively (from before the request was sent).
 
-pub mod envelope;
 mod memory;
 pub mod node;
-pub mod ownership;
 mod redis_store;
-pub mod routing;
-pub mod seats;
 mod types;
 
-pub use self::envelope::{Envelope, EnvelopeError};
 pub use self::memory::{MemoryStore, MemoryWorld};
 pub use self::node::{ClusterNode, NodeOutput};
-pub use self::ownership::{LostBecause, OwnershipError, ZoneOwnership, ZoneRoute};
 pub use self::redis_store::RedisStore;
-pub use self::routing::{ConnZones, FrameZone, RemoteConns};
-pub use self::seats::{SeatSync, SeatWrite};
 pub use self::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceIdError, InstanceView, Lease, LeaseHolder,
     ManualClock, SeatRecord, SessionSummary, StoreConfig, StoreError, Subscription, TokioClock,
     WorldView,
 };
+pub use ro_p2p_core::cluster::{Envelope, EnvelopeError};
 
 use async_trait::async_trait;
 use ro_p2p_core::wire::{PeerId, Zone};

@@ -7,84 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ro_p2p_core::coordinator::SessionView;
-use ro_p2p_core::wire::{Capabilities, PeerId, SessionId, Zone};
+use ro_p2p_core::wire::{PeerId, SessionId, Zone};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-/// Longest instance id, in bytes.
-pub const INSTANCE_ID_BYTES_MAX: usize = 64;
-
-/// One coordinator instance's name in the cluster: 1 to 64 bytes of `[A-Za-z0-9_.-]` (no `:`,
-/// which separates owner and epoch in a lease).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct InstanceId(String);
-
-/// Why a string is not an [`InstanceId`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InstanceIdError {
-    /// Empty, or longer than [`INSTANCE_ID_BYTES_MAX`].
-    #[error("instance id must be 1 to {INSTANCE_ID_BYTES_MAX} bytes, got {len}")]
-    BadLength {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// A character outside `[A-Za-z0-9_.-]`.
-    #[error("instance id may only contain [A-Za-z0-9_.-]")]
-    BadCharacter,
-}
-
-impl InstanceId {
-    /// Validates and wraps `s`.
-    pub fn new(s: impl Into<String>) -> Result<Self, InstanceIdError> {
-        let s = s.into();
-        if s.is_empty() || s.len() > INSTANCE_ID_BYTES_MAX {
-            return Err(InstanceIdError::BadLength { len: s.len() });
-        }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-            return Err(InstanceIdError::BadCharacter);
-        }
-        Ok(InstanceId(s))
-    }
-
-    /// An id made from any text: characters outside `[A-Za-z0-9_.-]` become `-`, it is cut to
-    /// [`INSTANCE_ID_BYTES_MAX`], and empty text gives `coordinator`.
-    pub fn sanitized(s: &str) -> Self {
-        let id: String = s
-            .chars()
-            .map(
-                |c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' },
-            )
-            .take(INSTANCE_ID_BYTES_MAX)
-            .collect();
-        if id.is_empty() { InstanceId("coordinator".to_owned()) } else { InstanceId(id) }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for InstanceId {
-    type Error = InstanceIdError;
-    fn try_from(s: String) -> Result<Self, InstanceIdError> {
-        InstanceId::new(s)
-    }
-}
-
-impl From<InstanceId> for String {
-    fn from(v: InstanceId) -> String {
-        v.0
-    }
-}
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use ro_p2p_core::cluster::{INSTANCE_ID_BYTES_MAX, InstanceId, InstanceIdError, SeatRecord};
 
 /// Who holds a zone's lease, as anyone may read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,42 +54,8 @@ pub enum Acquired {
     HeldBy(LeaseHolder),
 }
 
-/// A seat as the zone's owner records it, so the next owner can restore it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeatRecord {
-    /// The member.
-    pub peer_id: PeerId,
-    /// Its session.
-    pub session_id: SessionId,
-    /// The session's zone.
-    pub zone: Zone,
-    /// What it reported, if it did.
-    pub capabilities: Option<Capabilities>,
-    /// Whether it is the session's host.
-    pub host: bool,
-    /// The instance holding its connection, if it is connected.
-    pub connected_via: Option<InstanceId>,
-    /// The session key's epoch when written (0 in records of older versions): the next owner
-    /// gives the restored session a higher one.
-    #[serde(default)]
-    pub key_epoch: u32,
-}
-
-impl SeatRecord {
-    /// The core's input form of this record.
-    pub fn restored(&self) -> ro_p2p_core::coordinator::RestoredSeat {
-        ro_p2p_core::coordinator::RestoredSeat {
-            peer_id: self.peer_id.clone(),
-            session_id: self.session_id.clone(),
-            capabilities: self.capabilities,
-            host: self.host,
-            key_epoch: self.key_epoch,
-        }
-    }
-}
-
-/// A session as an instance publishes it in its view: the core's `SessionView` without
-/// `created_at`, which is the owner's own monotonic time and means nothing to other instances.
+/// A session as an instance publishes it in its view: the core's `SessionView`, its creation
+/// time on the owner's own monotonic clock (comparable only among the owner's sessions).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSummary {
     /// Its id.
@@ -179,6 +72,10 @@ pub struct SessionSummary {
     pub max_players: usize,
     /// Key epoch.
     pub key_epoch: u32,
+    /// When the owner opened it, on the owner's clock (absent in views of older versions): it
+    /// orders the sessions of one zone, which all have the same owner, for placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_ms: Option<u64>,
 }
 
 impl From<&SessionView> for SessionSummary {
@@ -191,6 +88,7 @@ impl From<&SessionView> for SessionSummary {
             host: v.host.clone(),
             max_players: v.max_players,
             key_epoch: v.key_epoch,
+            created_at_ms: Some(v.created_at.as_millis()),
         }
     }
 }
@@ -489,7 +387,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             key_prefix: "ro-p2p:".to_owned(),
-            bus_payload_bytes_max: super::envelope::ENVELOPE_BYTES_MAX,
+            bus_payload_bytes_max: ro_p2p_core::cluster::ENVELOPE_BYTES_MAX,
             bus_queue_len: 4096,
             seat_ttl_ms: 15 * 60 * 1000,
             op_timeout_ms: 2_000,

@@ -2,15 +2,15 @@
 //! [`ClusterNode`] so several instances share one world through a [`ClusterStore`].
 //!
 //! Connection tasks and REST handlers do not know which hub they talk to: both read the same
-//! channel of [`Event`]s. This task owns the node (core, leases, routing tables, seat records)
-//! and the bus subscription, and sleeps until the earliest of: the next event, the next bus
-//! message, the node's next timer, and the view timer. On the view timer (every
-//! [`ClusterConfig::view_interval_ms`]) it publishes its [`InstanceView`], reads the merged
-//! [`WorldView`] of every instance (what discovery, the session endpoints, health and metrics
-//! answer from, with its own view always fresh), re-writes the owned zones' seats, and notes
-//! whether the store answers. While the store is unreachable the node keeps serving the zones
-//! it owns until their leases would end and refuses others with `zone-unavailable`; nothing
-//! here needs a restart when the store comes back.
+//! channel of [`Event`]s. This task owns the node (the core's cluster machine and the store
+//! operations it asks for) and the bus subscription, and sleeps until the earliest of: the next
+//! event, the next bus message, the node's next timer, and the view timer. On the view timer
+//! (every [`ClusterConfig::view_interval_ms`]) it publishes its [`InstanceView`], reads the
+//! merged [`WorldView`] of every instance (what discovery, the session endpoints, health and
+//! metrics answer from, with its own view always fresh), and notes whether the store answers.
+//! While the store is unreachable the core keeps serving the zones it owns until their leases
+//! would end and refuses others with `zone-unavailable`; nothing here needs a restart when the
+//! store comes back.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use ro_p2p_core::coordinator::{ConnId, Coordinator, Placement, SessionView, Stats};
+use ro_p2p_core::coordinator::{self, ConnId, Coordinator, Placement, SessionView, Stats};
 use ro_p2p_core::wire::{ErrorCode, SessionId, Zone};
 use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
 use tokio::sync::mpsc;
@@ -149,8 +149,6 @@ pub(crate) struct ClusterHub {
     /// Whether the store was tried once (the first answer is logged).
     store_checked: bool,
     view_interval_ms: u64,
-    max_players: usize,
-    max_sessions_per_zone: usize,
 }
 
 impl ClusterHub {
@@ -161,8 +159,6 @@ impl ClusterHub {
         config: &ClusterConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let max_players = core.config().max_players_per_session;
-        let max_sessions_per_zone = core.config().max_sessions_per_zone;
         ClusterHub {
             node: ClusterNode::new(core, store, Arc::clone(&clock), config.lease_ttl_ms),
             clock,
@@ -174,8 +170,6 @@ impl ClusterHub {
             store_checked: false,
             audit: Audit::default(),
             view_interval_ms: config.view_interval_ms.max(10),
-            max_players,
-            max_sessions_per_zone,
         }
     }
 
@@ -239,8 +233,6 @@ impl ClusterHub {
         if self.shutting_down {
             return;
         }
-        self.node.maintain().await;
-        self.flush(None).await;
         let store = self.store();
         let ttl_ms = self.view_interval_ms.saturating_mul(3);
         let result = async {
@@ -429,8 +421,8 @@ impl ClusterHub {
                 store: if self.store_error.is_some() { "unreachable" } else { "ok" },
                 store_error: self.store_error.clone(),
                 instances: world.instances.len(),
-                zones_owned: self.node.ownership().held().len(),
-                zones: self.node.ownership().held().keys().cloned().collect(),
+                zones_owned: self.node.owned_zones().len(),
+                zones: self.node.owned_zones().into_keys().collect(),
             }),
         }
     }
@@ -471,21 +463,20 @@ impl ClusterHub {
         self.world_now().session(id).map(|s| self.to_view(s))
     }
 
-    /// Where a `join` would go, from the world's sessions of `zone` (the fullest with room;
-    /// ties by id, since other instances' creation times are not comparable).
+    /// Where a `join` would go: this core's answer for a zone this instance serves, else the
+    /// core's rule applied to the zone owner's published sessions (all of one owner, so their
+    /// creation times compare).
     fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
-        let sessions = self.world_now().discover(zone);
-        let fullest = sessions
-            .iter()
-            .filter(|s| s.members.len() < self.max_players)
-            .min_by_key(|s| (std::cmp::Reverse(s.members.len()), s.session_id.clone()));
-        match fullest {
-            Some(s) => Ok(Placement::Existing(s.session_id.clone())),
-            None if sessions.len() < self.max_sessions_per_zone && self.max_players > 0 => {
-                Ok(Placement::New)
-            }
-            None => Err(ErrorCode::ZoneFull),
+        let now = CoreInstant::from_millis(self.clock.now_ms());
+        if self.node.instance().serves(zone, now) {
+            return self.node.core().placement(zone);
         }
+        let sessions = self.world_now().discover(zone);
+        let rows = sessions.iter().map(|s| {
+            let created_at = CoreInstant::from_millis(s.created_at_ms.unwrap_or(0));
+            (s.members.len(), created_at, &s.session_id)
+        });
+        coordinator::place(rows, self.node.core().config())
     }
 
     /// Prometheus text for the whole world: gauges from every instance's sessions, counters
@@ -530,7 +521,7 @@ impl ClusterHub {
             (
                 "ro_p2p_cluster_zones_owned",
                 "Zones this instance owns.",
-                self.node.ownership().held().len(),
+                self.node.owned_zones().len(),
             ),
             (
                 "ro_p2p_cluster_store_up",

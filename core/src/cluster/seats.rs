@@ -9,10 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use ro_p2p_core::coordinator::SessionView;
-use ro_p2p_core::wire::{Capabilities, PeerId, Zone};
+use crate::coordinator::SessionView;
+use crate::wire::{Capabilities, PeerId, Zone};
 
-use super::{InstanceId, SeatRecord};
+use super::types::{InstanceId, SeatRecord};
 
 /// One write to make.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,8 +107,8 @@ impl SeatSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ro_p2p_core::Instant;
-    use ro_p2p_core::wire::SessionId;
+    use crate::time::Instant;
+    use crate::wire::SessionId;
 
     fn peer(s: &str) -> PeerId {
         PeerId::new(s).unwrap()
