@@ -196,8 +196,11 @@ fn multi_coordinator_findings_stay_fixed() {
 /// simulation's changes of the same session (the stub map server's appearance packets, the
 /// shared link probe), the seed's world takes another path and fails again the same way: the
 /// only member of payon-9cfdd306 crashes at 3,430 ms and the session still stands at 12,510 ms
-/// (8,445 ms without a connected member; the store was down 7,625..10,035 ms). Open again, in
-/// issue 20: `cargo test -p ro-p2p-sim --test several_coordinators_share_one_world -- --ignored`.
+/// (8,445 ms without a connected member). Its owner crashed at 4,740 ms, the other instance
+/// could not reach the store until 10,035 ms, and the takeover restored the seat with a whole
+/// grace of its own (the record does not say since when the player is gone): see
+/// docs/simulation.md. Open again, in issue 20:
+/// `cargo test -p ro-p2p-sim --test several_coordinators_share_one_world -- --ignored`.
 #[test]
 #[ignore = "open again after the merge: a cluster-mode session outlives its timeout across a store outage (seed 203915), see docs/simulation.md"]
 fn seed_203915_a_session_without_members_expires_in_cluster_mode() {
