@@ -30,3 +30,40 @@ fn a_variable_packet_is_classified_only_with_its_exact_length() {
     assert!(classify_packet(V, &[0x5F, 0x03, 0x12, 0x34]).is_none());
     assert!(classify_packet(V, &[0x5F, 0x03, 0x12, 0x34, 0x56, 0x00]).is_none());
 }
+
+#[test]
+fn a_turn_takes_every_direction_up_to_the_last_and_no_further() {
+    use ro_p2p_core::packet::{PeerEvent, ServerOnlyReason};
+    // CZ_CHANGE_DIRECTION at 20211103: 0x0361, head at 2, body at 4.
+    let turn = |head: u8, dir: u8| [0x61, 0x03, head, 0x00, dir];
+    let shown = |p: &[u8]| match classify_packet(V, p) {
+        Some(Classified::PeerEligible(e)) => match e.event() {
+            PeerEvent::Turn { head_dir, dir } => Some((head_dir, dir)),
+            other => panic!("not a turn: {other:?}"),
+        },
+        Some(Classified::ServerOnly(s)) => {
+            assert_eq!(s.reason(), ServerOnlyReason::InvalidDirection);
+            None
+        }
+        None => panic!("unframed turn"),
+    };
+    assert_eq!(shown(&turn(2, 7)), Some((2, 7)));
+    assert_eq!(shown(&turn(0, 0)), Some((0, 0)));
+    assert_eq!(shown(&turn(3, 7)), None);
+    assert_eq!(shown(&turn(2, 8)), None);
+}
+
+#[test]
+fn a_server_only_packet_says_why_and_a_peer_eligible_one_does_not() {
+    use ro_p2p_core::packet::ServerOnlyReason;
+    // A whisper (CZ_WHISPER, 0x0096, variable) is server-only, and says so.
+    let mut whisper = vec![0x96, 0x00, 0, 0];
+    whisper.extend_from_slice(&[b'a'; 24]);
+    whisper.extend_from_slice(b"psst");
+    let len = whisper.len() as u16;
+    whisper[2..4].copy_from_slice(&len.to_le_bytes());
+    let c = classify_packet(V, &whisper).expect("framed");
+    assert_eq!(c.server_only_reason(), Some(ServerOnlyReason::Whisper));
+    let walk = classify_packet(V, &[0x5F, 0x03, 0x12, 0x34, 0x56]).expect("framed");
+    assert_eq!(walk.server_only_reason(), None);
+}

@@ -210,13 +210,10 @@ pub(crate) fn classify<'a>(
         Layout::ClanChat => return only(ServerOnlyReason::ClanChat),
         Layout::BattlegroundChat => return only(ServerOnlyReason::BattlegroundChat),
         Layout::Walk => {
-            // Where rAthena's registration says the PosDir is; without one (hand-checked
-            // tables): CZ_REQUEST_MOVE (5 bytes, PosDir at 2) or CZ_REQUEST_MOVE2 (9 bytes, at 6).
-            let at = match (spec.field_offsets().get(0), packet.len()) {
-                (Some(at), _) => at,
-                (None, 5) => 2,
-                (None, 9) => 6,
-                _ => return only(ServerOnlyReason::UnexpectedLayout),
+            // Where rAthena's registration says the PosDir is (every generated table has it; a
+            // table without it, such as the hand-checked ones, is not trusted to guess).
+            let Some(at) = spec.field_offsets().get(0) else {
+                return only(ServerOnlyReason::UnexpectedLayout);
             };
             let Some(&[b0, b1, b2]) = packet.get(at..at + 3) else {
                 return only(ServerOnlyReason::UnexpectedLayout);
@@ -226,14 +223,10 @@ pub(crate) fn classify<'a>(
             PeerEvent::Move { x, y }
         }
         Layout::Turn => {
-            // rAthena's registered offsets; without them: CZ_CHANGE_DIRECTION (5 bytes: head 2,
-            // body 4) or the 10-byte form (head 4, body 9).
+            // rAthena's registered offsets (head, body), as for walking.
             let offsets = spec.field_offsets();
-            let (head_at, dir_at) = match (offsets.get(0), offsets.get(1), packet.len()) {
-                (Some(h), Some(d), _) => (h, d),
-                (_, _, 5) => (2, 4),
-                (_, _, 10) => (4, 9),
-                _ => return only(ServerOnlyReason::UnexpectedLayout),
+            let (Some(head_at), Some(dir_at)) = (offsets.get(0), offsets.get(1)) else {
+                return only(ServerOnlyReason::UnexpectedLayout);
             };
             let (Some(&head_dir), Some(&dir)) = (packet.get(head_at), packet.get(dir_at)) else {
                 return only(ServerOnlyReason::UnexpectedLayout);
