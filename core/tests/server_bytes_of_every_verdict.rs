@@ -1,0 +1,47 @@
+//! What an adapter writes to the server is each verdict's `server_bytes`: the whole game stream
+//! for mirrored and server-only packets and after a desync, nothing for a peers-only packet.
+
+use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, Verdict};
+use ro_p2p_core::route::{Policy, RouteContext};
+
+#[test]
+fn server_bytes_are_the_game_stream_minus_what_goes_to_peers_only() {
+    let v = PacketVersion::V20211103;
+    let walk = [0x5F, 0x03, 0x12, 0x34, 0x56];
+    let emote = [0xBF, 0x00, 0x02];
+    let garbage = [0xFF, 0xFF, 0x01, 0x02, 0x03];
+    let mut game = Vec::new();
+    game.extend_from_slice(&walk);
+    game.extend_from_slice(&emote);
+    game.extend_from_slice(&garbage);
+    game.extend_from_slice(&walk);
+
+    // Mirror (the default): every byte reaches the server, the unknown id desyncs the stream
+    // and the rest passes as it is.
+    let mut stream = GameStream::new(v, Obfuscation::Off);
+    let mut server = Vec::new();
+    let mut kinds = Vec::new();
+    stream.feed(&game, &Policy::default(), &RouteContext::ALL_READY, |verdict| {
+        server.extend_from_slice(verdict.server_bytes());
+        kinds.push(match verdict {
+            Verdict::Packet(_) => "packet",
+            Verdict::Desync { .. } => "desync",
+            Verdict::PassThrough { .. } => "pass",
+            _ => "other",
+        });
+    });
+    assert_eq!(server, game);
+    assert_eq!(&kinds[..3], ["packet", "packet", "desync"]);
+
+    // Emotes to peers only: the emote's bytes are not the server's; the rest are.
+    let peers_only: Policy = "emote=peers".parse().unwrap();
+    let mut stream = GameStream::new(v, Obfuscation::Off);
+    let mut server = Vec::new();
+    stream.feed(&walk, &peers_only, &RouteContext::ALL_READY, |verdict| {
+        server.extend_from_slice(verdict.server_bytes())
+    });
+    stream.feed(&emote, &peers_only, &RouteContext::ALL_READY, |verdict| {
+        assert!(verdict.server_bytes().is_empty(), "{verdict:?}");
+    });
+    assert_eq!(server, walk);
+}
