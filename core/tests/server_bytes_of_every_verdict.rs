@@ -27,7 +27,6 @@ fn server_bytes_are_the_game_stream_minus_what_goes_to_peers_only() {
             Verdict::Packet(_) => "packet",
             Verdict::Desync { .. } => "desync",
             Verdict::PassThrough { .. } => "pass",
-            _ => "other",
         });
     });
     assert_eq!(server, game);
