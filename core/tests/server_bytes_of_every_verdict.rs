@@ -44,3 +44,13 @@ fn server_bytes_are_the_game_stream_minus_what_goes_to_peers_only() {
     });
     assert_eq!(server, walk);
 }
+
+#[test]
+fn a_stream_buffers_two_of_the_largest_packets_before_it_must_be_drained() {
+    use ro_p2p_core::packet::{STREAM_BUFFER_BYTES, VARIABLE_LEN_MAX};
+    assert_eq!(STREAM_BUFFER_BYTES, 2 * usize::from(VARIABLE_LEN_MAX));
+    let mut stream = GameStream::new(PacketVersion::V20211103, Obfuscation::Off);
+    let bytes = vec![0u8; STREAM_BUFFER_BYTES + 10];
+    assert_eq!(stream.push(&bytes), STREAM_BUFFER_BYTES);
+    assert_eq!(stream.push(&bytes), 0, "full until drained");
+}
