@@ -54,3 +54,43 @@ fn a_stream_buffers_two_of_the_largest_packets_before_it_must_be_drained() {
     assert_eq!(stream.push(&bytes), STREAM_BUFFER_BYTES);
     assert_eq!(stream.push(&bytes), 0, "full until drained");
 }
+
+#[test]
+fn offsets_count_every_byte_across_a_compaction_and_a_desync_is_reported() {
+    use ro_p2p_core::packet::STREAM_BUFFER_BYTES;
+    let walk = [0x5F, 0x03, 0x12, 0x34, 0x56];
+    let per = walk.len();
+    let walks = |n: usize| -> Vec<u8> { walk.iter().copied().cycle().take(n * per).collect() };
+    let (policy, ctx) = (Policy::default(), RouteContext::ALL_READY);
+    let mut stream = GameStream::new(PacketVersion::V20211103, Obfuscation::Off);
+    assert_eq!(stream.offset(), 0);
+    assert!(!stream.is_desynced());
+    // Fill the buffer with whole walks and take all but the last.
+    let n = STREAM_BUFFER_BYTES / per;
+    assert_eq!(stream.push(&walks(n)), n * per);
+    for i in 0..n - 1 {
+        match stream.next(&policy, &ctx) {
+            Some(Verdict::Packet(p)) => assert_eq!(p.offset, (i * per) as u64),
+            other => panic!("walk {i}: {other:?}"),
+        }
+    }
+    assert_eq!(stream.offset(), ((n - 1) * per) as u64);
+    // Two more walks do not fit behind the taken ones: the buffer is compacted, and offsets
+    // go on counting from where they were.
+    assert_eq!(stream.push(&walks(2)), 2 * per);
+    for i in n - 1..n + 2 {
+        match stream.next(&policy, &ctx) {
+            Some(Verdict::Packet(p)) => assert_eq!(p.offset, (i * per) as u64),
+            other => panic!("walk {i}: {other:?}"),
+        }
+    }
+    assert_eq!(stream.offset(), ((n + 2) * per) as u64);
+    assert!(!stream.is_desynced());
+    // An unknown id ends classification.
+    stream.push(&[0xFF, 0xFF, 0x01, 0x02]);
+    match stream.next(&policy, &ctx) {
+        Some(Verdict::Desync { offset, .. }) => assert_eq!(offset, ((n + 2) * per) as u64),
+        other => panic!("{other:?}"),
+    }
+    assert!(stream.is_desynced());
+}
