@@ -106,13 +106,6 @@ pub struct Lease {
     pub epoch: u64,
 }
 
-impl Lease {
-    /// The text stored as the lease's value: `owner:epoch`.
-    pub fn token(&self) -> String {
-        format!("{}:{}", self.owner, self.epoch)
-    }
-}
-
 /// The answer to [`StoreOp::Acquire`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Acquired {
