@@ -8,8 +8,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ro_p2p_core::packet::{ClientEncoder, GameStream, Obfuscation, PacketVersion, Verdict};
-use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_core::packet::{ClientEncoder, Obfuscation, PacketVersion};
+use ro_p2p_core::route::{GameStream, Policy, RouteContext, Verdict};
 
 /// `count` plain packets in a fixed pseudo-random mix: 80% walk, 5% turn, 5% public chat, 4%
 /// emote, 3% NPC click, 3% item use. `walk_id`/`turn_id` are the version's current ids.

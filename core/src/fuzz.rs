@@ -40,10 +40,9 @@ pub fn seal_open(data: &[u8]) {
 /// the verdicts; the reference server decoder reads exactly the server-routed packets, in order,
 /// up to a desync, after which the input passes untouched.
 pub fn packet_stream(data: &[u8]) {
-    use crate::packet::{
-        GameStream, Obfuscation, PacketVersion, PeerEvent, ServerDecoder, Verdict,
-    };
+    use crate::packet::{Obfuscation, PacketVersion, PeerEvent, ServerDecoder};
     use crate::route::{Choice, Policy, RouteContext};
+    use crate::route::{GameStream, Verdict};
 
     let (&[config, router], stream_bytes) = data.split_at(data.len().min(2)) else { return };
     let version = PacketVersion::REFERENCE[usize::from(config & 3)];

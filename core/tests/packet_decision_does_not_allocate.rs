@@ -6,8 +6,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use ro_p2p_core::packet::{ClientEncoder, GameStream, Obfuscation, PacketVersion, Verdict};
-use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_core::packet::{ClientEncoder, Obfuscation, PacketVersion};
+use ro_p2p_core::route::{GameStream, Policy, RouteContext, Verdict};
 
 thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };

@@ -1,8 +1,8 @@
 //! What an adapter writes to the server is each verdict's `server_bytes`: the whole game stream
 //! for mirrored and server-only packets and after a desync, nothing for a peers-only packet.
 
-use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, Verdict};
-use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_core::packet::{Obfuscation, PacketVersion};
+use ro_p2p_core::route::{GameStream, Policy, RouteContext, Verdict};
 
 #[test]
 fn server_bytes_are_the_game_stream_minus_what_goes_to_peers_only() {
@@ -47,7 +47,8 @@ fn server_bytes_are_the_game_stream_minus_what_goes_to_peers_only() {
 
 #[test]
 fn a_stream_buffers_two_of_the_largest_packets_before_it_must_be_drained() {
-    use ro_p2p_core::packet::{STREAM_BUFFER_BYTES, VARIABLE_LEN_MAX};
+    use ro_p2p_core::packet::VARIABLE_LEN_MAX;
+    use ro_p2p_core::route::STREAM_BUFFER_BYTES;
     assert_eq!(STREAM_BUFFER_BYTES, 2 * usize::from(VARIABLE_LEN_MAX));
     let mut stream = GameStream::new(PacketVersion::V20211103, Obfuscation::Off);
     let bytes = vec![0u8; STREAM_BUFFER_BYTES + 10];
@@ -57,7 +58,7 @@ fn a_stream_buffers_two_of_the_largest_packets_before_it_must_be_drained() {
 
 #[test]
 fn offsets_count_every_byte_across_a_compaction_and_a_desync_is_reported() {
-    use ro_p2p_core::packet::STREAM_BUFFER_BYTES;
+    use ro_p2p_core::route::STREAM_BUFFER_BYTES;
     let walk = [0x5F, 0x03, 0x12, 0x34, 0x56];
     let per = walk.len();
     let walks = |n: usize| -> Vec<u8> { walk.iter().copied().cycle().take(n * per).collect() };

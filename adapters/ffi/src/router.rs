@@ -9,9 +9,9 @@ use std::ffi::c_char;
 
 use ro_p2p_core::Instant;
 use ro_p2p_core::node::GamePath;
-use ro_p2p_core::packet::{ClientFamily, Obfuscation, PacketVersion, PeerEvent, Verdict};
+use ro_p2p_core::packet::{ClientFamily, Obfuscation, PacketVersion, PeerEvent};
 use ro_p2p_core::render::RenderRejected;
-use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_core::route::{Policy, RouteContext, Verdict};
 
 use crate::event::{EventQueue, RoP2pEvent, RoP2pEventKind};
 use crate::handles::{self, Kind};

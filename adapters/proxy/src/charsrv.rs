@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ro_p2p_core::gate::{CH_ENTER, GateEvent, NextServer, PlayerFacts, ReplyFollower};
-use ro_p2p_core::packet::{GameStream, Verdict};
-use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_core::route::{GameStream, Policy, RouteContext, Verdict};
 use tokio::net::TcpStream;
 
 use crate::doors::{self, DoorKind};

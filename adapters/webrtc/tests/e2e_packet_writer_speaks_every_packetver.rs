@@ -8,8 +8,8 @@
 mod app;
 
 use app::{Action, PacketWriter};
-use ro_p2p_core::packet::{GameStream, Obfuscation, PacketVersion, PeerEvent, Verdict};
-use ro_p2p_core::route::{Policy, Route, RouteContext};
+use ro_p2p_core::packet::{Obfuscation, PacketVersion, PeerEvent};
+use ro_p2p_core::route::{GameStream, Policy, Route, RouteContext, Verdict};
 
 #[test]
 fn generated_actions_classify_as_intended_at_every_version() {

@@ -28,12 +28,9 @@ use serde::Serialize;
 use crate::Rng;
 use crate::client::{self, Client, ClientEvent, RouteInputs};
 use crate::gate::ServerMove;
-use crate::packet::{
-    GameStream, Obfuscation, OwnNameError, PacketVersion, PeerAck, PeerCategory, PeerEvent,
-    PeerEventError, Verdict,
-};
+use crate::packet::{Obfuscation, PacketVersion, PeerAck, PeerCategory, PeerEvent, PeerEventError};
 use crate::render::{MapChange, ReceiveStats, RenderRejected};
-use crate::route::{Choice, Policy, Route, RouteContext};
+use crate::route::{Choice, GameStream, OwnNameError, Policy, Route, RouteContext, Verdict};
 use crate::sansio::SansIo;
 use crate::seal::{FrameId, OpenError, Opener, SealConfig, Sealer};
 use crate::time::Instant;

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 
 use crate::gate::ServerMove;
-use crate::packet::{GameStream, Obfuscation, OwnNameError, PacketVersion, PeerEvent, Verdict};
+use crate::packet::{Obfuscation, PacketVersion, PeerEvent};
 use crate::render::{MapChange, ReceiveStats, ReceiveStream, RenderRejected, account_id_of};
-use crate::route::{Policy, Route, RouteContext};
+use crate::route::{GameStream, OwnNameError, Policy, Route, RouteContext, Verdict};
 use crate::time::Instant;
 use crate::wire::PeerId;
 

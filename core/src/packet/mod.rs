@@ -1,26 +1,22 @@
-//! The rAthena client-to-server stream: packet tables per PACKETVER, framing, id obfuscation,
-//! and classification of each packet as server-only or peer-eligible.
+//! The rAthena client-to-server packets: tables per PACKETVER, id obfuscation, and the
+//! classification of each complete packet as server-only or peer-eligible.
 //!
-//! A driver (the game client's hook, the FFI layer, the simulation) owns one [`GameStream`] per
-//! connection to the map server, pushes the bytes the game writes, and gets one [`Verdict`] per
-//! packet: the [`Route`](crate::route::Route) chosen by the [`Policy`](crate::route::Policy) and
-//! the exact bytes to write to the server (ids re-obfuscated with the server's own key sequence
-//! when packets were diverted). Peer-eligible packets carry a [`PeerEvent`] for the peer frame
-//! (see [`crate::seal`]). An unknown id or an impossible length ends classification: from then
-//! on the connection's bytes go to the server untouched. Login and char-server connections
-//! ([`GameStream::login_char`]) are server-only entirely. [`ServerDecoder`] is rAthena's side,
-//! used to prove the server reads exactly the server-bound packets.
+//! Peer-eligible packets carry a [`PeerEvent`] for the peer frame (see [`crate::seal`]). Framing
+//! a connection's bytes into packets and routing each one is [`crate::route::GameStream`]'s,
+//! which builds on this module (this module uses nothing of `route`). Login and char-server
+//! connections are server-only entirely. [`ServerDecoder`] is rAthena's side, used to prove the
+//! server reads exactly the server-bound packets.
 
 pub mod chat;
 mod classify;
 mod event;
 mod obfuscation;
 mod server;
-mod stream;
 mod table;
 mod versions;
 
 pub use classify::{Classified, PeerCategory, PeerEligible, ServerOnly, ServerOnlyReason};
+pub(crate) use classify::{Dialect, classify};
 pub use event::{
     COORD_MAX, DIR_MAX, EMOTE_DICE, EMOTE_END, EMOTE_MUTE, HEAD_DIR_MAX, PEER_ACK_BYTES,
     PEER_EVENT_FORMAT, PeerAck, PeerEvent, PeerEventError, emote_is_peer_eligible,
@@ -28,9 +24,6 @@ pub use event::{
 pub use obfuscation::{KeySequence, Obfuscation};
 pub use server::{
     ClientEncoder, SERVER_DECODER_BUFFER_BYTES, ServerDecodeError, ServerDecoder, ServerPacket,
-};
-pub use stream::{
-    DesyncReason, GameStream, OwnNameError, PacketVerdict, STREAM_BUFFER_BYTES, Verdict,
 };
 pub use table::{
     Category, FieldOffsets, ObfuscationKeys, PacketLen, PacketSpec, PacketTable, PacketVersion,

@@ -3,11 +3,23 @@
 //! the [`RouteContext`] says whether peers are usable at all right now. A [`Route`] that reaches
 //! peers carries a [`PeerEligible`], which only the classifier in [`crate::packet`] can build, so
 //! no policy and no context can send npc, item, skill, quest, auth or other packets to a peer.
+//!
+//! A driver (the game client's hook, the FFI layer, the proxy, the simulation) owns one
+//! [`GameStream`] per connection to the map server, pushes the bytes the game writes, and gets
+//! one [`Verdict`] per packet: the framed packet, its classification by [`crate::packet`], the
+//! route the policy chose, and the exact bytes to write to the server (ids re-obfuscated with
+//! the server's own key sequence when packets were diverted). The dependency goes one way:
+//! `route` uses `packet`, `packet` uses nothing of `route`.
+
+mod stream;
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::packet::{Category, Classified, PeerCategory, PeerEligible};
+pub use stream::{
+    DesyncReason, GameStream, OwnNameError, PacketVerdict, STREAM_BUFFER_BYTES, Verdict,
+};
 
 /// What the operator wants for one peer category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -252,6 +264,9 @@ impl<'a> Route<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod stream_tests;
 
 #[cfg(test)]
 mod tests {

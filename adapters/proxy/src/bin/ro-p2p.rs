@@ -19,10 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ro_p2p_core::config::ClientSettings;
-use ro_p2p_core::packet::{
-    ClientFamily, DesyncReason, GameStream, Obfuscation, PacketVersion, Verdict,
-};
-use ro_p2p_core::route::{Policy, RouteContext};
+use ro_p2p_core::packet::{ClientFamily, Obfuscation, PacketVersion};
+use ro_p2p_core::route::{DesyncReason, GameStream, Policy, RouteContext, Verdict};
 use ro_p2p_proxy::{Proxy, ProxyConfig};
 use ro_p2p_webrtc::LinksConfig;
 use serde::Serialize;
@@ -213,7 +211,7 @@ impl<'a> Line<'a> {
 
 /// Why a packet takes its route: the classifier's reason for keeping it off peers, else the
 /// zone or the policy.
-fn route_reason(p: &ro_p2p_core::packet::PacketVerdict<'_>, ctx: &RouteContext) -> String {
+fn route_reason(p: &ro_p2p_core::route::PacketVerdict<'_>, ctx: &RouteContext) -> String {
     use ro_p2p_core::packet::ServerOnlyReason;
     use ro_p2p_core::route::Route;
     match p.server_only {

@@ -3,13 +3,12 @@
 //! exact bytes to forward to the server. The decision path does not allocate: the connection's
 //! buffer is allocated once, and verdicts borrow from it.
 
-use super::chat::OwnName;
-use super::classify::{Dialect, ServerOnlyReason, classify};
-use super::obfuscation::{KeySequence, Obfuscation};
-use super::table::{
-    PacketLen, PacketSpec, PacketTable, PacketVersion, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN,
+use super::{Policy, Route, RouteContext};
+use crate::packet::chat::OwnName;
+use crate::packet::{
+    Dialect, KeySequence, Obfuscation, PacketLen, PacketSpec, PacketTable, PacketVersion,
+    ServerOnlyReason, VARIABLE_LEN_MAX, VARIABLE_LEN_MIN, classify,
 };
-use crate::route::{Policy, Route, RouteContext};
 
 /// Bytes a connection buffers at most: two of the largest packet rAthena accepts.
 pub const STREAM_BUFFER_BYTES: usize = 2 * VARIABLE_LEN_MAX as usize;
