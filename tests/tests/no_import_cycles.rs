@@ -127,11 +127,22 @@ fn import_cycles(src_root: &Path, sub_dir: &str) -> Result<Vec<Cycle>, CheckErro
         sources.push((rel, text));
     }
     let has_lib = src_root.join("lib.rs").is_file();
-    cycles_in(&sources, has_lib)
+    cycles_in(&sources, sub_dir, has_lib)
 }
 
 /// The circles among `sources`: (path under the crate's source root, text).
-fn cycles_in(sources: &[(PathBuf, String)], has_lib: bool) -> Result<Vec<Cycle>, CheckError> {
+/// The circles among `sources` (path under the crate's source root, text), all of them under
+/// `sub_dir` (`""` for the whole crate). The graph's nodes are `sub_dir`'s own module and its
+/// direct children: a file deeper down counts as the child it is under (`packet/stream.rs` is
+/// `packet` when the whole crate is checked), so a circle through a module's subtree is found.
+fn cycles_in(
+    sources: &[(PathBuf, String)],
+    sub_dir: &str,
+    has_lib: bool,
+) -> Result<Vec<Cycle>, CheckError> {
+    let base: ModPath =
+        Path::new(sub_dir).iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let node_of = |m: &ModPath| m[..m.len().min(base.len() + 1)].to_vec();
     let mut files: Vec<(ModPath, &PathBuf, &String)> = Vec::new();
     for (rel, text) in sources {
         if let Some(module) = module_of(rel, has_lib) {
@@ -139,18 +150,20 @@ fn cycles_in(sources: &[(PathBuf, String)], has_lib: bool) -> Result<Vec<Cycle>,
         }
     }
     let modules: BTreeSet<ModPath> = files.iter().map(|(m, _, _)| m.clone()).collect();
-    // edges[from][to] = the first path that makes the edge.
+    // edges[from][to] = the first path that makes the edge, with its file.
     let mut edges: BTreeMap<ModPath, BTreeMap<ModPath, String>> = BTreeMap::new();
     for (module, rel, text) in &files {
         let tokens = TokenStream::from_str(text)
             .map_err(|e| CheckError::Lex((*rel).clone(), e.to_string()))?;
         let mut paths = Vec::new();
         collect_paths(tokens, module, &mut paths);
-        let out = edges.entry(module.clone()).or_default();
+        let from = node_of(module);
+        let out = edges.entry(from.clone()).or_default();
         for (path, written) in paths {
             let Some(target) = resolve(&path, &modules) else { continue };
-            if target != *module {
-                out.entry(target).or_insert(written);
+            let to = node_of(&target);
+            if to != from {
+                out.entry(to).or_insert_with(|| format!("{}: {written}", rel.display()));
             }
         }
     }
@@ -360,7 +373,7 @@ fn sources(files: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
 #[test]
 fn the_checker_names_a_circle_made_through_use_groups_super_and_code_paths() {
     let files = [
-        ("lib.rs", "pub mod a; pub mod b; pub mod c; pub mod d;"),
+        ("lib.rs", "pub mod a; pub mod b; pub mod c; pub mod d; pub mod e;"),
         // a -> b through a nested use group
         ("a.rs", "use crate::{d, b::{self, Thing as Other}};"),
         // b -> c through `super::` in code, inside a macro
@@ -370,16 +383,22 @@ fn the_checker_names_a_circle_made_through_use_groups_super_and_code_paths() {
             "c.rs",
             "// crate::d::x\npub fn g() -> &'static str { let _ = crate::a::A; \"crate::d\" }",
         ),
-        // d -> b only: d is outside the circle
-        ("d.rs", "pub fn h() { crate::b::f() }\nmod tests { use super::*; }"),
+        // d uses only itself (`super` in its inline module): a -> d is no circle
+        ("d.rs", "pub fn h() {}\nmod tests { use super::*; }"),
+        // e -> b: e points into the circle but is not on it
+        ("e.rs", "pub fn h() { crate::b::f() }"),
         ("main.rs", "use crate::a;"),
     ];
-    let found = cycles_in(&sources(&files), true).expect("valid Rust tokens");
+    let found = cycles_in(&sources(&files), "", true).expect("valid Rust tokens");
     assert_eq!(
         found,
         vec![Cycle {
             modules: vec!["a".into(), "b".into(), "c".into()],
-            because: vec!["crate::{b::{self}}".into(), "super::c::g".into(), "crate::a::A".into()],
+            because: vec![
+                "a.rs: crate::{b::{self}}".into(),
+                "b.rs: super::c::g".into(),
+                "c.rs: crate::a::A".into(),
+            ],
             knot: vec!["a".into(), "b".into(), "c".into()],
         }]
     );
@@ -398,7 +417,7 @@ fn the_checker_follows_super_and_self_in_a_sub_directory_and_accepts_layers() {
             "use self::inner::X; mod inner { pub use super::super::hub::Hub as X; }",
         ),
     ];
-    let found = cycles_in(&sources(&circle), true).expect("valid Rust tokens");
+    let found = cycles_in(&sources(&circle), "server", true).expect("valid Rust tokens");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].modules, vec!["server::cluster_hub", "server::hub"]);
     // the layered version: the shared type lives below both
@@ -408,11 +427,33 @@ fn the_checker_follows_super_and_self_in_a_sub_directory_and_accepts_layers() {
         ("server/hub.rs", "pub struct Hub(pub super::health::Health);"),
         ("server/cluster_hub.rs", "use super::{health::Health, hub::{self, Hub}};"),
     ];
-    assert_eq!(cycles_in(&sources(&layered), true).expect("valid Rust tokens"), vec![]);
+    assert_eq!(cycles_in(&sources(&layered), "server", true).expect("valid Rust tokens"), vec![]);
 }
 
 #[test]
 fn the_checker_reports_a_file_it_cannot_lex() {
     let files = [("lib.rs", "fn f() { (]")];
-    assert!(matches!(cycles_in(&sources(&files), true), Err(CheckError::Lex(..))));
+    assert!(matches!(cycles_in(&sources(&files), "", true), Err(CheckError::Lex(..))));
+}
+
+#[test]
+fn the_checker_counts_a_file_as_the_child_module_it_is_under() {
+    // packet/stream.rs -> route and route -> packet: a circle between `packet` and `route`
+    // for the whole crate, none inside `packet`
+    let files = [
+        ("lib.rs", "pub mod packet; pub mod route;"),
+        ("packet/mod.rs", "mod stream; pub use stream::Stream; pub struct Category;"),
+        ("packet/stream.rs", "use crate::route::Policy; pub struct Stream;"),
+        ("route/mod.rs", "use crate::packet::Category; pub struct Policy;"),
+    ];
+    let found = cycles_in(&sources(&files), "", true).expect("valid Rust tokens");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].modules, vec!["packet", "route"]);
+    assert_eq!(
+        found[0].because,
+        vec!["packet/stream.rs: crate::route::Policy", "route/mod.rs: crate::packet::Category"]
+    );
+    let packet: Vec<(&str, &str)> =
+        files.iter().copied().filter(|(p, _)| p.starts_with("packet/")).collect();
+    assert_eq!(cycles_in(&sources(&packet), "packet", true).expect("valid Rust tokens"), vec![]);
 }
