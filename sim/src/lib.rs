@@ -15,7 +15,7 @@
 //! The modules are layered, each using only those below it (`tests/tests/no_import_cycles.rs`
 //! keeps it so): [`plan`], [`game`], [`peer`] and [`traffic`] at the bottom; [`address`] (ports,
 //! URLs, instance ids); [`coverage`]; [`record`] (the trace and ground truth, store events
-//! included); [`hosts`] and [`transport`]; [`cluster`]; [`client`]; [`check`]; [`run`] on top.
+//! included); [`hosts`] and [`transport`]; [`cluster`] and [`client`]; [`check`]; [`run`] on top.
 
 pub mod address;
 pub mod check;
