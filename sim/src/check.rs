@@ -41,11 +41,10 @@ use serde::Serialize;
 use ro_p2p_core::packet::PeerEvent;
 use ro_p2p_core::render::packets;
 
-use crate::cluster::{StoreEvent, VIEW_INTERVAL_MS};
+use crate::cluster::VIEW_INTERVAL_MS;
 use crate::game::{ShownKind, account_of, name_of};
-use crate::plan::{P2P_ZONES, Plan};
-use crate::record::Recorder;
-use crate::run::QUIET_MS;
+use crate::plan::{P2P_ZONES, Plan, QUIET_MS, SETTLE_MS};
+use crate::record::{Recorder, StoreEvent};
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -57,9 +56,6 @@ pub struct Violation {
     /// What it found.
     pub detail: String,
 }
-
-/// Slack for in-flight data at the end of a run, in ms.
-pub const SETTLE_MS: u64 = 1_500;
 
 /// Incremental checker state.
 #[derive(Debug, Default)]

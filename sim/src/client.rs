@@ -25,11 +25,10 @@ use ro_p2p_tokio::client::{Driver, DriverEvent, DriverStopped, NodeHandle, Obser
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::check::SETTLE_MS;
+use crate::address::{COORDINATOR_URL, MAP_PORT, coordinator_urls};
 use crate::game::{GameReader, Shown, account_of};
-use crate::hosts::MAP_PORT;
 use crate::peer::body_claims;
-use crate::plan::{P2P_ZONES, Plan, ZONES};
+use crate::plan::{P2P_ZONES, Plan, SETTLE_MS, ZONES};
 use crate::record::{ClientView, PeersOnlyFrame, RelayedSignal, Shared, What};
 use crate::traffic::{Action, Built, Vocabulary, next_action};
 use crate::transport::{SimConnector, SimTransport};
@@ -55,9 +54,6 @@ pub struct ClientCtx {
     /// convergence check sees a settled world.
     pub quiet: Arc<AtomicBool>,
 }
-
-/// The coordinator URL every client uses.
-pub const COORDINATOR_URL: &str = "ws://coordinator:8001/api/v1/signaling/ws";
 
 /// The client's settings in the simulation (short timers, like the coordinator's).
 pub fn client_config(name: &str, rng: &mut Rng) -> client::Config {
@@ -360,7 +356,7 @@ pub async fn client_host(ctx: Rc<ClientCtx>) -> turmoil::Result {
     let character = format!("Player{:02}", ctx.index);
 
     let mut client = client_config(&name, &mut vocab_rng);
-    client.coordinator_urls = crate::cluster::coordinator_urls(&plan, ctx.index);
+    client.coordinator_urls = coordinator_urls(&plan, ctx.index);
     let config = NodeConfig {
         client,
         packet_version: version,

@@ -12,7 +12,6 @@
 //! start), as a restarted process is in production.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,12 +26,10 @@ use ro_p2p_tokio::cluster::{
     MemoryWorld, SeatRecord, StoreConfig, StoreError, Subscription, WorldView,
 };
 use ro_p2p_tokio::server::{ClusterConfig, ManualClock, Service};
-use serde::Serialize;
 
-use crate::client::COORDINATOR_URL;
-use crate::hosts::{COORDINATOR_PORT, SimListener, coordinator_config};
-use crate::plan::Plan;
-use crate::record::{Shared, What};
+use crate::address::{COORDINATOR_PORT, instance_id};
+use crate::hosts::{SimListener, coordinator_config};
+use crate::record::{Shared, StoreEvent, What};
 
 /// Zone lease in the simulation, in ms (short, like every timer here: a dead owner's zones
 /// move within a couple of seconds).
@@ -61,47 +58,6 @@ impl Clock for SimClock {
         }
         self.last_ms.load(Ordering::SeqCst)
     }
-}
-
-/// What the store saw, for the cluster checkers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "store", rename_all = "kebab-case")]
-pub enum StoreEvent {
-    /// `acquire` gave (or extended) a zone's lease to an instance.
-    Granted {
-        /// Zone.
-        zone: String,
-        /// Instance.
-        instance: String,
-        /// Fencing epoch.
-        epoch: u64,
-    },
-    /// A fenced write (seat put or remove) the store accepted.
-    Wrote {
-        /// Zone.
-        zone: String,
-        /// Writer.
-        instance: String,
-        /// The epoch it wrote under.
-        epoch: u64,
-    },
-    /// A fenced write the store refused: the writer's lease was gone.
-    Fenced {
-        /// Zone.
-        zone: String,
-        /// Writer.
-        instance: String,
-        /// The stale epoch.
-        epoch: u64,
-    },
-    /// An instance published its view.
-    View {
-        /// Instance.
-        instance: String,
-        /// The view.
-        #[serde(skip)]
-        view: InstanceView,
-    },
 }
 
 type Log = Arc<Mutex<Vec<(u64, StoreEvent)>>>;
@@ -271,32 +227,6 @@ impl Cluster {
     }
 }
 
-/// The instance id of incarnation `n` of coordinator host `host`.
-pub fn instance_id(host: &str, n: u64) -> InstanceId {
-    InstanceId::sanitized(&format!("{host}.{n}"))
-}
-
-/// The coordinator host an instance id belongs to.
-pub fn host_of(instance: &str) -> &str {
-    instance.rsplit_once('.').map_or(instance, |(h, _)| h)
-}
-
-/// The signaling URLs of client `index` (1-based): its own instance first, then the others in
-/// order, so clients are spread over the instances and move on when theirs is down.
-pub fn coordinator_urls(plan: &Plan, index: usize) -> Vec<String> {
-    let hosts = plan.coordinator_hosts();
-    if hosts.len() <= 1 {
-        return vec![COORDINATOR_URL.to_owned()];
-    }
-    let first = index.saturating_sub(1) % hosts.len();
-    (0..hosts.len())
-        .map(|i| {
-            let host = &hosts[(first + i) % hosts.len()];
-            format!("ws://{host}:{COORDINATOR_PORT}/api/v1/signaling/ws")
-        })
-        .collect()
-}
-
 /// Runs one incarnation of coordinator host `host` (number `k`, 1-based) in cluster mode on
 /// the shared store.
 pub async fn cluster_coordinator(
@@ -325,6 +255,3 @@ pub async fn cluster_coordinator(
     service.serve(SimListener(listener), std::future::pending(), Duration::from_secs(1)).await?;
     Ok(())
 }
-
-/// The latest view each instance published, with when: for the end-of-run cluster checks.
-pub type Views = BTreeMap<String, (u64, InstanceView)>;

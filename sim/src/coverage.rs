@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ro_p2p_core::client::{ClientEvent, LinkHealth};
 
-use crate::cluster::host_of;
+use crate::address::host_of;
 
 /// A rare thing a run is meant to reach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -14,17 +14,9 @@ use ro_p2p_core::packet::{Obfuscation, ServerDecoder};
 use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::address::{COORDINATOR_PORT, MAP_PORT, PEER_PORT, RELAY_PORT};
 use crate::plan::Plan;
 use crate::record::{SessionRow, SessionSnapshot, Shared, What};
-
-/// Port of the coordinator's HTTP/WebSocket listener.
-pub const COORDINATOR_PORT: u16 = 8001;
-/// Port of the map server.
-pub const MAP_PORT: u16 = 5121;
-/// UDP port of every client's peer socket.
-pub const PEER_PORT: u16 = 7000;
-/// UDP port of the relay.
-pub const RELAY_PORT: u16 = 3478;
 
 /// turmoil's listener as an axum listener (the orphan rule needs the newtype).
 pub struct SimListener(pub turmoil::net::TcpListener);

@@ -11,7 +11,13 @@
 //! A seed may derive several coordinators instead of one ([`cluster`]): each runs the real
 //! service in cluster mode on one shared in-memory store, with store faults in the plan.
 //! How to run it, and what is and is not simulated: `docs/simulation.md`.
+//!
+//! The modules are layered, each using only those below it (`tests/tests/no_import_cycles.rs`
+//! keeps it so): [`plan`], [`game`], [`peer`] and [`traffic`] at the bottom; [`address`] (ports,
+//! URLs, instance ids); [`coverage`]; [`record`] (the trace and ground truth, store events
+//! included); [`hosts`] and [`transport`]; [`cluster`] and [`client`]; [`check`]; [`run`] on top.
 
+pub mod address;
 pub mod check;
 pub mod client;
 pub mod cluster;

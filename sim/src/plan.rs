@@ -17,6 +17,12 @@ pub const ZONES: &[&str] = &["prontera", "geffen", "payon", "izlude"];
 /// Zones in `p2p_enabled_zones`.
 pub const P2P_ZONES: &[&str] = &["prontera", "geffen", "payon"];
 
+/// Slack for in-flight data at the end of a run, in ms: a run lasts [`Plan::total_ms`] plus
+/// this.
+pub const SETTLE_MS: u64 = 1_500;
+/// The last part of the liveness phase without zone changes, in ms.
+pub const QUIET_MS: u64 = 5_000;
+
 /// How two clients can reach each other at the datagram boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,4 +1,5 @@
-//! The shared record of one run: the event trace and the ground truth the checkers read.
+//! The shared record of one run: the event trace and the ground truth the checkers read
+//! (with what the shared store of a multi-coordinator world saw, [`StoreEvent`]).
 //!
 //! Every host of the world runs on turmoil's single thread, so they share one [`Recorder`]
 //! behind an `Rc<RefCell<..>>`. Hosts append what they did or observed; the runner reads it
@@ -9,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use ro_p2p_tokio::cluster::InstanceView;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -249,9 +251,9 @@ pub struct Recorder {
     /// Violations found by hosts themselves (e.g. a packet the router dropped).
     pub host_violations: Vec<(String, String)>,
     /// Multi-coordinator worlds: leases granted and fenced writes, in order (views apart).
-    pub store_events: Vec<(u64, crate::cluster::StoreEvent)>,
+    pub store_events: Vec<(u64, StoreEvent)>,
     /// Multi-coordinator worlds: the latest view each instance published.
-    pub instance_views: crate::cluster::Views,
+    pub instance_views: Views,
     /// Packets drawn into games' streams that the stub map server did not send, in order
     /// (checker 9).
     pub shown: Vec<crate::game::Shown>,
@@ -340,3 +342,47 @@ impl Recorder {
         out
     }
 }
+
+/// What the store saw, for the cluster checkers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "store", rename_all = "kebab-case")]
+pub enum StoreEvent {
+    /// `acquire` gave (or extended) a zone's lease to an instance.
+    Granted {
+        /// Zone.
+        zone: String,
+        /// Instance.
+        instance: String,
+        /// Fencing epoch.
+        epoch: u64,
+    },
+    /// A fenced write (seat put or remove) the store accepted.
+    Wrote {
+        /// Zone.
+        zone: String,
+        /// Writer.
+        instance: String,
+        /// The epoch it wrote under.
+        epoch: u64,
+    },
+    /// A fenced write the store refused: the writer's lease was gone.
+    Fenced {
+        /// Zone.
+        zone: String,
+        /// Writer.
+        instance: String,
+        /// The stale epoch.
+        epoch: u64,
+    },
+    /// An instance published its view.
+    View {
+        /// Instance.
+        instance: String,
+        /// The view.
+        #[serde(skip)]
+        view: InstanceView,
+    },
+}
+
+/// The latest view each instance published, with when: for the end-of-run cluster checks.
+pub type Views = BTreeMap<String, (u64, InstanceView)>;

@@ -7,16 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::check::{Checkers, SETTLE_MS, Violation};
+use crate::address::{host_of, instance_id};
+use crate::check::{Checkers, Violation};
 use crate::client::{ClientCtx, client_host};
-use crate::cluster::{Cluster, StoreEvent, cluster_coordinator, host_of, instance_id};
+use crate::cluster::{Cluster, cluster_coordinator};
 use crate::hosts::{coordinator, coordinator_config, map_server, observer, relay};
-use crate::plan::{Fault, Options, Plan};
-use crate::record::{Recorder, Shared, What};
+use crate::plan::{Fault, Options, Plan, QUIET_MS, SETTLE_MS};
+use crate::record::{Recorder, Shared, StoreEvent, What};
 use ro_p2p_tokio::cluster::InstanceId;
-
-/// The last part of the liveness phase without zone changes, in ms.
-pub const QUIET_MS: u64 = 5_000;
 
 /// What one seed did.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use ro_p2p_core::{Instant, Rng};
 use ro_p2p_tokio::client::{Connector, PeerTransport, TransportEvent, host_and_port};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::hosts::{PEER_PORT, RELAY_PORT};
+use crate::address::{PEER_PORT, RELAY_PORT};
 use crate::peer::{Datagram, LinkOut, Links, Path, kind};
 use crate::plan::{Nat, Plan};
 

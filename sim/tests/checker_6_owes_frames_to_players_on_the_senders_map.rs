@@ -8,7 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use ro_p2p_sim::check::{Checkers, SETTLE_MS};
+use ro_p2p_sim::check::Checkers;
+use ro_p2p_sim::plan::{QUIET_MS, SETTLE_MS};
 use ro_p2p_sim::record::{PeersOnlyFrame, Recorder};
 use ro_p2p_sim::{Options, Plan};
 
@@ -62,7 +63,7 @@ fn a_frame_to_a_player_who_had_left_the_map_is_owed_nothing() {
 #[test]
 fn a_settled_member_the_sender_did_not_count_is_a_violation_in_the_quiet_end_only() {
     let (plan, mut r, live) = world();
-    let quiet_from_ms = plan.total_ms() + SETTLE_MS - ro_p2p_sim::run::QUIET_MS;
+    let quiet_from_ms = plan.total_ms() + SETTLE_MS - QUIET_MS;
     r.peers_only_unknown.push((quiet_from_ms - 5, "during faults: a signaling hop late".into()));
     assert!(peers_only_violations(&r, &plan, &live).is_empty());
     r.peers_only_unknown.push((quiet_from_ms, "client-1: chat not to [\"client-2\"]".into()));

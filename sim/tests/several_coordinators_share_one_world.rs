@@ -3,9 +3,8 @@
 //! simulated s) so the whole sim suite stays inside CI's budget.
 
 use ro_p2p_sim::check::Checkers;
-use ro_p2p_sim::cluster::StoreEvent;
 use ro_p2p_sim::plan::Fault;
-use ro_p2p_sim::record::Recorder;
+use ro_p2p_sim::record::{Recorder, StoreEvent};
 use ro_p2p_sim::{Options, Plan, run_seed};
 
 fn small(coordinators: usize) -> Options {
