@@ -9,7 +9,9 @@
 //! module prefix it names (`crate::record::What` is the module `record`). Paths relative to the
 //! current module without `self::` (`hub::Event` inside `server/mod.rs`) are not followed: they
 //! are how a parent reaches its own children. A crate's `main.rs` beside its `lib.rs` is another
-//! crate and is left out.
+//! crate and is left out. Test code is not a layer: an item under `#[cfg(test)]` (an inline
+//! `mod tests { .. }`, or a `mod tests;` declaration and the file it names) may use any module,
+//! as a test of one module may use the fuzz entry points that sit above it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -20,7 +22,7 @@ use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 
 /// The checked directories: (a crate's source root, where `lib.rs` is; the directory under it
 /// whose files must not form a circle, `""` for the whole crate), from the workspace root.
-const CHECKED: &[(&str, &str)] = &[("sim/src", "")];
+const CHECKED: &[(&str, &str)] = &[("sim/src", ""), ("core/src", "")];
 
 /// A module's path from the crate root (`[]` is the root, `["server", "hub"]` is
 /// `server::hub`).
@@ -150,13 +152,22 @@ fn cycles_in(
         }
     }
     let modules: BTreeSet<ModPath> = files.iter().map(|(m, _, _)| m.clone()).collect();
-    // edges[from][to] = the first path that makes the edge, with its file.
-    let mut edges: BTreeMap<ModPath, BTreeMap<ModPath, String>> = BTreeMap::new();
+    let mut test_mods: Vec<ModPath> = Vec::new();
+    let mut paths_of = Vec::new();
     for (module, rel, text) in &files {
         let tokens = TokenStream::from_str(text)
             .map_err(|e| CheckError::Lex((*rel).clone(), e.to_string()))?;
         let mut paths = Vec::new();
-        collect_paths(tokens, module, &mut paths);
+        collect_paths(tokens, module, &mut paths, &mut test_mods);
+        paths_of.push((module, rel, paths));
+    }
+    let is_test = |m: &ModPath| test_mods.iter().any(|t| m.starts_with(t));
+    // edges[from][to] = the first path that makes the edge, with its file.
+    let mut edges: BTreeMap<ModPath, BTreeMap<ModPath, String>> = BTreeMap::new();
+    for (module, rel, paths) in paths_of {
+        if is_test(module) {
+            continue;
+        }
         let from = node_of(module);
         let out = edges.entry(from.clone()).or_default();
         for (path, written) in paths {
@@ -186,10 +197,19 @@ fn is_path_sep(tokens: &[TokenTree], i: usize) -> bool {
 
 /// Appends every `crate::`/`super::`/`self::` path in `stream` (code inside module `here`) to
 /// `out`, as (absolute path, as written).
-fn collect_paths(stream: TokenStream, here: &[String], out: &mut Vec<(ModPath, String)>) {
+fn collect_paths(
+    stream: TokenStream,
+    here: &[String],
+    out: &mut Vec<(ModPath, String)>,
+    test_mods: &mut Vec<ModPath>,
+) {
     let tokens: Vec<TokenTree> = stream.into_iter().collect();
     let mut i = 0;
     while i < tokens.len() {
+        if is_cfg_test(&tokens, i) {
+            i = skip_test_item(&tokens, i + 2, here, test_mods);
+            continue;
+        }
         match &tokens[i] {
             TokenTree::Ident(id) if id == "mod" => {
                 if let (Some(TokenTree::Ident(name)), Some(TokenTree::Group(body))) =
@@ -198,7 +218,7 @@ fn collect_paths(stream: TokenStream, here: &[String], out: &mut Vec<(ModPath, S
                 {
                     let mut inner = here.to_vec();
                     inner.push(name.to_string());
-                    collect_paths(body.stream(), &inner, out);
+                    collect_paths(body.stream(), &inner, out, test_mods);
                     i += 3;
                     continue;
                 }
@@ -226,12 +246,54 @@ fn collect_paths(stream: TokenStream, here: &[String], out: &mut Vec<(ModPath, S
                 i = path_tail(&tokens, i, base, written, 0, out);
             }
             TokenTree::Group(g) => {
-                collect_paths(g.stream(), here, out);
+                collect_paths(g.stream(), here, out, test_mods);
                 i += 1;
             }
             _ => i += 1,
         }
     }
+}
+
+/// Whether `tokens[i..]` starts with the attribute `#[cfg(test)]`.
+fn is_cfg_test(tokens: &[TokenTree], i: usize) -> bool {
+    let (Some(TokenTree::Punct(hash)), Some(TokenTree::Group(attr))) =
+        (tokens.get(i), tokens.get(i + 1))
+    else {
+        return false;
+    };
+    hash.as_char() == '#'
+        && attr.delimiter() == Delimiter::Bracket
+        && attr.stream().to_string().replace(' ', "") == "cfg(test)"
+}
+
+/// Skips the item after a `#[cfg(test)]` (from `tokens[i]`, its other attributes included) and
+/// returns the index after it: up to its `;` or its braced body. A `mod name;` adds the module
+/// it declares to `test_mods`.
+fn skip_test_item(
+    tokens: &[TokenTree],
+    mut i: usize,
+    here: &[String],
+    test_mods: &mut Vec<ModPath>,
+) -> usize {
+    if let (Some(TokenTree::Ident(kw)), Some(TokenTree::Ident(name)), Some(TokenTree::Punct(semi))) =
+        (tokens.get(i), tokens.get(i + 1), tokens.get(i + 2))
+        && kw == "mod"
+        && semi.as_char() == ';'
+    {
+        let mut child = here.to_vec();
+        child.push(name.to_string());
+        test_mods.push(child);
+        return i + 3;
+    }
+    while let Some(t) = tokens.get(i) {
+        i += 1;
+        match t {
+            TokenTree::Punct(p) if p.as_char() == ';' => break,
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => break,
+            _ => {}
+        }
+    }
+    i
 }
 
 /// Reads the rest of a path from `tokens[i..]` (`::a::b`, `::{a, b::c}`, or nothing) onto
@@ -456,4 +518,35 @@ fn the_checker_counts_a_file_as_the_child_module_it_is_under() {
     let packet: Vec<(&str, &str)> =
         files.iter().copied().filter(|(p, _)| p.starts_with("packet/")).collect();
     assert_eq!(cycles_in(&sources(&packet), "packet", true).expect("valid Rust tokens"), vec![]);
+}
+
+#[test]
+fn test_modules_may_use_any_layer_and_other_code_may_not() {
+    // `wire` is below `fuzz`; wire's tests calling the fuzz entry point are not an edge
+    let tested = [
+        ("lib.rs", "pub mod fuzz; pub mod wire;"),
+        ("fuzz.rs", "pub fn wire_decode(b: &[u8]) { crate::wire::decode(b); }"),
+        (
+            "wire/mod.rs",
+            "pub fn decode(_: &[u8]) {}\n#[cfg(test)]\nmod tests;\n\
+             #[cfg(test)] #[allow(dead_code)] fn helper() { crate::fuzz::wire_decode(&[]); }\n\
+             #[cfg(test)]\nmod inline { use crate::fuzz; }",
+        ),
+        ("wire/tests.rs", "#[test] fn f() { crate::fuzz::wire_decode(b\"x\"); }"),
+    ];
+    assert_eq!(cycles_in(&sources(&tested), "", true).expect("valid Rust tokens"), vec![]);
+    // the same path outside test code is a circle, also after a `#[cfg(test)]` item
+    let production = [
+        ("lib.rs", "pub mod fuzz; pub mod wire;"),
+        ("fuzz.rs", "pub fn wire_decode(b: &[u8]) { crate::wire::decode(b); }"),
+        (
+            "wire/mod.rs",
+            "#[cfg(test)]\nmod tests;\npub fn decode(_: &[u8]) {}\n\
+             pub fn again() { crate::fuzz::wire_decode(&[]); }",
+        ),
+        ("wire/tests.rs", ""),
+    ];
+    let found = cycles_in(&sources(&production), "", true).expect("valid Rust tokens");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].modules, vec!["fuzz", "wire"]);
 }

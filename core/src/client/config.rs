@@ -4,7 +4,8 @@
 //! into this plain struct. Everything here has the default of the published guides
 //! (`Data/config.ini` `[P2P]` and `p2p_config.json`).
 
-use crate::config::ZoneFilter;
+use std::collections::BTreeSet;
+
 use crate::wire::{Capabilities, PeerId, Zone};
 
 /// Where a coordinator lives when nothing else is configured (the guide's development URL).
@@ -95,5 +96,32 @@ impl Config {
     /// Whether P2P may be used in `zone` (master switch on and the zone listed).
     pub fn zone_enabled(&self, zone: &Zone) -> bool {
         self.p2p_enabled && self.p2p_enabled_zones.allows(zone)
+    }
+}
+
+/// Which zones (rAthena map names) use P2P.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ZoneFilter {
+    /// Every zone (no `zones.p2p_enabled_zones` given; INI files have no zone list).
+    #[default]
+    All,
+    /// Only these; an empty list means none.
+    Only(BTreeSet<Zone>),
+}
+
+impl FromIterator<Zone> for ZoneFilter {
+    /// Exactly these zones.
+    fn from_iter<I: IntoIterator<Item = Zone>>(zones: I) -> Self {
+        ZoneFilter::Only(zones.into_iter().collect())
+    }
+}
+
+impl ZoneFilter {
+    /// Whether P2P may be used in `zone`.
+    pub fn allows(&self, zone: &Zone) -> bool {
+        match self {
+            ZoneFilter::All => true,
+            ZoneFilter::Only(set) => set.contains(zone),
+        }
     }
 }

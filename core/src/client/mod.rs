@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 
 pub use backoff::{Backoff, NextAttempt};
-pub use config::{Config, DEFAULT_COORDINATOR_URL};
+pub use config::{Config, DEFAULT_COORDINATOR_URL, ZoneFilter};
 use link::PeerLink;
 pub use link::{LinkEvent, LinkHealth, Role, Signal};
 

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::tree::{self, Table, check_url, parse_string};
 use super::{ConfigError, HostRequirements, LogLevel};
+use crate::client::ZoneFilter;
 use crate::packet::{ClientFamily, PacketVersion, UnsupportedPacketVersion};
 use crate::wire::{Capabilities, Zone};
 
@@ -111,16 +112,6 @@ mod why {
         there is no other safe route";
 }
 
-/// Which zones (rAthena map names) use P2P.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum ZoneFilter {
-    /// Every zone (no `zones.p2p_enabled_zones` given; INI files have no zone list).
-    #[default]
-    All,
-    /// Only these; an empty list means none.
-    Only(BTreeSet<Zone>),
-}
-
 impl ClientSettings {
     /// The client state machine's configuration from these settings. The token (minted by the
     /// login flow) and the measured host capabilities are the application's to fill in; the
@@ -160,23 +151,6 @@ impl ClientSettings {
             && measured.bandwidth_mbps >= r.min_bandwidth_mbps
             && measured.latency_ms <= r.max_latency_ms;
         (self.prefer_p2p_hosting && meets).then_some(measured)
-    }
-}
-
-impl FromIterator<Zone> for ZoneFilter {
-    /// Exactly these zones.
-    fn from_iter<I: IntoIterator<Item = Zone>>(zones: I) -> Self {
-        ZoneFilter::Only(zones.into_iter().collect())
-    }
-}
-
-impl ZoneFilter {
-    /// Whether P2P may be used in `zone`.
-    pub fn allows(&self, zone: &Zone) -> bool {
-        match self {
-            ZoneFilter::All => true,
-            ZoneFilter::Only(set) => set.contains(zone),
-        }
     }
 }
 

@@ -14,9 +14,7 @@ mod tree;
 
 use core::fmt;
 
-pub use client::{
-    COORDINATOR_URLS_MAX, ClientSettings, DEFAULT_PACKET_VERSION, IgnoredSetting, ZoneFilter,
-};
+pub use client::{COORDINATOR_URLS_MAX, ClientSettings, DEFAULT_PACKET_VERSION, IgnoredSetting};
 pub use coordinator::{
     AuthMode, CoordinatorSettings, LogFormat, LoggingSettings, LoginSchema, RateLimit,
     RathenaAuthSettings, RedisEndpoint, RedisSettings, TlsFiles, TurnServer, redact_url_password,

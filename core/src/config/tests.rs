@@ -1,4 +1,5 @@
 use super::*;
+use crate::client::ZoneFilter;
 
 fn env(name: &str) -> Option<String> {
     match name {

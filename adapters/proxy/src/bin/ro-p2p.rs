@@ -334,8 +334,8 @@ fn check_config(args: &CheckConfigArgs) -> Result<String, String> {
     let _ = writeln!(out, "packetver: {version}");
     let _ = writeln!(out, "policy: {policy}");
     let zones = match &settings.zones {
-        ro_p2p_core::config::ZoneFilter::All => "all".to_owned(),
-        ro_p2p_core::config::ZoneFilter::Only(z) => {
+        ro_p2p_core::client::ZoneFilter::All => "all".to_owned(),
+        ro_p2p_core::client::ZoneFilter::Only(z) => {
             z.iter().map(|z| z.as_str()).collect::<Vec<_>>().join(", ")
         }
     };
