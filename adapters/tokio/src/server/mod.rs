@@ -10,6 +10,7 @@
 
 mod audit;
 pub mod auth;
+mod auth_error;
 mod cluster_hub;
 mod conns;
 mod health;

@@ -27,7 +27,7 @@ use ro_p2p_core::coordinator::credential::{
 };
 use tokio::time::Instant;
 
-use super::auth::AuthError;
+use super::auth_error::AuthError;
 use super::conns::Event;
 pub use super::health::AuthHealth;
 
