@@ -3,32 +3,45 @@
 //!
 //! [`Client`] sits between three drivers: a WebSocket transport to the coordinator (tokio
 //! adapter), the WebRTC peer links (webrtc adapter) and the application (the router and the
-//! game). It decides when to connect and where (exponential backoff with full jitter over an
-//! ordered URL list, see [`backoff`]), when to give up and fall back to the map server for
-//! everything, which peers to link to and in which negotiation role, and which links are
-//! healthy. The router reads [`Client::route_inputs`] so that a packet goes to peers only over
+//! game). The router reads [`Client::route_inputs`] so that a packet goes to peers only over
 //! healthy, keyed links of a joined session. The lifecycle is documented in `docs/client.md`.
+//!
+//! Inside are two machines, one output queue:
+//!
+//! - **the lifecycle** (this file): when to connect and where (exponential backoff with full
+//!   jitter over an ordered URL list, see [`backoff`]), when to give up and fall back to the
+//!   map server for everything, the heartbeat, joining the zone's session, and what the session
+//!   is (its members, host and keys);
+//! - **the links** (`links.rs`): from that session view, which members to link to (full mesh
+//!   or a star around the host), in which negotiation role, glare, the order of offers, answers
+//!   and buffered candidates, negotiation deadlines, relinks with their per-peer backoff, and
+//!   each link's health. The lifecycle calls it with the time, the RNG and the session view,
+//!   and turns what it asks for into [`Output`]s at once; `links.rs` imports nothing of this
+//!   file (the counters they share are in `stats.rs`).
 
 pub mod backoff;
 mod config;
 mod link;
+mod links;
 pub mod probe;
+mod stats;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::Serialize;
 
 pub use backoff::{Backoff, NextAttempt};
 pub use config::{Config, DEFAULT_COORDINATOR_URL, ZoneFilter};
-use link::PeerLink;
 pub use link::{LinkEvent, LinkHealth, Role, Signal};
+use links::{Cx, LinkOutput, Links, Topology};
+pub use stats::ClientStats;
 
 use crate::rng::Rng;
 use crate::sansio::{SansIo, TimerKind, TimerTable};
 use crate::time::Instant;
 use crate::wire::{
-    Capabilities, ClientMessage, ErrorCode, IceCandidate, IceServer, PeerId, ServerMessage,
-    SessionId, SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
+    Capabilities, ClientMessage, ErrorCode, IceServer, PeerId, ServerMessage, SessionId,
+    SessionKey, WireError, Zone, decode_server, encode_client, limits::PEERS_MAX,
 };
 
 /// Shortest heartbeat interval the client accepts from `welcome`, in ms (a bound against a
@@ -315,33 +328,6 @@ impl RouteInputs {
     }
 }
 
-/// Counters of everything the client ignored or dropped.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ClientStats {
-    /// Transports opened.
-    pub attempts: u64,
-    /// Frames from the coordinator that did not decode.
-    pub frames_undecodable: u64,
-    /// Decodable messages that make no sense in the current state (stale after a zone change,
-    /// or for a peer without a link).
-    pub messages_ignored: u64,
-    /// Remote ICE candidates dropped because a peer's buffer was full.
-    pub candidates_dropped: u64,
-    /// Local descriptions or candidates that could not be sent (no joined connection).
-    pub signals_unsent: u64,
-    /// Offers refused because the topology allows no more links.
-    pub offers_refused: u64,
-    /// Offers that collided with ours (glare), whichever side won.
-    pub glares: u64,
-    /// Links dropped because they did not connect within `negotiation_timeout_ms`.
-    pub negotiations_timed_out: u64,
-    /// Links this, the non-designated, side offered again because the designated side did not
-    /// within a negotiation timeout after the link died.
-    pub relinks: u64,
-    /// Offers to a peer put off by the per-peer backoff, after links to it kept failing.
-    pub relinks_backed_off: u64,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
     /// Connection timeout of one attempt (until `welcome`), or of one `join`.
@@ -450,13 +436,8 @@ pub struct Client {
     peer_id: Option<PeerId>,
     fallback: bool,
     session: Option<Session>,
-    links: BTreeMap<PeerId, PeerLink>,
-    /// When to offer to a peer without a link: on the non-designated side, if the designated
-    /// side has not offered by then (it may not have noticed the link die, e.g. behind a
-    /// one-way partition); on the designated side, when the per-peer backoff ends.
-    relink_at: BTreeMap<PeerId, Instant>,
-    /// Links in a row to each peer that ended before connecting (reset once one connects).
-    link_failures: BTreeMap<PeerId, u32>,
+    /// The links machine: topology and negotiation of the links to the session's members.
+    links: Links,
     current_key: Option<SessionKey>,
     previous_key: Option<SessionKey>,
     ping_nonce: u64,
@@ -493,11 +474,9 @@ impl Client {
             peer_id: None,
             fallback: false,
             session: None,
-            links: BTreeMap::new(),
+            links: Links::default(),
             current_key: None,
             previous_key: None,
-            relink_at: BTreeMap::new(),
-            link_failures: BTreeMap::new(),
             ping_nonce: 0,
             ping_sent: None,
             coordinator_rtt_ms: None,
@@ -559,7 +538,7 @@ impl Client {
 
     /// Every peer link, by peer id: its role and health.
     pub fn links(&self) -> Vec<(PeerId, Role, LinkHealth)> {
-        self.links.iter().map(|(p, l)| (p.clone(), l.role, l.health)).collect()
+        self.links.list()
     }
 
     /// The current session key, for sealing.
@@ -590,11 +569,7 @@ impl Client {
         let joined = matches!(self.state, State::Joined { .. });
         let keyed = self.current_key.is_some();
         let healthy_peers = if p2p_enabled && zone_enabled && joined && keyed {
-            self.links
-                .iter()
-                .filter(|(_, l)| l.health == LinkHealth::Open)
-                .map(|(p, _)| p.clone())
-                .collect()
+            self.links.healthy_peers()
         } else {
             Vec::new()
         };
@@ -712,13 +687,9 @@ impl Client {
 
     /// Forgets the session and tears every link down.
     fn drop_session(&mut self) {
-        let peers: Vec<PeerId> = self.links.keys().cloned().collect();
-        for peer in peers {
-            self.disconnect(&peer);
-        }
+        self.links.clear();
+        self.drain_links();
         self.session = None;
-        self.relink_at.clear();
-        self.link_failures.clear();
         self.current_key = None;
         self.previous_key = None;
     }
@@ -751,171 +722,52 @@ impl Client {
         }
     }
 
-    // ----- peer links -----
+    // ----- the links machine -----
 
-    fn connect(&mut self, peer: PeerId, role: Role) {
-        let ice_servers = self.session.as_ref().map(|s| s.ice_servers.clone()).unwrap_or_default();
-        let deadline = self.now.add_millis(self.config.negotiation_timeout_ms);
-        self.relink_at.remove(&peer);
-        self.links.insert(peer.clone(), PeerLink::new(role, deadline));
-        self.outputs.push_back(Output::ConnectPeer { peer: peer.clone(), role, ice_servers });
-        self.event(ClientEvent::LinkHealthChanged { peer, health: LinkHealth::Connecting });
+    /// Calls the links machine with the session view, then turns what it asked for into
+    /// outputs, so they keep the order in which they were decided.
+    fn with_links<R>(&mut self, f: impl FnOnce(&mut Links, &mut Cx<'_>) -> R) -> R {
+        let session = self.session.as_ref();
+        let topology = Topology {
+            me: self.peer_id.as_ref(),
+            members: session.map_or(&[], |s| s.members.as_slice()),
+            host: session.and_then(|s| s.host.as_ref()),
+            ice_servers: session.map_or(&[], |s| s.ice_servers.as_slice()),
+        };
+        let mut cx = Cx {
+            now: self.now,
+            config: &self.config,
+            rng: &mut self.rng,
+            topology,
+            stats: &mut self.stats,
+        };
+        let result = f(&mut self.links, &mut cx);
+        self.drain_links();
+        result
     }
 
-    fn disconnect(&mut self, peer: &PeerId) {
-        if self.links.remove(peer).is_some() {
-            self.outputs.push_back(Output::DisconnectPeer { peer: peer.clone() });
-            self.event(ClientEvent::LinkHealthChanged {
-                peer: peer.clone(),
-                health: LinkHealth::Closed,
-            });
-        }
-    }
-
-    /// Whether the topology wants a link between us and `peer`: a full mesh while the session
-    /// has at most `max_connections` other members, otherwise a star around the host (no links
-    /// at all when the session has no host).
-    fn wants_link(&self, peer: &PeerId) -> bool {
-        let Some(session) = &self.session else { return false };
-        if !session.members.contains(peer) {
-            return false;
-        }
-        if session.members.len() <= self.config.max_connections {
-            return true;
-        }
-        match (&session.host, &self.peer_id) {
-            (Some(host), Some(me)) if host == me => true,
-            (Some(host), _) => host == peer,
-            (None, _) => false,
-        }
-    }
-
-    /// Who offers on a link created by a topology change (not by a join): the non-host towards
-    /// the host, otherwise the lower peer id.
-    fn offers_on_rewire(&self, peer: &PeerId) -> bool {
-        let host = self.session.as_ref().and_then(|s| s.host.as_ref());
-        match (&self.peer_id, host) {
-            (Some(me), Some(h)) if h == me => false,
-            (_, Some(h)) if h == peer => true,
-            (Some(me), _) => me < peer,
-            (None, _) => false,
-        }
-    }
-
-    /// Drops links the topology no longer wants; with `rewire`, also creates the missing
-    /// ones this side is designated to offer.
-    fn reconcile(&mut self, rewire: bool) {
-        let members: Vec<PeerId> = self.members().to_vec();
-        let linked: Vec<PeerId> = self.links.keys().cloned().collect();
-        for peer in linked {
-            if !self.wants_link(&peer) {
-                self.disconnect(&peer);
-            }
-        }
-        self.link_failures.retain(|p, _| members.contains(p));
-        if rewire {
-            for peer in members {
-                if !self.links.contains_key(&peer)
-                    && !self.relink_at.contains_key(&peer)
-                    && self.wants_link(&peer)
-                    && self.offers_on_rewire(&peer)
-                {
-                    self.connect(peer, Role::Offerer);
+    /// Turns the links machine's outputs into the client's.
+    fn drain_links(&mut self) {
+        while let Some(out) = self.links.poll_output() {
+            let out = match out {
+                LinkOutput::Connect { peer, role, ice_servers } => {
+                    Output::ConnectPeer { peer, role, ice_servers }
                 }
-            }
+                LinkOutput::Disconnect { peer } => Output::DisconnectPeer { peer },
+                LinkOutput::Signal { peer, signal } => Output::SendSignal { peer, signal },
+                LinkOutput::Health { peer, health } => {
+                    Output::Event { event: ClientEvent::LinkHealthChanged { peer, health } }
+                }
+                LinkOutput::Send(msg) => Output::SendFrame { frame: encode_client(&msg) },
+            };
+            self.outputs.push_back(out);
         }
     }
 
     fn arm_negotiation_timer(&mut self) {
-        let relinks = self.relink_at.values().copied();
-        match self.links.values().filter_map(|l| l.deadline).chain(relinks).min() {
+        match self.links.poll_timeout() {
             Some(at) => self.timers.set(Timer::Negotiation, at),
             None => self.timers.stop(Timer::Negotiation),
-        }
-    }
-
-    /// Drops links that did not connect in time (an offer or answer lost on the way, a peer
-    /// that vanished); when joined, the designated side offers again, so that a lost offer
-    /// after a glare cannot leave both sides waiting for ever.
-    fn expire_negotiations(&mut self, now: Instant, joined: bool) {
-        let expired: Vec<PeerId> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.deadline.is_some_and(|at| at <= now))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for peer in expired {
-            self.stats.negotiations_timed_out += 1;
-            self.disconnect(&peer);
-            let delay_ms = self.link_failed(&peer);
-            if joined && self.wants_link(&peer) && self.offers_on_rewire(&peer) {
-                self.offer_again(now, peer, delay_ms);
-            }
-        }
-    }
-
-    /// Counts a link to `peer` that ended before connecting; returns how long the next offer
-    /// to it waits (0 after a first failure; see `Config::relink_backoff_base_ms`).
-    fn link_failed(&mut self, peer: &PeerId) -> u64 {
-        let k = self.link_failures.entry(peer.clone()).or_insert(0);
-        *k = k.saturating_add(1);
-        let Some(doublings) = k.checked_sub(2) else { return 0 };
-        let full = self
-            .config
-            .relink_backoff_base_ms
-            .saturating_mul(1u64 << doublings.min(32))
-            .min(self.config.relink_backoff_cap_ms);
-        self.rng.range_inclusive(full / 2, full)
-    }
-
-    /// The designated side offers to `peer` again: now, or after `delay_ms` of backoff.
-    fn offer_again(&mut self, now: Instant, peer: PeerId, delay_ms: u64) {
-        if delay_ms == 0 {
-            self.connect(peer, Role::Offerer);
-        } else {
-            self.stats.relinks_backed_off += 1;
-            self.relink_at.insert(peer, now.add_millis(delay_ms));
-        }
-    }
-
-    /// Offers to peers whose link died on our side and whose designated side stayed silent.
-    fn relink_due(&mut self, now: Instant, joined: bool) {
-        let due: Vec<PeerId> =
-            self.relink_at.iter().filter(|(_, at)| **at <= now).map(|(p, _)| p.clone()).collect();
-        for peer in due {
-            self.relink_at.remove(&peer);
-            if joined && !self.links.contains_key(&peer) && self.wants_link(&peer) {
-                if !self.offers_on_rewire(&peer) {
-                    self.stats.relinks += 1;
-                }
-                self.connect(peer, Role::Offerer);
-            }
-        }
-    }
-
-    fn signal(&mut self, peer: &PeerId, signal: Signal) {
-        self.outputs.push_back(Output::SendSignal { peer: peer.clone(), signal });
-    }
-
-    /// Applies candidates buffered before the remote description.
-    fn flush_candidates(&mut self, peer: &PeerId) {
-        let buffered = match self.links.get_mut(peer) {
-            Some(link) => core::mem::take(&mut link.buffered),
-            None => return,
-        };
-        for candidate in buffered {
-            self.signal(peer, Signal::Candidate { candidate });
-        }
-    }
-
-    fn reassess(&mut self, peer: &PeerId) {
-        let (max_latency_ms, loss) =
-            (self.config.max_latency_ms, self.config.loss_degraded_percent);
-        let Some(link) = self.links.get_mut(peer) else { return };
-        let health = link.assess(max_latency_ms, loss);
-        if health != link.health {
-            link.health = health;
-            self.event(ClientEvent::LinkHealthChanged { peer: peer.clone(), health });
         }
     }
 
@@ -1155,11 +1007,8 @@ impl Client {
         let same = resumed && self.session.as_ref().is_some_and(|s| s.id == session.id);
         if same {
             // The seat was kept: keep the links to members still there.
-            let gone: Vec<PeerId> =
-                self.links.keys().filter(|p| !session.members.contains(p)).cloned().collect();
-            for peer in gone {
-                self.disconnect(&peer);
-            }
+            self.links.keep_members(&session.members);
+            self.drain_links();
             if self.current_key.as_ref().map(|k| k.epoch) != Some(key.epoch) {
                 self.previous_key = self.current_key.take();
                 self.event(ClientEvent::KeyChanged { epoch: key.epoch });
@@ -1176,16 +1025,10 @@ impl Client {
             host: session.host.clone(),
             resumed,
         });
-        let members = session.members.clone();
         self.session = Some(session);
         self.succeeded();
         // The newcomer offers to every existing member the topology wants.
-        self.reconcile(false);
-        for peer in members {
-            if !self.links.contains_key(&peer) && self.wants_link(&peer) {
-                self.connect(peer, Role::Offerer);
-            }
-        }
+        self.with_links(|links, cx| links.on_joined(cx));
         State::Joined { conn }
     }
 
@@ -1207,7 +1050,7 @@ impl Client {
                 session.members.push(peer_id.clone());
                 self.event(ClientEvent::PeerJoined { peer: peer_id });
                 // The newcomer offers; only prune links a larger session no longer wants.
-                self.reconcile(false);
+                self.with_links(|links, cx| links.reconcile(cx, false));
             }
             ServerMessage::PeerLeft { peer_id, .. } => {
                 if !session.members.contains(&peer_id) {
@@ -1215,14 +1058,15 @@ impl Client {
                     return;
                 }
                 session.members.retain(|p| p != &peer_id);
-                self.disconnect(&peer_id);
+                self.links.on_peer_left(&peer_id);
+                self.drain_links();
                 self.event(ClientEvent::PeerLeft { peer: peer_id });
-                self.reconcile(true);
+                self.with_links(|links, cx| links.reconcile(cx, true));
             }
             ServerMessage::HostChanged { session_id, host } if session_id == session.id => {
                 session.host = host.clone();
                 self.event(ClientEvent::HostChanged { host });
-                self.reconcile(true);
+                self.with_links(|links, cx| links.reconcile(cx, true));
             }
             ServerMessage::KeyRotated { session_id, key } if session_id == session.id => {
                 if self.current_key.as_ref().is_some_and(|k| k.epoch >= key.epoch) {
@@ -1234,16 +1078,11 @@ impl Client {
                 self.event(ClientEvent::KeyChanged { epoch });
             }
             ServerMessage::Offer { from, sdp } => self.on_remote_offer(from, sdp),
-            ServerMessage::Answer { from, sdp } => match self.links.get_mut(&from) {
-                Some(link) if link.role == Role::Offerer && !link.remote_described => {
-                    link.remote_described = true;
-                    self.signal(&from, Signal::Answer { sdp });
-                    self.flush_candidates(&from);
-                }
-                _ => self.stats.messages_ignored += 1,
-            },
+            ServerMessage::Answer { from, sdp } => {
+                self.with_links(|links, cx| links.on_remote_answer(cx, from, sdp))
+            }
             ServerMessage::IceCandidate { from, candidate } => {
-                self.on_remote_candidate(from, candidate)
+                self.with_links(|links, cx| links.on_remote_candidate(cx, from, candidate))
             }
             _ => self.stats.messages_ignored += 1,
         }
@@ -1265,111 +1104,14 @@ impl Client {
             session.members.push(from.clone());
             self.event(ClientEvent::PeerJoined { peer: from.clone() });
             // One more member may turn the full mesh into a star: drop what it no longer wants.
-            self.reconcile(false);
+            self.with_links(|links, cx| links.reconcile(cx, false));
         }
-        let mut carried = Vec::new();
-        match self.links.get(&from) {
-            None => {
-                let slots_free = self.links.len() < self.config.max_connections;
-                if !self.wants_link(&from) && !slots_free {
-                    self.stats.offers_refused += 1;
-                    return;
-                }
-            }
-            Some(link) if link.role == Role::Offerer && !link.remote_described => {
-                // Glare: both sides offered. The lower peer id keeps its offer.
-                self.stats.glares += 1;
-                if self.peer_id.as_ref().is_some_and(|me| me < &from) {
-                    return;
-                }
-                carried = link.buffered.clone();
-                self.disconnect(&from);
-            }
-            Some(_) => {
-                // A fresh offer on an established link: the peer restarted its side.
-                self.disconnect(&from);
-            }
-        }
-        self.connect(from.clone(), Role::Answerer);
-        self.signal(&from, Signal::Offer { sdp });
-        for candidate in carried {
-            self.signal(&from, Signal::Candidate { candidate });
-        }
-    }
-
-    fn on_remote_candidate(&mut self, from: PeerId, candidate: IceCandidate) {
-        let max = self.config.buffered_candidates_max;
-        match self.links.get_mut(&from) {
-            Some(link) if link.remote_described => {
-                self.signal(&from, Signal::Candidate { candidate })
-            }
-            Some(link) if link.buffered.len() < max => link.buffered.push(candidate),
-            Some(_) => self.stats.candidates_dropped += 1,
-            None => self.stats.messages_ignored += 1,
-        }
+        self.with_links(|links, cx| links.on_remote_offer(cx, from, sdp));
     }
 
     fn on_link_event(&mut self, state: &State, peer: PeerId, event: LinkEvent) {
-        let Some(link) = self.links.get_mut(&peer) else {
-            // A link already forgotten (and disconnected): nothing to do.
-            return;
-        };
         let joined = matches!(state, State::Joined { .. });
-        match event {
-            LinkEvent::LocalDescription { sdp } => {
-                let msg = match link.role {
-                    Role::Offerer => ClientMessage::Offer { to: peer, sdp },
-                    Role::Answerer => ClientMessage::Answer { to: peer, sdp },
-                };
-                if joined {
-                    self.send(&msg);
-                } else {
-                    self.stats.signals_unsent += 1;
-                }
-            }
-            LinkEvent::LocalCandidate(candidate) => {
-                if joined {
-                    self.send(&ClientMessage::IceCandidate { to: peer, candidate });
-                } else {
-                    self.stats.signals_unsent += 1;
-                }
-            }
-            LinkEvent::Connected => {
-                link.connected = true;
-                link.deadline = None;
-                self.link_failures.remove(&peer);
-                self.reassess(&peer);
-            }
-            LinkEvent::Measured { rtt_ms, loss_percent } => {
-                link.rtt_ms = rtt_ms;
-                link.loss_percent = loss_percent.min(100);
-                self.reassess(&peer);
-            }
-            LinkEvent::Failed | LinkEvent::Closed => {
-                let had_connected = link.connected;
-                self.disconnect(&peer);
-                // A link that worked and ended starts afresh; one that never connected counts
-                // towards the peer's backoff.
-                let delay_ms = if had_connected {
-                    self.link_failures.remove(&peer);
-                    0
-                } else {
-                    self.link_failed(&peer)
-                };
-                // The designated side tries again; the other waits for its offer, but only
-                // for one negotiation timeout (after the backoff): the designated side may not
-                // have noticed.
-                if joined && self.wants_link(&peer) {
-                    let now = self.now;
-                    if self.offers_on_rewire(&peer) {
-                        self.offer_again(now, peer, delay_ms);
-                    } else {
-                        let wait = self.config.negotiation_timeout_ms.saturating_add(delay_ms);
-                        self.relink_at.insert(peer, now.add_millis(wait));
-                    }
-                }
-            }
-        }
+        self.with_links(|links, cx| links.on_link_event(cx, joined, peer, event));
     }
 
     // ----- timers -----
@@ -1400,8 +1142,7 @@ impl Client {
             }
             (Timer::Negotiation, state) => {
                 let joined = matches!(state, State::Joined { .. });
-                self.expire_negotiations(now, joined);
-                self.relink_due(now, joined);
+                self.with_links(|links, cx| links.handle_timeout(cx, joined));
                 state
             }
             (Timer::Liveness, state) if state.conn().is_some() => {

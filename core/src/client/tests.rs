@@ -1,5 +1,5 @@
 use super::*;
-use crate::wire::{PeerLeftReason, encode_server};
+use crate::wire::{IceCandidate, PeerLeftReason, encode_server};
 
 fn pid(s: &str) -> PeerId {
     PeerId::new(s).unwrap()

@@ -17,7 +17,17 @@ use std::sync::{Arc, Mutex, Once, Weak};
 use ro_p2p_core::config::LogLevel;
 use tracing::field::{Field, Visit};
 
-use super::state::rank;
+/// Orders the levels from most to least verbose: a sink writes a line whose rank is at least
+/// its own level's.
+fn rank(level: LogLevel) -> u8 {
+    match level {
+        LogLevel::Trace => 0,
+        LogLevel::Debug => 1,
+        LogLevel::Info => 2,
+        LogLevel::Warn => 3,
+        _ => 4,
+    }
+}
 
 /// One handle's log file and level.
 pub(crate) struct LogSink {

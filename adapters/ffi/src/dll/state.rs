@@ -27,16 +27,6 @@ pub(crate) struct Callback {
 // header) that the callback may be invoked with it from any thread.
 unsafe impl Send for Callback {}
 
-pub(crate) fn rank(level: LogLevel) -> u8 {
-    match level {
-        LogLevel::Trace => 0,
-        LogLevel::Debug => 1,
-        LogLevel::Info => 2,
-        LogLevel::Warn => 3,
-        _ => 4,
-    }
-}
-
 /// The handle's log: its own lines go to its [`LogSink`] (which also receives the libraries'
 /// diagnostics, see `logsink`).
 pub(crate) struct Logger {

@@ -19,9 +19,10 @@ use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use ro_p2p_core::coordinator::Identity;
 use ro_p2p_core::coordinator::credential::WebAuthCredential;
-use ro_p2p_core::wire::{ErrorCode, IceServer, PeerId, limits};
+use ro_p2p_core::wire::{IceServer, PeerId, limits};
 use serde::{Deserialize, Serialize};
 
+pub use super::auth_error::AuthError;
 use super::rathena::RathenaAuth;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -65,67 +66,6 @@ impl ManualClock {
 impl WallClock for ManualClock {
     fn unix_now_s(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Why a connection or a REST call was not authenticated.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// Mode `rathena`: the web auth token credential is refused (the core's decision).
-    #[error("{0}")]
-    Refused(ro_p2p_core::coordinator::credential::CredentialRejection),
-    /// Mode `rathena`: the account database cannot be asked right now.
-    #[error("{detail}")]
-    Unavailable {
-        /// Why (no secrets in it).
-        detail: String,
-    },
-    /// Mode `rathena`: this address caused too many failed checks recently.
-    #[error("too many failed authentication attempts from this address; retry later")]
-    RateLimited,
-    /// Authentication is required and no token was presented (in time).
-    #[error("authentication required: {detail}")]
-    Missing {
-        /// What was expected.
-        detail: &'static str,
-    },
-    /// The token is malformed, forged, uses another algorithm than HS256, or names no valid
-    /// account.
-    #[error("invalid token: {detail}")]
-    Invalid {
-        /// What was wrong with it.
-        detail: String,
-    },
-    /// The token's `exp` has passed.
-    #[error("token expired at {exp_unix_s} (now {now_unix_s})")]
-    Expired {
-        /// The token's `exp`.
-        exp_unix_s: u64,
-        /// The coordinator's clock.
-        now_unix_s: u64,
-    },
-    /// The token's `nbf` is still in the future.
-    #[error("token not valid before {nbf_unix_s} (now {now_unix_s})")]
-    NotYetValid {
-        /// The token's `nbf`.
-        nbf_unix_s: u64,
-        /// The coordinator's clock.
-        now_unix_s: u64,
-    },
-}
-
-impl AuthError {
-    /// The protocol code sent to the client and counted in metrics.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            AuthError::Missing { .. } => ErrorCode::AuthRequired,
-            AuthError::Refused(why) => why.code(),
-            AuthError::Unavailable { .. } => ErrorCode::AuthUnavailable,
-            AuthError::RateLimited => ErrorCode::RateLimited,
-            AuthError::Invalid { .. } => ErrorCode::AuthInvalid,
-            AuthError::Expired { .. } | AuthError::NotYetValid { .. } => ErrorCode::AuthExpired,
-        }
     }
 }
 
@@ -394,6 +334,7 @@ pub fn turn_rest_credentials(secret: &[u8], account: &str, expiry_unix_s: u64) -
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
+    use ro_p2p_core::wire::ErrorCode;
 
     const SECRET: &[u8] = b"test-secret";
     const NOW: u64 = 1_800_000_000;

@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::audit::Audit;
-use super::hub::{self, ConnHandle, Event, Health, Query, Queued};
+use super::conns::{self, ConnHandle, Event, Query, Queued};
+use super::health::{ClusterHealth, Health};
 use super::metrics::{self, ServiceMetrics};
 use crate::cluster::{
     Clock, ClusterNode, ClusterStore, InstanceId, InstanceView, NodeOutput, RedisStore,
@@ -100,24 +101,6 @@ pub fn default_instance_id() -> InstanceId {
     let host: String = host.trim().chars().take(40).collect();
     let host = if host.is_empty() { "coordinator" } else { host.as_str() };
     InstanceId::sanitized(&format!("{host}-{}", std::process::id()))
-}
-
-/// What `GET /api/v1/health` adds in cluster mode.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ClusterHealth {
-    /// This instance's id.
-    pub instance: String,
-    /// `ok` when the store answered at the last view update, else `unreachable`.
-    pub store: &'static str,
-    /// The last store error, if the store is unreachable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub store_error: Option<String>,
-    /// Instances with a live view (this one included).
-    pub instances: usize,
-    /// Zones this instance owns.
-    pub zones_owned: usize,
-    /// Which zones those are, in order.
-    pub zones: Vec<Zone>,
 }
 
 /// Opens the store of `config` (must run inside a tokio runtime).
@@ -362,7 +345,7 @@ impl ClusterHub {
     /// Queues `text` for `conn`; a full queue closes it as a slow consumer. Returns whether the
     /// frame was queued.
     fn send(&mut self, conn: ConnId, text: String) -> bool {
-        match hub::queue_text(&mut self.conns, conn, Utf8Bytes::from(text)) {
+        match conns::queue_text(&mut self.conns, conn, Utf8Bytes::from(text)) {
             Queued::Yes => true,
             Queued::Gone => false,
             Queued::SlowConsumer => {

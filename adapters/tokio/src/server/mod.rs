@@ -10,7 +10,10 @@
 
 mod audit;
 pub mod auth;
+mod auth_error;
 mod cluster_hub;
+mod conns;
+mod health;
 mod hub;
 pub mod metrics;
 pub mod rathena;
@@ -42,10 +45,10 @@ pub use auth::{
     AuthError, Authenticator, IceConfig, ManualClock, SystemClock, TurnServer, WallClock,
 };
 pub use cluster_hub::{
-    ClusterBackend, ClusterConfig, ClusterHealth, LEASE_TTL_MS_DEFAULT, VIEW_INTERVAL_MS_DEFAULT,
+    ClusterBackend, ClusterConfig, LEASE_TTL_MS_DEFAULT, VIEW_INTERVAL_MS_DEFAULT,
     default_instance_id,
 };
-pub use hub::Health;
+pub use health::{ClusterHealth, Health};
 pub use rest::ApiError;
 
 /// The canonical signaling path.
@@ -316,7 +319,7 @@ pub(crate) struct Shared {
 /// The axum state: the hub's channel and the shared settings.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub(crate) hub: mpsc::Sender<hub::Event>,
+    pub(crate) hub: mpsc::Sender<conns::Event>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -469,7 +472,7 @@ impl Service {
             });
         }
         tracing::info!("shutting down: closing every signaling connection");
-        let _ = hub.send(hub::Event::Shutdown).await;
+        let _ = hub.send(conns::Event::Shutdown).await;
         drop(listener);
         let _ = stop_tx.send(true);
         drop(done_rx);
@@ -568,7 +571,7 @@ async fn ws_upgrade(
     let query_token = query.ok().and_then(|Query(q)| q.token);
     let token = rest::bearer(&headers).map(str::to_owned).or(query_token);
     let Some(alive) = state.shared.tracker.try_enter(state.shared.max_connections) else {
-        let _ = state.hub.send(hub::Event::Rejected { code: ErrorCode::ServerFull }).await;
+        let _ = state.hub.send(conns::Event::Rejected { code: ErrorCode::ServerFull }).await;
         let max = state.shared.max_connections;
         audit::refused_before_hub(origin, ErrorCode::ServerFull, "max_connections reached");
         return ApiError::new(

@@ -27,7 +27,9 @@ use ro_p2p_core::coordinator::credential::{
 };
 use tokio::time::Instant;
 
-use super::auth::AuthError;
+use super::auth_error::AuthError;
+use super::conns::Event;
+pub use super::health::AuthHealth;
 
 /// Accounts per re-check query (`WHERE account_id IN (?, ... ?)` with this many
 /// placeholders; a short batch repeats its last id, so one prepared statement serves all).
@@ -75,20 +77,6 @@ struct DbHealth {
     retry_at: Option<Instant>,
     /// While down: why (no secrets in it).
     reason: Option<String>,
-}
-
-/// What `/api/v1/health` shows of the `rathena` mode.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AuthHealth {
-    /// `rathena`.
-    pub mode: &'static str,
-    /// `ok` or `unreachable`.
-    pub database: &'static str,
-    /// Why it is unreachable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Connections admitted with a web auth token, re-checked every interval.
-    pub admitted: usize,
 }
 
 /// The `rathena` mode's state: pool, health, limiter, counters and admitted credentials.
@@ -411,7 +399,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// (`auth-revoked`). Ends when the hub is gone.
 pub(crate) async fn recheck_loop(
     auth: std::sync::Arc<RathenaAuth>,
-    hub: tokio::sync::mpsc::WeakSender<super::hub::Event>,
+    hub: tokio::sync::mpsc::WeakSender<Event>,
 ) {
     loop {
         auth.wait_for_recheck().await;
@@ -436,7 +424,7 @@ pub(crate) async fn recheck_loop(
                 }
                 other => other.to_string(),
             };
-            if tx.send(super::hub::Event::Revoke { conn, reason }).await.is_err() {
+            if tx.send(Event::Revoke { conn, reason }).await.is_err() {
                 return;
             }
         }

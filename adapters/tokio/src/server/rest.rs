@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::AppState;
 use super::auth::AuthError;
-use super::hub::{Event, Query as HubQuery};
+use super::conns::{Event, Query as HubQuery};
 
 /// A REST error: the status and the `{"code", "message"}` body.
 #[derive(Clone, Debug, PartialEq, Eq)]

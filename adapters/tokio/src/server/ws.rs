@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::auth::{Admitted, AuthError};
-use super::hub::{ConnHandle, Event, Outbound};
+use super::conns::{ConnHandle, Event, Outbound};
 use super::rathena::RathenaAuth;
 use super::{Alive, AppState, PendingAuth};
 
