@@ -10,7 +10,7 @@ use ro_p2p_core::gate::{CH_ENTER, GateEvent, NextServer, PlayerFacts, ReplyFollo
 use ro_p2p_core::route::{GameStream, Policy, RouteContext, Verdict};
 use tokio::net::TcpStream;
 
-use crate::doors::{self, DoorKind};
+use crate::doors;
 use crate::follow::{self, Follower};
 use crate::{Ctx, Player};
 
@@ -63,7 +63,7 @@ impl Follower for CharFollower {
                 tracing::warn!("a character was selected by an unknown account; not proxied");
                 return None;
             };
-            match doors::open(ctx, DoorKind::Map, SocketAddr::V4(upstream), player) {
+            match doors::open_map(ctx, SocketAddr::V4(upstream), player, crate::map::serve) {
                 Ok(door) => Some(door),
                 Err(e) => {
                     tracing::warn!("map server {upstream} not proxied: {e}");

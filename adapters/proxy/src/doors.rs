@@ -8,23 +8,19 @@
 //! [`crate::ProxyConfig::door_wait_ms`]: the connection that arrives there is that player's,
 //! whatever its PACKETVER or packet obfuscation, so the proxy never has to parse the map
 //! server's enter packet.
+//!
+//! A door does not know what serves its connections: whoever opens it says (the login
+//! connection opens char doors served by [`crate::charsrv`], char and map connections open map
+//! doors served by [`crate::map`]), so this module sits below the servers it stands in for.
 
+use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::{Ctx, Player, charsrv, map};
-
-/// Which server a door stands in for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DoorKind {
-    /// A char server: kept open, shared by every player.
-    Char,
-    /// A map server: one connection of one player.
-    Map,
-}
+use crate::{Ctx, Player};
 
 /// Why a door could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -55,28 +51,44 @@ pub const CHAR_DOORS_MAX: usize = 32;
 /// Map doors waiting for their connection at most.
 pub const MAP_DOORS_WAITING_MAX: usize = 4096;
 
-/// Opens (or, for a char server, finds) the door for `upstream` and returns the address to
-/// write into the server's reply. Synchronous, so the caller can rewrite a packet in place
-/// while it holds it; must be called inside the tokio runtime.
-pub(crate) fn open(
+/// Finds or opens the char door for `upstream` (kept open, shared by every player: `serve`
+/// serves each connection that arrives) and returns the address to write into the server's
+/// reply. Synchronous, so the caller can rewrite a packet in place while it holds it; must be
+/// called inside the tokio runtime.
+pub(crate) fn open_char<S, F>(
     ctx: &Arc<Ctx>,
-    kind: DoorKind,
     upstream: SocketAddr,
-    player: Player,
-) -> Result<SocketAddrV4, DoorError> {
-    if kind == DoorKind::Char {
-        let mut doors = ctx.char_doors.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&door) = doors.get(&upstream) {
-            return Ok(door);
-        }
-        if doors.len() >= CHAR_DOORS_MAX {
-            return Err(DoorError::TooManyCharServers { max: CHAR_DOORS_MAX });
-        }
-        let (listener, door) = bind(ctx)?;
-        doors.insert(upstream, door);
-        tokio::spawn(serve_char_door(ctx.clone(), listener, upstream));
+    serve: S,
+) -> Result<SocketAddrV4, DoorError>
+where
+    S: Fn(Arc<Ctx>, TcpStream, SocketAddr) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut doors = ctx.char_doors.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&door) = doors.get(&upstream) {
         return Ok(door);
     }
+    if doors.len() >= CHAR_DOORS_MAX {
+        return Err(DoorError::TooManyCharServers { max: CHAR_DOORS_MAX });
+    }
+    let (listener, door) = bind(ctx)?;
+    doors.insert(upstream, door);
+    tokio::spawn(serve_char_door(ctx.clone(), listener, upstream, serve));
+    Ok(door)
+}
+
+/// Opens a map door for one connection of `player` to `upstream` (`serve` serves it) and
+/// returns the address to write into the server's reply. Synchronous, as [`open_char`].
+pub(crate) fn open_map<S, F>(
+    ctx: &Arc<Ctx>,
+    upstream: SocketAddr,
+    player: Player,
+    serve: S,
+) -> Result<SocketAddrV4, DoorError>
+where
+    S: FnOnce(Arc<Ctx>, TcpStream, SocketAddr, Player) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let waiting = ctx.map_doors_waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if waiting >= MAP_DOORS_WAITING_MAX {
         ctx.map_doors_waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -89,7 +101,7 @@ pub(crate) fn open(
             return Err(e);
         }
     };
-    tokio::spawn(serve_map_door(ctx.clone(), listener, upstream, player));
+    tokio::spawn(serve_map_door(ctx.clone(), listener, upstream, player, serve));
     Ok(door)
 }
 
@@ -101,12 +113,16 @@ fn bind(ctx: &Ctx) -> Result<(TcpListener, SocketAddrV4), DoorError> {
     Ok((listener, SocketAddrV4::new(ctx.public_ip, port)))
 }
 
-async fn serve_char_door(ctx: Arc<Ctx>, listener: TcpListener, upstream: SocketAddr) {
+async fn serve_char_door<S, F>(ctx: Arc<Ctx>, listener: TcpListener, upstream: SocketAddr, serve: S)
+where
+    S: Fn(Arc<Ctx>, TcpStream, SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    tokio::spawn(charsrv::serve(ctx.clone(), client, upstream));
+                    tokio::spawn(serve(ctx.clone(), client, upstream));
                 }
                 Err(e) => {
                     tracing::warn!(%upstream, "char door: {e}");
@@ -118,12 +134,16 @@ async fn serve_char_door(ctx: Arc<Ctx>, listener: TcpListener, upstream: SocketA
     }
 }
 
-async fn serve_map_door(
+async fn serve_map_door<S, F>(
     ctx: Arc<Ctx>,
     listener: TcpListener,
     upstream: SocketAddr,
     player: Player,
-) {
+    serve: S,
+) where
+    S: FnOnce(Arc<Ctx>, TcpStream, SocketAddr, Player) -> F,
+    F: Future<Output = ()>,
+{
     let wait = Duration::from_millis(ctx.config.door_wait_ms);
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(wait, listener.accept()) => accepted,
@@ -136,7 +156,7 @@ async fn serve_map_door(
     // One connection per map door: its port closes now.
     drop(listener);
     match accepted {
-        Ok(Ok((client, _))) => map::serve(ctx, client, upstream, player).await,
+        Ok(Ok((client, _))) => serve(ctx, client, upstream, player).await,
         Ok(Err(e)) => tracing::warn!(aid = player.aid, "map door: {e}"),
         Err(_) => tracing::info!(aid = player.aid, %upstream, "nobody came to the map door"),
     }

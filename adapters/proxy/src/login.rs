@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ro_p2p_core::gate::{GateEvent, NextServer, ReplyFollower};
 use tokio::net::TcpStream;
 
-use crate::doors::{self, DoorKind};
+use crate::doors;
 use crate::follow::{self, Follower};
 use crate::{Ctx, Player};
 
@@ -34,7 +34,7 @@ impl Follower for LoginFollower {
             if next != NextServer::Char {
                 return None;
             }
-            match doors::open(ctx, DoorKind::Char, SocketAddr::V4(upstream), Player::default()) {
+            match doors::open_char(ctx, SocketAddr::V4(upstream), crate::charsrv::serve) {
                 Ok(door) => Some(door),
                 Err(e) => {
                     tracing::warn!("char server {upstream} not proxied: {e}");

@@ -29,7 +29,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::doors::{self, DoorKind};
+use crate::doors;
 use crate::{Ctx, Live, Player};
 
 /// Bytes read from either side at once.
@@ -360,7 +360,7 @@ impl MapConnection {
             let mut moved = player.clone();
             moved.map = Some(to.map.clone());
             let upstream = SocketAddr::from((to.ip, to.port));
-            match doors::open(&ctx, DoorKind::Map, upstream, moved) {
+            match doors::open_map(&ctx, upstream, moved, serve) {
                 Ok(door) => Some(door),
                 Err(e) => {
                     tracing::warn!(

@@ -2,8 +2,10 @@
 //! is the client core's decision.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use ro_p2p_core::wire::IceServer;
+use webrtc::peer_connection::{SettingEngine, SettingEngineBuilder};
 
 use crate::tuning::LinkTuning;
 
@@ -83,6 +85,18 @@ impl Default for LinksConfig {
 }
 
 impl LinksConfig {
+    /// The stack's settings for one link: the ICE timeouts. Nothing of SCTP's timers can be
+    /// set here (see [`crate::tuning`]).
+    pub(crate) fn setting_engine(&self) -> SettingEngine {
+        SettingEngineBuilder::new()
+            .with_ice_timeouts(
+                Some(Duration::from_millis(self.ice_disconnected_timeout_ms)),
+                Some(Duration::from_millis(self.ice_failed_timeout_ms)),
+                Some(Duration::from_millis(self.ice_keepalive_interval_ms)),
+            )
+            .build()
+    }
+
     /// Defaults, but bound to `127.0.0.1` only: host candidates on loopback, for tests and
     /// benchmarks on one machine.
     pub fn loopback() -> Self {

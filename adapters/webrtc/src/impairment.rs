@@ -40,7 +40,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::config::LinksConfig;
 use crate::event::Channel;
-use crate::tuning::{self, LinkTuning, NUDGE_TEXT, TailProbe};
+use crate::tuning::{LinkTuning, NUDGE_TEXT, TailProbe};
 
 /// How datagrams are lost on one direction of the link.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -306,7 +306,7 @@ impl Side {
     fn new(index: u8, tuning: &LinkTuning, seed: u64, now: Instant) -> Result<Side, HarnessError> {
         let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(tuning::setting_engine(&LinksConfig::default()))
+            .with_setting_engine(LinksConfig::default().setting_engine())
             .build(now)
             .map_err(stack("build"))?;
         Ok(Side {

@@ -32,7 +32,7 @@ use webrtc::peer_connection::{
 use crate::config::LinksConfig;
 use crate::error::LinkError;
 use crate::event::{Channel, FailReason, LinksEvent, Role};
-use crate::tuning::{self, NUDGE_TEXT, TailProbe};
+use crate::tuning::{NUDGE_TEXT, TailProbe};
 use crate::udp::FallbackUdpRuntime;
 use ro_p2p_core::client::LinkEvent;
 use ro_p2p_core::client::probe::{ProbeMessage, Probes};
@@ -160,7 +160,7 @@ impl PeerLinks {
         let rtc_config = RTCConfigurationBuilder::default()
             .with_ice_servers(ice_servers.into_iter().map(rtc_ice_server).collect())
             .build();
-        let settings = tuning::setting_engine(&self.config);
+        let settings = self.config.setting_engine();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(rtc_config)
             .with_setting_engine(settings)

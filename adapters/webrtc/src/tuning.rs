@@ -1,5 +1,6 @@
 //! How a link's transport is tuned for loss: the data-channel settings of `movement` and
-//! `chat`, the stack's setting engine, and the chat tail-loss probe. [`PeerLinks`] and the
+//! `chat`, and the chat tail-loss probe (the stack's setting engine, ICE timeouts only, is
+//! [`LinksConfig::setting_engine`](crate::LinksConfig::setting_engine)). [`PeerLinks`] and the
 //! impairment harness ([`crate::impairment`]) build their links from these same functions, so
 //! the harness measures exactly what the adapter configures.
 //!
@@ -17,12 +18,8 @@
 //!
 //! [`PeerLinks`]: crate::PeerLinks
 
-use std::time::Duration;
-
 use webrtc::data_channel::RTCDataChannelInit;
-use webrtc::peer_connection::{SettingEngine, SettingEngineBuilder};
 
-use crate::config::LinksConfig;
 use crate::event::Channel;
 
 /// The text of a nudge: a movement-channel text message the peer ignores (any text that is not
@@ -99,18 +96,6 @@ impl LinkTuning {
         };
         RTCDataChannelInit { negotiated, ..init }
     }
-}
-
-/// The stack's settings for one link: ICE timeouts from `config`. Nothing of SCTP's timers can
-/// be set here (see the module comment).
-pub(crate) fn setting_engine(config: &LinksConfig) -> SettingEngine {
-    SettingEngineBuilder::new()
-        .with_ice_timeouts(
-            Some(Duration::from_millis(config.ice_disconnected_timeout_ms)),
-            Some(Duration::from_millis(config.ice_failed_timeout_ms)),
-            Some(Duration::from_millis(config.ice_keepalive_interval_ms)),
-        )
-        .build()
 }
 
 /// When to send the nudges of the tail-loss probe: a series of `chat_nudges` nudges,
