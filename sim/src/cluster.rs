@@ -25,7 +25,7 @@ use ro_p2p_tokio::cluster::{
     Acquired, Clock, ClusterStore, InstanceId, InstanceView, Lease, LeaseHolder, MemoryStore,
     MemoryWorld, SeatRecord, StoreConfig, StoreError, Subscription, WorldView,
 };
-use ro_p2p_tokio::server::{ClusterConfig, ManualClock, Service};
+use ro_p2p_tokio::server::{ClusterConfig, ManualWallClock, Service};
 
 use crate::address::{COORDINATOR_PORT, instance_id};
 use crate::hosts::{SimListener, coordinator_config};
@@ -249,7 +249,7 @@ pub async fn cluster_coordinator(
         clock: Some(cluster.clock.clone()),
         ..ClusterConfig::store(store)
     });
-    let wall = Arc::new(ManualClock::new(1_800_000_000));
+    let wall = Arc::new(ManualWallClock::new(1_800_000_000));
     let service = Service::start(config, rng, wall)?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", COORDINATOR_PORT)).await?;
     service.serve(SimListener(listener), std::future::pending(), Duration::from_secs(1)).await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ro_p2p_core::Rng;
 use ro_p2p_core::packet::{Obfuscation, ServerDecoder};
-use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::address::{COORDINATOR_PORT, MAP_PORT, PEER_PORT, RELAY_PORT};
@@ -66,7 +66,7 @@ pub async fn coordinator(
     incarnation.set(n);
     recorder.borrow_mut().push("coordinator", What::Started { incarnation: n });
     let rng = Rng::from_seed(seed ^ 0xC00D_u64.wrapping_mul(n));
-    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let clock = Arc::new(ManualWallClock::new(1_800_000_000));
     let service = Service::start(coordinator_config(), rng, clock)?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", COORDINATOR_PORT)).await?;
     service.serve(SimListener(listener), std::future::pending(), Duration::from_secs(1)).await?;

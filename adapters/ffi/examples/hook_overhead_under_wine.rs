@@ -131,7 +131,7 @@ fn start_servers() -> SocketAddrV4 {
 /// The coordinator service on 127.0.0.1:0 on its own runtime; returns its URL and the runtime.
 fn start_coordinator() -> (String, tokio::runtime::Runtime) {
     use ro_p2p_core::Rng;
-    use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+    use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -140,7 +140,7 @@ fn start_coordinator() -> (String, tokio::runtime::Runtime) {
     let listener =
         runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("coordinator port");
     let addr = listener.local_addr().expect("local address");
-    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let clock = Arc::new(ManualWallClock::new(1_800_000_000));
     let service = {
         let _entered = runtime.enter();
         Service::start(ServerConfig::default(), Rng::from_seed(17), clock).expect("coordinator")

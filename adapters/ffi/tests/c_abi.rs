@@ -122,13 +122,13 @@ fn c_three_game_clients_see_each_others_walk_and_chat_over_webrtc_on_loopback() 
     use std::time::Duration;
 
     use ro_p2p_core::Rng;
-    use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+    use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let clock = Arc::new(ManualWallClock::new(1_800_000_000));
     let service = {
         let _entered = runtime.enter();
         Service::start(ServerConfig::default(), Rng::from_seed(8), clock).unwrap()

@@ -176,12 +176,12 @@ fn start_servers() -> Servers {
 /// The coordinator service on 127.0.0.1:0 on its own runtime; returns its URL and a stopper.
 fn start_coordinator() -> (String, tokio::runtime::Runtime) {
     use ro_p2p_core::Rng;
-    use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+    use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = Arc::new(ManualClock::new(1_800_000_000));
+    let clock = Arc::new(ManualWallClock::new(1_800_000_000));
     let service = {
         let _entered = runtime.enter();
         Service::start(ServerConfig::default(), Rng::from_seed(17), clock).unwrap()

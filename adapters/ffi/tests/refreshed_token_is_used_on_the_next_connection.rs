@@ -13,7 +13,7 @@ use ro_p2p_ffi::dll::{
     RoP2pStartOptions, rop2p_refresh_token, rop2p_set_zone, rop2p_start_with, rop2p_stop,
 };
 use ro_p2p_ffi::status::RoP2pStatus;
-use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
 
 const SECRET: &str = "refresh-test-secret-0123456789abcdef";
 const NOW_UNIX_S: u64 = 1_800_000_000;
@@ -63,7 +63,8 @@ fn an_expired_token_is_refused_and_the_refreshed_one_joins() {
     };
     let service = {
         let _entered = runtime.enter();
-        Service::start(config, Rng::from_seed(3), Arc::new(ManualClock::new(NOW_UNIX_S))).unwrap()
+        Service::start(config, Rng::from_seed(3), Arc::new(ManualWallClock::new(NOW_UNIX_S)))
+            .unwrap()
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(service.serve(

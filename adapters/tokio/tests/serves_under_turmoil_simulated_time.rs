@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use ro_p2p_core::Rng;
 use ro_p2p_core::wire::{ClientMessage, PeerId, ServerMessage, Zone, decode_server, encode_client};
-use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
 use tokio_tungstenite::tungstenite::Message;
 
 /// turmoil's listener as an axum listener (the orphan rule needs the newtype).
@@ -70,8 +70,11 @@ fn sim() -> turmoil::Sim<'static> {
     sim.host("coordinator", || async {
         let listener = turmoil::net::TcpListener::bind("0.0.0.0:8001").await?;
         let config = ServerConfig::default();
-        let service =
-            Service::start(config, Rng::from_seed(11), Arc::new(ManualClock::new(1_800_000_000)))?;
+        let service = Service::start(
+            config,
+            Rng::from_seed(11),
+            Arc::new(ManualWallClock::new(1_800_000_000)),
+        )?;
         service
             .serve(SimListener(listener), std::future::pending(), Duration::from_secs(1))
             .await?;

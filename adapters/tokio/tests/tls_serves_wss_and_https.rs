@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use ro_p2p_core::Rng;
 use ro_p2p_core::wire::ServerMessage;
-use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service, tls};
+use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service, tls};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,7 +39,8 @@ async fn wss_and_https_work_with_a_configured_certificate() {
     let addr = listener.local_addr().unwrap();
     let config = ServerConfig { tls: true, ..ServerConfig::default() };
     let service =
-        Service::start(config, Rng::from_seed(1), Arc::new(ManualClock::new(NOW_UNIX_S))).unwrap();
+        Service::start(config, Rng::from_seed(1), Arc::new(ManualWallClock::new(NOW_UNIX_S)))
+            .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(service.serve(
         tls::TlsListener::new(listener, tls_config),

@@ -35,7 +35,7 @@ use ro_p2p_core::packet::{Obfuscation, PacketVersion};
 use ro_p2p_core::route::Policy;
 use ro_p2p_core::wire::{PeerId, Zone};
 use ro_p2p_tokio::client::DriverEvent;
-use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
 use ro_p2p_webrtc::LinksConfig;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
@@ -60,7 +60,7 @@ impl Coordinator {
     async fn start(addr: SocketAddr, seed: u64) -> Coordinator {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let clock = Arc::new(ManualWallClock::new(1_800_000_000));
         // Hosts need a core and answer within 10 s (this machine is smaller than production's
         // defaults); a host reporting 0 cores no longer qualifies.
         let core = ro_p2p_core::coordinator::Config {

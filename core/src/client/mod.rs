@@ -367,7 +367,7 @@ struct Conn {
 
 /// The lifecycle with each state's data; a transition consumes the old state.
 #[derive(Clone, Debug)]
-enum State {
+enum Stage {
     Connecting { url_index: usize },
     ExpectWelcome { url_index: usize },
     ExpectZone { conn: Conn },
@@ -378,33 +378,33 @@ enum State {
     Closed,
 }
 
-impl State {
+impl Stage {
     fn lifecycle(&self) -> Lifecycle {
         match self {
-            State::Connecting { .. } => Lifecycle::Connecting,
-            State::ExpectWelcome { .. } => Lifecycle::ExpectWelcome,
-            State::ExpectZone { .. } => Lifecycle::ExpectZone,
-            State::ExpectSessionJoined { .. } => Lifecycle::ExpectSessionJoined,
-            State::Joined { .. } => Lifecycle::Joined,
-            State::BackingOff { .. } => Lifecycle::BackingOff,
-            State::FallenBack { .. } => Lifecycle::FallenBack,
-            State::Closed => Lifecycle::Closed,
+            Stage::Connecting { .. } => Lifecycle::Connecting,
+            Stage::ExpectWelcome { .. } => Lifecycle::ExpectWelcome,
+            Stage::ExpectZone { .. } => Lifecycle::ExpectZone,
+            Stage::ExpectSessionJoined { .. } => Lifecycle::ExpectSessionJoined,
+            Stage::Joined { .. } => Lifecycle::Joined,
+            Stage::BackingOff { .. } => Lifecycle::BackingOff,
+            Stage::FallenBack { .. } => Lifecycle::FallenBack,
+            Stage::Closed => Lifecycle::Closed,
         }
     }
 
     /// The welcomed connection, if any.
     fn conn(&self) -> Option<&Conn> {
         match self {
-            State::ExpectZone { conn }
-            | State::ExpectSessionJoined { conn, .. }
-            | State::Joined { conn } => Some(conn),
+            Stage::ExpectZone { conn }
+            | Stage::ExpectSessionJoined { conn, .. }
+            | Stage::Joined { conn } => Some(conn),
             _ => None,
         }
     }
 
     /// Whether a transport is open or being opened.
     fn has_transport(&self) -> bool {
-        matches!(self, State::Connecting { .. } | State::ExpectWelcome { .. })
+        matches!(self, Stage::Connecting { .. } | Stage::ExpectWelcome { .. })
             || self.conn().is_some()
     }
 }
@@ -426,7 +426,7 @@ struct Session {
 pub struct Client {
     config: Config,
     rng: Rng,
-    state: State,
+    state: Stage,
     backoff: Backoff,
     timers: TimerTable<Timer>,
     outputs: VecDeque<Output>,
@@ -466,7 +466,7 @@ impl Client {
         let mut client = Client {
             config,
             rng,
-            state: State::Closed,
+            state: Stage::Closed,
             backoff,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
@@ -486,10 +486,10 @@ impl Client {
         };
         client.state = if !client.config.p2p_enabled {
             client.event(ClientEvent::Stopped { reason: StopReason::Disabled });
-            State::Closed
+            Stage::Closed
         } else if client.config.coordinator_urls.is_empty() {
             client.event(ClientEvent::Stopped { reason: StopReason::NoCoordinator });
-            State::Closed
+            Stage::Closed
         } else {
             client.open(now, 0)
         };
@@ -566,7 +566,7 @@ impl Client {
     pub fn route_inputs(&self) -> RouteInputs {
         let p2p_enabled = self.config.p2p_enabled && !self.fallback;
         let zone_enabled = self.zone.as_ref().is_some_and(|z| self.config.zone_enabled(z));
-        let joined = matches!(self.state, State::Joined { .. });
+        let joined = matches!(self.state, Stage::Joined { .. });
         let keyed = self.current_key.is_some();
         let healthy_peers = if p2p_enabled && zone_enabled && joined && keyed {
             self.links.healthy_peers()
@@ -603,7 +603,7 @@ impl Client {
     /// Times a heartbeat's `pong`; in a session, a round trip that moved by
     /// [`LATENCY_REPORT_STEP_MS`] or more since the last report is reported, so the coordinator
     /// can elect or migrate the host on what the link does now.
-    fn on_pong(&mut self, now: Instant, state: &State, nonce: Option<u64>) {
+    fn on_pong(&mut self, now: Instant, state: &Stage, nonce: Option<u64>) {
         let Some((sent_nonce, sent_at)) = self.ping_sent else { return };
         if nonce != Some(sent_nonce) {
             return;
@@ -613,7 +613,7 @@ impl Client {
         self.coordinator_rtt_ms = Some(rtt);
         let moved =
             self.reported_latency_ms.is_none_or(|r| r.abs_diff(rtt) >= LATENCY_REPORT_STEP_MS);
-        if moved && matches!(state, State::Joined { .. }) && self.config.capabilities.is_some() {
+        if moved && matches!(state, Stage::Joined { .. }) && self.config.capabilities.is_some() {
             self.report_capabilities();
         }
     }
@@ -633,17 +633,17 @@ impl Client {
     }
 
     /// Starts one attempt: open the transport and arm the connection timeout.
-    fn open(&mut self, now: Instant, url_index: usize) -> State {
+    fn open(&mut self, now: Instant, url_index: usize) -> Stage {
         self.stats.attempts += 1;
         let url = self.url(url_index);
         self.outputs.push_back(Output::OpenTransport { url });
         self.timers.set(Timer::Attempt, now.add_millis(self.config.connection_timeout_ms));
-        State::Connecting { url_index }
+        Stage::Connecting { url_index }
     }
 
     /// The attempt (or established connection) failed: back off, or fall back when the budget
     /// is spent, or wait for the next probe when fallen back already.
-    fn fail_attempt(&mut self, now: Instant) -> State {
+    fn fail_attempt(&mut self, now: Instant) -> Stage {
         self.stop_connection_timers();
         if self.fallback {
             return self.schedule_probe(now);
@@ -652,7 +652,7 @@ impl Client {
             NextAttempt::Retry { url_index, delay_ms, failures } => {
                 self.timers.set(Timer::Retry, now.add_millis(delay_ms));
                 self.event(ClientEvent::Reconnecting { url_index, delay_ms, failures });
-                State::BackingOff { url_index }
+                Stage::BackingOff { url_index }
             }
             NextAttempt::Exhausted => {
                 self.fallback = true;
@@ -663,10 +663,10 @@ impl Client {
         }
     }
 
-    fn schedule_probe(&mut self, now: Instant) -> State {
+    fn schedule_probe(&mut self, now: Instant) -> Stage {
         let (url_index, delay_ms) = self.backoff.next_probe(&mut self.rng);
         self.timers.set(Timer::Retry, now.add_millis(delay_ms));
-        State::FallenBack { url_index }
+        Stage::FallenBack { url_index }
     }
 
     /// The coordinator is reachable and the client is where it wants to be.
@@ -678,11 +678,11 @@ impl Client {
         }
     }
 
-    fn stop(&mut self, reason: StopReason) -> State {
+    fn stop(&mut self, reason: StopReason) -> Stage {
         self.timers = TimerTable::default();
         self.drop_session();
         self.event(ClientEvent::Stopped { reason });
-        State::Closed
+        Stage::Closed
     }
 
     /// Forgets the session and tears every link down.
@@ -695,7 +695,7 @@ impl Client {
     }
 
     /// Sends `join` for the current zone if P2P is enabled there.
-    fn join_or_wait(&mut self, now: Instant, conn: Conn) -> State {
+    fn join_or_wait(&mut self, now: Instant, conn: Conn) -> Stage {
         self.timers.stop(Timer::Retry);
         match self.zone.clone() {
             Some(zone) if self.config.zone_enabled(&zone) => {
@@ -707,17 +707,17 @@ impl Client {
                 });
                 self.reported_latency_ms = self.capabilities_now().map(|c| c.latency_ms);
                 self.timers.set(Timer::Attempt, now.add_millis(self.config.connection_timeout_ms));
-                State::ExpectSessionJoined { conn }
+                Stage::ExpectSessionJoined { conn }
             }
             Some(_) => {
                 // Welcomed and nothing to join: the coordinator is reachable, that is success.
                 self.timers.stop(Timer::Attempt);
                 self.succeeded();
-                State::ExpectZone { conn }
+                Stage::ExpectZone { conn }
             }
             None => {
                 self.timers.stop(Timer::Attempt);
-                State::ExpectZone { conn }
+                Stage::ExpectZone { conn }
             }
         }
     }
@@ -773,7 +773,7 @@ impl Client {
 
     // ----- inputs -----
 
-    fn on_input(&mut self, now: Instant, state: State, input: Input) -> State {
+    fn on_input(&mut self, now: Instant, state: Stage, input: Input) -> Stage {
         match input {
             Input::TransportOpened => self.on_transport_opened(state),
             Input::Frame(bytes) => self.on_frame(now, state, &bytes),
@@ -790,7 +790,7 @@ impl Client {
             Input::CapabilitiesMeasured(capabilities) => {
                 let changed = capabilities != self.config.capabilities;
                 self.config.capabilities = capabilities;
-                if changed && matches!(state, State::Joined { .. }) {
+                if changed && matches!(state, Stage::Joined { .. }) {
                     self.report_capabilities();
                 }
                 state
@@ -799,19 +799,19 @@ impl Client {
         }
     }
 
-    fn on_transport_opened(&mut self, state: State) -> State {
+    fn on_transport_opened(&mut self, state: Stage) -> Stage {
         match state {
-            State::Connecting { url_index } => {
+            Stage::Connecting { url_index } => {
                 if let Some(token) = self.config.token.clone() {
                     self.send(&ClientMessage::Auth { token });
                 }
-                State::ExpectWelcome { url_index }
+                Stage::ExpectWelcome { url_index }
             }
             other => other,
         }
     }
 
-    fn on_transport_closed(&mut self, now: Instant, state: State, reason: CloseReason) -> State {
+    fn on_transport_closed(&mut self, now: Instant, state: Stage, reason: CloseReason) -> Stage {
         if !state.has_transport() {
             return state;
         }
@@ -821,12 +821,12 @@ impl Client {
         self.fail_attempt(now)
     }
 
-    fn on_shutdown(&mut self, state: State) -> State {
-        if let State::Joined { .. } | State::ExpectSessionJoined { .. } = state {
+    fn on_shutdown(&mut self, state: Stage) -> Stage {
+        if let Stage::Joined { .. } | Stage::ExpectSessionJoined { .. } = state {
             self.send(&ClientMessage::Leave);
         }
         if let Some(session) = &self.session
-            && matches!(state, State::Joined { .. })
+            && matches!(state, Stage::Joined { .. })
         {
             let session_id = session.id.clone();
             self.event(ClientEvent::SessionLeft { session_id });
@@ -834,20 +834,20 @@ impl Client {
         if state.has_transport() {
             self.outputs.push_back(Output::CloseTransport);
         }
-        if matches!(state, State::Closed) {
+        if matches!(state, Stage::Closed) {
             return state;
         }
         self.stop(StopReason::Shutdown)
     }
 
-    fn on_zone_changed(&mut self, now: Instant, state: State, zone: Zone) -> State {
+    fn on_zone_changed(&mut self, now: Instant, state: Stage, zone: Zone) -> Stage {
         if self.zone.as_ref() == Some(&zone) {
             return state;
         }
         self.zone = Some(zone.clone());
         // A session of another zone is over, whether joined or remembered for a resume.
         let left = self.session.as_ref().filter(|s| s.zone != zone).map(|s| s.id.clone());
-        let joined = matches!(state, State::Joined { .. });
+        let joined = matches!(state, Stage::Joined { .. });
         if let Some(session_id) = left {
             self.drop_session();
             if joined {
@@ -855,17 +855,17 @@ impl Client {
             }
         }
         match state {
-            State::Joined { conn } | State::ExpectSessionJoined { conn, .. } => {
+            Stage::Joined { conn } | Stage::ExpectSessionJoined { conn, .. } => {
                 self.send(&ClientMessage::Leave);
                 self.join_or_wait(now, conn)
             }
-            State::ExpectZone { conn } => self.join_or_wait(now, conn),
+            Stage::ExpectZone { conn } => self.join_or_wait(now, conn),
             other => other,
         }
     }
 
-    fn on_frame(&mut self, now: Instant, state: State, bytes: &[u8]) -> State {
-        if !matches!(state, State::ExpectWelcome { .. }) && state.conn().is_none() {
+    fn on_frame(&mut self, now: Instant, state: Stage, bytes: &[u8]) -> Stage {
+        if !matches!(state, Stage::ExpectWelcome { .. }) && state.conn().is_none() {
             // No open transport: a frame of a connection already given up.
             self.stats.messages_ignored += 1;
             return state;
@@ -886,10 +886,10 @@ impl Client {
         self.on_message(now, state, msg)
     }
 
-    fn on_message(&mut self, now: Instant, state: State, msg: ServerMessage) -> State {
+    fn on_message(&mut self, now: Instant, state: Stage, msg: ServerMessage) -> Stage {
         match (state, msg) {
             (
-                State::ExpectWelcome { url_index },
+                Stage::ExpectWelcome { url_index },
                 ServerMessage::Welcome { peer_id, heartbeat_interval_ms, .. },
             ) => {
                 let heartbeat_ms = if heartbeat_interval_ms == 0 {
@@ -932,9 +932,9 @@ impl Client {
                 state
             }
             (
-                State::ExpectSessionJoined { conn, .. }
-                | State::ExpectZone { conn }
-                | State::Joined { conn },
+                Stage::ExpectSessionJoined { conn, .. }
+                | Stage::ExpectZone { conn }
+                | Stage::Joined { conn },
                 ServerMessage::SessionJoined {
                     session_id,
                     zone,
@@ -951,9 +951,9 @@ impl Client {
                     key,
                     resumed,
                 ),
-            (State::Joined { conn }, msg) => {
+            (Stage::Joined { conn }, msg) => {
                 self.on_session_message(msg);
-                State::Joined { conn }
+                Stage::Joined { conn }
             }
             (state, _) => {
                 // Stale messages of a session left behind, or answers to a `leave`.
@@ -963,7 +963,7 @@ impl Client {
         }
     }
 
-    fn on_error(&mut self, now: Instant, state: State, code: ErrorCode, message: String) -> State {
+    fn on_error(&mut self, now: Instant, state: Stage, code: ErrorCode, message: String) -> Stage {
         self.event(ClientEvent::CoordinatorError { code, message });
         if code == ErrorCode::Replaced {
             if state.has_transport() {
@@ -979,14 +979,14 @@ impl Client {
                 | ErrorCode::ZoneUnavailable
         );
         match state {
-            State::ExpectSessionJoined { conn, .. } if refused => {
+            Stage::ExpectSessionJoined { conn, .. } if refused => {
                 self.timers.stop(Timer::Attempt);
                 self.event(ClientEvent::JoinRefused { code });
                 let delay_ms = self
                     .rng
                     .range_inclusive(self.config.backoff_cap_ms / 2, self.config.backoff_cap_ms);
                 self.timers.set(Timer::Retry, now.add_millis(delay_ms));
-                State::ExpectZone { conn }
+                Stage::ExpectZone { conn }
             }
             other => other,
         }
@@ -998,7 +998,7 @@ impl Client {
         mut session: Session,
         key: SessionKey,
         resumed: bool,
-    ) -> State {
+    ) -> Stage {
         self.timers.stop(Timer::Attempt);
         self.timers.stop(Timer::Retry);
         if let Some(me) = &self.peer_id {
@@ -1029,7 +1029,7 @@ impl Client {
         self.succeeded();
         // The newcomer offers to every existing member the topology wants.
         self.with_links(|links, cx| links.on_joined(cx));
-        State::Joined { conn }
+        Stage::Joined { conn }
     }
 
     /// Session traffic while joined.
@@ -1109,28 +1109,28 @@ impl Client {
         self.with_links(|links, cx| links.on_remote_offer(cx, from, sdp));
     }
 
-    fn on_link_event(&mut self, state: &State, peer: PeerId, event: LinkEvent) {
-        let joined = matches!(state, State::Joined { .. });
+    fn on_link_event(&mut self, state: &Stage, peer: PeerId, event: LinkEvent) {
+        let joined = matches!(state, Stage::Joined { .. });
         self.with_links(|links, cx| links.on_link_event(cx, joined, peer, event));
     }
 
     // ----- timers -----
 
-    fn on_timer(&mut self, now: Instant, state: State, timer: Timer) -> State {
+    fn on_timer(&mut self, now: Instant, state: Stage, timer: Timer) -> Stage {
         match (timer, state) {
             (
                 Timer::Attempt,
-                State::Connecting { .. }
-                | State::ExpectWelcome { .. }
-                | State::ExpectSessionJoined { .. },
+                Stage::Connecting { .. }
+                | Stage::ExpectWelcome { .. }
+                | Stage::ExpectSessionJoined { .. },
             ) => {
                 self.outputs.push_back(Output::CloseTransport);
                 self.fail_attempt(now)
             }
-            (Timer::Retry, State::BackingOff { url_index } | State::FallenBack { url_index }) => {
+            (Timer::Retry, Stage::BackingOff { url_index } | Stage::FallenBack { url_index }) => {
                 self.open(now, url_index)
             }
-            (Timer::Retry, State::ExpectZone { conn }) => self.join_or_wait(now, conn),
+            (Timer::Retry, Stage::ExpectZone { conn }) => self.join_or_wait(now, conn),
             (Timer::Ping, state) if state.conn().is_some() => {
                 self.ping_nonce += 1;
                 self.send(&ClientMessage::Ping { nonce: Some(self.ping_nonce) });
@@ -1141,7 +1141,7 @@ impl Client {
                 state
             }
             (Timer::Negotiation, state) => {
-                let joined = matches!(state, State::Joined { .. });
+                let joined = matches!(state, Stage::Joined { .. });
                 self.with_links(|links, cx| links.handle_timeout(cx, joined));
                 state
             }
@@ -1164,7 +1164,7 @@ impl SansIo for Client {
 
     fn handle_input(&mut self, now: Instant, input: Input) {
         self.now = now;
-        let state = core::mem::replace(&mut self.state, State::Closed);
+        let state = core::mem::replace(&mut self.state, Stage::Closed);
         self.state = self.on_input(now, state, input);
         self.arm_negotiation_timer();
     }
@@ -1176,7 +1176,7 @@ impl SansIo for Client {
                 // Re-armed by an earlier timer of this batch: not due any more.
                 continue;
             }
-            let state = core::mem::replace(&mut self.state, State::Closed);
+            let state = core::mem::replace(&mut self.state, Stage::Closed);
             self.state = self.on_timer(now, state, timer);
         }
         self.arm_negotiation_timer();

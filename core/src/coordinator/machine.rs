@@ -150,7 +150,7 @@ const SESSION_ID_ATTEMPTS: usize = 16;
 const ANNOUNCED_ELSEWHERE: ConnId = ConnId(u64::MAX);
 
 /// Everything the coordinator knows. Not `Debug`: it holds the key generator.
-pub(crate) struct State {
+pub(crate) struct CoordinatorState {
     pub(crate) config: Config,
     rng: Rng,
     pub(crate) conns: BTreeMap<ConnId, Conn>,
@@ -171,9 +171,9 @@ pub(crate) struct State {
     grace_per_origin: BTreeMap<IpAddr, usize>,
 }
 
-impl State {
+impl CoordinatorState {
     pub(crate) fn new(config: Config, rng: Rng) -> Self {
-        State {
+        CoordinatorState {
             config,
             rng,
             conns: BTreeMap::new(),

@@ -266,7 +266,7 @@ pub struct Stats {
 /// once `poll_timeout` has passed), then drain `poll_output` until `None` and execute each
 /// [`Output`] in order.
 pub struct Coordinator {
-    state: machine::State,
+    state: machine::CoordinatorState,
 }
 
 impl core::fmt::Debug for Coordinator {
@@ -282,7 +282,7 @@ impl core::fmt::Debug for Coordinator {
 impl Coordinator {
     /// A coordinator with no connections; ids and keys come from `rng`.
     pub fn new(config: Config, rng: Rng) -> Self {
-        Coordinator { state: machine::State::new(config, rng) }
+        Coordinator { state: machine::CoordinatorState::new(config, rng) }
     }
 
     /// Its configuration.

@@ -99,7 +99,7 @@ pub struct PacketVerdict<'a> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+enum Phase {
     /// Waiting for the next packet's bytes.
     Framing,
     /// The Desync verdict has been handed out; everything else passes through.
@@ -121,7 +121,7 @@ pub struct GameStream {
     start: usize,
     /// Stream offset of `buf[0]`.
     base_offset: u64,
-    state: State,
+    state: Phase,
     /// The sender's character name, once known.
     own_name: OwnName,
 }
@@ -178,7 +178,7 @@ impl GameStream {
             buf: Vec::with_capacity(STREAM_BUFFER_BYTES),
             start: 0,
             base_offset: 0,
-            state: State::Framing,
+            state: Phase::Framing,
             own_name: OwnName::UNKNOWN,
         }
     }
@@ -242,7 +242,7 @@ impl GameStream {
 
     /// Whether classification has ended (everything now passes to the server untouched).
     pub fn is_desynced(&self) -> bool {
-        self.state == State::PassingThrough
+        self.state == Phase::PassingThrough
     }
 
     /// The next verdict, or `None` when the buffered bytes do not hold a whole packet.
@@ -250,7 +250,7 @@ impl GameStream {
     pub fn next(&mut self, policy: &Policy, ctx: &RouteContext) -> Option<Verdict<'_>> {
         let start = self.start;
         let offset = self.base_offset + start as u64;
-        if self.state == State::PassingThrough {
+        if self.state == Phase::PassingThrough {
             if start >= self.buf.len() {
                 return None;
             }
@@ -341,7 +341,7 @@ impl GameStream {
     /// appends nothing once the stream has desynced (its bytes pass through as they are, so
     /// nothing can be inserted between them).
     pub fn server_copy(&mut self, id: u16, body: &[u8], out: &mut Vec<u8>) -> bool {
-        if self.state == State::PassingThrough {
+        if self.state == Phase::PassingThrough {
             return false;
         }
         out.extend_from_slice(&(id ^ self.server_key.mask()).to_le_bytes());
@@ -353,7 +353,7 @@ impl GameStream {
     fn desync(&mut self, reason: DesyncReason) -> Verdict<'_> {
         let start = self.start;
         let offset = self.base_offset + start as u64;
-        self.state = State::PassingThrough;
+        self.state = Phase::PassingThrough;
         self.start = self.buf.len();
         Verdict::Desync { offset, reason, bytes: self.buf.get(start..).unwrap_or_default() }
     }

@@ -34,7 +34,7 @@ use crate::handles::{self, Kind};
 use crate::router::{self, ROP2P_SERVER_BYTES_QUEUED_MAX, RoP2pRouterStats};
 use crate::status::{Failure, RoP2pStatus, c_str, copy_all, guard, input};
 use runtime::{Background, Stopped};
-use state::{Callback, Logger, Shared, State};
+use state::{Callback, DllState, Logger, Shared};
 
 /// The log file used when neither the call nor the configuration names one.
 pub const ROP2P_DEFAULT_LOG_FILE: &str = "p2p_dll.log";
@@ -555,7 +555,7 @@ pub(crate) fn start_settings(
             .or_else(|| settings.log_file.clone())
             .unwrap_or_else(|| ROP2P_DEFAULT_LOG_FILE.to_string());
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok();
-        let mut state = State {
+        let mut state = DllState {
             to_game: Vec::new(),
             recv_desynced: false,
             map_changes: Vec::new(),

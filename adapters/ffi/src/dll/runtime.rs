@@ -1,7 +1,7 @@
 //! The background runtime of one instance: a tokio runtime owned by the handle (two worker
 //! threads named `rop2p-runtime`) running the tokio client [`Driver`] over a [`TcpConnector`]
 //! (`ws://` and `wss://`) and the WebRTC [`WebRtcTransport`]; a task that takes the driver's
-//! events into the shared [`State`]; and one plain thread (`rop2p-events`) that calls the
+//! events into the shared [`DllState`]; and one plain thread (`rop2p-events`) that calls the
 //! integrator's callback, so a callback may call back into the library (the runtime's own
 //! threads must never block on it).
 

@@ -46,7 +46,7 @@ impl Logger {
 }
 
 /// The shared state of one instance.
-pub(crate) struct State {
+pub(crate) struct DllState {
     /// Bytes for the game, in order, as the node made them; the receive hook hands them out.
     pub to_game: Vec<u8>,
     /// The server-to-game stream desynced (reported once).
@@ -64,7 +64,7 @@ pub(crate) struct State {
     pub late_pending: bool,
 }
 
-/// The driver's [`GameSink`]: the node's bytes for the game join [`State::to_game`], unless
+/// The driver's [`GameSink`]: the node's bytes for the game join [`DllState::to_game`], unless
 /// more than [`OUTPUT_BYTES_MAX`] wait unread (then they wait in the node, which refuses to draw
 /// more peers meanwhile).
 pub(crate) fn game_sink(shared: Arc<Shared>) -> GameSink {
@@ -78,7 +78,7 @@ pub(crate) fn game_sink(shared: Arc<Shared>) -> GameSink {
     })
 }
 
-impl State {
+impl DllState {
     /// Logs `event` and queues it for the callback or for polling.
     pub fn emit(&mut self, event: RoP2pEvent) {
         let level = match event.kind {
@@ -255,20 +255,20 @@ pub(crate) fn text_of(event: &RoP2pEvent) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// [`State`] behind a lock, with the delivery lock that keeps callbacks in order.
+/// [`DllState`] behind a lock, with the delivery lock that keeps callbacks in order.
 pub(crate) struct Shared {
-    state: Mutex<State>,
+    state: Mutex<DllState>,
     delivering: Mutex<()>,
 }
 
 impl Shared {
-    pub fn new(state: State) -> Arc<Shared> {
+    pub fn new(state: DllState) -> Arc<Shared> {
         Arc::new(Shared { state: Mutex::new(state), delivering: Mutex::new(()) })
     }
 
     /// Locks the state. Nothing panics while holding it, and a poisoned lock is still
     /// consistent enough to log and stop, so poisoning is ignored.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub fn lock(&self) -> MutexGuard<'_, DllState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 

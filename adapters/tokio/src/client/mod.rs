@@ -775,7 +775,7 @@ mod driver_tests {
     use ro_p2p_core::node::NodeConfig;
 
     use super::*;
-    use crate::server::{ManualClock, ServerConfig, Service};
+    use crate::server::{ManualWallClock, ServerConfig, Service};
 
     const WAIT: Duration = Duration::from_secs(10);
 
@@ -800,7 +800,7 @@ mod driver_tests {
     async fn a_driven_node_joins_routes_to_the_server_without_links_and_shuts_down() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let clock = Arc::new(ManualClock::new(1_800_000_000));
+        let clock = Arc::new(ManualWallClock::new(1_800_000_000));
         let service = Service::start(ServerConfig::default(), Rng::from_seed(1), clock).unwrap();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(service.serve(

@@ -49,12 +49,12 @@ impl WallClock for SystemClock {
 
 /// A clock that says what it is told (tests, simulation).
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
+pub struct ManualWallClock(AtomicU64);
 
-impl ManualClock {
+impl ManualWallClock {
     /// A clock showing `unix_s`.
     pub fn new(unix_s: u64) -> Self {
-        ManualClock(AtomicU64::new(unix_s))
+        ManualWallClock(AtomicU64::new(unix_s))
     }
 
     /// Moves the clock to `unix_s`.
@@ -63,7 +63,7 @@ impl ManualClock {
     }
 }
 
-impl WallClock for ManualClock {
+impl WallClock for ManualWallClock {
     fn unix_now_s(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -340,7 +340,7 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn auth() -> Authenticator {
-        Authenticator::hs256(SECRET, Arc::new(ManualClock::new(NOW)))
+        Authenticator::hs256(SECRET, Arc::new(ManualWallClock::new(NOW)))
     }
 
     fn token(claims: serde_json::Value) -> String {

@@ -42,7 +42,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 pub use auth::{
-    AuthError, Authenticator, IceConfig, ManualClock, SystemClock, TurnServer, WallClock,
+    AuthError, Authenticator, IceConfig, ManualWallClock, SystemClock, TurnServer, WallClock,
 };
 pub use cluster_hub::{
     ClusterBackend, ClusterConfig, LEASE_TTL_MS_DEFAULT, VIEW_INTERVAL_MS_DEFAULT,

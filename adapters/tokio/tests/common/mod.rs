@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use ro_p2p_core::Rng;
 use ro_p2p_core::wire::{ClientMessage, ErrorCode, ServerMessage, decode_server, encode_client};
-use ro_p2p_tokio::server::{ManualClock, ServerConfig, Service};
+use ro_p2p_tokio::server::{ManualWallClock, ServerConfig, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -30,7 +30,7 @@ pub const SECRET: &str = "integration-test-secret";
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub clock: Arc<ManualClock>,
+    pub clock: Arc<ManualWallClock>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -39,7 +39,7 @@ impl TestServer {
     pub async fn start(config: ServerConfig) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let clock = Arc::new(ManualClock::new(NOW_UNIX_S));
+        let clock = Arc::new(ManualWallClock::new(NOW_UNIX_S));
         let service = Service::start(config, Rng::from_seed(7), clock.clone()).unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(service.serve(
