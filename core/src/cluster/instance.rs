@@ -274,6 +274,7 @@ enum Pending {
     TakeOverSeats {
         zone: Zone,
         epoch: u64,
+        sent_at: Instant,
     },
     ResyncSeats {
         zone: Zone,
@@ -886,7 +887,7 @@ impl Instance {
                     Err(_) => o.renew_at = now.add_millis(retry),
                 }
             }
-            Pending::TakeOverSeats { zone, epoch } => {
+            Pending::TakeOverSeats { zone, epoch, sent_at } => {
                 let waiters = self.acquiring.remove(&zone).unwrap_or_default();
                 let ours = self.owned.get(&zone).is_some_and(|o| o.lease.epoch == epoch);
                 if !ours {
@@ -910,10 +911,24 @@ impl Instance {
                 let seats = records
                     .iter()
                     .flatten()
-                    .filter_map(|r| {
+                    .filter_map(|stored| {
+                        let r = &stored.record;
                         let mut seat = r.restored();
+                        // A disconnected player's record lives in the store only for what is
+                        // left of its grace (its TTL), measured at the store after the read was
+                        // sent: the seat gets no more than that, so a session whose members are
+                        // gone ends within one timeout even if nobody could take its zone over
+                        // for a while (seed 203915).
+                        if r.connected_via.is_none() {
+                            seat.grace_until =
+                                stored.grace_left_ms.map(|left| sent_at.add_millis(left));
+                        }
                         if let Some(seated) = &seated {
-                            seat.grace_until = *seated.get(&r.peer_id)?;
+                            let mine = *seated.get(&r.peer_id)?;
+                            seat.grace_until = match (seat.grace_until, mine) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
                         }
                         Some(seat)
                     })
@@ -924,7 +939,7 @@ impl Instance {
                     o.resync = records.is_none();
                 }
                 if let Some(records) = records {
-                    self.seats.adopt(&zone, records);
+                    self.seats.adopt(&zone, records.into_iter().map(|s| s.record).collect());
                 }
                 self.dirty.insert(zone.clone());
                 self.drain(now);
@@ -942,7 +957,7 @@ impl Instance {
                 match result {
                     Ok(StoreReply::Seats(records)) => {
                         o.resync = false;
-                        self.seats.adopt(&zone, records);
+                        self.seats.adopt(&zone, records.into_iter().map(|s| s.record).collect());
                     }
                     _ => o.seat_retry_at = Some(now.add_millis(retry)),
                 }
@@ -1057,7 +1072,7 @@ impl Instance {
                 // The frames keep waiting until the seats are restored.
                 self.store(
                     StoreOp::ReadSeats { zone: zone.clone() },
-                    Pending::TakeOverSeats { zone, epoch },
+                    Pending::TakeOverSeats { zone, epoch, sent_at: now },
                 );
                 return;
             }
@@ -1123,7 +1138,17 @@ impl Instance {
             }
             for write in writes {
                 let op = match write {
-                    SeatWrite::Put(seat) => StoreOp::PutSeat { lease: lease.clone(), seat },
+                    SeatWrite::Put(seat) => {
+                        // A disconnected player's record carries its grace, so the store
+                        // forgets it when the grace ends even if this instance cannot remove
+                        // it then (crashed, cut off, or the store was down).
+                        let grace_until = if seat.connected_via.is_none() {
+                            self.core.seat_grace_until(&seat.peer_id)
+                        } else {
+                            None
+                        };
+                        StoreOp::PutSeat { lease: lease.clone(), seat, grace_until }
+                    }
                     SeatWrite::Remove { peer, .. } => {
                         StoreOp::RemoveSeat { lease: lease.clone(), peer }
                     }
