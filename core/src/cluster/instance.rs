@@ -274,7 +274,6 @@ enum Pending {
     TakeOverSeats {
         zone: Zone,
         epoch: u64,
-        sent_at: Instant,
     },
     ResyncSeats {
         zone: Zone,
@@ -887,7 +886,7 @@ impl Instance {
                     Err(_) => o.renew_at = now.add_millis(retry),
                 }
             }
-            Pending::TakeOverSeats { zone, epoch, sent_at } => {
+            Pending::TakeOverSeats { zone, epoch } => {
                 let waiters = self.acquiring.remove(&zone).unwrap_or_default();
                 let ours = self.owned.get(&zone).is_some_and(|o| o.lease.epoch == epoch);
                 if !ours {
@@ -915,13 +914,13 @@ impl Instance {
                         let r = &stored.record;
                         let mut seat = r.restored();
                         // A disconnected player's record lives in the store only for what is
-                        // left of its grace (its TTL), measured at the store after the read was
-                        // sent: the seat gets no more than that, so a session whose members are
-                        // gone ends within one timeout even if nobody could take its zone over
-                        // for a while (seed 203915).
+                        // left of its grace (its TTL): the seat gets no more than that, so a
+                        // session whose members are gone ends within one timeout even if nobody
+                        // could take its zone over for a while (seed 203915). Counted from the
+                        // reply, it errs by the reply's transit time at most.
                         if r.connected_via.is_none() {
                             seat.grace_until =
-                                stored.grace_left_ms.map(|left| sent_at.add_millis(left));
+                                stored.grace_left_ms.map(|left| now.add_millis(left));
                         }
                         if let Some(seated) = &seated {
                             let mine = *seated.get(&r.peer_id)?;
@@ -1072,7 +1071,7 @@ impl Instance {
                 // The frames keep waiting until the seats are restored.
                 self.store(
                     StoreOp::ReadSeats { zone: zone.clone() },
-                    Pending::TakeOverSeats { zone, epoch, sent_at: now },
+                    Pending::TakeOverSeats { zone, epoch },
                 );
                 return;
             }

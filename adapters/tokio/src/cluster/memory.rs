@@ -35,13 +35,15 @@ struct Subscriber {
     dropped: Arc<AtomicU64>,
 }
 
+/// A zone's seats: each record with the end of its grace on the store's clock, if written with
+/// one, and when the zone's records expire together.
+type ZoneSeats = (BTreeMap<PeerId, (SeatRecord, Option<u64>)>, u64);
+
 #[derive(Debug, Default)]
 struct State {
     leases: BTreeMap<Zone, Held>,
     epochs: BTreeMap<Zone, u64>,
-    /// Per zone: each seat's record with the end of its grace, if written with one, and when
-    /// the zone's records expire together.
-    seats: BTreeMap<Zone, (BTreeMap<PeerId, (SeatRecord, Option<u64>)>, u64)>,
+    seats: BTreeMap<Zone, ZoneSeats>,
     views: BTreeMap<InstanceId, (InstanceView, u64)>,
     subscribers: BTreeMap<InstanceId, Vec<Subscriber>>,
     down: bool,
