@@ -24,7 +24,8 @@
 //!   after it last had one, across owner crashes, store failures and takeovers; only a takeover
 //!   restoring a record that says its player is connected may give it a timeout from then. The
 //!   reference store keeps a disconnected player's record for the grace it was written with
-//!   (its TTL) and returns what is left of it on a read.
+//!   (its TTL) and returns what is left of it on a read; a seat a takeover restores from such a
+//!   record waits in grace no longer than that.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -321,6 +322,8 @@ struct Client {
 #[derive(Debug, Default, Clone)]
 struct Counts {
     takeovers_with_seats: u64,
+    /// Takeovers that read a disconnected player's record with what is left of its grace.
+    takeovers_reading_graces: u64,
     fenced: u64,
     store_failures: u64,
     relays_received: u64,
@@ -665,6 +668,13 @@ impl World {
             Ok(StoreReply::Seats(r)) => r.iter().map(|s| s.record.clone()).collect(),
             _ => Vec::new(),
         };
+        let graces: Vec<(PeerId, u64)> = match &result {
+            Ok(StoreReply::Seats(r)) => r
+                .iter()
+                .filter_map(|s| Some((s.record.peer_id.clone(), s.grace_left_ms?)))
+                .collect(),
+            _ => Vec::new(),
+        };
         let zone = records.first().map(|r| r.zone.clone());
         let restoring = zone.as_ref().is_some_and(|z| {
             slot.inst.owned_zones().contains_key(z) && !slot.inst.serves(z, self.now())
@@ -683,6 +693,23 @@ impl World {
             .collect();
         self.input(i, Input::Store { id, result })?;
         let (Some(zone), true) = (zone, restoring) else { return Ok(()) };
+        self.counts.takeovers_reading_graces += u64::from(!graces.is_empty());
+        // A seat restored from a disconnected player's record waits no longer than the grace
+        // the store kept for it.
+        if let Some(slot) = self.slots[i].as_ref() {
+            for (p, left) in graces.iter().filter(|(p, _)| !seated_before.contains(p)) {
+                let until = slot.inst.core().seat_grace_until(p).map(Instant::as_millis);
+                prop_assert!(
+                    until.is_none_or(|t| t <= self.now + left),
+                    "i{} restored {}'s seat in grace until {:?}, the store kept {} ms of it (now {})",
+                    i,
+                    p,
+                    until,
+                    left,
+                    self.now
+                );
+            }
+        }
         // A record that says its player is connected does not say since when it is gone (if it
         // is): its seat may wait a whole timeout from now. One that says it is not connected
         // brings no more than the grace the store kept for it.
@@ -897,6 +924,7 @@ fn generated_runs_reach_every_interesting_state() {
         let ops = proptest::collection::vec(op(), 120).new_tree(&mut runner).unwrap().current();
         let (_, c) = run(&ops, seed).unwrap();
         total.takeovers_with_seats += c.takeovers_with_seats;
+        total.takeovers_reading_graces += c.takeovers_reading_graces;
         total.fenced += c.fenced;
         total.store_failures += c.store_failures;
         total.relays_received += c.relays_received;
@@ -907,6 +935,7 @@ fn generated_runs_reach_every_interesting_state() {
     }
     eprintln!("{total:#?}");
     assert!(total.takeovers_with_seats > 0, "no takeover restored seats");
+    assert!(total.takeovers_reading_graces > 0, "no takeover read a seat's grace");
     assert!(total.fenced > 0, "no write or renewal was fenced");
     assert!(total.store_failures > 0 && total.crashes > 0 && total.shutdowns > 0);
     assert!(total.relays_received > 0, "no relay arrived");

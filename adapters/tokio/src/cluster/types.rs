@@ -379,8 +379,8 @@ pub struct StoreConfig {
     /// Messages a [`Subscription`] queues before it drops.
     pub bus_queue_len: usize,
     /// How long a zone's seat records live after the last write, in ms (so the records of an
-    /// abandoned zone disappear); at least as long as the longest grace written since. A record
-    /// written with a grace lives only as long as that grace.
+    /// abandoned zone disappear), or as long as that write's grace if longer. A record written
+    /// with a grace lives only as long as that grace.
     pub seat_ttl_ms: u64,
     /// Longest a single store operation may take before it counts as unavailable, in ms.
     pub op_timeout_ms: u64,
