@@ -23,7 +23,7 @@ use ro_p2p_core::Rng;
 use ro_p2p_core::wire::{PeerId, Zone};
 use ro_p2p_tokio::cluster::{
     Acquired, Clock, ClusterStore, InstanceId, InstanceView, Lease, LeaseHolder, MemoryStore,
-    MemoryWorld, SeatRecord, StoreConfig, StoreError, Subscription, WorldView,
+    MemoryWorld, SeatRecord, StoreConfig, StoreError, StoredSeat, Subscription, WorldView,
 };
 use ro_p2p_tokio::server::{ClusterConfig, ManualWallClock, Service};
 
@@ -122,8 +122,13 @@ impl ClusterStore for RecordingStore {
         self.inner.owner(zone).await
     }
 
-    async fn put_seat(&self, lease: &Lease, seat: &SeatRecord) -> Result<(), StoreError> {
-        let result = self.inner.put_seat(lease, seat).await;
+    async fn put_seat(
+        &self,
+        lease: &Lease,
+        seat: &SeatRecord,
+        grace_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.put_seat(lease, seat, grace_ms).await;
         self.wrote(lease, &result);
         result
     }
@@ -134,7 +139,7 @@ impl ClusterStore for RecordingStore {
         result
     }
 
-    async fn seats(&self, zone: &Zone) -> Result<Vec<SeatRecord>, StoreError> {
+    async fn seats(&self, zone: &Zone) -> Result<Vec<StoredSeat>, StoreError> {
         self.inner.seats(zone).await
     }
 

@@ -185,23 +185,16 @@ fn multi_coordinator_findings_stay_fixed() {
 }
 
 /// Finding of the sweep after issue 23 (two instances, drawn with `--coordinators 0`): a payon
-/// session outlived its timeout with no connected member (checker `bounded-timers` at
-/// 13,540 ms). Its only member crashed; the session expired at its owner while the store was
-/// down, so the seat's removal could not be written; the lease ran out, and when the store came
-/// back the same instance took the zone back at the next epoch and restored the stale record:
-/// the session came back for another whole timeout. Fixed in `core::cluster` (issue 20): an
-/// instance that takes a zone back with nobody in between restores only the seats it still
-/// had, with their own grace deadlines. That made the seed pass on its branch; merged with the
-/// simulation's changes of the same session (the stub map server's appearance packets, the
-/// shared link probe), the seed's world takes another path and fails again the same way: the
-/// only member of payon-9cfdd306 crashes at 3,430 ms and the session still stands at 12,510 ms
-/// (8,445 ms without a connected member). Its owner crashed at 4,740 ms, the other instance
-/// could not reach the store until 10,035 ms, and the takeover restored the seat with a whole
-/// grace of its own (the record does not say since when the player is gone): see
-/// docs/simulation.md. Open again, in issue 20:
-/// `cargo test -p ro-p2p-sim --test several_coordinators_share_one_world -- --ignored`.
+/// session outlived its timeout with no connected member (checker `bounded-timers`). Its only
+/// member crashed at 3,430 ms; its owner crashed at 4,740 ms; the store was down from 7,625 to
+/// 10,035 ms, so nobody could take payon over before then; the takeover restored the seat record
+/// with a whole grace of its own (the record said the player was gone, not since when), and the
+/// session stood until 12,510 ms. Fixed in issue 20: the record of a disconnected player is
+/// written with its remaining grace as a TTL (the store forgets it when the grace ends), a read
+/// returns what is left, and a takeover restores the seat with only that (docs/scaling.md).
+/// (Earlier, the same seed failed when the owner itself took the zone back and restored a record
+/// it could not remove: see docs/simulation.md.)
 #[test]
-#[ignore = "open again after the merge: a cluster-mode session outlives its timeout across a store outage (seed 203915), see docs/simulation.md"]
 fn seed_203915_a_session_without_members_expires_in_cluster_mode() {
     passes_with_several_coordinators(203915, full(0));
 }

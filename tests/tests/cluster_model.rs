@@ -19,7 +19,13 @@
 //! - **relays only within a session**: a client told it is in a session receives an offer,
 //!   answer or candidate only from a member of that session, as its own messages say;
 //! - **expiry**: a session with no connected member at an instance is gone within the session
-//!   timeout.
+//!   timeout;
+//! - **expiry across owners**: world-wide, a session with no connected member is gone a timeout
+//!   after it last had one, across owner crashes, store failures and takeovers; only a takeover
+//!   restoring a record that says its player is connected may give it a timeout from then. The
+//!   reference store keeps a disconnected player's record for the grace it was written with
+//!   (its TTL) and returns what is left of it on a read; a seat a takeover restores from such a
+//!   record waits in grace no longer than that.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -28,7 +34,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as PropConfig, RngSeed, TestCaseError, TestRunner};
 use ro_p2p_core::cluster::{
     Acquired, Config as ClusterConfig, Envelope, Input, Instance, InstanceId, Lease, LeaseHolder,
-    OpId, Output, SeatRecord, StoreFailure, StoreOp, StoreReply,
+    OpId, Output, SeatRecord, StoreFailure, StoreOp, StoreReply, StoredSeat,
 };
 use ro_p2p_core::coordinator::{Config, ConnId, Coordinator, Identity};
 use ro_p2p_core::wire::{
@@ -162,7 +168,8 @@ struct Store {
     epochs: BTreeMap<Zone, u64>,
     /// Who was granted each epoch.
     grants: BTreeMap<(Zone, u64), InstanceId>,
-    seats: BTreeMap<Zone, BTreeMap<PeerId, SeatRecord>>,
+    /// Each zone's seat records, with the end of the grace each was written with (the TTL).
+    seats: BTreeMap<Zone, BTreeMap<PeerId, (SeatRecord, Option<u64>)>>,
     /// Each live instance's channel.
     bus: BTreeMap<InstanceId, VecDeque<(InstanceId, Vec<u8>)>>,
 }
@@ -194,6 +201,10 @@ impl Store {
         now: u64,
         stats: &mut Counts,
     ) -> Result<StoreReply, StoreFailure> {
+        // A record written with a grace is gone once the grace is over.
+        for records in self.seats.values_mut() {
+            records.retain(|_, (_, until)| until.is_none_or(|t| now < t));
+        }
         match op {
             StoreOp::Acquire { zone, ttl_ms } => {
                 if let Some(l) = self.current(&zone, now).cloned() {
@@ -228,17 +239,21 @@ impl Store {
                 }
                 Ok(StoreReply::Done)
             }
-            StoreOp::PutSeat { lease, seat } => {
+            StoreOp::PutSeat { lease, seat, grace_until } => {
                 if !self.holds(&lease, now) || seat.zone != lease.zone {
                     stats.fenced += 1;
                     return Err(StoreFailure::Fenced);
                 }
                 // Fencing, from the store's side: only the newest epoch writes.
                 assert_eq!(Some(&lease.epoch), self.epochs.get(&lease.zone));
-                self.seats
-                    .entry(lease.zone.clone())
-                    .or_default()
-                    .insert(seat.peer_id.clone(), seat);
+                // The executor turns the deadline into a TTL when the write runs.
+                let until = grace_until.map(Instant::as_millis);
+                let records = self.seats.entry(lease.zone.clone()).or_default();
+                if until.is_some_and(|t| t <= now) {
+                    records.remove(&seat.peer_id);
+                } else {
+                    records.insert(seat.peer_id.clone(), (seat, until));
+                }
                 Ok(StoreReply::Done)
             }
             StoreOp::RemoveSeat { lease, peer } => {
@@ -253,7 +268,17 @@ impl Store {
                 Ok(StoreReply::Done)
             }
             StoreOp::ReadSeats { zone } => Ok(StoreReply::Seats(
-                self.seats.get(&zone).map(|z| z.values().cloned().collect()).unwrap_or_default(),
+                self.seats
+                    .get(&zone)
+                    .map(|z| {
+                        z.values()
+                            .map(|(record, until)| StoredSeat {
+                                record: record.clone(),
+                                grace_left_ms: until.map(|t| t - now),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             )),
             StoreOp::Publish { to, payload } => {
                 Ok(StoreReply::Published(self.publish(me, &to, payload)))
@@ -297,6 +322,8 @@ struct Client {
 #[derive(Debug, Default, Clone)]
 struct Counts {
     takeovers_with_seats: u64,
+    /// Takeovers that read a disconnected player's record with what is left of its grace.
+    takeovers_reading_graces: u64,
     fenced: u64,
     store_failures: u64,
     relays_received: u64,
@@ -314,6 +341,11 @@ struct World {
     clients: Vec<Option<Client>>,
     /// When each (instance, session) was first seen without a connected member.
     empty_since: BTreeMap<(usize, SessionId), u64>,
+    /// Per session, world-wide: by when it must be gone if it has no connected member (a
+    /// timeout after it last had one, or after a takeover restored a record saying it had).
+    bound: BTreeMap<SessionId, u64>,
+    /// The sessions some instance showed with a connected member at the last check.
+    connected_at_last_check: BTreeSet<SessionId>,
     counts: Counts,
     log: Vec<String>,
 }
@@ -327,6 +359,8 @@ impl World {
             slots: (0..INSTANCES).map(|_| None).collect(),
             clients: Vec::new(),
             empty_since: BTreeMap::new(),
+            bound: BTreeMap::new(),
+            connected_at_last_check: BTreeSet::new(),
             counts: Counts::default(),
             log: Vec::new(),
         };
@@ -630,8 +664,15 @@ impl World {
         result: Result<StoreReply, StoreFailure>,
     ) -> Result<(), TestCaseError> {
         let Some(slot) = self.slots[i].as_ref() else { return Ok(()) };
-        let records = match &result {
-            Ok(StoreReply::Seats(r)) => r.clone(),
+        let records: Vec<SeatRecord> = match &result {
+            Ok(StoreReply::Seats(r)) => r.iter().map(|s| s.record.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let graces: Vec<(PeerId, u64)> = match &result {
+            Ok(StoreReply::Seats(r)) => r
+                .iter()
+                .filter_map(|s| Some((s.record.peer_id.clone(), s.grace_left_ms?)))
+                .collect(),
             _ => Vec::new(),
         };
         let zone = records.first().map(|r| r.zone.clone());
@@ -652,6 +693,32 @@ impl World {
             .collect();
         self.input(i, Input::Store { id, result })?;
         let (Some(zone), true) = (zone, restoring) else { return Ok(()) };
+        self.counts.takeovers_reading_graces += u64::from(!graces.is_empty());
+        // A seat restored from a disconnected player's record waits no longer than the grace
+        // the store kept for it.
+        if let Some(slot) = self.slots[i].as_ref() {
+            for (p, left) in graces.iter().filter(|(p, _)| !seated_before.contains(p)) {
+                let until = slot.inst.core().seat_grace_until(p).map(Instant::as_millis);
+                prop_assert!(
+                    until.is_none_or(|t| t <= self.now + left),
+                    "i{} restored {}'s seat in grace until {:?}, the store kept {} ms of it (now {})",
+                    i,
+                    p,
+                    until,
+                    left,
+                    self.now
+                );
+            }
+        }
+        // A record that says its player is connected does not say since when it is gone (if it
+        // is): its seat may wait a whole timeout from now. One that says it is not connected
+        // brings no more than the grace the store kept for it.
+        let timeout_ms = SESSION_TIMEOUT_S * 1000;
+        for r in records.iter().filter(|r| r.connected_via.is_some()) {
+            let bound = self.bound.entry(r.session_id.clone()).or_default();
+            *bound = (*bound).max(self.now + timeout_ms);
+        }
+
         let Some(slot) = self.slots[i].as_ref() else { return Ok(()) };
         if !slot.inst.serves(&zone, self.now()) {
             return Ok(());
@@ -729,6 +796,38 @@ impl World {
         let before = self.empty_since.len();
         self.empty_since.retain(|k, _| seen.contains(k));
         self.counts.sessions_expired += (before - self.empty_since.len()) as u64;
+
+        // World-wide, across crashes, takeovers and store failures: a session without a
+        // connected member is gone a timeout after it last had one (it had one until at most
+        // now if it had one at the last check), unless a takeover restored a record saying its
+        // player was connected, which may wait a timeout from the takeover. A seat restored
+        // from a disconnected player's record gets no more grace than the store kept for it
+        // (seed 203915 of the simulation: without the grace in the store, a session lived
+        // through a store outage plus a whole timeout).
+        let sessions: Vec<_> =
+            self.slots.iter().flatten().flat_map(|s| s.inst.core().sessions()).collect();
+        let connected_now: BTreeSet<SessionId> = sessions
+            .iter()
+            .filter(|s| !s.connected.is_empty())
+            .map(|s| s.session_id.clone())
+            .collect();
+        for id in connected_now.iter().chain(&self.connected_at_last_check) {
+            let bound = self.bound.entry(id.clone()).or_default();
+            *bound = (*bound).max(self.now + timeout_ms);
+        }
+        for s in sessions.iter().filter(|s| s.connected.is_empty()) {
+            // A session never seen before was opened by a member during the last step (which
+            // may have left it at once): a timeout from now.
+            let bound = *self.bound.entry(s.session_id.clone()).or_insert(self.now + timeout_ms);
+            prop_assert!(
+                self.now <= bound,
+                "session {} has had no connected member past its bound {} (now {})",
+                s.session_id,
+                bound,
+                self.now
+            );
+        }
+        self.connected_at_last_check = connected_now;
         Ok(())
     }
 }
@@ -753,6 +852,51 @@ proptest! {
     fn cluster_keeps_its_invariants(ops in proptest::collection::vec(op(), 1..120), seed in any::<u64>()) {
         run(&ops, seed)?;
     }
+}
+
+/// Seed 203915 of the simulation as a run of the model: a full session's three members
+/// disconnect (their seats wait in grace until 5000 ms at their owner, i0, which writes that into
+/// the store), i0 crashes, the store fails i1's first attempt to take the zone over (an outage),
+/// and i1 takes it over at 3600 ms. The session must be gone at 5000 ms, as at i0; restored with
+/// a whole timeout of i1's own, it lived until 8600 ms (the world-wide bound of `World::check`).
+#[test]
+fn a_session_without_members_ends_in_time_across_an_owner_crash_and_a_store_outage() {
+    let mut ops = Vec::new();
+    for who in 0..3 {
+        ops.push(Op::Connect { who, inst: 0 });
+        ops.push(Op::Join { c: who, zone: 0 });
+        ops.push(Op::Settle);
+    }
+    for _ in 0..3 {
+        ops.push(Op::Disconnect { c: 0 });
+    }
+    ops.extend([
+        Op::Settle,
+        Op::Crash { inst: 0 },
+        Op::Connect { who: 3, inst: 1 },
+        Op::Join { c: 0, zone: 0 },
+        Op::Tick { ms: 1_100 },
+        Op::Store { inst: 1, n: 1, fail: true },
+        Op::Tick { ms: 2_500 },
+        Op::Join { c: 0, zone: 0 },
+        Op::Settle,
+    ]);
+    let mut world = World::new(11);
+    for op in &ops {
+        world.step(op).unwrap();
+    }
+    let i1 = world.slots[1].as_ref().unwrap();
+    assert_eq!(i1.inst.owned_zones().len(), 1, "i1 took the zone over");
+    let sessions = i1.inst.core().sessions();
+    let restored = sessions.iter().find(|s| s.connected.is_empty()).expect("the restored one");
+    assert_eq!(restored.members.len(), 3, "{sessions:?}");
+    let id = restored.session_id.clone();
+    // Past 5000 ms the world-wide bound fails the step if the session is still there.
+    for op in [Op::Tick { ms: 1_400 }, Op::Tick { ms: 100 }] {
+        world.step(&op).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let i1 = world.slots[1].as_ref().unwrap();
+    assert!(i1.inst.core().sessions().iter().all(|s| s.session_id != id), "gone at 5000 ms");
 }
 
 #[test]
@@ -780,6 +924,7 @@ fn generated_runs_reach_every_interesting_state() {
         let ops = proptest::collection::vec(op(), 120).new_tree(&mut runner).unwrap().current();
         let (_, c) = run(&ops, seed).unwrap();
         total.takeovers_with_seats += c.takeovers_with_seats;
+        total.takeovers_reading_graces += c.takeovers_reading_graces;
         total.fenced += c.fenced;
         total.store_failures += c.store_failures;
         total.relays_received += c.relays_received;
@@ -790,6 +935,7 @@ fn generated_runs_reach_every_interesting_state() {
     }
     eprintln!("{total:#?}");
     assert!(total.takeovers_with_seats > 0, "no takeover restored seats");
+    assert!(total.takeovers_reading_graces > 0, "no takeover read a seat's grace");
     assert!(total.fenced > 0, "no write or renewal was fenced");
     assert!(total.store_failures > 0 && total.crashes > 0 && total.shutdowns > 0);
     assert!(total.relays_received > 0, "no relay arrived");

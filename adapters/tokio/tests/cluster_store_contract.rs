@@ -18,7 +18,8 @@ use std::time::Duration;
 use ro_p2p_core::wire::{Capabilities, PeerId, SessionId, Zone};
 use ro_p2p_tokio::cluster::{
     Acquired, BusMessage, ClusterStore, InstanceId, InstanceView, Lease, ManualClock, MemoryWorld,
-    RedisStore, SeatRecord, SessionSummary, StoreConfig, StoreError, Subscription, TokioClock,
+    RedisStore, SeatRecord, SessionSummary, StoreConfig, StoreError, StoredSeat, Subscription,
+    TokioClock,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +228,11 @@ fn seat(peer: &str, session: &str, z: &str, host: bool) -> SeatRecord {
 
 const TTL_MS: u64 = 400;
 
+/// The records of a read, without their graces.
+fn records(stored: Vec<StoredSeat>) -> Vec<SeatRecord> {
+    stored.into_iter().map(|s| s.record).collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Contract bodies
 
@@ -283,13 +289,13 @@ async fn a_fenced_old_owner_cannot_write(h: &mut impl Harness) {
     let (a, b) = (h.store("a"), h.store("b"));
     let z = zone("payon");
     let old = owned(a.acquire(&z, TTL_MS).await.unwrap());
-    a.put_seat(&old, &seat("alice", "s1", "payon", true)).await.unwrap();
+    a.put_seat(&old, &seat("alice", "s1", "payon", true), None).await.unwrap();
 
     // a pauses past its lease; b takes over.
     h.advance(TTL_MS + 200).await;
     let new = owned(b.acquire(&z, TTL_MS).await.unwrap());
 
-    let stale = a.put_seat(&old, &seat("mallory", "s1", "payon", true)).await;
+    let stale = a.put_seat(&old, &seat("mallory", "s1", "payon", true), None).await;
     assert!(
         matches!(&stale, Err(StoreError::Fenced { epoch, holder: Some(h), .. })
             if *epoch == old.epoch && *h == format!("b:{}", new.epoch)),
@@ -298,16 +304,16 @@ async fn a_fenced_old_owner_cannot_write(h: &mut impl Harness) {
     let stale = a.remove_seat(&old, &PeerId::new("alice").unwrap()).await;
     assert!(matches!(stale, Err(StoreError::Fenced { .. })), "{stale:?}");
     let peers: Vec<_> =
-        b.seats(&z).await.unwrap().into_iter().map(|s| s.peer_id.to_string()).collect();
+        b.seats(&z).await.unwrap().into_iter().map(|s| s.record.peer_id.to_string()).collect();
     assert_eq!(peers, ["alice"], "the fenced writes changed nothing");
 
     // The new owner writes; a seat of another zone is refused.
-    b.put_seat(&new, &seat("bob", "s1", "payon", false)).await.unwrap();
+    b.put_seat(&new, &seat("bob", "s1", "payon", false), None).await.unwrap();
     b.remove_seat(&new, &PeerId::new("alice").unwrap()).await.unwrap();
-    let wrong = b.put_seat(&new, &seat("carol", "s2", "geffen", false)).await;
+    let wrong = b.put_seat(&new, &seat("carol", "s2", "geffen", false), None).await;
     assert!(matches!(wrong, Err(StoreError::WrongZone { .. })), "{wrong:?}");
     let peers: Vec<_> =
-        b.seats(&z).await.unwrap().into_iter().map(|s| s.peer_id.to_string()).collect();
+        b.seats(&z).await.unwrap().into_iter().map(|s| s.record.peer_id.to_string()).collect();
     assert_eq!(peers, ["bob"]);
 }
 
@@ -326,7 +332,7 @@ async fn seat_records_survive_their_owner(h: &mut impl Harness) {
         let a = h.store("a");
         let lease = owned(a.acquire(&z, TTL_MS).await.unwrap());
         for s in written.iter().rev() {
-            a.put_seat(&lease, s).await.unwrap();
+            a.put_seat(&lease, s, None).await.unwrap();
         }
         // a dies here: its handle is dropped and nobody renews.
     }
@@ -334,8 +340,48 @@ async fn seat_records_survive_their_owner(h: &mut impl Harness) {
     h.advance(TTL_MS + 200).await;
     let lease = owned(b.acquire(&z, TTL_MS).await.unwrap());
     assert_eq!(lease.owner, id("b"));
-    assert_eq!(b.seats(&z).await.unwrap(), written, "by peer id, as written");
+    assert_eq!(records(b.seats(&z).await.unwrap()), written, "by peer id, as written");
     assert!(b.seats(&zone("other")).await.unwrap().is_empty());
+}
+
+/// A disconnected player's seat written with its grace as a TTL: reads return what is left of
+/// it, the store forgets it when it is over (even with nobody to remove it: its owner is gone),
+/// a rewrite without a grace (the player is back) keeps the record, and a grace of 0 removes it.
+async fn a_seat_written_with_a_grace_lives_only_as_long_as_it(h: &mut impl Harness) {
+    let z = zone("alberta");
+    let gone =
+        |peer: &str| SeatRecord { connected_via: None, ..seat(peer, "s1", "alberta", false) };
+    {
+        let a = h.store("a");
+        let lease = owned(a.acquire(&z, TTL_MS).await.unwrap());
+        a.put_seat(&lease, &gone("alice"), Some(2_000)).await.unwrap();
+        a.put_seat(&lease, &seat("bob", "s1", "alberta", true), None).await.unwrap();
+        // carol disconnects, then comes back: her record is rewritten without a grace.
+        a.put_seat(&lease, &gone("carol"), Some(2_000)).await.unwrap();
+        a.put_seat(&lease, &seat("carol", "s1", "alberta", false), None).await.unwrap();
+        // dave's grace is over by the time the write runs.
+        a.put_seat(&lease, &seat("dave", "s1", "alberta", false), None).await.unwrap();
+        a.put_seat(&lease, &gone("dave"), Some(0)).await.unwrap();
+        // a crashes here: nobody renews its lease or removes a seat.
+    }
+    h.advance(500).await;
+    let b = h.store("b");
+    let read = b.seats(&z).await.unwrap();
+    let peers: Vec<_> = read.iter().map(|s| s.record.peer_id.to_string()).collect();
+    assert_eq!(peers, ["alice", "bob", "carol"], "by peer id; dave's was removed");
+    let left = read[0].grace_left_ms.expect("alice's record carries what is left of her grace");
+    assert!(left > 0 && left <= 1_500, "alice has {left} ms left of 2000 after 500");
+    assert_eq!(read[0].record, gone("alice"));
+    assert_eq!((read[1].grace_left_ms, read[2].grace_left_ms), (None, None));
+    assert_eq!(read[2].record, seat("carol", "s1", "alberta", false));
+
+    h.advance(1_600).await;
+    let lease = owned(b.acquire(&z, TTL_MS).await.unwrap());
+    let peers: Vec<_> =
+        b.seats(&z).await.unwrap().into_iter().map(|s| s.record.peer_id.to_string()).collect();
+    assert_eq!(peers, ["bob", "carol"], "alice's grace is over: the store forgot her seat");
+    // Removing a record the store already forgot is no error.
+    b.remove_seat(&lease, &PeerId::new("alice").unwrap()).await.unwrap();
 }
 
 async fn bus_delivers_between_handles_within_bounds(h: &mut impl Harness) {
@@ -431,7 +477,7 @@ async fn an_outage_gives_typed_errors_and_recovers_without_restart(h: &mut impl 
     let z = zone("izlude");
     let long_ms = 30_000;
     let lease = owned(a.acquire(&z, long_ms).await.unwrap());
-    a.put_seat(&lease, &seat("alice", "s1", "izlude", true)).await.unwrap();
+    a.put_seat(&lease, &seat("alice", "s1", "izlude", true), None).await.unwrap();
     let mut sub_a = a.subscribe().await.unwrap();
     a.ping().await.unwrap();
 
@@ -459,7 +505,7 @@ async fn an_outage_gives_typed_errors_and_recovers_without_restart(h: &mut impl 
     assert!(ok, "the handles did not recover");
     a.renew(&lease, long_ms).await.unwrap();
     assert!(matches!(b.acquire(&z, long_ms).await.unwrap(), Acquired::HeldBy(_)));
-    assert_eq!(b.seats(&z).await.unwrap(), vec![seat("alice", "s1", "izlude", true)]);
+    assert_eq!(records(b.seats(&z).await.unwrap()), vec![seat("alice", "s1", "izlude", true)]);
 
     // The subscription follows: a message published after the restart arrives.
     let mut delivered = 0;
@@ -495,6 +541,7 @@ async fn concurrent_acquirers_get_exactly_one_owner(h: &mut impl Harness) {
 contract!(lease, lease_is_exclusive_renewable_and_taken_over_with_higher_epochs);
 contract!(fencing, a_fenced_old_owner_cannot_write);
 contract!(seats_survive, seat_records_survive_their_owner);
+contract!(seat_grace, a_seat_written_with_a_grace_lives_only_as_long_as_it);
 contract!(bus, bus_delivers_between_handles_within_bounds);
 contract!(world_view, world_view_merges_instances_and_forgets_expired_ones);
 contract!(outage, an_outage_gives_typed_errors_and_recovers_without_restart);

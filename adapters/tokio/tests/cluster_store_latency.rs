@@ -82,7 +82,7 @@ async fn loopback_redis_bus_hop_and_fenced_write_latency() {
             key_epoch: 1,
         };
         let t = Instant::now();
-        owner.put_seat(&lease, &seat).await.unwrap();
+        owner.put_seat(&lease, &seat, None).await.unwrap();
         write.push(t.elapsed().as_micros());
     }
     let mut renew = Vec::with_capacity(ROUNDS);

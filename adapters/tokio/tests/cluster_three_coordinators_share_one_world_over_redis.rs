@@ -337,8 +337,13 @@ async fn three_coordinators_share_one_world_fail_over_and_fence_a_stale_owner() 
     )
     .await;
     // The records still hold both seats, and gina (still on c) resumes at b.
-    let mut seats: Vec<String> =
-        store.seats(&geffen).await.unwrap().into_iter().map(|s| s.peer_id.to_string()).collect();
+    let mut seats: Vec<String> = store
+        .seats(&geffen)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record.peer_id.to_string())
+        .collect();
     seats.sort();
     assert_eq!(seats, ["gina", "hank"], "the stale owner removed no seat");
     let (joined, seen) = join_until_seated(&mut gina, "gina", "geffen").await;

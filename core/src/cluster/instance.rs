@@ -910,10 +910,24 @@ impl Instance {
                 let seats = records
                     .iter()
                     .flatten()
-                    .filter_map(|r| {
+                    .filter_map(|stored| {
+                        let r = &stored.record;
                         let mut seat = r.restored();
+                        // A disconnected player's record lives in the store only for what is
+                        // left of its grace (its TTL): the seat gets no more than that, so a
+                        // session whose members are gone ends within one timeout even if nobody
+                        // could take its zone over for a while (seed 203915). Counted from the
+                        // reply, it errs by the reply's transit time at most.
+                        if r.connected_via.is_none() {
+                            seat.grace_until =
+                                stored.grace_left_ms.map(|left| now.add_millis(left));
+                        }
                         if let Some(seated) = &seated {
-                            seat.grace_until = *seated.get(&r.peer_id)?;
+                            let mine = *seated.get(&r.peer_id)?;
+                            seat.grace_until = match (seat.grace_until, mine) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
                         }
                         Some(seat)
                     })
@@ -924,7 +938,7 @@ impl Instance {
                     o.resync = records.is_none();
                 }
                 if let Some(records) = records {
-                    self.seats.adopt(&zone, records);
+                    self.seats.adopt(&zone, records.into_iter().map(|s| s.record).collect());
                 }
                 self.dirty.insert(zone.clone());
                 self.drain(now);
@@ -942,7 +956,7 @@ impl Instance {
                 match result {
                     Ok(StoreReply::Seats(records)) => {
                         o.resync = false;
-                        self.seats.adopt(&zone, records);
+                        self.seats.adopt(&zone, records.into_iter().map(|s| s.record).collect());
                     }
                     _ => o.seat_retry_at = Some(now.add_millis(retry)),
                 }
@@ -1123,7 +1137,17 @@ impl Instance {
             }
             for write in writes {
                 let op = match write {
-                    SeatWrite::Put(seat) => StoreOp::PutSeat { lease: lease.clone(), seat },
+                    SeatWrite::Put(seat) => {
+                        // A disconnected player's record carries its grace, so the store
+                        // forgets it when the grace ends even if this instance cannot remove
+                        // it then (crashed, cut off, or the store was down).
+                        let grace_until = if seat.connected_via.is_none() {
+                            self.core.seat_grace_until(&seat.peer_id)
+                        } else {
+                            None
+                        };
+                        StoreOp::PutSeat { lease: lease.clone(), seat, grace_until }
+                    }
                     SeatWrite::Remove { peer, .. } => {
                         StoreOp::RemoveSeat { lease: lease.clone(), peer }
                     }

@@ -16,10 +16,14 @@ fn me() -> InstanceId {
 }
 
 fn instance() -> Instance {
+    instance_named(me(), Instant::ZERO)
+}
+
+fn instance_named(id: InstanceId, now: Instant) -> Instance {
     let config = coordinator::Config { session_timeout_s: 5, ..coordinator::Config::default() };
     let core = Coordinator::new(config, Rng::from_seed(1));
     let cluster = Config { lease_ttl_ms: 2_000, maintain_interval_ms: 60_000 };
-    Instance::new(me(), cluster, core, Instant::ZERO)
+    Instance::new(id, cluster, core, now)
 }
 
 /// Answers every store operation with `answer` until none is asked; returns the operations.
@@ -51,7 +55,9 @@ fn up(
                 owner: me(),
                 epoch,
             })),
-            StoreOp::ReadSeats { .. } => StoreReply::Seats(seats.clone()),
+            StoreOp::ReadSeats { .. } => {
+                StoreReply::Seats(seats.iter().cloned().map(StoredSeat::lasting).collect())
+            }
             StoreOp::Publish { .. } => StoreReply::Published(1),
             StoreOp::PublishToOwner { .. } => StoreReply::PublishedToOwner(Some(1)),
             _ => StoreReply::Done,
@@ -125,6 +131,116 @@ fn a_zone_taken_back_at_the_next_epoch_does_not_restore_seats_that_ended_here() 
             ops.iter().any(|op| matches!(op, StoreOp::RemoveSeat { peer, .. } if *peer == alice));
         assert_eq!(removes_alice, !restored, "the stale record is removed from the store");
     }
+}
+
+/// A store that keeps seat records with the grace their writer gave them, as a TTL on its own
+/// clock (here the tests' shared one), and hands leases to one instance at a time.
+#[derive(Default)]
+struct TtlStore {
+    /// Peer -> (record, when the store forgets it).
+    seats: std::collections::BTreeMap<PeerId, (SeatRecord, Option<u64>)>,
+    epoch: u64,
+    down: bool,
+}
+
+impl TtlStore {
+    fn answer(
+        &mut self,
+        who: &InstanceId,
+        now: u64,
+        op: &StoreOp,
+    ) -> Result<StoreReply, StoreFailure> {
+        if self.down {
+            return down(op);
+        }
+        self.seats.retain(|_, (_, until)| until.is_none_or(|t| now < t));
+        Ok(match op {
+            StoreOp::Acquire { zone, .. } => {
+                self.epoch += 1;
+                let lease = Lease { zone: zone.clone(), owner: who.clone(), epoch: self.epoch };
+                StoreReply::Acquired(Acquired::Owned(lease))
+            }
+            StoreOp::PutSeat { seat, grace_until, .. } => {
+                let until = grace_until.map(Instant::as_millis);
+                self.seats.insert(seat.peer_id.clone(), (seat.clone(), until));
+                StoreReply::Done
+            }
+            StoreOp::RemoveSeat { peer, .. } => {
+                self.seats.remove(peer);
+                StoreReply::Done
+            }
+            StoreOp::ReadSeats { .. } => StoreReply::Seats(
+                self.seats
+                    .values()
+                    .map(|(record, until)| StoredSeat {
+                        record: record.clone(),
+                        grace_left_ms: until.map(|t| t - now),
+                    })
+                    .collect(),
+            ),
+            StoreOp::Publish { .. } => StoreReply::Published(1),
+            StoreOp::PublishToOwner { .. } => StoreReply::PublishedToOwner(Some(1)),
+            _ => StoreReply::Done,
+        })
+    }
+}
+
+/// Seed 203915 of the simulation in miniature, across two instances: alice, the only member of
+/// her session, disconnects (her seat waits 5 s in grace at its owner `a`); `a` crashes; the
+/// store is down for a while, so nobody can take the zone over; then `b` does. The record `a`
+/// wrote for the disconnected seat carries its grace as a TTL, so `b` restores the seat with
+/// only what is left of it, or not at all once it is over; never with a whole timeout of its own.
+#[test]
+fn a_takeover_after_an_outage_restores_a_disconnected_seat_with_only_its_remaining_grace() {
+    let alice = PeerId::new("alice").unwrap();
+    for (outage_ends, restored) in [(3_000, true), (5_200, false)] {
+        let mut store = TtlStore::default();
+        let a_id = me();
+        let mut a = instance();
+        join(&mut a, 0, 1, "alice");
+        serve(&mut a, 0, |op| store.answer(&a_id, 0, op));
+        a.handle_input(Instant::from_millis(100), Input::Disconnected { conn: ConnId(1) });
+        let ops = serve(&mut a, 100, |op| store.answer(&a_id, 100, op));
+        let put = ops.iter().find_map(|op| match op {
+            StoreOp::PutSeat { seat, grace_until, .. } if seat.peer_id == alice => {
+                Some((seat.connected_via.clone(), *grace_until))
+            }
+            _ => None,
+        });
+        assert_eq!(put, Some((None, Some(Instant::from_millis(5_100)))), "the grace is written");
+        drop(a); // crashed
+
+        // bob's join reaches `b` while the store is down: the zone cannot be taken.
+        store.down = true;
+        let b_id = InstanceId::new("b").unwrap();
+        let mut b = instance_named(b_id.clone(), Instant::from_millis(1_000));
+        join(&mut b, 1_000, 7, "bob");
+        serve(&mut b, 1_000, |op| store.answer(&b_id, 1_000, op));
+        assert!(b.owned_zones().is_empty());
+
+        // The store is back: bob's next join takes the zone over.
+        store.down = false;
+        let t = outage_ends;
+        let bytes = br#"{"type":"join","zone":"payon"}"#.to_vec();
+        b.handle_input(Instant::from_millis(t), Input::Frame { conn: ConnId(7), bytes });
+        serve(&mut b, t, |op| store.answer(&b_id, t, op));
+        assert!(b.serves(&zone(), Instant::from_millis(t)));
+        let grace = b.core().seat_grace_until(&alice);
+        if restored {
+            assert_eq!(grace, Some(Instant::from_millis(5_100)), "only the grace left");
+            let end = run_until(&mut b, 5_100, |op| store.answer(&b_id, 5_100, op));
+            assert!(b.core().seat_zone(&alice).is_none(), "gone at {end}, with a's deadline");
+        } else {
+            assert!(b.core().seat_zone(&alice).is_none(), "the grace is over: not restored");
+        }
+    }
+    // A record without a grace (a connected player's, or an older version's) still gets a
+    // whole timeout: the store does not know since when its player is gone.
+    let mut b = instance_named(InstanceId::new("b").unwrap(), Instant::from_millis(3_000));
+    join(&mut b, 3_000, 7, "bob");
+    let session = SessionId::new("payon-1").unwrap();
+    serve(&mut b, 3_000, up(9, vec![record("alice", &session)]));
+    assert_eq!(b.core().seat_grace_until(&alice), Some(Instant::from_millis(8_000)));
 }
 
 #[test]

@@ -9,6 +9,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::coordinator::{ConnId, RestoredSeat};
+use crate::time::Instant;
 use crate::wire::{Capabilities, ErrorCode, IceServer, PeerId, SessionId, Zone, limits};
 
 /// Longest instance id, in bytes.
@@ -147,6 +148,24 @@ impl SeatRecord {
             key_epoch: self.key_epoch,
             grace_until: None,
         }
+    }
+}
+
+/// A seat record as the store returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSeat {
+    /// The record.
+    pub record: SeatRecord,
+    /// If it was written with a grace ([`StoreOp::PutSeat`]'s `grace_until`), how much of it
+    /// was left when the store read it, in ms (the record's remaining TTL): the next owner
+    /// restores the seat with no more than that. `None`: written without one.
+    pub grace_left_ms: Option<u64>,
+}
+
+impl StoredSeat {
+    /// A record written without a grace.
+    pub fn lasting(record: SeatRecord) -> Self {
+        StoredSeat { record, grace_left_ms: None }
     }
 }
 
@@ -290,6 +309,12 @@ pub enum StoreOp {
         lease: Lease,
         /// The record.
         seat: SeatRecord,
+        /// For the seat of a disconnected player: when its grace ends. The store keeps the
+        /// record only that long: the adapter writes it with `grace_until - now` as its TTL,
+        /// measured when it runs the operation (a grace over by then removes the record), so
+        /// no instance's clock is ever stored. `None`: the record stays until rewritten or
+        /// removed (a connected player, or a reconnect that ends the grace).
+        grace_until: Option<Instant>,
     },
     /// Remove `peer`'s seat from the lease's zone, if `lease` is still held. Answer:
     /// [`StoreReply::Done`].
@@ -330,8 +355,8 @@ pub enum StoreReply {
     Acquired(Acquired),
     /// For renew, release and the seat writes.
     Done,
-    /// For [`StoreOp::ReadSeats`].
-    Seats(Vec<SeatRecord>),
+    /// For [`StoreOp::ReadSeats`]: every live record, each with what is left of its grace.
+    Seats(Vec<StoredSeat>),
     /// For [`StoreOp::Publish`]: how many subscribers received it (0: nobody listens).
     Published(usize),
     /// For [`StoreOp::PublishToOwner`]: `None` when `owner` does not hold the lease, else how

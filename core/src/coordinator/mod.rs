@@ -142,9 +142,10 @@ pub struct RestoredSeat {
     /// higher one, so members never confuse the two keys.
     pub key_epoch: u32,
     /// When the seat's grace ends at the latest, if the restoring instance knows it (it held
-    /// the seat itself before): restored in grace, the seat waits until the earlier of this and
-    /// a whole session timeout, and one whose grace is over is not restored. `None`: a whole
-    /// timeout (the previous owner's clock means nothing here).
+    /// the seat itself before, or the store kept the record's grace as its TTL and said what is
+    /// left): restored in grace, the seat waits until the earlier of this and a whole session
+    /// timeout, and one whose grace is over is not restored. `None`: a whole timeout (the
+    /// record does not say since when its player is gone).
     pub grace_until: Option<Instant>,
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::ClusterStore;
 use super::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceView, Lease, LeaseHolder, SeatRecord,
-    StoreConfig, StoreError, Subscription, WorldView,
+    StoreConfig, StoreError, StoredSeat, Subscription, WorldView,
 };
 
 #[derive(Debug)]
@@ -35,11 +35,15 @@ struct Subscriber {
     dropped: Arc<AtomicU64>,
 }
 
+/// A zone's seats: each record with the end of its grace on the store's clock, if written with
+/// one, and when the zone's records expire together.
+type ZoneSeats = (BTreeMap<PeerId, (SeatRecord, Option<u64>)>, u64);
+
 #[derive(Debug, Default)]
 struct State {
     leases: BTreeMap<Zone, Held>,
     epochs: BTreeMap<Zone, u64>,
-    seats: BTreeMap<Zone, (BTreeMap<PeerId, SeatRecord>, u64)>,
+    seats: BTreeMap<Zone, ZoneSeats>,
     views: BTreeMap<InstanceId, (InstanceView, u64)>,
     subscribers: BTreeMap<InstanceId, Vec<Subscriber>>,
     down: bool,
@@ -50,7 +54,10 @@ impl State {
     /// Forgets what has expired by `now_ms`, as Redis would on access.
     fn expire(&mut self, now_ms: u64) {
         self.leases.retain(|_, h| h.expires_at_ms > now_ms);
-        self.seats.retain(|_, (_, exp)| *exp > now_ms);
+        self.seats.retain(|_, (records, exp)| {
+            records.retain(|_, (_, grace_until)| grace_until.is_none_or(|t| t > now_ms));
+            *exp > now_ms && !records.is_empty()
+        });
         self.views.retain(|_, (_, exp)| *exp > now_ms);
     }
 
@@ -245,7 +252,12 @@ impl ClusterStore for MemoryStore {
         Ok(s.holder(zone, now_ms))
     }
 
-    async fn put_seat(&self, lease: &Lease, seat: &SeatRecord) -> Result<(), StoreError> {
+    async fn put_seat(
+        &self,
+        lease: &Lease,
+        seat: &SeatRecord,
+        grace_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
         self.ours(lease)?;
         if seat.zone != lease.zone {
             return Err(StoreError::WrongZone {
@@ -253,11 +265,15 @@ impl ClusterStore for MemoryStore {
                 seat: seat.zone.clone(),
             });
         }
+        if grace_ms == Some(0) {
+            return self.remove_seat(lease, &seat.peer_id).await;
+        }
         let (mut s, now_ms) = self.reach()?;
         s.check(lease)?;
-        let ttl = self.world.config.seat_ttl_ms;
+        let ttl = self.world.config.seat_ttl_ms.max(grace_ms.unwrap_or(0));
+        let grace_until = grace_ms.map(|g| now_ms.saturating_add(g));
         let entry = s.seats.entry(lease.zone.clone()).or_default();
-        entry.0.insert(seat.peer_id.clone(), seat.clone());
+        entry.0.insert(seat.peer_id.clone(), (seat.clone(), grace_until));
         entry.1 = now_ms.saturating_add(ttl);
         Ok(())
     }
@@ -277,9 +293,16 @@ impl ClusterStore for MemoryStore {
         Ok(())
     }
 
-    async fn seats(&self, zone: &Zone) -> Result<Vec<SeatRecord>, StoreError> {
-        let (s, _) = self.reach()?;
-        Ok(s.seats.get(zone).map(|(m, _)| m.values().cloned().collect()).unwrap_or_default())
+    async fn seats(&self, zone: &Zone) -> Result<Vec<StoredSeat>, StoreError> {
+        let (s, now_ms) = self.reach()?;
+        let Some((records, _)) = s.seats.get(zone) else { return Ok(Vec::new()) };
+        Ok(records
+            .values()
+            .map(|(record, grace_until)| StoredSeat {
+                record: record.clone(),
+                grace_left_ms: grace_until.map(|t| t.saturating_sub(now_ms)),
+            })
+            .collect())
     }
 
     async fn publish(&self, to: &InstanceId, payload: &[u8]) -> Result<usize, StoreError> {

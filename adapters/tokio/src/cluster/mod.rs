@@ -14,7 +14,10 @@
 //!   outputs travel back to the instance that holds the connection. Delivery is at most once
 //!   (pub/sub), messages are bounded in size.
 //! - **Seat records** (peer, session, capabilities, host) per zone, written by the owner under its
-//!   lease and read by the next owner, so clients resume their seats after a failover.
+//!   lease and read by the next owner, so clients resume their seats after a failover. The
+//!   record of a disconnected player is written with its remaining grace as a TTL on the
+//!   store's clock: the store forgets it when the grace ends, and a read returns what is left,
+//!   so the next owner restores the seat with no more grace than it had.
 //! - **Instance views** (sessions and counters) published by every instance with an expiry and
 //!   merged on read into a [`WorldView`] for discovery, the REST API and metrics.
 //!
@@ -38,8 +41,8 @@ pub use self::node::{ClusterNode, NodeOutput};
 pub use self::redis_store::RedisStore;
 pub use self::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceIdError, InstanceView, Lease, LeaseHolder,
-    ManualClock, SeatRecord, SessionSummary, StoreConfig, StoreError, Subscription, TokioClock,
-    WorldView,
+    ManualClock, SeatRecord, SessionSummary, StoreConfig, StoreError, StoredSeat, Subscription,
+    TokioClock, WorldView,
 };
 pub use ro_p2p_core::cluster::{Envelope, EnvelopeError};
 
@@ -69,14 +72,23 @@ pub trait ClusterStore: Send + Sync + std::fmt::Debug {
     /// Who holds `zone`'s lease now, if anyone.
     async fn owner(&self, zone: &Zone) -> Result<Option<LeaseHolder>, StoreError>;
 
-    /// Writes `seat` into the lease's zone, if `lease` is still held (fenced write).
-    async fn put_seat(&self, lease: &Lease, seat: &SeatRecord) -> Result<(), StoreError>;
+    /// Writes `seat` into the lease's zone, if `lease` is still held (fenced write). With
+    /// `grace_ms` (the seat of a disconnected player), the record lives only that long unless
+    /// rewritten, measured on the store's own clock (`Some(0)` removes it); without, until it
+    /// is rewritten or removed (or the zone's records expire, [`StoreConfig::seat_ttl_ms`]).
+    async fn put_seat(
+        &self,
+        lease: &Lease,
+        seat: &SeatRecord,
+        grace_ms: Option<u64>,
+    ) -> Result<(), StoreError>;
 
     /// Removes `peer`'s seat from the lease's zone, if `lease` is still held (fenced write).
     async fn remove_seat(&self, lease: &Lease, peer: &PeerId) -> Result<(), StoreError>;
 
-    /// Every seat record of `zone`, by peer id.
-    async fn seats(&self, zone: &Zone) -> Result<Vec<SeatRecord>, StoreError>;
+    /// Every live seat record of `zone`, by peer id, each with what is left of the grace it
+    /// was written with (its remaining TTL), if any.
+    async fn seats(&self, zone: &Zone) -> Result<Vec<StoredSeat>, StoreError>;
 
     /// Sends `payload` to instance `to`'s channel. Returns how many subscribers received it
     /// (0: nobody listens, the message is lost).

@@ -155,7 +155,7 @@ impl ClusterNode {
                     self.out.push_back(NodeOutput::Close { conn, code, reason });
                 }
                 Output::Store { id, op } => {
-                    let result = run(self.store.as_ref(), op).await;
+                    let result = run(self.store.as_ref(), op, self.now()).await;
                     let now = self.now();
                     self.instance.handle_input(now, Input::Store { id, result });
                 }
@@ -220,8 +220,12 @@ impl ClusterNode {
     }
 }
 
-/// Runs one store operation.
-async fn run(store: &dyn ClusterStore, op: StoreOp) -> Result<StoreReply, StoreFailure> {
+/// Runs one store operation, at `now` on the core's clock.
+async fn run(
+    store: &dyn ClusterStore,
+    op: StoreOp,
+    now: CoreInstant,
+) -> Result<StoreReply, StoreFailure> {
     let lease = |l: cluster::Lease| Lease {
         zone: l.zone,
         owner: l.owner,
@@ -246,8 +250,10 @@ async fn run(store: &dyn ClusterStore, op: StoreOp) -> Result<StoreReply, StoreF
             store.renew(&lease(l), ttl_ms).await.map(|_| StoreReply::Done)
         }
         StoreOp::Release { lease: l } => store.release(&lease(l)).await.map(|_| StoreReply::Done),
-        StoreOp::PutSeat { lease: l, seat } => {
-            store.put_seat(&lease(l), &seat).await.map(|()| StoreReply::Done)
+        StoreOp::PutSeat { lease: l, seat, grace_until } => {
+            // The grace as a TTL from now, when the write leaves (0: over, the record goes).
+            let grace_ms = grace_until.map(|g| g.millis_since(now));
+            store.put_seat(&lease(l), &seat, grace_ms).await.map(|()| StoreReply::Done)
         }
         StoreOp::RemoveSeat { lease: l, peer } => {
             store.remove_seat(&lease(l), &peer).await.map(|()| StoreReply::Done)

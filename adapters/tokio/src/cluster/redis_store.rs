@@ -7,6 +7,7 @@
 //! | `P lease:{zone}` | string `owner:epoch`, PX ttl | the zone's lease |
 //! | `P epoch:{zone}` | integer, no expiry | the zone's last fencing epoch |
 //! | `P seats:{zone}` | hash peer id -> JSON [`SeatRecord`], PX seat ttl | the zone's seats |
+//! | `P seat-grace:{zone}` | hash peer id -> end of its grace on Redis's `TIME`, in ms, PX seat ttl | the graces of disconnected players' seats |
 //! | `P view:{instance}` | JSON [`InstanceView`], PX ttl | an instance's published view |
 //! | `P instances` | set of instance ids | whose views to read |
 //! | `P bus:{instance}` | pub/sub channel | the instance's bus |
@@ -34,7 +35,7 @@ use tokio::sync::mpsc;
 use super::ClusterStore;
 use super::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceView, Lease, LeaseHolder, SeatRecord,
-    StoreConfig, StoreError, Subscription, WorldView,
+    StoreConfig, StoreError, StoredSeat, Subscription, WorldView,
 };
 
 /// Takes a free lease with a new epoch, extends our own, or reports the holder.
@@ -88,22 +89,60 @@ if not cur then return {} end
 return {cur, tostring(redis.call('PTTL', KEYS[1]))}
 ";
 
-/// A fenced hash write. KEYS: lease, hash. ARGV: token, field, value ('' deletes), ttl_ms.
-/// Returns {"1"} or {"0", current holder or ""}.
-const FENCED_HSET: &str = r"
+/// A fenced seat write. KEYS: lease, seats hash, graces hash. ARGV: token, peer, record JSON
+/// ('' deletes), the zone's ttl_ms, grace_ms ('' for none). A grace is kept as its end on
+/// Redis's own clock (`TIME`), so no instance's clock is stored: Redis 7.0 has no per-field
+/// expiry, and the read script forgets what is over. Returns {"1"} or {"0", holder or ""}.
+const FENCED_SEAT: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then
   return {'0', cur or ''}
 end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[2], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[2])
 else
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  if ARGV[5] == '' then
+    redis.call('HDEL', KEYS[3], ARGV[2])
+  else
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('HSET', KEYS[3], ARGV[2], string.format('%d', now + tonumber(ARGV[5])))
+  end
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+for i = 2, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[4])
+  end
 end
 return {'1'}
+";
+
+/// Every live seat of a zone with what is left of its grace; forgets the seats whose grace
+/// is over. KEYS: seats hash, graces hash. Returns {peer, json, left ms or '', ...}.
+const READ_SEATS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local peer, json = all[i], all[i + 1]
+  local grace = redis.call('HGET', KEYS[2], peer)
+  if not grace then
+    table.insert(out, peer)
+    table.insert(out, json)
+    table.insert(out, '')
+  elseif tonumber(grace) > now then
+    table.insert(out, peer)
+    table.insert(out, json)
+    table.insert(out, string.format('%d', tonumber(grace) - now))
+  else
+    redis.call('HDEL', KEYS[1], peer)
+    redis.call('HDEL', KEYS[2], peer)
+  end
+end
+return out
 ";
 
 /// Publishes to an instance's channel if it holds the lease. KEYS: lease. ARGV: channel
@@ -122,7 +161,8 @@ struct Scripts {
     renew: Script,
     release: Script,
     read_lease: Script,
-    fenced_hset: Script,
+    fenced_seat: Script,
+    read_seats: Script,
     publish_to_owner: Script,
 }
 
@@ -133,7 +173,8 @@ impl Scripts {
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
             read_lease: Script::new(READ_LEASE),
-            fenced_hset: Script::new(FENCED_HSET),
+            fenced_seat: Script::new(FENCED_SEAT),
+            read_seats: Script::new(READ_SEATS),
             publish_to_owner: Script::new(PUBLISH_TO_OWNER),
         }
     }
@@ -243,13 +284,22 @@ impl RedisStore {
         Ok(BusMessage::encode(&self.instance, payload))
     }
 
-    async fn fenced_hset(&self, lease: &Lease, field: &str, value: &str) -> Result<(), StoreError> {
+    /// Writes (or with an empty `record`, removes) `peer`'s seat, fenced by `lease`.
+    async fn fenced_seat(
+        &self,
+        lease: &Lease,
+        peer: &str,
+        record: &str,
+        grace_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
         self.ours(lease)?;
         let mut conn = self.conn.clone();
-        let lease_key = self.key("lease", lease.zone.as_str());
-        let seats_key = self.key("seats", lease.zone.as_str());
-        let mut inv = self.scripts.fenced_hset.key(&lease_key);
-        inv.key(&seats_key).arg(lease.token()).arg(field).arg(value).arg(self.config.seat_ttl_ms);
+        let zone = lease.zone.as_str();
+        let mut inv = self.scripts.fenced_seat.key(self.key("lease", zone));
+        inv.key(self.key("seats", zone)).key(self.key("seat-grace", zone));
+        let keep_ms = self.config.seat_ttl_ms.max(grace_ms.unwrap_or(0)).max(1);
+        let grace = grace_ms.map(|g| g.to_string()).unwrap_or_default();
+        inv.arg(lease.token()).arg(peer).arg(record).arg(keep_ms).arg(grace);
         let reply: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
         fenced_reply(lease, &reply)
     }
@@ -381,7 +431,12 @@ impl ClusterStore for RedisStore {
         Ok(Some(LeaseHolder { owner, epoch, remaining_ms: parse_non_negative(reply.get(1)) }))
     }
 
-    async fn put_seat(&self, lease: &Lease, seat: &SeatRecord) -> Result<(), StoreError> {
+    async fn put_seat(
+        &self,
+        lease: &Lease,
+        seat: &SeatRecord,
+        grace_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
         if seat.zone != lease.zone {
             return Err(StoreError::WrongZone {
                 lease: lease.zone.clone(),
@@ -392,29 +447,34 @@ impl ClusterStore for RedisStore {
             key: self.key("seats", lease.zone.as_str()),
             reason: e.to_string(),
         })?;
-        self.fenced_hset(lease, seat.peer_id.as_str(), &json).await
+        let record = if grace_ms == Some(0) { "" } else { json.as_str() };
+        self.fenced_seat(lease, seat.peer_id.as_str(), record, grace_ms).await
     }
 
     async fn remove_seat(&self, lease: &Lease, peer: &PeerId) -> Result<(), StoreError> {
-        self.fenced_hset(lease, peer.as_str(), "").await
+        self.fenced_seat(lease, peer.as_str(), "", None).await
     }
 
-    async fn seats(&self, zone: &Zone) -> Result<Vec<SeatRecord>, StoreError> {
+    async fn seats(&self, zone: &Zone) -> Result<Vec<StoredSeat>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.key("seats", zone.as_str());
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(&key);
-        let all: std::collections::BTreeMap<String, String> =
-            self.run(cmd.query_async(&mut conn)).await?;
-        let mut out = Vec::with_capacity(all.len());
-        for (peer, json) in all {
-            match serde_json::from_str::<SeatRecord>(&json) {
-                Ok(seat) => out.push(seat),
+        let mut inv = self.scripts.read_seats.key(&key);
+        inv.key(self.key("seat-grace", zone.as_str()));
+        let flat: Vec<String> = self.run(inv.invoke_async(&mut conn)).await?;
+        // By peer id, as HGETALL's order is the hash's own.
+        let mut by_peer = std::collections::BTreeMap::new();
+        for triple in flat.chunks_exact(3) {
+            let (peer, json, left) = (&triple[0], &triple[1], &triple[2]);
+            match serde_json::from_str::<SeatRecord>(json) {
+                Ok(record) => {
+                    let grace_left_ms = (!left.is_empty()).then(|| parse_non_negative(Some(left)));
+                    by_peer.insert(peer.clone(), StoredSeat { record, grace_left_ms });
+                }
                 // One unreadable record must not block a takeover: skip it, loudly.
                 Err(e) => tracing::warn!(%key, %peer, error = %e, "skipping an unreadable seat"),
             }
         }
-        Ok(out)
+        Ok(by_peer.into_values().collect())
     }
 
     async fn publish(&self, to: &InstanceId, payload: &[u8]) -> Result<usize, StoreError> {

@@ -11,7 +11,9 @@ use ro_p2p_core::wire::{PeerId, SessionId, Zone};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-pub use ro_p2p_core::cluster::{INSTANCE_ID_BYTES_MAX, InstanceId, InstanceIdError, SeatRecord};
+pub use ro_p2p_core::cluster::{
+    INSTANCE_ID_BYTES_MAX, InstanceId, InstanceIdError, SeatRecord, StoredSeat,
+};
 
 /// Who holds a zone's lease, as anyone may read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -377,7 +379,8 @@ pub struct StoreConfig {
     /// Messages a [`Subscription`] queues before it drops.
     pub bus_queue_len: usize,
     /// How long a zone's seat records live after the last write, in ms (so the records of an
-    /// abandoned zone disappear).
+    /// abandoned zone disappear), or as long as that write's grace if longer. A record written
+    /// with a grace lives only as long as that grace.
     pub seat_ttl_ms: u64,
     /// Longest a single store operation may take before it counts as unavailable, in ms.
     pub op_timeout_ms: u64,
