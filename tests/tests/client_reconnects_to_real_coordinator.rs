@@ -151,7 +151,7 @@ impl Model {
     }
 }
 
-struct Node {
+struct SimClient {
     id: PeerId,
     client: Client,
     /// The transport the client currently has (opening or open).
@@ -167,7 +167,7 @@ struct World {
     queue: BTreeMap<(Instant, u64), Ev>,
     coordinator: Option<Coordinator>,
     coordinator_rng: Rng,
-    nodes: Vec<Node>,
+    nodes: Vec<SimClient>,
     next_conn: u64,
     conn_owner: BTreeMap<ConnId, usize>,
     stalled: std::collections::BTreeSet<ConnId>,
@@ -182,7 +182,7 @@ impl World {
         let coordinator_rng = rng.fork();
         let now = Instant::ZERO;
         let nodes = (0..clients)
-            .map(|i| Node {
+            .map(|i| SimClient {
                 id: PeerId::new(format!("p{i}")).unwrap(),
                 client: Client::new(client_config(i, max_connections), rng.fork(), now),
                 conn: None,

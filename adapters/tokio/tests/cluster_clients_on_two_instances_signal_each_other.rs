@@ -12,14 +12,14 @@ use ro_p2p_core::Rng;
 use ro_p2p_core::coordinator::{self, ConnId, Coordinator, Identity};
 use ro_p2p_core::wire::{ErrorCode, PeerId, ServerMessage, decode_server};
 use ro_p2p_tokio::cluster::{
-    Clock, ClusterNode, ClusterStore, InstanceId, ManualClock, MemoryWorld, NodeOutput, RedisStore,
-    StoreConfig, Subscription, TokioClock,
+    Clock, ClusterExecutor, ClusterStore, ExecutorOutput, InstanceId, ManualClock, MemoryWorld,
+    RedisStore, StoreConfig, Subscription, TokioClock,
 };
 
 const LEASE_MS: u64 = 5_000;
 
 struct Instance {
-    node: ClusterNode,
+    executor: ClusterExecutor,
     bus: Subscription,
     /// What each of its connections received, decoded.
     inbox: BTreeMap<ConnId, Vec<ServerMessage>>,
@@ -38,8 +38,8 @@ async fn instance(
 async fn instance_on(store: Arc<dyn ClusterStore>, clock: Arc<dyn Clock>, seed: u64) -> Instance {
     let bus = store.subscribe().await.unwrap();
     let core = Coordinator::new(coordinator::Config::default(), Rng::from_seed(seed));
-    let node = ClusterNode::new(core, store, clock, LEASE_MS);
-    Instance { node, bus, inbox: BTreeMap::new() }
+    let executor = ClusterExecutor::new(core, store, clock, LEASE_MS);
+    Instance { executor, bus, inbox: BTreeMap::new() }
 }
 
 /// Delivers bus messages and collects outputs until nothing moves (bounded). `quiet_ms` is
@@ -55,17 +55,19 @@ async fn settle_within(all: &mut [&mut Instance], quiet_ms: u64) {
         for i in all.iter_mut() {
             while let Some(m) = i.bus.try_recv() {
                 moved = true;
-                i.node.bus(m).await;
+                i.executor.bus(m).await;
             }
-            while let Some(out) = i.node.poll_output() {
+            while let Some(out) = i.executor.poll_output() {
                 moved = true;
                 match out {
-                    NodeOutput::Send { conn, text } => i
+                    ExecutorOutput::Send { conn, text } => i
                         .inbox
                         .entry(conn)
                         .or_default()
                         .push(decode_server(text.as_bytes()).unwrap()),
-                    NodeOutput::Close { conn, code, .. } => panic!("{conn:?} closed with {code:?}"),
+                    ExecutorOutput::Close { conn, code, .. } => {
+                        panic!("{conn:?} closed with {code:?}")
+                    }
                 }
             }
         }
@@ -98,33 +100,35 @@ async fn clients_on_two_instances_share_a_session_and_signal_through_the_owner()
     let mut b = instance(&world, &clock, "b", 2).await;
     let (alice, bob) = (ConnId(1), ConnId(1)); // the same number on two holders
 
-    a.node.connected(alice, Identity::Account(peer("alice")), Vec::new()).await;
-    b.node.connected(bob, Identity::Account(peer("bob")), Vec::new()).await;
+    a.executor.connected(alice, Identity::Account(peer("alice")), Vec::new()).await;
+    b.executor.connected(bob, Identity::Account(peer("bob")), Vec::new()).await;
     settle(&mut [&mut a, &mut b]).await;
-    a.node.frame(alice, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
+    a.executor.frame(alice, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
     settle(&mut [&mut a, &mut b]).await;
-    b.node.frame(bob, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
+    b.executor.frame(bob, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
     settle(&mut [&mut a, &mut b]).await;
 
     // a took the zone on alice's join; bob's join went to a, and one session holds both.
-    assert!(a.node.owned_zones().contains_key(&ro_p2p_core::wire::Zone::new("prontera").unwrap()));
-    assert!(b.node.owned_zones().is_empty());
-    let sessions = a.node.core().sessions();
+    assert!(
+        a.executor.owned_zones().contains_key(&ro_p2p_core::wire::Zone::new("prontera").unwrap())
+    );
+    assert!(b.executor.owned_zones().is_empty());
+    let sessions = a.executor.core().sessions();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].members, [peer("alice"), peer("bob")]);
-    assert!(b.node.core().sessions().is_empty());
+    assert!(b.executor.core().sessions().is_empty());
     assert_eq!(types(&b.inbox[&bob]), ["welcome", "session-joined"], "one welcome only");
     assert_eq!(types(&a.inbox[&alice]), ["welcome", "session-joined", "peer-joined"]);
 
     // bob (held by b) offers to alice (held by a): relayed by the owner with `from` stamped.
-    b.node.frame(bob, br#"{"type":"offer","to":"alice","sdp":"v=0\r\n"}"#.to_vec()).await;
+    b.executor.frame(bob, br#"{"type":"offer","to":"alice","sdp":"v=0\r\n"}"#.to_vec()).await;
     settle(&mut [&mut a, &mut b]).await;
     match a.inbox[&alice].last().unwrap() {
         ServerMessage::Offer { from, .. } => assert_eq!(from, &peer("bob")),
         other => panic!("alice got {other:?}"),
     }
     // And back.
-    a.node.frame(alice, br#"{"type":"answer","to":"bob","sdp":"v=0\r\n"}"#.to_vec()).await;
+    a.executor.frame(alice, br#"{"type":"answer","to":"bob","sdp":"v=0\r\n"}"#.to_vec()).await;
     settle(&mut [&mut a, &mut b]).await;
     match b.inbox[&bob].last().unwrap() {
         ServerMessage::Answer { from, .. } => assert_eq!(from, &peer("alice")),
@@ -134,7 +138,7 @@ async fn clients_on_two_instances_share_a_session_and_signal_through_the_owner()
     // The world view: one session (published by its owner only), both connections, and the
     // owner's relay counters.
     for i in [&a, &b] {
-        i.node.publish_view(10_000).await.unwrap();
+        i.executor.publish_view(10_000).await.unwrap();
     }
     let w = world.store(InstanceId::new("x").unwrap()).world().await.unwrap();
     assert_eq!(w.sessions().len(), 1);
@@ -144,9 +148,9 @@ async fn clients_on_two_instances_share_a_session_and_signal_through_the_owner()
     assert_eq!(w.counters().get("relays:answer"), Some(&1));
 
     // bob's connection ends at b: the owner's core learns it (seat in grace, no peer-left yet).
-    b.node.disconnected(bob).await;
+    b.executor.disconnected(bob).await;
     settle(&mut [&mut a, &mut b]).await;
-    let s = &a.node.core().sessions()[0];
+    let s = &a.executor.core().sessions()[0];
     assert_eq!(s.connected, [peer("alice")]);
     assert_eq!(s.members, [peer("alice"), peer("bob")]);
 }
@@ -158,16 +162,16 @@ async fn when_the_owner_dies_the_zone_moves_on_the_next_frame_after_its_lease() 
     let mut a = instance(&world, &clock, "a", 1).await;
     let mut b = instance(&world, &clock, "b", 2).await;
     let carol = ConnId(7);
-    a.node.connected(ConnId(1), Identity::Account(peer("alice")), Vec::new()).await;
-    a.node.frame(ConnId(1), br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
-    b.node.connected(carol, Identity::Account(peer("carol")), Vec::new()).await;
-    b.node.frame(carol, br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
+    a.executor.connected(ConnId(1), Identity::Account(peer("alice")), Vec::new()).await;
+    a.executor.frame(ConnId(1), br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
+    b.executor.connected(carol, Identity::Account(peer("carol")), Vec::new()).await;
+    b.executor.frame(carol, br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
     settle(&mut [&mut a, &mut b]).await;
     assert_eq!(types(&b.inbox[&carol]), ["welcome", "session-joined"]);
 
     // a dies: its subscription goes, its lease is not renewed.
     drop(a);
-    b.node.frame(carol, br#"{"type":"ping","nonce":1}"#.to_vec()).await;
+    b.executor.frame(carol, br#"{"type":"ping","nonce":1}"#.to_vec()).await;
     settle(&mut [&mut b]).await;
     match b.inbox[&carol].last().unwrap() {
         ServerMessage::Error { code, .. } => assert_eq!(*code, ErrorCode::ZoneUnavailable),
@@ -175,9 +179,9 @@ async fn when_the_owner_dies_the_zone_moves_on_the_next_frame_after_its_lease() 
     }
 
     clock.advance(LEASE_MS + 1);
-    b.node.frame(carol, br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
+    b.executor.frame(carol, br#"{"type":"join","zone":"payon"}"#.to_vec()).await;
     settle(&mut [&mut b]).await;
-    assert!(b.node.owned_zones().contains_key(&ro_p2p_core::wire::Zone::new("payon").unwrap()));
+    assert!(b.executor.owned_zones().contains_key(&ro_p2p_core::wire::Zone::new("payon").unwrap()));
     match b.inbox[&carol].last().unwrap() {
         ServerMessage::SessionJoined { resumed, peers, .. } => {
             assert!(*resumed, "carol resumes her seat");
@@ -185,7 +189,7 @@ async fn when_the_owner_dies_the_zone_moves_on_the_next_frame_after_its_lease() 
         }
         other => panic!("carol got {other:?}"),
     }
-    let s = &b.node.core().sessions()[0];
+    let s = &b.executor.core().sessions()[0];
     assert_eq!(s.members, [peer("alice"), peer("carol")], "both seats restored from the records");
     assert_eq!(s.connected, [peer("carol")]);
 }
@@ -218,14 +222,14 @@ async fn over_redis_clients_on_two_instances_signal_through_the_owner() {
     let mut a = instance_on(open("a"), clock.clone(), 1).await;
     let mut b = instance_on(open("b"), clock.clone(), 2).await;
     let (alice, bob) = (ConnId(1), ConnId(1));
-    a.node.connected(alice, Identity::Account(peer("alice")), Vec::new()).await;
-    b.node.connected(bob, Identity::Account(peer("bob")), Vec::new()).await;
-    a.node.frame(alice, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
+    a.executor.connected(alice, Identity::Account(peer("alice")), Vec::new()).await;
+    b.executor.connected(bob, Identity::Account(peer("bob")), Vec::new()).await;
+    a.executor.frame(alice, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
     settle_within(&mut [&mut a, &mut b], 50).await;
-    b.node.frame(bob, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
+    b.executor.frame(bob, br#"{"type":"join","zone":"prontera"}"#.to_vec()).await;
     settle_within(&mut [&mut a, &mut b], 50).await;
     assert_eq!(types(&b.inbox[&bob]), ["welcome", "session-joined"]);
-    b.node.frame(bob, br#"{"type":"offer","to":"alice","sdp":"v=0\r\n"}"#.to_vec()).await;
+    b.executor.frame(bob, br#"{"type":"offer","to":"alice","sdp":"v=0\r\n"}"#.to_vec()).await;
     settle_within(&mut [&mut a, &mut b], 50).await;
     match a.inbox[&alice].last().unwrap() {
         ServerMessage::Offer { from, .. } => assert_eq!(*from, peer("bob")),

@@ -184,7 +184,7 @@ impl TimerKind for Timer {
 
 /// Where a held connection's frames are served.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Placement {
+enum Serving {
     Local,
     /// In no core: its zone's owner missed one of its frames, so what that owner held for it
     /// is being detached. Its next frame places it again and replays its `join`.
@@ -227,7 +227,7 @@ impl Frame {
 struct Held {
     account: Option<PeerId>,
     ice_servers: Vec<IceServer>,
-    placement: Placement,
+    serving: Serving,
     /// The zone its last `join` named.
     zone: Option<Zone>,
     /// Its last `join`, replayed when it moves to another core.
@@ -469,7 +469,7 @@ impl Instance {
             Held {
                 account: account.clone(),
                 ice_servers: ice.clone(),
-                placement: Placement::Local,
+                serving: Serving::Local,
                 zone: None,
                 last_join: None,
                 welcomed: false,
@@ -523,7 +523,7 @@ impl Instance {
         };
         // A frame for a remote owner goes straight there while it holds the zone and listens
         // (checked and sent in one store round trip).
-        if let Placement::Remote(owner) = held.placement.clone() {
+        if let Serving::Remote(owner) = held.serving.clone() {
             held.waiting = true;
             let env = Envelope::Frame { conn, frame: frame.text() };
             let op = StoreOp::PublishToOwner { zone: zone.clone(), owner, payload: env.encode() };
@@ -566,14 +566,14 @@ impl Instance {
         let is_join = frame.is_join();
         match route {
             Route::Local => {
-                let moved = self.place(now, conn, Placement::Local);
+                let moved = self.place(now, conn, Serving::Local);
                 if moved && !is_join {
                     self.replay_join(now, conn);
                 }
                 self.feed_local(now, conn, frame);
             }
             Route::Remote(owner) => {
-                let moved = self.place(now, conn, Placement::Remote(owner.clone()));
+                let moved = self.place(now, conn, Serving::Remote(owner.clone()));
                 if moved && !is_join {
                     self.replay_join(now, conn);
                 }
@@ -586,7 +586,7 @@ impl Instance {
             // A `leave` needs no owner: this core forgets what it told the client (its seat
             // went with the zone), so taking the zone back later cannot seat it again.
             Route::Refused(_) if frame.is_leave() => {
-                self.place(now, conn, Placement::Local);
+                self.place(now, conn, Serving::Local);
                 self.feed_local(now, conn, frame);
             }
             Route::Refused(why) => self.refuse_frame(conn, is_join, &why),
@@ -618,35 +618,35 @@ impl Instance {
     fn replay_join(&mut self, now: Instant, conn: ConnId) {
         let Some(held) = self.held.get(&conn) else { return };
         let Some(join) = held.last_join.clone() else { return };
-        match held.placement.clone() {
-            Placement::Local => self.feed_local(now, conn, join),
-            Placement::Remote(owner) => {
+        match held.serving.clone() {
+            Serving::Local => self.feed_local(now, conn, join),
+            Serving::Remote(owner) => {
                 let env = Envelope::Frame { conn, frame: join.text() };
                 self.publish(&owner, &env, Pending::Nothing);
             }
-            Placement::Nowhere => {}
+            Serving::Nowhere => {}
         }
     }
 
     /// Moves `conn` to be served by `to`; returns whether it moved.
-    fn place(&mut self, now: Instant, conn: ConnId, to: Placement) -> bool {
+    fn place(&mut self, now: Instant, conn: ConnId, to: Serving) -> bool {
         let Some(held) = self.held.get_mut(&conn) else { return false };
-        if held.placement == to {
+        if held.serving == to {
             return false;
         }
-        let from = std::mem::replace(&mut held.placement, to.clone());
+        let from = std::mem::replace(&mut held.serving, to.clone());
         let (account, ice_servers) = (held.account.clone(), held.ice_servers.clone());
         match from {
-            Placement::Local => {
+            Serving::Local => {
                 self.forget_core_conn(conn);
                 self.core.handle_input(now, CoreInput::Disconnected { conn });
                 self.drain(now);
             }
-            Placement::Remote(owner) => self.detach_remote(now, conn, owner),
-            Placement::Nowhere => {}
+            Serving::Remote(owner) => self.detach_remote(now, conn, owner),
+            Serving::Nowhere => {}
         }
         match to {
-            Placement::Local => {
+            Serving::Local => {
                 let identity = account.clone().map_or(Identity::Anonymous, Identity::Account);
                 self.core.handle_input(
                     now,
@@ -655,7 +655,7 @@ impl Instance {
                 self.touch_peer(account.as_ref());
                 self.drain(now);
             }
-            Placement::Remote(owner) => {
+            Serving::Remote(owner) => {
                 // A `detach` still owed to this owner goes first (operations run in order);
                 // one in flight arrives first anyway, and must not be retried after the
                 // `attach`, which it would undo.
@@ -668,7 +668,7 @@ impl Instance {
                 let env = Envelope::Attach { conn, account, ice_servers };
                 self.publish(&owner, &env, Pending::Nothing);
             }
-            Placement::Nowhere => {}
+            Serving::Nowhere => {}
         }
         true
     }
@@ -686,8 +686,8 @@ impl Instance {
 
     fn release(&mut self, now: Instant, conn: ConnId, revoked: Option<String>) {
         let Some(held) = self.held.remove(&conn) else { return };
-        match held.placement {
-            Placement::Local => {
+        match held.serving {
+            Serving::Local => {
                 self.forget_core_conn(conn);
                 let input = match revoked {
                     Some(reason) => CoreInput::Revoke { conn, reason },
@@ -696,8 +696,8 @@ impl Instance {
                 self.core.handle_input(now, input);
                 self.drain(now);
             }
-            Placement::Remote(owner) => self.detach_remote(now, conn, owner),
-            Placement::Nowhere => {}
+            Serving::Remote(owner) => self.detach_remote(now, conn, owner),
+            Serving::Nowhere => {}
         }
     }
 
@@ -755,7 +755,7 @@ impl Instance {
     }
 
     fn placed_at(&self, conn: ConnId, owner: &InstanceId) -> bool {
-        self.held.get(&conn).is_some_and(|h| h.placement == Placement::Remote(owner.clone()))
+        self.held.get(&conn).is_some_and(|h| h.serving == Serving::Remote(owner.clone()))
     }
 
     fn attach_remote(&mut self, holder: &InstanceId, conn: ConnId) -> ConnId {
@@ -1004,7 +1004,7 @@ impl Instance {
                     // The owner missed a frame (a `leave`, say): what it holds for this
                     // connection is stale. It is detached there (retried until heard) and
                     // the next frame attaches it afresh, replaying its `join`.
-                    self.place(now, conn, Placement::Nowhere);
+                    self.place(now, conn, Serving::Nowhere);
                     self.refuse_frame(conn, is_join, &why);
                 }
                 self.pump(now, conn);
@@ -1176,14 +1176,14 @@ impl Instance {
         for (_, o) in std::mem::take(&mut self.owned) {
             self.store(StoreOp::Release { lease: o.lease }, Pending::Nothing);
         }
-        let placed: Vec<(ConnId, Placement)> =
-            self.held.iter().map(|(c, h)| (*c, h.placement.clone())).collect();
-        for (conn, placement) in placed {
-            if placement == Placement::Local {
+        let placed: Vec<(ConnId, Serving)> =
+            self.held.iter().map(|(c, h)| (*c, h.serving.clone())).collect();
+        for (conn, serving) in placed {
+            if serving == Serving::Local {
                 continue;
             }
             self.held.remove(&conn);
-            if let Placement::Remote(owner) = placement {
+            if let Serving::Remote(owner) = serving {
                 self.publish(&owner, &Envelope::Detach { conn }, Pending::Nothing);
             }
             self.out.push_back(Output::Close {

@@ -40,7 +40,7 @@ struct Subscriber {
 type ZoneSeats = (BTreeMap<PeerId, (SeatRecord, Option<u64>)>, u64);
 
 #[derive(Debug, Default)]
-struct State {
+struct Contents {
     leases: BTreeMap<Zone, Held>,
     epochs: BTreeMap<Zone, u64>,
     seats: BTreeMap<Zone, ZoneSeats>,
@@ -50,7 +50,7 @@ struct State {
     partitioned: BTreeSet<InstanceId>,
 }
 
-impl State {
+impl Contents {
     /// Forgets what has expired by `now_ms`, as Redis would on access.
     fn expire(&mut self, now_ms: u64) {
         self.leases.retain(|_, h| h.expires_at_ms > now_ms);
@@ -98,7 +98,7 @@ impl State {
 /// The shared in-process store several [`MemoryStore`] handles talk to.
 #[derive(Clone, Debug)]
 pub struct MemoryWorld {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<Contents>>,
     clock: Arc<dyn Clock>,
     config: StoreConfig,
 }
@@ -139,7 +139,7 @@ impl MemoryWorld {
         s.views.clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Contents> {
         // A panic elsewhere while holding the lock leaves consistent maps (each operation
         // finishes its writes before it can fail), so the poison is ignored.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -156,7 +156,7 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// Locks the state for this instance: fails if the store is down or this instance is cut
     /// off; expires what is due.
-    fn reach(&self) -> Result<(MutexGuard<'_, State>, u64), StoreError> {
+    fn reach(&self) -> Result<(MutexGuard<'_, Contents>, u64), StoreError> {
         let mut s = self.world.lock();
         if s.down {
             return Err(StoreError::Unavailable { reason: "store is down".to_owned() });

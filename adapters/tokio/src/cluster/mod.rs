@@ -23,7 +23,7 @@
 //!
 //! On top of the store, every decision of cluster mode is the core's sans-IO
 //! [`ro_p2p_core::cluster::Instance`] (leases, routing between instances, seat records,
-//! retries, the join replay); [`node`] is its executor: it feeds the instance events and time
+//! retries, the join replay); [`executor`] is its executor: it feeds the instance events and time
 //! and runs the store operations it asks for (the service's cluster hub,
 //! `server::cluster_hub`, drives it). What the bus carries ([`Envelope`]) and the seat records
 //! ([`SeatRecord`]) are the core's types.
@@ -31,13 +31,13 @@
 //! Time: every store takes a [`Clock`] in milliseconds; lease deadlines it reports are measured
 //! on it, conservatively (from before the request was sent).
 
+pub mod executor;
 mod memory;
-pub mod node;
 mod redis_store;
 mod types;
 
+pub use self::executor::{ClusterExecutor, ExecutorOutput};
 pub use self::memory::{MemoryStore, MemoryWorld};
-pub use self::node::{ClusterNode, NodeOutput};
 pub use self::redis_store::RedisStore;
 pub use self::types::{
     Acquired, BusMessage, Clock, InstanceId, InstanceIdError, InstanceView, Lease, LeaseHolder,

@@ -1,10 +1,10 @@
 //! Cluster mode's hub: the same [`Event`]s as the single-instance hub, served by a
-//! [`ClusterNode`] so several instances share one world through a [`ClusterStore`].
+//! [`ClusterExecutor`] so several instances share one world through a [`ClusterStore`].
 //!
 //! Connection tasks and REST handlers do not know which hub they talk to: both read the same
-//! channel of [`Event`]s. This task owns the node (the core's cluster machine and the store
+//! channel of [`Event`]s. This task owns the executor (the core's cluster machine and the store
 //! operations it asks for) and the bus subscription, and sleeps until the earliest of: the next
-//! event, the next bus message, the node's next timer, and the view timer. On the view timer
+//! event, the next bus message, the executor's next timer, and the view timer. On the view timer
 //! (every [`ClusterConfig::view_interval_ms`]) it publishes its [`InstanceView`], reads the
 //! merged [`WorldView`] of every instance (what discovery, the session endpoints, health and
 //! metrics answer from, with its own view always fresh), and notes whether the store answers.
@@ -29,7 +29,7 @@ use super::conns::{self, ConnHandle, Event, Query, Queued};
 use super::health::{ClusterHealth, Health};
 use super::metrics::{self, ServiceMetrics};
 use crate::cluster::{
-    Clock, ClusterNode, ClusterStore, InstanceId, InstanceView, NodeOutput, RedisStore,
+    Clock, ClusterExecutor, ClusterStore, ExecutorOutput, InstanceId, InstanceView, RedisStore,
     SessionSummary, StoreConfig, StoreError, Subscription, WorldView,
 };
 
@@ -120,7 +120,7 @@ pub(crate) fn open_store(
 
 /// The task state of cluster mode.
 pub(crate) struct ClusterHub {
-    node: ClusterNode,
+    executor: ClusterExecutor,
     clock: Arc<dyn Clock>,
     conns: BTreeMap<ConnId, ConnHandle>,
     metrics: ServiceMetrics,
@@ -143,7 +143,7 @@ impl ClusterHub {
         clock: Arc<dyn Clock>,
     ) -> Self {
         ClusterHub {
-            node: ClusterNode::new(core, store, Arc::clone(&clock), config.lease_ttl_ms),
+            executor: ClusterExecutor::new(core, store, Arc::clone(&clock), config.lease_ttl_ms),
             clock,
             conns: BTreeMap::new(),
             metrics: ServiceMetrics::default(),
@@ -157,7 +157,7 @@ impl ClusterHub {
     }
 
     fn store(&self) -> Arc<dyn ClusterStore> {
-        Arc::clone(self.node.store())
+        Arc::clone(self.executor.store())
     }
 
     /// Runs until every sender of `events` is gone.
@@ -170,7 +170,7 @@ impl ClusterHub {
         views.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut bus: Option<Subscription> = None;
         loop {
-            let wake = self.node.poll_timeout_ms();
+            let wake = self.executor.poll_timeout_ms();
             if wake != armed {
                 let at = wake.map_or(far, |ms| {
                     Instant::now() + Duration::from_millis(ms.saturating_sub(self.clock.now_ms()))
@@ -185,7 +185,7 @@ impl ClusterHub {
                 biased;
                 () = &mut tick, if armed.is_some() => {
                     armed = None;
-                    self.node.tick().await;
+                    self.executor.tick().await;
                     self.flush(None).await;
                 }
                 _ = views.tick() => {
@@ -199,7 +199,7 @@ impl ClusterHub {
                 }
                 msg = async { bus.as_mut()?.recv().await }, if bus.is_some() => match msg {
                     Some(msg) => {
-                        self.node.bus(msg).await;
+                        self.executor.bus(msg).await;
                         self.flush(None).await;
                     }
                     None => bus = None,
@@ -249,7 +249,7 @@ impl ClusterHub {
 
     /// This instance's view with the service's own counters added.
     fn own_view(&self) -> InstanceView {
-        let mut view = self.node.view();
+        let mut view = self.executor.view();
         view.counters.insert("connections_accepted".to_owned(), self.metrics.connections_accepted);
         for (code, n) in &self.metrics.rejects {
             view.counters.insert(format!("service_rejects:{}", code.as_str()), *n);
@@ -260,7 +260,7 @@ impl ClusterHub {
     /// The world as last read, with this instance's view fresh.
     fn world_now(&self) -> WorldView {
         let mut world = self.world.clone();
-        world.instances.insert(self.node.store().instance().clone(), self.own_view());
+        world.instances.insert(self.executor.store().instance().clone(), self.own_view());
         world
     }
 
@@ -270,14 +270,14 @@ impl ClusterHub {
                 self.metrics.connections_accepted += 1;
                 self.conns.insert(conn, handle);
                 self.audit.connected(conn, origin);
-                self.node.connected(conn, identity, ice_servers).await;
+                self.executor.connected(conn, identity, ice_servers).await;
                 self.flush(None).await;
             }
             Event::Frame { conn, bytes, arrived } => {
                 if !self.conns.contains_key(&conn) {
                     return;
                 }
-                self.node.frame(conn, bytes).await;
+                self.executor.frame(conn, bytes).await;
                 self.flush(Some(arrived)).await;
             }
             Event::Binary { conn } | Event::Control { conn } => {
@@ -285,20 +285,20 @@ impl ClusterHub {
                     return;
                 }
                 let binary = matches!(ev, Event::Binary { .. });
-                self.node.non_text_frame(conn, binary).await;
+                self.executor.non_text_frame(conn, binary).await;
                 self.flush(None).await;
             }
             Event::Disconnected { conn } => {
                 self.conns.remove(&conn);
-                self.node.disconnected(conn).await;
+                self.executor.disconnected(conn).await;
                 self.flush(None).await;
                 self.audit.disconnected(conn);
             }
             Event::Revoke { conn, reason } => {
-                // The node gives the seat up at once where this instance owns the zone.
+                // The executor gives the seat up at once where this instance owns the zone.
                 if let Some(handle) = self.conns.remove(&conn) {
                     handle.close(ErrorCode::AuthRevoked, reason.clone());
-                    self.node.revoked(conn, reason).await;
+                    self.executor.revoked(conn, reason).await;
                     self.flush(None).await;
                 }
             }
@@ -306,20 +306,20 @@ impl ClusterHub {
             Event::Query(q) => self.answer(q),
             Event::Shutdown => {
                 self.shutting_down = true;
-                self.node.shutdown().await;
+                self.executor.shutdown().await;
                 self.flush(None).await;
             }
         }
     }
 
-    /// Executes the node's outputs; `arrived` is when the triggering frame arrived, for the
+    /// Executes the executor's outputs; `arrived` is when the triggering frame arrived, for the
     /// signaling latency of relays served here.
     async fn flush(&mut self, arrived: Option<Instant>) {
-        while let Some(out) = self.node.poll_output() {
+        while let Some(out) = self.executor.poll_output() {
             match out {
-                NodeOutput::Send { conn, text } => {
+                ExecutorOutput::Send { conn, text } => {
                     if text.starts_with("{\"type\":\"session-joined\"") {
-                        self.audit.identify(conn, self.node.core().peer_of(conn));
+                        self.audit.identify(conn, self.executor.core().peer_of(conn));
                     }
                     self.audit.sent_text(conn, &text);
                     let relay = is_relay(&text);
@@ -328,11 +328,11 @@ impl ClusterHub {
                             self.metrics.signaling_latency.observe(arrived.elapsed());
                         }
                     } else if !self.conns.contains_key(&conn) {
-                        // Closed as a slow consumer: the node learns it is gone.
-                        self.node.disconnected(conn).await;
+                        // Closed as a slow consumer: the executor learns it is gone.
+                        self.executor.disconnected(conn).await;
                     }
                 }
-                NodeOutput::Close { conn, code, reason } => {
+                ExecutorOutput::Close { conn, code, reason } => {
                     if let Some(handle) = self.conns.remove(&conn) {
                         self.audit.closing(conn, code, &reason);
                         handle.close(code, reason);
@@ -400,12 +400,12 @@ impl ClusterHub {
             version: env!("CARGO_PKG_VERSION"),
             auth: None,
             cluster: Some(ClusterHealth {
-                instance: self.node.store().instance().to_string(),
+                instance: self.executor.store().instance().to_string(),
                 store: if self.store_error.is_some() { "unreachable" } else { "ok" },
                 store_error: self.store_error.clone(),
                 instances: world.instances.len(),
-                zones_owned: self.node.owned_zones().len(),
-                zones: self.node.owned_zones().into_keys().collect(),
+                zones_owned: self.executor.owned_zones().len(),
+                zones: self.executor.owned_zones().into_keys().collect(),
             }),
         }
     }
@@ -414,7 +414,7 @@ impl ClusterHub {
     /// session, else 0 (another instance's clock means nothing here).
     fn to_view(&self, s: SessionSummary) -> SessionView {
         let created_at = self
-            .node
+            .executor
             .core()
             .session(&s.session_id)
             .map_or(CoreInstant::from_millis(0), |v| v.created_at);
@@ -451,15 +451,15 @@ impl ClusterHub {
     /// creation times compare).
     fn placement(&self, zone: &Zone) -> Result<Placement, ErrorCode> {
         let now = CoreInstant::from_millis(self.clock.now_ms());
-        if self.node.instance().serves(zone, now) {
-            return self.node.core().placement(zone);
+        if self.executor.instance().serves(zone, now) {
+            return self.executor.core().placement(zone);
         }
         let sessions = self.world_now().discover(zone);
         let rows = sessions.iter().map(|s| {
             let created_at = CoreInstant::from_millis(s.created_at_ms.unwrap_or(0));
             (s.members.len(), created_at, &s.session_id)
         });
-        coordinator::place(rows, self.node.core().config())
+        coordinator::place(rows, self.executor.core().config())
     }
 
     /// Prometheus text for the whole world: gauges from every instance's sessions, counters
@@ -504,7 +504,7 @@ impl ClusterHub {
             (
                 "ro_p2p_cluster_zones_owned",
                 "Zones this instance owns.",
-                self.node.owned_zones().len(),
+                self.executor.owned_zones().len(),
             ),
             (
                 "ro_p2p_cluster_store_up",

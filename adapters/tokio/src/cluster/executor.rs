@@ -2,9 +2,9 @@
 //!
 //! Every decision of cluster mode (which zones this instance serves, where a frame goes, what
 //! the owner sends back, which seats to write or restore, when to renew, retry or replay) is
-//! the core's ([`ro_p2p_core::cluster`]). [`ClusterNode`] feeds it connection events, bus
+//! the core's ([`ro_p2p_core::cluster`]). [`ClusterExecutor`] feeds it connection events, bus
 //! messages and time from the `clock`, and executes its outputs in order: sends and closes
-//! become [`NodeOutput`]s for the driver (the service's cluster hub, `server::cluster_hub`, or a
+//! become [`ExecutorOutput`]s for the driver (the service's cluster hub, `server::cluster_hub`, or a
 //! test), and each [`StoreOp`] is run against the [`ClusterStore`] at once, its reply fed back
 //! before the next output is taken (so operations run one at a time, in the order asked).
 
@@ -25,7 +25,7 @@ pub const MAINTAIN_INTERVAL_MS: u64 = 1_000;
 
 /// What the driver must do with one of its own connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeOutput {
+pub enum ExecutorOutput {
     /// Send this text frame.
     Send {
         /// The connection.
@@ -46,14 +46,14 @@ pub enum NodeOutput {
 
 /// One instance in cluster mode: the core's [`Instance`] and the store it acts on.
 #[derive(Debug)]
-pub struct ClusterNode {
+pub struct ClusterExecutor {
     instance: Instance,
     store: Arc<dyn ClusterStore>,
     clock: Arc<dyn Clock>,
-    out: VecDeque<NodeOutput>,
+    out: VecDeque<ExecutorOutput>,
 }
 
-impl ClusterNode {
+impl ClusterExecutor {
     /// Wraps `core`; leases last `lease_ttl_ms`. Time is `clock`'s (the core's time too).
     pub fn new(
         core: Coordinator,
@@ -64,7 +64,7 @@ impl ClusterNode {
         let config = cluster::Config { lease_ttl_ms, maintain_interval_ms: MAINTAIN_INTERVAL_MS };
         let now = CoreInstant::from_millis(clock.now_ms());
         let instance = Instance::new(store.instance().clone(), config, core, now);
-        ClusterNode { instance, store, clock, out: VecDeque::new() }
+        ClusterExecutor { instance, store, clock, out: VecDeque::new() }
     }
 
     /// The local core (for views and tests).
@@ -125,13 +125,13 @@ impl ClusterNode {
         }
     }
 
-    /// Publishes [`ClusterNode::view`] for `ttl_ms` (call it more often than that).
+    /// Publishes [`ClusterExecutor::view`] for `ttl_ms` (call it more often than that).
     pub async fn publish_view(&self, ttl_ms: u64) -> Result<(), StoreError> {
         self.store.publish_view(&self.view(), ttl_ms).await
     }
 
     /// The next thing the driver must do.
-    pub fn poll_output(&mut self) -> Option<NodeOutput> {
+    pub fn poll_output(&mut self) -> Option<ExecutorOutput> {
         self.out.pop_front()
     }
 
@@ -150,9 +150,11 @@ impl ClusterNode {
     async fn execute(&mut self) {
         while let Some(out) = self.instance.poll_output() {
             match out {
-                Output::Send { conn, text } => self.out.push_back(NodeOutput::Send { conn, text }),
+                Output::Send { conn, text } => {
+                    self.out.push_back(ExecutorOutput::Send { conn, text })
+                }
                 Output::Close { conn, code, reason } => {
-                    self.out.push_back(NodeOutput::Close { conn, code, reason });
+                    self.out.push_back(ExecutorOutput::Close { conn, code, reason });
                 }
                 Output::Store { id, op } => {
                     let result = run(self.store.as_ref(), op, self.now()).await;
@@ -199,7 +201,7 @@ impl ClusterNode {
         self.feed(Input::Bus { from: msg.from, payload: msg.payload }).await;
     }
 
-    /// Runs the instance's due timers; call at least every [`ClusterNode::poll_timeout_ms`].
+    /// Runs the instance's due timers; call at least every [`ClusterExecutor::poll_timeout_ms`].
     pub async fn tick(&mut self) {
         let now = self.now();
         if self.instance.poll_timeout().is_some_and(|t| t <= now) {
@@ -208,7 +210,7 @@ impl ClusterNode {
         }
     }
 
-    /// When [`ClusterNode::tick`] is next due, in the clock's ms.
+    /// When [`ClusterExecutor::tick`] is next due, in the clock's ms.
     pub fn poll_timeout_ms(&self) -> Option<u64> {
         self.instance.poll_timeout().map(CoreInstant::as_millis)
     }
