@@ -425,7 +425,7 @@ impl World {
                     }
                     slot.ops.push_back((id, op));
                 }
-                Output::Send { conn, text } => self.deliver(i, conn, &text)?,
+                Output::Send { conn, text, .. } => self.deliver(i, conn, &text)?,
                 Output::Close { conn, code, .. } => {
                     self.log.push(format!("i{i} closes {} {code}", conn.0));
                     if let Some(c) = self.client_at(i, conn) {

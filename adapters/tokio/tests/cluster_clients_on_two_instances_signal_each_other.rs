@@ -60,7 +60,7 @@ async fn settle_within(all: &mut [&mut Instance], quiet_ms: u64) {
             while let Some(out) = i.executor.poll_output() {
                 moved = true;
                 match out {
-                    ExecutorOutput::Send { conn, text } => i
+                    ExecutorOutput::Send { conn, text, .. } => i
                         .inbox
                         .entry(conn)
                         .or_default()

@@ -13,7 +13,7 @@ use crate::wire::{
 
 use super::seats::{SeatSync, SeatWrite};
 use super::types::{
-    Acquired, Envelope, InstanceId, Lease, OpId, StoreFailure, StoreOp, StoreReply,
+    Acquired, Envelope, InstanceId, Lease, OpId, SentKind, StoreFailure, StoreOp, StoreReply,
 };
 
 /// Core connection numbers from here on stand for connections held by other instances; an
@@ -129,6 +129,8 @@ pub enum Output {
         conn: ConnId,
         /// The frame.
         text: String,
+        /// What it is (for metrics and the audit log).
+        kind: SentKind,
     },
     /// Close a connection of ours.
     Close {
@@ -605,7 +607,7 @@ impl Instance {
     fn refuse(&mut self, conn: ConnId, why: &str) {
         let msg =
             ServerMessage::error(ErrorCode::ZoneUnavailable, format!("zone unavailable: {why}"));
-        self.out.push_back(Output::Send { conn, text: encode_server(&msg) });
+        self.out.push_back(Output::Send { conn, text: encode_server(&msg), kind: SentKind::Other });
     }
 
     fn feed_local(&mut self, now: Instant, conn: ConnId, frame: Frame) {
@@ -739,9 +741,9 @@ impl Instance {
                     self.core.handle_input(now, CoreInput::Disconnected { conn: local });
                 }
             }
-            Envelope::Deliver { conn, frame } => {
+            Envelope::Deliver { conn, frame, kind } => {
                 if self.placed_at(conn, &from) {
-                    self.out.push_back(Output::Send { conn, text: frame });
+                    self.out.push_back(Output::Send { conn, text: frame, kind });
                 }
             }
             Envelope::Close { conn, code, reason } => {
@@ -786,14 +788,19 @@ impl Instance {
                     if let Some((holder, rc)) = self.remote_by_local.get(&conn).cloned() {
                         // The holder's own core welcomed its client already.
                         if !welcome {
-                            let env = Envelope::Deliver { conn: rc, frame: encode_server(&msg) };
+                            let env = Envelope::Deliver {
+                                conn: rc,
+                                frame: encode_server(&msg),
+                                kind: SentKind::of(&msg),
+                            };
                             self.publish(&holder, &env, Pending::Deliver { local: conn });
                         }
                     } else if let Some(held) = self.held.get_mut(&conn) {
                         if welcome && std::mem::replace(&mut held.welcomed, true) {
                             continue;
                         }
-                        self.out.push_back(Output::Send { conn, text: encode_server(&msg) });
+                        let kind = SentKind::of(&msg);
+                        self.out.push_back(Output::Send { conn, text: encode_server(&msg), kind });
                     }
                 }
                 CoreOutput::Close { conn, code, reason } => {

@@ -28,8 +28,8 @@ pub use instance::{
 pub use seats::{SeatSync, SeatWrite};
 pub use types::{
     Acquired, ENVELOPE_BYTES_MAX, Envelope, EnvelopeError, INSTANCE_ID_BYTES_MAX, InstanceId,
-    InstanceIdError, Lease, LeaseHolder, OpId, SeatRecord, StoreFailure, StoreOp, StoreReply,
-    StoredSeat,
+    InstanceIdError, Lease, LeaseHolder, OpId, SeatRecord, SentKind, StoreFailure, StoreOp,
+    StoreReply, StoredSeat,
 };
 
 #[cfg(test)]

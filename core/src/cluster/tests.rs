@@ -293,7 +293,16 @@ fn envelopes_round_trip_and_oversized_ones_are_refused() {
         },
         Envelope::Frame { conn: ConnId(7), frame: r#"{"type":"ping"}"#.to_owned() },
         Envelope::Detach { conn: ConnId(7) },
-        Envelope::Deliver { conn: ConnId(7), frame: r#"{"type":"pong"}"#.to_owned() },
+        Envelope::Deliver {
+            conn: ConnId(7),
+            frame: r#"{"type":"pong"}"#.to_owned(),
+            kind: SentKind::Other,
+        },
+        Envelope::Deliver {
+            conn: ConnId(7),
+            frame: r#"{"type":"offer","from":"bob","sdp":"v=0"}"#.to_owned(),
+            kind: SentKind::Relay,
+        },
         Envelope::Close {
             conn: ConnId(7),
             code: ErrorCode::ZoneUnavailable,
@@ -316,4 +325,46 @@ fn envelopes_round_trip_and_oversized_ones_are_refused() {
         Err(EnvelopeError::TooLarge { .. })
     ));
     assert!(matches!(Envelope::decode(b"{\"type\":\"nope\"}"), Err(EnvelopeError::Malformed(_))));
+    // A delivery from an instance of an earlier version has no kind: it is `other`.
+    assert_eq!(
+        Envelope::decode(br#"{"type":"deliver","conn":7,"frame":"{}"}"#).unwrap(),
+        Envelope::Deliver { conn: ConnId(7), frame: "{}".to_owned(), kind: SentKind::Other }
+    );
+}
+
+/// The kind an adapter reads off a sent frame (latency of relays, the audit log's names) is the
+/// message's own, decided before it was encoded: no adapter reads the JSON to find out.
+#[test]
+fn a_sent_frame_says_what_it_is() {
+    let mut i = instance();
+    let mut answer = up(5, vec![]);
+    let mut sent = |i: &mut Instance, now: u64| -> Vec<(ConnId, String, SentKind)> {
+        let mut out = Vec::new();
+        while let Some(o) = i.poll_output() {
+            match o {
+                Output::Store { id, op } => {
+                    let result = answer(&op);
+                    i.handle_input(Instant::from_millis(now), Input::Store { id, result });
+                }
+                Output::Send { conn, text, kind } => out.push((conn, text, kind)),
+                _ => {}
+            }
+        }
+        out
+    };
+    join(&mut i, 0, 1, "alice");
+    join(&mut i, 0, 2, "bob");
+    let joined = sent(&mut i, 0);
+    let kind_of = |frames: &[(ConnId, String, SentKind)], ty: &str| -> Vec<SentKind> {
+        let tag = format!("{{\"type\":\"{ty}\"");
+        frames.iter().filter(|(_, t, _)| t.starts_with(&tag)).map(|(_, _, k)| *k).collect()
+    };
+    assert_eq!(kind_of(&joined, "session-joined"), [SentKind::SessionJoined; 2], "{joined:?}");
+    assert!(kind_of(&joined, "welcome").iter().all(|k| *k == SentKind::Other), "{joined:?}");
+    let offer = br#"{"type":"offer","to":"alice","sdp":"v=0"}"#.to_vec();
+    i.handle_input(Instant::from_millis(10), Input::Frame { conn: ConnId(2), bytes: offer });
+    let relayed = sent(&mut i, 10);
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    assert_eq!((relayed[0].0, relayed[0].2), (ConnId(1), SentKind::Relay));
+    assert!(relayed[0].1.starts_with(r#"{"type":"offer""#), "{relayed:?}");
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::coordinator::{ConnId, RestoredSeat};
 use crate::time::Instant;
-use crate::wire::{Capabilities, ErrorCode, IceServer, PeerId, SessionId, Zone, limits};
+use crate::wire::{
+    Capabilities, ErrorCode, IceServer, PeerId, ServerMessage, SessionId, Zone, limits,
+};
 
 /// Longest instance id, in bytes.
 pub const INSTANCE_ID_BYTES_MAX: usize = 64;
@@ -172,6 +174,33 @@ impl StoredSeat {
 /// Largest encoded envelope, in bytes: a frame (escaped JSON may double it) plus the fields.
 pub const ENVELOPE_BYTES_MAX: usize = 2 * limits::FRAME_BYTES_MAX + 8 * 1024;
 
+/// What kind of message a frame sent to a client is, for the adapter's metrics and audit log:
+/// decided where the message was still typed, so no adapter reads JSON to find out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SentKind {
+    /// A relayed `offer`, `answer` or `ice-candidate` (counts in the signaling latency).
+    Relay,
+    /// A `session-joined` (names the connection's player in the audit log).
+    SessionJoined,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+impl SentKind {
+    /// The kind of `msg`.
+    pub fn of(msg: &ServerMessage) -> SentKind {
+        match msg {
+            ServerMessage::Offer { .. }
+            | ServerMessage::Answer { .. }
+            | ServerMessage::IceCandidate { .. } => SentKind::Relay,
+            ServerMessage::SessionJoined { .. } => SentKind::SessionJoined,
+            _ => SentKind::Other,
+        }
+    }
+}
+
 /// One bus message between the instance holding a connection and its zone's owner.
 ///
 /// Connections are named by the holder's own [`ConnId`]: the pair (holder, conn) is unique in
@@ -206,6 +235,10 @@ pub enum Envelope {
         conn: ConnId,
         /// The frame's text.
         frame: String,
+        /// What the frame is, as the owner's core knew when it encoded it (absent from
+        /// instances of earlier versions: `other`).
+        #[serde(default)]
+        kind: SentKind,
     },
     /// Owner to holder: close the connection.
     Close {

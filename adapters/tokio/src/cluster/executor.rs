@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use ro_p2p_core::cluster::{self, Input, Instance, Output, StoreFailure, StoreOp, StoreReply};
+use ro_p2p_core::cluster::{
+    self, Input, Instance, Output, SentKind, StoreFailure, StoreOp, StoreReply,
+};
 use ro_p2p_core::coordinator::{ConnId, Coordinator, Identity};
 use ro_p2p_core::wire::{ErrorCode, IceServer, Zone};
 use ro_p2p_core::{Instant as CoreInstant, SansIo};
@@ -32,6 +34,8 @@ pub enum ExecutorOutput {
         conn: ConnId,
         /// The frame.
         text: String,
+        /// What it is, as the core knew (for metrics and the audit log).
+        kind: SentKind,
     },
     /// Close it.
     Close {
@@ -150,8 +154,8 @@ impl ClusterExecutor {
     async fn execute(&mut self) {
         while let Some(out) = self.instance.poll_output() {
             match out {
-                Output::Send { conn, text } => {
-                    self.out.push_back(ExecutorOutput::Send { conn, text })
+                Output::Send { conn, text, kind } => {
+                    self.out.push_back(ExecutorOutput::Send { conn, text, kind })
                 }
                 Output::Close { conn, code, reason } => {
                     self.out.push_back(ExecutorOutput::Close { conn, code, reason });

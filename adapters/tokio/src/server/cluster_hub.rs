@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use ro_p2p_core::cluster::SentKind;
 use ro_p2p_core::coordinator::{self, ConnId, Coordinator, Placement, SessionView, Stats};
 use ro_p2p_core::wire::{ErrorCode, SessionId, Zone};
 use ro_p2p_core::{Instant as CoreInstant, config::RedisSettings};
@@ -317,12 +318,12 @@ impl ClusterHub {
     async fn flush(&mut self, arrived: Option<Instant>) {
         while let Some(out) = self.executor.poll_output() {
             match out {
-                ExecutorOutput::Send { conn, text } => {
-                    if text.starts_with("{\"type\":\"session-joined\"") {
+                ExecutorOutput::Send { conn, text, kind } => {
+                    if kind == SentKind::SessionJoined {
                         self.audit.identify(conn, self.executor.core().peer_of(conn));
                     }
                     self.audit.sent_text(conn, &text);
-                    let relay = is_relay(&text);
+                    let relay = kind == SentKind::Relay;
                     if self.send(conn, text) {
                         if relay && let Some(arrived) = arrived {
                             self.metrics.signaling_latency.observe(arrived.elapsed());
@@ -523,10 +524,4 @@ impl ClusterHub {
 
 fn parse_code(s: &str) -> Option<ErrorCode> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
-}
-
-fn is_relay(text: &str) -> bool {
-    ["{\"type\":\"offer\"", "{\"type\":\"answer\"", "{\"type\":\"ice-candidate\""]
-        .iter()
-        .any(|p| text.starts_with(p))
 }
