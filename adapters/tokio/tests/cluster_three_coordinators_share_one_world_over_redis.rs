@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{Client, Proc, free_port, http, join};
@@ -28,6 +29,8 @@ const LEASE_TTL_MS: u64 = 3_000;
 /// Longest any phase may take (a failover is at most one lease plus a few retries).
 const PHASE: Duration = Duration::from_secs(20);
 const PREFIX: &str = "it3:";
+/// Ping nonces, unique within the test run.
+static NONCE: AtomicU64 = AtomicU64::new(0);
 
 struct TempDir(PathBuf);
 
@@ -132,27 +135,39 @@ async fn join_until_seated(
 ) -> (ServerMessage, Vec<ServerMessage>) {
     let deadline = tokio::time::Instant::now() + PHASE;
     let mut seen = Vec::new();
-    let mut nonce = 0;
     loop {
         // A `ping` after the `join` is answered after it (same owner, in order), so the last
         // `session-joined` before the `pong` answers this join, not an earlier one still
-        // queued (an instance that takes a zone back sends one unasked).
-        nonce += 1;
+        // queued (an instance that takes a zone back sends one unasked). Nonces are unique
+        // across calls, so a late `pong` of an earlier call is never taken for this one's, and
+        // a `session-joined` counts only once this call's `pong` has come.
+        let nonce = NONCE.fetch_add(1, Ordering::Relaxed) + 1;
         c.send(&join(Some(who), zone)).await;
         c.send(&ClientMessage::Ping { nonce: Some(nonce) }).await;
         let mut reply = None;
-        while let Ok(next) = tokio::time::timeout(Duration::from_secs(1), c.next()).await {
+        let mut answered = false;
+        loop {
+            let now = tokio::time::Instant::now();
+            let wait = if reply.is_some() {
+                deadline.saturating_duration_since(now)
+            } else {
+                Duration::from_secs(1)
+            };
+            let Ok(next) = tokio::time::timeout(wait, c.next()).await else { break };
             match next.unwrap_or_else(|e| panic!("{who} closed: {e:?}")) {
                 m @ ServerMessage::SessionJoined { .. } => reply = Some(m),
                 m @ ServerMessage::Error { .. } => {
                     reply = None;
                     seen.push(m);
                 }
-                ServerMessage::Pong { nonce: Some(n) } if n == nonce => break,
+                ServerMessage::Pong { nonce: Some(n) } if n == nonce => {
+                    answered = true;
+                    break;
+                }
                 other => seen.push(other),
             }
         }
-        if let Some(m) = reply {
+        if answered && let Some(m) = reply {
             return (m, seen);
         }
         assert!(tokio::time::Instant::now() < deadline, "{who} not seated in time: {seen:?}");

@@ -727,11 +727,13 @@ impl Harness {
         write(
             &self.my_cnf,
             &format!(
-                "[mysqld]\ndatadir={}\nsocket={}\npid-file={}\nport={}\nbind-address=127.0.0.1\n{}\
-                 skip-name-resolve\ninnodb_buffer_pool_size=64M\ninnodb_log_file_size=16M\n\
+                "[mysqld]\ndatadir={}\ntmpdir={}\nsocket={}\npid-file={}\nport={}\n\
+                 bind-address=127.0.0.1\n{}skip-name-resolve\ninnodb_buffer_pool_size=64M\n\
+                 innodb_log_file_size=16M\n\
                  performance_schema=OFF\ncharacter-set-server=utf8mb4\n\
                  collation-server=utf8mb4_general_ci\nlog-error={}\n[client]\nsocket={}\n",
                 data.display(),
+                run_dir.display(),
                 sock.display(),
                 run_dir.join("mysqld.pid").display(),
                 self.ports.db,
