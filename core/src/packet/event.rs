@@ -136,15 +136,6 @@ impl PeerEvent<'_> {
             PeerEvent::Emote { kind } => out.extend_from_slice(&[tag(KIND_EMOTE), kind]),
         }
     }
-
-    /// The category name (`movement`, `chat`, `emote`).
-    pub fn category_name(&self) -> &'static str {
-        match self {
-            PeerEvent::Move { .. } | PeerEvent::Turn { .. } => "movement",
-            PeerEvent::Chat { .. } => "chat",
-            PeerEvent::Emote { .. } => "emote",
-        }
-    }
 }
 
 impl<'a> PeerEvent<'a> {
@@ -330,5 +321,23 @@ mod tests {
         cmd.extend_from_slice(b"A : @warp");
         assert_eq!(PeerEvent::decode(&cmd), Err(PeerEventError::Chat(ChatRejection::Command)));
         assert_eq!(PeerEvent::decode(&[0x13, 9, 0, b'A']), Err(PeerEventError::Truncated));
+    }
+
+    /// A chat event's length covers exactly its text: bytes after it are refused, however few,
+    /// and a one-byte text is whole.
+    #[test]
+    fn a_chat_event_is_its_length_and_text_and_nothing_more() {
+        let mut one = Vec::new();
+        PeerEvent::Chat { text: b"A : x" }.encode(&mut one);
+        assert_eq!(PeerEvent::decode(&one), Ok(PeerEvent::Chat { text: b"A : x" }));
+        for extra in 1..=8 {
+            let mut longer = one.clone();
+            longer.extend(std::iter::repeat_n(b'y', extra));
+            assert_eq!(
+                PeerEvent::decode(&longer),
+                Err(PeerEventError::TrailingBytes { extra }),
+                "{extra} bytes after the text"
+            );
+        }
     }
 }

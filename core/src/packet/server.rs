@@ -162,3 +162,25 @@ impl ClientEncoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decoder holds exactly [`SERVER_DECODER_BUFFER_BYTES`]: filling it in two pushes is
+    /// fine, one byte more overflows (rAthena's own buffer bound), and the failure stays.
+    #[test]
+    fn the_buffer_holds_its_bound_and_not_one_byte_more() {
+        let fresh = || ServerDecoder::new(PacketVersion::V20211103, Obfuscation::Off);
+        let mut d = fresh();
+        d.push(&vec![0; SERVER_DECODER_BUFFER_BYTES - 3]);
+        d.push(&[0; 3]);
+        assert_eq!(d.failed, None, "exactly the bound");
+        d.push(&[0]);
+        assert_eq!(d.failed, Some(ServerDecodeError::BufferOverflow), "one byte more");
+        assert_eq!(d.next_packet(), Some(Err(ServerDecodeError::BufferOverflow)));
+        let mut at_once = fresh();
+        at_once.push(&vec![0; SERVER_DECODER_BUFFER_BYTES + 1]);
+        assert_eq!(at_once.failed, Some(ServerDecodeError::BufferOverflow));
+    }
+}

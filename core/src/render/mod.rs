@@ -29,10 +29,11 @@ pub use table::{ZC_VARIABLE_LEN_MIN, ZcLen, ZcTable};
 use crate::wire::PeerId;
 
 /// The account id (unit id) of a peer: the coordinator assigns the peer id from the token's
-/// subject, which is the rAthena account id in decimal. `None` if it is not such a number.
+/// subject, which is the rAthena account id in decimal. `None` if it is not such a number
+/// (digits only: no sign, and a peer id is never empty).
 pub fn account_id_of(peer: &PeerId) -> Option<u32> {
     let s = peer.as_str();
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     s.parse().ok()
