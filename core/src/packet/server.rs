@@ -183,4 +183,21 @@ mod tests {
         at_once.push(&vec![0; SERVER_DECODER_BUFFER_BYTES + 1]);
         assert_eq!(at_once.failed, Some(ServerDecodeError::BufferOverflow));
     }
+
+    /// `pending` counts the bytes of a packet not yet whole, and none once it is taken.
+    #[test]
+    fn pending_is_what_waits_for_the_rest_of_a_packet() {
+        let mut d = ServerDecoder::new(PacketVersion::V20211103, Obfuscation::Off);
+        let spec = PacketVersion::V20211103.table().iter().find(|s| s.len() == PacketLen::Fixed(6));
+        let id = spec.expect("a 6-byte packet at 20211103").id().to_le_bytes();
+        d.push(&[id[0], id[1], 1]);
+        assert_eq!(d.pending(), 3);
+        assert_eq!(d.next_packet(), None);
+        d.push(&[2, 3, 4, id[0]]);
+        assert_eq!(d.pending(), 7);
+        assert!(
+            matches!(d.next_packet(), Some(Ok(ServerPacket { bytes, .. })) if bytes.len() == 6)
+        );
+        assert_eq!(d.pending(), 1);
+    }
 }
