@@ -224,6 +224,11 @@ pub struct PacketTable {
 /// Number of possible packet ids.
 const ID_COUNT: usize = 1 << 16;
 
+/// Each row with its 1-based line number (what [`TableError`] reports).
+fn numbered<'a>(rows: impl Iterator<Item = &'a str>) -> impl Iterator<Item = (usize, &'a str)> {
+    rows.enumerate().map(|(i, row)| (i + 1, row))
+}
+
 fn empty_index() -> Box<[u16; ID_COUNT]> {
     // Built on the heap: 128 KiB is too much for a test thread's stack in debug builds.
     match vec![0u16; ID_COUNT].into_boxed_slice().try_into() {
@@ -278,7 +283,7 @@ pub enum TableError {
 impl PacketTable {
     /// Parses `id_hex,length,handler,category[,...]` with a header line.
     pub(crate) fn parse(csv: &'static str) -> Result<PacketTable, TableError> {
-        PacketTable::parse_rows(csv.lines().enumerate().skip(1).map(|(n, l)| (n + 1, l)))
+        PacketTable::parse_rows(numbered(csv.lines()).skip(1))
     }
 
     /// Parses rows `id_hex,length,handler,category[,offsets]`, each with its line number.
@@ -348,8 +353,7 @@ impl PacketTable {
 
     /// Generated table `n` (empty if it fails to parse; a unit test checks every one parses).
     pub(crate) fn generated(n: usize) -> Result<PacketTable, TableError> {
-        let rows = super::versions::resolve(&INDEX.cz, n);
-        PacketTable::parse_rows(rows.into_iter().enumerate().map(|(i, l)| (i + 1, l)))
+        PacketTable::parse_rows(numbered(super::versions::resolve(&INDEX.cz, n).into_iter()))
     }
 
     /// The row of `id`, if the table has it.

@@ -108,3 +108,94 @@ fn rathena_default_family_follows_its_config() {
         assert_eq!(ClientFamily::default_for(n), f, "{n}");
     }
 }
+
+/// One packet of `handler` at `version` (a variable one with 8 bytes of text after its header).
+fn packet_of(version: PacketVersion, handler: &str) -> Vec<u8> {
+    let spec = version.table().iter().find(|s| s.handler() == handler);
+    let spec = spec.unwrap_or_else(|| panic!("{handler} at {version}"));
+    let mut p = spec.id().to_le_bytes().to_vec();
+    match spec.len() {
+        PacketLen::Fixed(n) => p.resize(usize::from(n), b'a'),
+        PacketLen::Variable => {
+            p.extend_from_slice(&12u16.to_le_bytes());
+            p.extend_from_slice(b"A : hi!\0");
+        }
+    }
+    p
+}
+
+/// Each chat handler that is not public chat stays on the server for its own reason, which
+/// users see in `classify` output and metrics; a movement, chat or emote handler this crate does
+/// not parse (a categories file newer than the code) is server-only as unrecognised.
+#[test]
+fn every_chat_but_public_chat_is_server_only_for_its_own_reason() {
+    let v = PacketVersion::V20211103;
+    for (handler, reason) in [
+        ("clif_parse_WisMessage", ServerOnlyReason::Whisper),
+        ("clif_parse_PartyMessage", ServerOnlyReason::PartyChat),
+        ("clif_parse_GuildMessage", ServerOnlyReason::GuildChat),
+        ("clif_parse_clan_chat", ServerOnlyReason::ClanChat),
+        ("clif_parse_BattleChat", ServerOnlyReason::BattlegroundChat),
+    ] {
+        let packet = packet_of(v, handler);
+        let c = classify_packet(v, &packet).unwrap_or_else(|| panic!("{handler} frames"));
+        assert_eq!(c.server_only_reason(), Some(reason), "{handler}");
+    }
+    let newer: &'static PacketTable = Box::leak(Box::new(
+        PacketTable::parse(
+            "id,len,handler,category\n0x0F01,-1,clif_parse_Shout,chat\n\
+             0x0F02,4,clif_parse_Hop,movement\n0x0F03,3,clif_parse_Wink,emote\n",
+        )
+        .expect("parses"),
+    ));
+    for (id, packet) in [
+        (0x0F01, &[0x01, 0x0F, 6, 0, b'h', b'i'][..]),
+        (0x0F02, &[0x02, 0x0F, 1, 2][..]),
+        (0x0F03, &[0x03, 0x0F, 1][..]),
+    ] {
+        let spec = newer.get(id).expect("the row");
+        let c = classify::classify(
+            classify::Dialect::Map { nul_chat: false },
+            &chat::OwnName::UNKNOWN,
+            spec,
+            packet,
+        );
+        assert_eq!(c.server_only_reason(), Some(ServerOnlyReason::UnrecognisedHandler), "{id:#x}");
+    }
+}
+
+/// A malformed row is reported at its own line of the CSV (the header is line 1).
+#[test]
+fn a_malformed_row_is_reported_at_its_line() {
+    let csv = "id,len,handler,category\n0x0001,2,clif_parse_A,other\n0x0002,x,clif_parse_B,other\n";
+    assert_eq!(PacketTable::parse(csv).map(|t| t.len()), Err(TableError::BadLength { line: 3 }));
+    let csv = "id,len,handler,category\n0x0001,2,clif_parse_A\n";
+    assert_eq!(
+        PacketTable::parse(csv).map(|t| t.len()),
+        Err(TableError::MissingColumns { line: 2 })
+    );
+}
+
+#[test]
+fn a_table_of_only_its_header_is_empty() {
+    let t = PacketTable::parse("id,len,handler,category\n").expect("parses");
+    assert!(t.is_empty());
+    assert_eq!(t.len(), 0);
+    assert!(!PacketVersion::V20211103.table().is_empty());
+}
+
+/// rAthena obfuscates ids by default from 20110817 until the keys become zero after 20180307;
+/// chat text is NUL-terminated before 20151001.
+#[test]
+fn obfuscation_and_nul_terminated_chat_follow_the_version() {
+    let at = |n| PacketVersion::from_number(n).unwrap_or_else(|e| panic!("{n}: {e}"));
+    for (n, obfuscated) in
+        [(20110718, false), (20110817, true), (20151104, true), (20180307, true), (20180308, false)]
+    {
+        assert_eq!(at(n).obfuscated_by_default(), obfuscated, "{n}");
+    }
+    assert!(!PacketVersion::V20211103.obfuscated_by_default());
+    for (n, nul) in [(20150916, true), (20151001, false), (20151007, false)] {
+        assert_eq!(at(n).chat_nul_terminated(), nul, "{n}");
+    }
+}
