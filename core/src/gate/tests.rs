@@ -44,13 +44,16 @@ fn accept_login_0069() -> Vec<u8> {
 
 fn info(version: PacketVersion, cid: u32, name: &str, slot: u8) -> Vec<u8> {
     // Offsets written independently of InfoLayout: from rAthena's CHARACTER_INFO by hand.
-    let (len, name_at, slot_at, map_at, sex_at) = match version {
-        PacketVersion::V20211103 => (175, 108, 138, 142, 174),
-        PacketVersion::V20151104 => (147, 80, 110, 114, 146),
+    let (len, job_at, level_at, name_at, slot_at, map_at, sex_at) = match version {
+        PacketVersion::V20211103 => (175, 84, 92, 108, 138, 142, 174),
+        PacketVersion::V20151104 => (147, 56, 64, 80, 110, 114, 146),
         _ => unreachable!(),
     };
     let mut e = vec![0u8; len];
     e[0..4].copy_from_slice(&cid.to_le_bytes());
+    // job and level tell the characters apart: 4000 + slot, 90 + slot
+    e[job_at..job_at + 2].copy_from_slice(&(4000 + u16::from(slot)).to_le_bytes());
+    e[level_at..level_at + 2].copy_from_slice(&(90 + u16::from(slot)).to_le_bytes());
     e[name_at..name_at + name.len()].copy_from_slice(name.as_bytes());
     e[slot_at] = slot;
     e[map_at..map_at + 12].copy_from_slice(b"prontera.gat");
@@ -186,6 +189,7 @@ fn char_list_parses_at_both_shared_versions() {
             (150_001, "Bob", "prontera.gat")
         );
         assert_eq!(bob.sex, Some(Sex::Male));
+        assert_eq!((bob.job, bob.base_level), (4002, 92), "{v}");
         assert_eq!(list.named("Alice").unwrap().slot, 0);
     }
     let empty = char_list(V21, &[]);
