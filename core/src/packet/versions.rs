@@ -410,3 +410,30 @@ pub(crate) static INDEX: LazyLock<Index> =
 pub(crate) fn parse_embedded() -> Result<Index, IndexError> {
     Index::parse(INDEX_CSV, CZ_CSV, ZC_CSV)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(base: Option<usize>, body: &'static str) -> Section {
+        Section { name: "t", base, body }
+    }
+
+    /// A table's rows are its base's with its own differences applied; a chain that points
+    /// forward or at itself (a damaged file: the generator only writes earlier bases) resolves
+    /// to nothing rather than to rows of a later table, or not at all.
+    #[test]
+    fn a_chain_resolves_through_earlier_tables_only() {
+        let sections = [
+            section(None, "0x0001,2,a,other\n0x0002,2,b,other\n"),
+            section(Some(0), "-0x0001\n0x0003,2,c,other\n"),
+            section(Some(3), "0x0004,2,d,other\n"),
+            section(None, "0x0005,2,e,other\n"),
+            section(Some(4), "0x0006,2,f,other\n"),
+        ];
+        assert_eq!(resolve(&sections, 1), ["0x0002,2,b,other", "0x0003,2,c,other"]);
+        assert!(resolve(&sections, 2).is_empty(), "a base further on");
+        assert!(resolve(&sections, 4).is_empty(), "a base of itself");
+        assert!(resolve(&sections, 5).is_empty(), "no such table");
+    }
+}
