@@ -436,4 +436,15 @@ mod tests {
         assert!(resolve(&sections, 4).is_empty(), "a base of itself");
         assert!(resolve(&sections, 5).is_empty(), "no such table");
     }
+
+    /// A malformed index row is reported at its line of the file, comments counted.
+    #[test]
+    fn a_malformed_index_row_is_reported_at_its_line() {
+        let index =
+            "# generated\nfrom,family,built_as\n20211103,default,refused\n20211104,odd,main\n";
+        assert_eq!(
+            Index::parse(index, "", "").map(|i| i.cz.len()),
+            Err(IndexError::BadRow { line: 4, what: "bad family" })
+        );
+    }
 }
