@@ -139,3 +139,43 @@ impl ZcFramer {
         ZcFrame::Desync { reason, bytes: self.buf.get(start..).unwrap_or_default() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::packets::ZC_NOTIFY_TIME;
+
+    /// `ZC_NOTIFY_TIME` (`0x007F`, 6 bytes at every version) with `tick`.
+    fn time(tick: u32) -> Vec<u8> {
+        let mut p = ZC_NOTIFY_TIME.to_le_bytes().to_vec();
+        p.extend_from_slice(&tick.to_le_bytes());
+        p
+    }
+
+    /// The bytes of a packet whose end has not come are pending, and the stream is off a
+    /// boundary until the rest arrives (what is injected must wait for it).
+    #[test]
+    fn a_partial_packet_is_pending_until_its_end_arrives() {
+        let mut f = ZcFramer::new(PacketVersion::V20211103);
+        assert!(f.at_boundary());
+        let p = time(7);
+        f.push(&p[..4]);
+        assert_eq!(f.next_frame(), None);
+        assert_eq!((f.pending(), f.at_boundary()), (&p[..4], false));
+        f.push(&p[4..]);
+        assert_eq!(f.next_frame(), Some(ZcFrame::Packet { id: ZC_NOTIFY_TIME, bytes: &p }));
+        assert!(f.pending().is_empty() && f.at_boundary());
+    }
+
+    /// Handed-out packets do not stay in the buffer: a long connection keeps at most what
+    /// arrived since the last packets were taken.
+    #[test]
+    fn handed_out_packets_leave_the_buffer() {
+        let mut f = ZcFramer::new(PacketVersion::V20211103);
+        for tick in 0..1_000 {
+            f.push(&time(tick));
+            while f.next_frame().is_some() {}
+            assert!(f.buf.len() <= 2 * time(0).len(), "{} bytes kept at {tick}", f.buf.len());
+        }
+    }
+}
