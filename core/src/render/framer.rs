@@ -143,7 +143,7 @@ impl ZcFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::packets::ZC_NOTIFY_TIME;
+    use crate::render::packets::{ZC_NOTIFY_CHAT, ZC_NOTIFY_TIME};
 
     /// `ZC_NOTIFY_TIME` (`0x007F`, 6 bytes at every version) with `tick`.
     fn time(tick: u32) -> Vec<u8> {
@@ -177,5 +177,20 @@ mod tests {
             while f.next_frame().is_some() {}
             assert!(f.buf.len() <= 2 * time(0).len(), "{} bytes kept at {tick}", f.buf.len());
         }
+    }
+
+    /// A variable-length packet may be only its header (length 4, the least rAthena sends); a
+    /// declared length below that ends framing.
+    #[test]
+    fn a_variable_packet_of_only_its_header_frames_and_a_shorter_one_desyncs() {
+        let id = ZC_NOTIFY_CHAT.to_le_bytes();
+        let mut f = ZcFramer::new(PacketVersion::V20211103);
+        let header = [id[0], id[1], 4, 0];
+        f.push(&header);
+        assert_eq!(f.next_frame(), Some(ZcFrame::Packet { id: ZC_NOTIFY_CHAT, bytes: &header }));
+        let short = [id[0], id[1], 3, 0];
+        f.push(&short);
+        let reason = ZcDesyncReason::ImpossibleLength { id: ZC_NOTIFY_CHAT, len: 3 };
+        assert_eq!(f.next_frame(), Some(ZcFrame::Desync { reason, bytes: &short }));
     }
 }
