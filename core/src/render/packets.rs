@@ -409,3 +409,26 @@ impl UnitLayout {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every coordinate rAthena can send (10 bits) survives packing, for `PosDir` and for both
+    /// ends of `MoveData`: corners, powers of two around the byte boundaries, and the middle.
+    #[test]
+    fn positions_and_moves_survive_packing_over_the_whole_map_range() {
+        let coords = [0u16, 1, 3, 4, 15, 16, 63, 64, 255, 256, 300, 511, 512, 767, 1000, 1023];
+        for &x in &coords {
+            for &y in &coords {
+                let cell = Cell { x, y };
+                for dir in [0u8, 7, 15] {
+                    assert_eq!(unpack_pos_dir(pack_pos_dir(cell, dir)), (cell, dir), "{x},{y}");
+                }
+                let other = Cell { x: 1023 - y, y: 1023 - x };
+                assert_eq!(unpack_move_data(pack_move_data(cell, other, 8, 8)), (cell, other));
+                assert_eq!(unpack_move_data(pack_move_data(other, cell, 0, 15)), (other, cell));
+            }
+        }
+    }
+}
