@@ -413,6 +413,7 @@ impl UnitLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::{GeneratedLayout, PacketVersion};
 
     /// Every coordinate rAthena can send (10 bits) survives packing, for `PosDir` and for both
     /// ends of `MoveData`: corners, powers of two around the byte boundaries, and the middle.
@@ -429,6 +430,71 @@ mod tests {
                 assert_eq!(unpack_move_data(pack_move_data(cell, other, 8, 8)), (cell, other));
                 assert_eq!(unpack_move_data(pack_move_data(other, cell, 0, 15)), (other, cell));
             }
+        }
+    }
+
+    /// Walking is drawn only where the generated layout has exactly the shape drawing assumes:
+    /// change any one offset or size and the version is refused, with the reason.
+    #[test]
+    fn every_shape_condition_of_a_layout_is_needed() {
+        let good = PacketVersion::V20211103.generated_layout();
+        assert!(UnitLayout::from_generated(&good).is_ok());
+        let off = |v: Option<u16>| v.map(|n| n + 1);
+        type Shift = fn(&mut GeneratedLayout);
+        let shifts: [(&str, Shift); 11] = [
+            ("walk MoveData", |g| g.walk_move = g.walk_move.map(|n| n + 1)),
+            ("spawn PosDir", |g| g.spawn_posdir = g.spawn_posdir.map(|n| n + 1)),
+            ("walk tick at PosDir", |g| g.walk_tick = g.idle_posdir),
+            ("walk xSize", |g| g.walk_xsize = g.walk_xsize.map(|n| n + 1)),
+            ("idle xSize", |g| g.idle_xsize = g.idle_xsize.map(|n| n + 1)),
+            ("spawn xSize", |g| g.spawn_xsize = g.spawn_xsize.map(|n| n + 1)),
+            ("idle state", |g| g.idle_state = g.idle_state.map(|n| n + 1)),
+            ("idle size", |g| g.idle_size = g.idle_size.map(|n| n + 1)),
+            ("spawn size", |g| g.spawn_size = g.spawn_size.map(|n| n + 1)),
+            ("walk size", |g| g.walk_size = g.walk_size.map(|n| n + 1)),
+            ("idle PosDir", |g| g.idle_posdir = g.idle_posdir.map(|n| n + 1)),
+        ];
+        for (what, shift) in shifts {
+            let mut g = good;
+            shift(&mut g);
+            assert_eq!(
+                UnitLayout::from_generated(&g),
+                Err(WalkNotDrawable::ShapesDiffer),
+                "{what}"
+            );
+        }
+        for (what, g) in [
+            (
+                "walk objecttype",
+                GeneratedLayout { walk_objecttype: off(good.walk_objecttype), ..good },
+            ),
+            ("idle unit id", GeneratedLayout { idle_aid: off(good.idle_aid), ..good }),
+        ] {
+            assert!(
+                matches!(
+                    UnitLayout::from_generated(&g),
+                    Err(WalkNotDrawable::UnitIdElsewhere { .. })
+                ),
+                "{what}"
+            );
+        }
+    }
+
+    /// A packet is a template only if both its id and its length are the form's: an unrelated
+    /// packet of a walking or idle packet's length is not one, nor a form of another length.
+    #[test]
+    fn a_template_needs_the_forms_id_and_length_both() {
+        let l = UnitLayout::of(PacketVersion::V20211103).expect("walking is drawn at 20211103");
+        for (id, len) in [
+            (0x7FFF, l.walk_len),
+            (0x7FFF, l.idle_len),
+            (0x7FFF, l.spawn_len),
+            (l.walk_id, l.walk_len - 1),
+            (l.walk_id, l.idle_len),
+        ] {
+            let mut p = vec![0u8; len];
+            p[0..2].copy_from_slice(&id.to_le_bytes());
+            assert_eq!(l.template_of(&p), None, "id {id:#06x}, {len} bytes");
         }
     }
 }
