@@ -506,6 +506,12 @@ fn output_that_the_game_does_not_read_refuses_rendering_not_server_bytes() {
     let before = s.output().len();
     s.push_server(at(3000), &big);
     assert_eq!(s.output().len(), before + big.len());
+    // The bound is a quarter MiB: a game 200 KiB behind still gets peers drawn.
+    let mut s = stream_with_unit(V, None);
+    while s.output().len() < 200 * 1024 {
+        s.push_server(at(1000), &big);
+    }
+    assert_eq!(s.push_peer_event(at(2000), 7, &PeerEvent::Emote { kind: 1 }).map(|_| ()), Ok(()));
 }
 
 #[test]
