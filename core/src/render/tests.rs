@@ -365,6 +365,11 @@ fn duplicates_are_only_matched_within_the_window() {
     s.consume(usize::MAX);
     s.push_server(at(30_200), &emotion(7, 3));
     assert_eq!(s.output(), b"");
+    // The window includes its last millisecond.
+    s.push_peer_event(at(50_000), 7, &PeerEvent::Emote { kind: 5 }).unwrap();
+    s.consume(usize::MAX);
+    s.push_server(at(50_000 + 10_000), &emotion(7, 5));
+    assert_eq!(s.output(), b"", "exactly the window after: still the same emote");
 }
 
 #[test]
