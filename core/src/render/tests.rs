@@ -462,6 +462,11 @@ fn the_servers_echo_of_a_late_copy_is_not_shown_twice_and_other_echoes_are() {
     s.expect_server_echo(at(1_000), &PeerEvent::Chat { text: b"Me : yo" });
     s.push_server(at(1_000 + RenderConfig::new(V).duplicate_window_ms + 1), &own_chat);
     assert_eq!(s.output(), own_chat.as_slice());
+    s.consume(usize::MAX);
+    // One exactly the window old is still expected.
+    s.expect_server_echo(at(50_000), &PeerEvent::Chat { text: b"Me : yo" });
+    s.push_server(at(50_000 + RenderConfig::new(V).duplicate_window_ms), &own_chat);
+    assert_eq!(s.output(), b"");
 }
 
 #[test]
