@@ -389,7 +389,9 @@ impl Output {
     }
 
     fn append(&mut self, bytes: &[u8]) {
-        if self.start > 0 && (self.start == self.buf.len() || self.start > OUTPUT_BYTES_MAX) {
+        // All read is freed by `consume`; a reader that keeps a tail unread moves it to the
+        // front once more than the bound was read before it.
+        if self.start > OUTPUT_BYTES_MAX {
             self.buf.drain(..self.start);
             self.start = 0;
         }
@@ -745,5 +747,39 @@ impl ReceiveStream {
     /// Bytes from the server that wait for the rest of their packet.
     pub fn pending_server_bytes(&self) -> usize {
         self.framer.pending().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The game's bytes: `len` is what it has not read; all read frees the buffer; bytes read
+    /// are moved out only once all was read or more than the bound was, so appending after a
+    /// small partial read does not move the rest.
+    #[test]
+    fn output_frees_what_the_game_read_without_moving_bytes_on_every_append() {
+        let mut out = Output::default();
+        out.append(&[1; 10]);
+        out.consume(4);
+        assert_eq!((out.len(), out.ready()), (6, &[1u8; 6][..]));
+        out.append(&[2; 10]);
+        assert_eq!((out.buf.len(), out.start, out.len()), (20, 4, 16), "no move for 4 read bytes");
+        out.consume(16);
+        assert_eq!((out.buf.len(), out.start, out.len()), (0, 0, 0), "all read: freed");
+        out.append(&[3; 10]);
+        out.consume(5);
+        out.consume(5);
+        out.append(&[4; 3]);
+        assert_eq!((out.buf.len(), out.start), (3, 0));
+        // A reader that never catches up: once more than the bound was read, the read part goes.
+        let mut out = Output::default();
+        out.append(&vec![5; OUTPUT_BYTES_MAX + 2]);
+        out.consume(OUTPUT_BYTES_MAX);
+        out.append(&[6]);
+        assert_eq!((out.buf.len(), out.start), (OUTPUT_BYTES_MAX + 3, OUTPUT_BYTES_MAX));
+        out.consume(1);
+        out.append(&[7]);
+        assert_eq!((out.buf.len(), out.start, out.ready()), (3, 0, &[5, 6, 7][..]));
     }
 }

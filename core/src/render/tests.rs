@@ -956,3 +956,70 @@ fn every_generated_version_learns_the_units_in_view_and_draws_peers_chat_emotes_
     }
     assert!(raw_aid_versions > 0, "no version before 20070521 was checked");
 }
+
+/// The server's `ZC_NOTIFY_PLAYERMOVE` tells where the player is and what its tick is: the
+/// local echo of the player's next peers-only walk starts there, at the server's clock.
+#[test]
+fn the_players_own_move_from_the_server_places_the_next_local_echo() {
+    let mut s = ReceiveStream::new(V);
+    s.push_server(at(0), &zc_aid(42));
+    s.push_server(at(1_000), &player_move(Cell { x: 3, y: 4 }, Cell { x: 30, y: 40 }, 90_000));
+    s.consume(usize::MAX);
+    s.push_local_echo(at(1_250), &PeerEvent::Move { x: 33, y: 44 }).unwrap();
+    assert_eq!(s.output(), player_move(Cell { x: 30, y: 40 }, Cell { x: 33, y: 44 }, 90_250));
+}
+
+/// `ZC_STOPMOVE` puts a unit where it stopped: the peer's next walk is drawn from there.
+#[test]
+fn a_unit_that_stopped_walks_on_from_where_it_stopped() {
+    let mut s = stream_with_unit(V, None);
+    let mut stop = ZC_STOPMOVE.to_le_bytes().to_vec();
+    stop.extend_from_slice(&7u32.to_le_bytes());
+    stop.extend_from_slice(&105u16.to_le_bytes());
+    stop.extend_from_slice(&107u16.to_le_bytes());
+    s.push_server(at(1_000), &stop);
+    s.consume(usize::MAX);
+    s.push_peer_event(at(1_000), 7, &PeerEvent::Move { x: 110, y: 110 }).unwrap();
+    let w = s.output();
+    let l = layout(V);
+    let md: [u8; 6] = w[l.move_at()..l.move_at() + 6].try_into().unwrap();
+    assert_eq!(unpack_move_data(md), (Cell { x: 105, y: 107 }, Cell { x: 110, y: 110 }));
+}
+
+/// At most `UNITS_MAX` units are remembered: a new one then replaces the lowest id, and one
+/// seen again replaces nothing.
+#[test]
+fn units_in_view_are_bounded_and_the_lowest_id_goes_first() {
+    let mut s = ReceiveStream::new(V);
+    s.push_server(at(0), &zc_aid(1));
+    let first = 10u32;
+    let n = u32::try_from(UNITS_MAX).unwrap();
+    for aid in first..first + n {
+        s.push_server(at(0), &idle_packet(V, aid, Cell { x: 5, y: 5 }));
+    }
+    s.push_server(at(0), &idle_packet(V, first + 1, Cell { x: 6, y: 6 }));
+    s.push_server(at(0), &idle_packet(V, 1_000_000, Cell { x: 5, y: 5 }));
+    s.consume(usize::MAX);
+    let emote = |s: &mut ReceiveStream, aid| {
+        let r = s.push_peer_event(at(10), aid, &PeerEvent::Emote { kind: 1 }).map(|_| ());
+        s.consume(usize::MAX);
+        r
+    };
+    assert_eq!(emote(&mut s, first), Err(RenderRejected::UnknownUnit { aid: first }));
+    for aid in [first + 1, first + 2, first + n - 1, 1_000_000] {
+        assert_eq!(emote(&mut s, aid), Ok(()), "unit {aid}");
+    }
+}
+
+/// What the game has read is not counted against the bound: a game that read most of a large
+/// burst still gets peers drawn.
+#[test]
+fn bytes_the_game_has_read_do_not_count_against_the_output_bound() {
+    let mut s = stream_with_unit(V, None);
+    let big = server_chat(9, &[b'x'; 250]);
+    while s.output().len() < 200 * 1024 {
+        s.push_server(at(1000), &big);
+    }
+    s.consume(150 * 1024);
+    assert_eq!(s.push_peer_event(at(2000), 7, &PeerEvent::Emote { kind: 1 }).map(|_| ()), Ok(()));
+}
