@@ -965,8 +965,35 @@ fn the_players_own_move_from_the_server_places_the_next_local_echo() {
     s.push_server(at(0), &zc_aid(42));
     s.push_server(at(1_000), &player_move(Cell { x: 3, y: 4 }, Cell { x: 30, y: 40 }, 90_000));
     s.consume(usize::MAX);
+    assert_eq!((s.own_account_id(), s.server_tick_at(at(1_250))), (Some(42), 90_250));
     s.push_local_echo(at(1_250), &PeerEvent::Move { x: 33, y: 44 }).unwrap();
     assert_eq!(s.output(), player_move(Cell { x: 30, y: 40 }, Cell { x: 33, y: 44 }, 90_250));
+}
+
+/// The stream counts the server's packets and bytes it hands to the game, and keeps the last
+/// `MAP_CHANGES_MAX` map changes for a driver that does not take them, oldest dropped first.
+#[test]
+fn server_packets_are_counted_and_untaken_map_changes_are_bounded() {
+    let mut s = ReceiveStream::new(V);
+    let mut sent = 0u64;
+    let n = u16::try_from(MAP_CHANGES_MAX).unwrap() + 3;
+    for i in 0..n {
+        let mut p = vec![0x91, 0x00];
+        p.extend_from_slice(b"izlude.gat\0\0\0\0\0\0");
+        p.extend_from_slice(&i.to_le_bytes());
+        p.extend_from_slice(&110u16.to_le_bytes());
+        s.push_server(at(0), &p);
+        sent += p.len() as u64;
+    }
+    assert_eq!((s.stats().server_packets, s.stats().server_bytes), (u64::from(n), sent));
+    let xs: Vec<u16> = s
+        .take_map_changes()
+        .map(|c| match c {
+            MapChange::SameServer(m) => m.x,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(xs, (3..n).collect::<Vec<u16>>());
 }
 
 /// `ZC_STOPMOVE` puts a unit where it stopped: the peer's next walk is drawn from there.
