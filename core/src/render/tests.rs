@@ -932,6 +932,7 @@ fn every_generated_version_learns_the_units_in_view_and_draws_peers_chat_emotes_
         s.push_server(at(1000), &server[3..]);
         assert_eq!(s.desync_reason(), None, "{v}");
         assert_eq!(s.own_account_id(), Some(1), "{v}");
+        assert_eq!(s.stats().server_bytes, server.len() as u64, "{v}: every server byte counted");
         assert!(s.knows_unit(7), "{v}: the idle packet did not show unit 7");
         s.push_peer_event(at(1001), 7, &PeerEvent::Chat { text: b"Seven : hi" }).unwrap();
         s.push_peer_event(at(1002), 7, &PeerEvent::Emote { kind: 3 }).unwrap();
@@ -1049,4 +1050,19 @@ fn bytes_the_game_has_read_do_not_count_against_the_output_bound() {
     }
     s.consume(150 * 1024);
     assert_eq!(s.push_peer_event(at(2000), 7, &PeerEvent::Emote { kind: 1 }).map(|_| ()), Ok(()));
+}
+
+/// A connection that ends inside a packet hands the game what arrived of it, and counts it.
+#[test]
+fn a_connection_ending_inside_a_packet_hands_the_game_its_start() {
+    let mut s = ReceiveStream::new(V);
+    let time = notify_time(5);
+    s.push_server(at(0), &zc_aid(1));
+    s.push_server(at(0), &time[..4]);
+    assert_eq!((s.output().len(), s.pending_server_bytes()), (6, 4));
+    s.finish();
+    let mut expected = zc_aid(1);
+    expected.extend_from_slice(&time[..4]);
+    assert_eq!(s.output(), expected.as_slice());
+    assert_eq!((s.stats().server_bytes, s.pending_server_bytes()), (10, 0));
 }
