@@ -1066,3 +1066,25 @@ fn a_connection_ending_inside_a_packet_hands_the_game_its_start() {
     assert_eq!(s.output(), expected.as_slice());
     assert_eq!((s.stats().server_bytes, s.pending_server_bytes()), (10, 0));
 }
+
+/// The output bound is inclusive: with exactly `OUTPUT_BYTES_MAX` bytes waiting a peer's
+/// packet is still drawn; with more, it is refused.
+#[test]
+fn the_output_bound_is_inclusive() {
+    let mut s = stream_with_unit(V, None);
+    let header = server_chat(9, b"").len();
+    let full = server_chat(9, &[b'x'; 250]).len();
+    while OUTPUT_BYTES_MAX - s.output().len() > 2 * full {
+        s.push_server(at(1000), &server_chat(9, &[b'x'; 250]));
+    }
+    // The rest in two lines of at most 250 bytes each (longer ones are cut as rAthena cuts them).
+    let text = OUTPUT_BYTES_MAX - s.output().len() - 2 * header;
+    s.push_server(at(1000), &server_chat(9, &vec![b'y'; text / 2]));
+    s.push_server(at(1000), &server_chat(9, &vec![b'z'; text - text / 2]));
+    assert_eq!(s.output().len(), OUTPUT_BYTES_MAX);
+    assert_eq!(s.push_peer_event(at(2000), 7, &PeerEvent::Emote { kind: 1 }).map(|_| ()), Ok(()));
+    assert!(matches!(
+        s.push_peer_event(at(2000), 7, &PeerEvent::Emote { kind: 2 }),
+        Err(RenderRejected::OutputFull { .. })
+    ));
+}
