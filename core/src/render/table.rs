@@ -22,7 +22,8 @@ pub const ZC_VARIABLE_LEN_MIN: u16 = 4;
 /// Ids and lengths added to every table: in none of the CSVs, but on the wire.
 /// `0x025D`: `clif_Auction_close` sends it with `packet_len(0x25E)` = 4 (layouts.md §1).
 /// `0x0086`: `ZC_NOTIFY_MOVE`, 16 bytes, which this module injects (layouts.md §3.1).
-const QUIRKS: [(u16, ZcLen); 2] = [(0x025D, ZcLen::Fixed(4)), (0x0086, ZcLen::Fixed(16))];
+/// Both have fixed lengths.
+const QUIRKS: [(u16, u16); 2] = [(0x025D, 4), (0x0086, 16)];
 
 /// A ZC length table: id-indexed, O(1) lookup.
 #[derive(Debug)]
@@ -60,10 +61,7 @@ impl ZcTable {
                 if *slot == 0 {
                     count += 1;
                 }
-                *slot = match len {
-                    ZcLen::Fixed(n) => i32::from(n),
-                    ZcLen::Variable => -1,
-                };
+                *slot = i32::from(len);
             }
         }
         ZcTable { lens, count }
@@ -109,5 +107,25 @@ impl ZcTable {
             }
             _ => &EMPTY,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` counts distinct ids, a row repeated for an id counted once, with the quirks every
+    /// table has; variable lengths are `-1`.
+    #[test]
+    fn a_table_counts_each_id_once_with_its_quirks() {
+        let t = ZcTable::parse(["0x0001,6,a", "0x0002,-1,b", "0x0001,8,again", "junk"].into_iter());
+        assert_eq!((t.len(), t.is_empty()), (2 + QUIRKS.len(), false));
+        assert_eq!((t.get(0x0001), t.get(0x0002)), (Some(ZcLen::Fixed(8)), Some(ZcLen::Variable)));
+        let quirk_again = ZcTable::parse(["0x0086,16,notify-move"].into_iter());
+        assert_eq!(quirk_again.len(), QUIRKS.len(), "a quirk already in the rows counts once");
+        let none = ZcTable::parse(std::iter::empty());
+        assert_eq!((none.len(), none.is_empty()), (QUIRKS.len(), false));
+        assert!(ZcTable { lens: vec![0; 4], count: 0 }.is_empty());
+        assert!(ZcTable::of(PacketVersion::V20211103).len() > 500);
     }
 }
