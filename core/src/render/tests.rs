@@ -1025,17 +1025,18 @@ fn units_in_view_are_bounded_and_the_lowest_id_goes_first() {
     for aid in first..first + n {
         s.push_server(at(0), &idle_packet(V, aid, Cell { x: 5, y: 5 }));
     }
-    s.push_server(at(0), &idle_packet(V, first + 1, Cell { x: 6, y: 6 }));
-    s.push_server(at(0), &idle_packet(V, 1_000_000, Cell { x: 5, y: 5 }));
-    s.consume(usize::MAX);
-    let emote = |s: &mut ReceiveStream, aid| {
-        let r = s.push_peer_event(at(10), aid, &PeerEvent::Emote { kind: 1 }).map(|_| ());
+    let emote = |s: &mut ReceiveStream, aid, kind| {
+        s.consume(usize::MAX);
+        let r = s.push_peer_event(at(10), aid, &PeerEvent::Emote { kind }).map(|_| ());
         s.consume(usize::MAX);
         r
     };
-    assert_eq!(emote(&mut s, first), Err(RenderRejected::UnknownUnit { aid: first }));
+    s.push_server(at(0), &idle_packet(V, first + 1, Cell { x: 6, y: 6 }));
+    assert_eq!(emote(&mut s, first, 2), Ok(()), "a unit seen again evicts nothing");
+    s.push_server(at(0), &idle_packet(V, 1_000_000, Cell { x: 5, y: 5 }));
+    assert_eq!(emote(&mut s, first, 1), Err(RenderRejected::UnknownUnit { aid: first }));
     for aid in [first + 1, first + 2, first + n - 1, 1_000_000] {
-        assert_eq!(emote(&mut s, aid), Ok(()), "unit {aid}");
+        assert_eq!(emote(&mut s, aid, 1), Ok(()), "unit {aid}");
     }
 }
 
