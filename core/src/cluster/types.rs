@@ -175,7 +175,8 @@ impl StoredSeat {
 pub const ENVELOPE_BYTES_MAX: usize = 2 * limits::FRAME_BYTES_MAX + 8 * 1024;
 
 /// What kind of message a frame sent to a client is, for the adapter's metrics and audit log:
-/// decided where the message was still typed, so no adapter reads JSON to find out.
+/// decided where the message was still typed, so no adapter reads JSON to find out. Both hubs
+/// (one instance and cluster mode) use this one classification.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SentKind {

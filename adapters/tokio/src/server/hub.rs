@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::ws::Utf8Bytes;
+use ro_p2p_core::cluster::SentKind;
 use ro_p2p_core::coordinator::{ConnId, Coordinator, Input, Output};
 use ro_p2p_core::wire::{ErrorCode, ServerMessage, encode_server};
 use ro_p2p_core::{Instant as CoreInstant, SansIo};
@@ -205,16 +206,12 @@ impl Hub {
         while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Send { conn, msg } => {
-                    if matches!(msg, ServerMessage::SessionJoined { .. }) {
+                    let kind = SentKind::of(&msg);
+                    if kind == SentKind::SessionJoined {
                         self.audit.identify(conn, self.core.peer_of(conn));
                     }
                     self.audit.sent(conn, &msg);
-                    let relay = matches!(
-                        msg,
-                        ServerMessage::Offer { .. }
-                            | ServerMessage::Answer { .. }
-                            | ServerMessage::IceCandidate { .. }
-                    );
+                    let relay = kind == SentKind::Relay;
                     if self.send(conn, &msg)
                         && relay
                         && let Some(arrived) = arrived
